@@ -1,0 +1,1 @@
+"""SMS delivery-receipt ingestion pipeline."""

@@ -1,0 +1,139 @@
+"""Command line: `run`, `normalise`, `schema`, `broker` (DESIGN.md section 5)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import msgspec
+
+from schemas import ReceiptEvent
+
+from ._config import ConfigError, Settings, add_arguments, settings_from_args
+from ._core import Core, CoreConfig, Decoder, InputRecord, parse_routes
+from ._errors import DecodeError, NotReceipts
+from .providers import REGISTRY
+
+
+def event_schema() -> bytes:
+    """The canonical event's JSON Schema, as committed in schemas/receipt_event.schema.json."""
+    schema = msgspec.json.schema(ReceiptEvent)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "ReceiptEvent v1"
+    return msgspec.json.format(msgspec.json.encode(schema), indent=2) + b"\n"
+
+
+def core_config(settings: Settings) -> CoreConfig:
+    try:
+        routes = parse_routes(settings.topic_map)
+    except ValueError as exc:
+        raise ConfigError(f"invalid setting topic_map: {exc}") from None
+    return CoreConfig(
+        max_body_bytes=settings.max_body_bytes,
+        topic_routes=routes,
+        time_zones=settings.time_zones,
+    )
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    sys.stdout.buffer.write(event_schema())
+    return 0
+
+
+def _cmd_normalise(args: argparse.Namespace) -> int:
+    headers = [("provider", args.provider.encode())]
+    if args.endpoint:
+        headers.append(("endpoint", args.endpoint.encode()))
+    if args.tz:
+        headers.append(("tz", args.tz.encode()))
+    decoder = Decoder(CoreConfig(max_body_bytes=args.max_body_bytes))
+    encoder = msgspec.json.Encoder()
+    out = sys.stdout.buffer
+    status = 0
+    for name in args.files:
+        path = Path(name)
+        try:
+            body = path.read_bytes()
+        except OSError as exc:
+            print(f"{name}: cannot read: {exc.strerror}", file=sys.stderr)
+            status = 1
+            continue
+        stamp = int(path.stat().st_mtime * 1000)
+        try:
+            events = decoder.decode(InputRecord(name, 0, 0, stamp, headers, body))
+        except DecodeError as exc:
+            print(f"{name}: {exc.error_class}: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        except NotReceipts as skip:
+            print(f"{name}: no receipts ({skip.kind})", file=sys.stderr)
+            continue
+        # Encoded whole before writing, so a failing body prints nothing.
+        out.write(b"".join(encoder.encode(e) + b"\n" for e in events))
+    return status
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    config = core_config(settings)
+    if settings.source is not None:
+        from ._embedded import run_embedded
+        from ._window import Window
+
+        window = Window(settings.window_max_messages, settings.window_ttl_s * 1000)
+        return run_embedded(Core(window, config), settings.source, settings.to or "-", settings.dead_letter)
+    from ._kafka import run_kafka
+
+    return run_kafka(settings)
+
+
+def _cmd_broker(args: argparse.Namespace) -> int:
+    from ._broker import main as broker_main
+
+    return broker_main([])
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="python -m pipeline",
+        description="SMS delivery-receipt pipeline: raw provider bodies in, canonical events out.",
+    )
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="the stream processor (Kafka in, Kafka out; --from/--to for files, no Kafka)",
+        description="Run the pipeline. With --from it runs on files (embedded mode); "
+        "otherwise it consumes and produces Kafka topics.",
+    )
+    add_arguments(run)
+    run.set_defaults(func=_cmd_run)
+
+    norm = sub.add_parser("normalise", help="decode raw bodies and print canonical events")
+    norm.add_argument("--provider", required=True, choices=sorted(REGISTRY))
+    norm.add_argument("--endpoint", help="the endpoint (default: recognised from the body)")
+    norm.add_argument("--tz", help="IANA zone for naive times (default: the provider's)")
+    norm.add_argument("--max-body-bytes", type=int, default=CoreConfig().max_body_bytes)
+    norm.add_argument("files", nargs="+", metavar="FILE")
+    norm.set_defaults(func=_cmd_normalise)
+
+    schema = sub.add_parser("schema", help="print the canonical event's JSON Schema")
+    schema.set_defaults(func=_cmd_schema)
+
+    broker = sub.add_parser("broker", help="start a local Kafka broker for trying the Kafka mode")
+    broker.set_defaults(func=_cmd_broker)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code

@@ -1,0 +1,197 @@
+"""Settings for `run`: flags win over `PIPELINE_*` environment variables, which win over a TOML
+file, which wins over the defaults here. Every source is validated by one msgspec conversion, so a
+bad value stops the program with a message that names the key and where it came from."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Final, Literal
+
+import msgspec
+
+from ._errors import DEFAULT_MAX_BODY_BYTES
+
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class ConfigError(ValueError):
+    """A bad flag, environment variable or config-file value; the message names it."""
+
+
+class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    # Kafka
+    bootstrap_servers: str = "127.0.0.1:9092"
+    input_topics: list[str] = msgspec.field(default_factory=lambda: ["sms-receipts-raw"])
+    input_pattern: str | None = None
+    output_topic: str = "sms-receipts"
+    dead_letter_topic: str = "sms-receipts-dlq"
+    group_id: str = "sms-receipt-pipeline"
+    isolation_level: Literal["read_committed", "read_uncommitted"] = "read_committed"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    compression: Literal["lz4", "zstd", "gzip", "none"] = "lz4"
+    linger_ms: Annotated[int, msgspec.Meta(ge=0)] = 20
+    batch_max_records: Positive = 2000
+    fetch_max_wait_ms: Annotated[int, msgspec.Meta(ge=0)] = 100
+    startup_timeout_s: Positive = 60
+    # The core
+    window_max_messages: Positive = 5_000_000
+    window_ttl_s: Positive = 86_400
+    max_body_bytes: Positive = DEFAULT_MAX_BODY_BYTES
+    time_zones: dict[str, str] = msgspec.field(default_factory=dict)
+    topic_map: dict[str, str] = msgspec.field(default_factory=dict)
+    # Process
+    workers: Positive = 1
+    metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Embedded mode (no Kafka)
+    source: str | None = None
+    to: str | None = None
+    dead_letter: str | None = None
+
+
+HELP: Final[dict[str, str]] = {
+    "bootstrap_servers": "Kafka bootstrap servers (also KAFKA_BOOTSTRAP_SERVERS)",
+    "input_topics": "raw input topic(s), comma-separated or repeated",
+    "input_pattern": "regex of input topics (instead of --input-topics)",
+    "output_topic": "topic for canonical events (also the dedupe log read on start)",
+    "dead_letter_topic": "topic for records that cannot be decoded",
+    "group_id": "consumer group id",
+    "isolation_level": "read_committed or read_uncommitted",
+    "security_protocol": "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
+    "sasl_mechanism": "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+    "sasl_username": "SASL user name",
+    "sasl_password": "SASL password (prefer PIPELINE_SASL_PASSWORD)",
+    "ssl_cafile": "CA bundle for SSL",
+    "ssl_certfile": "client certificate for SSL",
+    "ssl_keyfile": "client key for SSL",
+    "compression": "producer compression: lz4, zstd, gzip or none",
+    "linger_ms": "producer linger in ms",
+    "batch_max_records": "records per consumer batch (getmany max_records)",
+    "fetch_max_wait_ms": "longest wait for a consumer batch to fill, in ms",
+    "startup_timeout_s": "how long to wait for the broker at start, in s",
+    "window_max_messages": "dedupe window: most messages held",
+    "window_ttl_s": "dedupe window: longest a message is held, in s of record time",
+    "max_body_bytes": "bodies larger than this are dead-lettered unparsed",
+    "time_zones": "zones for naive times: provider[/account]=Zone, comma-separated or repeated",
+    "topic_map": "provider of unlabelled topics: topic=provider[.endpoint], comma-separated",
+    "workers": "processes in the consumer group",
+    "metrics_port": "serve Prometheus /metrics and /healthz on this port (0: any free port)",
+    "log_level": "DEBUG, INFO, WARNING or ERROR",
+    "source": "embedded mode: kcat -J JSON lines, a directory of raw bodies, or - (stdin)",
+    "to": "embedded mode: where events go as JSON lines (- for stdout)",
+    "dead_letter": "embedded mode: dead-letter file (default: <to>.deadletter.jsonl, stderr for -)",
+}
+FLAG_NAMES: Final[dict[str, str]] = {"source": "--from", "to": "--to"}
+_FIELDS: Final = {f.name: f for f in msgspec.structs.fields(Settings)}
+
+
+def _default(name: str) -> Any:
+    field = _FIELDS[name]
+    if field.default is msgspec.NODEFAULT:
+        return field.default_factory() if callable(field.default_factory) else None
+    return field.default
+
+
+def _kind(name: str) -> str:
+    default = _default(name)
+    return "list" if isinstance(default, list) else "dict" if isinstance(default, dict) else "scalar"
+
+
+def _split_text(name: str, text: str) -> Any:
+    """Environment and flag text into the field's shape; numbers are converted by msgspec."""
+    kind = _kind(name)
+    if kind == "list":
+        return [item.strip() for item in text.split(",") if item.strip()]
+    if kind == "dict":
+        result = {}
+        for item in filter(None, (i.strip() for i in text.split(","))):
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ConfigError(f"{name}: expected key=value, got {item!r}")
+            result[key.strip()] = value.strip()
+        return result
+    return text
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per setting, each documented with its default."""
+    parser.add_argument("--config", metavar="FILE", help="TOML file of settings (keys as below, with _)")
+    for name in _FIELDS:
+        flag = FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
+        default = _default(name)
+        action = "append" if _kind(name) != "scalar" else "store"
+        parser.add_argument(
+            flag,
+            dest=name,
+            action=action,
+            default=argparse.SUPPRESS,
+            metavar=name.upper(),
+            help=f"{HELP[name]} (default: {default!r}; env PIPELINE_{name.upper()})",
+        )
+
+
+def load(
+    flags: Mapping[str, Any], environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Merge defaults < TOML file < environment < flags, and validate."""
+    environ = os.environ if environ is None else environ
+    merged: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    config_path = flags.get("config") or environ.get("PIPELINE_CONFIG")
+    if config_path:
+        try:
+            with open(config_path, "rb") as fh:
+                table = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"config file {config_path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {config_path}: {exc}") from None
+        for key, value in table.items():
+            if key not in _FIELDS:
+                raise ConfigError(f"config file {config_path}: unknown key {key!r}")
+            merged[key], origin[key] = value, f"config file {config_path}"
+    if "KAFKA_BOOTSTRAP_SERVERS" in environ:
+        merged["bootstrap_servers"] = environ["KAFKA_BOOTSTRAP_SERVERS"]
+        origin["bootstrap_servers"] = "env KAFKA_BOOTSTRAP_SERVERS"
+    for key, text in environ.items():
+        if key.startswith("PIPELINE_") and key != "PIPELINE_CONFIG":
+            name = key[len("PIPELINE_") :].lower()
+            if name not in _FIELDS:
+                raise ConfigError(f"unknown environment variable {key}")
+            merged[name], origin[name] = _split_text(name, text), f"env {key}"
+    for name, value in flags.items():
+        if name == "config" or name not in _FIELDS:
+            continue
+        if isinstance(value, list):  # repeated flags, each possibly comma-separated
+            parts = [_split_text(name, v) for v in value]
+            value = {k: v for p in parts for k, v in p.items()} if _kind(name) == "dict" else sum(parts, [])
+        merged[name], origin[name] = value, "flag " + FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
+    try:
+        return msgspec.convert(merged, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        match = re.search(r"\$\.(\w+)", text)
+        name = match.group(1) if match else ""
+        where = f" (from {origin[name]})" if name in origin else ""
+        raise ConfigError(f"invalid setting {name or '?'}{where}: {text}") from None
+
+
+def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
+    return load(vars(args), environ)
+
+
+def as_flags(settings: Settings, only: Sequence[str] = ()) -> dict[str, Any]:
+    """Settings as a plain dict (for handing to worker processes)."""
+    data = msgspec.to_builtins(settings)
+    assert isinstance(data, dict)
+    return {k: v for k, v in data.items() if not only or k in only}

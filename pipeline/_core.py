@@ -1,0 +1,262 @@
+"""The I/O-free core: raw records in, canonical output records and dead letters out.
+
+decode → normalise → dedupe → encode, one call per batch of records. The Kafka loop and the
+embedded file mode are thin shells around `Core.process`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Final, NamedTuple
+
+import msgspec
+
+from schemas import PROVIDER_INDEX, STATUS_INDEX, ReceiptEvent
+
+from ._context import RecordContext
+from ._errors import DEFAULT_MAX_BODY_BYTES, BodyTooLarge, DecodeError, NotReceipts, UnknownFormat
+from ._normalise import UNMAPPED_STATUSES
+from ._timefmt import zone
+from ._window import EMIT, Window, message_hash
+from .providers import REGISTRY, ProviderModule
+
+Headers = list[tuple[str, bytes]]
+
+
+class InputRecord(NamedTuple):
+    """One raw HTTP body as it sits on the input topic."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    headers: Headers
+    value: bytes
+
+
+class OutputRecord(NamedTuple):
+    """One canonical event, ready for the producer (DESIGN.md section 2)."""
+
+    key: bytes
+    value: bytes
+    headers: Headers
+    timestamp_ms: int
+
+
+class DeadLetter(NamedTuple):
+    """An input record that produced no events, with the reason in its headers."""
+
+    value: bytes
+    headers: Headers
+    timestamp_ms: int
+    error_class: str
+
+
+class Route(NamedTuple):
+    provider: str
+    endpoint: str | None
+
+
+class CoreConfig(msgspec.Struct, kw_only=True):
+    """What the core needs to know beyond the records themselves."""
+
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    #: topic → (provider, endpoint or None); consulted when a record has no `provider` header.
+    topic_routes: dict[str, Route] = msgspec.field(default_factory=dict)
+    #: "provider" or "provider/account" → IANA zone for naive times.
+    time_zones: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class BatchResult(NamedTuple):
+    outputs: list[OutputRecord]
+    dead_letters: list[DeadLetter]
+
+
+class CoreStats:
+    """Counters of the core; the window keeps its own (emitted, duplicates, stale, evictions)."""
+
+    def __init__(self) -> None:
+        self.records_in: Counter[str] = Counter()  # by provider ("unknown" when unresolved)
+        self.receipts_in: Counter[str] = Counter()  # by provider
+        self.events_out: Counter[tuple[str, str]] = Counter()  # by (provider, status)
+        self.dead_letters: Counter[str] = Counter()  # by error class
+        self.skipped: Counter[str] = Counter()  # by kind, e.g. "ultiroam.ussd"
+
+    @property
+    def unmapped_statuses(self) -> Counter[str]:
+        return UNMAPPED_STATUSES
+
+
+_ENCODER = msgspec.json.Encoder()
+# Header values repeat endlessly; encode each distinct one once.
+_PROVIDER_HEADER: Final = {p: p.encode() for p in PROVIDER_INDEX}
+_STATUS_HEADER: Final = {s: s.encode() for s in STATUS_INDEX}
+
+
+def sniff(body: bytes) -> Route | None:
+    """The provider and endpoint of an unlabelled body, from its shape alone."""
+    for module in REGISTRY.values():
+        endpoint = module.sniff(body)
+        if endpoint is not None:
+            return Route(module.PROVIDER, endpoint)
+    return None
+
+
+def _header(headers: Headers, name: str) -> str | None:
+    for key, value in headers:
+        if key == name:
+            return value.decode("utf-8", "replace") if value is not None else None
+    return None
+
+
+class Decoder:
+    """Routes a record to its provider module and decodes it; counts what it sees."""
+
+    def __init__(self, config: CoreConfig | None = None) -> None:
+        self.config = config or CoreConfig()
+        self.stats = CoreStats()
+        for name in self.config.time_zones.values():
+            zone(name)  # fail at start, not on the first record
+
+    def _route(self, record: InputRecord) -> tuple[ProviderModule, str, str | None, str | None]:
+        """(module, endpoint, account header, tz) for a record, or UnknownFormat."""
+        headers = record.headers
+        provider = endpoint = account = tz = None
+        if headers:
+            provider = _header(headers, "provider")
+            endpoint = _header(headers, "endpoint")
+            account = _header(headers, "account")
+            tz = _header(headers, "tz")
+        if provider is None:
+            route = self.config.topic_routes.get(record.topic)
+            if route is not None:
+                provider, endpoint = route.provider, endpoint or route.endpoint
+        if provider is None:
+            route = sniff(record.value)
+            if route is None:
+                raise UnknownFormat("provider not in headers or topic mapping, body shape unknown")
+            provider, endpoint = route
+        module = REGISTRY.get(provider)
+        if module is None:
+            raise UnknownFormat(f"unknown provider {provider!r}")
+        if endpoint is None:
+            endpoint = module.sniff(record.value)
+            if endpoint is None:
+                raise UnknownFormat(f"body is not a known {provider} format")
+        if tz is None and self.config.time_zones:
+            zones = self.config.time_zones
+            tz = zones.get(f"{provider}/{account}") if account else None
+            tz = tz or zones.get(provider)
+        return module, endpoint, account, tz
+
+    def decode(self, record: InputRecord) -> list[ReceiptEvent]:
+        """Events of one record; raises DecodeError (dead letter) or NotReceipts (skip)."""
+        if len(record.value) > self.config.max_body_bytes:
+            raise BodyTooLarge(
+                f"body of {len(record.value)} bytes exceeds the limit of "
+                f"{self.config.max_body_bytes}"
+            )
+        module, endpoint, account, tz = self._route(record)
+        self.stats.records_in[module.PROVIDER] += 1
+        ctx = RecordContext(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            timestamp_ms=record.timestamp_ms,
+            account=account,
+            tz=tz,
+        )
+        return module.decode(record.value, endpoint, ctx)
+
+
+class Core:
+    """decode → normalise → dedupe → encode; stateful only through its window and counters."""
+
+    def __init__(self, window: Window, config: CoreConfig | None = None) -> None:
+        self.window = window
+        self.decoder = Decoder(config)
+        self.stats = self.decoder.stats
+
+    def process(self, records: Sequence[InputRecord]) -> BatchResult:
+        """Decode, dedupe and encode one batch; every record yields events or a dead letter."""
+        stats = self.stats
+        decode = self.decoder.decode
+        events: list[ReceiptEvent] = []
+        stamps: list[int] = []
+        dead: list[DeadLetter] = []
+        now_ms = 0
+        for record in records:
+            if record.timestamp_ms > now_ms:
+                now_ms = record.timestamp_ms
+            try:
+                decoded = decode(record)
+            except DecodeError as exc:
+                dead.append(dead_letter(record, exc))
+                stats.dead_letters[exc.error_class] += 1
+                continue
+            except NotReceipts as skip:
+                stats.skipped[skip.kind] += 1
+                continue
+            events.extend(decoded)
+            stamps.extend([record.timestamp_ms] * len(decoded))
+        if not events:
+            return BatchResult([], dead)
+
+        keys = [f"{e.provider}:{e.message_key}".encode() for e in events]
+        providers = [PROVIDER_INDEX[e.provider] for e in events]
+        statuses = [STATUS_INDEX[e.status] for e in events]
+        receipts_in = stats.receipts_in
+        for e in events:
+            receipts_in[e.provider] += 1
+        verdicts = self.window.check_batch(
+            [message_hash(k) for k in keys], statuses, providers, now_ms
+        )
+
+        encode = _ENCODER.encode
+        events_out = stats.events_out
+        outputs = []
+        for event, key, verdict, stamp in zip(events, keys, verdicts, stamps, strict=True):
+            if verdict != EMIT:
+                continue
+            events_out[event.provider, event.status] += 1
+            outputs.append(
+                OutputRecord(
+                    key,
+                    encode(event),
+                    [
+                        ("event_id", event.event_id.encode()),
+                        ("provider", _PROVIDER_HEADER[event.provider]),
+                        ("status", _STATUS_HEADER[event.status]),
+                    ],
+                    stamp,
+                )
+            )
+        return BatchResult(outputs, dead)
+
+
+def dead_letter(record: InputRecord, exc: DecodeError) -> DeadLetter:
+    """The original bytes and headers, plus why and where from (DESIGN.md section 2)."""
+    headers = list(record.headers)
+    headers += [
+        ("error.class", exc.error_class.encode()),
+        ("error.message", str(exc)[:1000].encode("utf-8", "replace")),
+        ("source.topic", record.topic.encode()),
+        ("source.partition", str(record.partition).encode()),
+        ("source.offset", str(record.offset).encode()),
+    ]
+    return DeadLetter(record.value, headers, record.timestamp_ms, exc.error_class)
+
+
+def parse_routes(mapping: Mapping[str, str]) -> dict[str, Route]:
+    """`{"topic": "provider[.endpoint]"}` as routes; unknown providers are a config error."""
+    routes = {}
+    for topic, target in mapping.items():
+        provider, _, endpoint = target.partition(".")
+        if provider not in REGISTRY:
+            raise ValueError(
+                f"topic mapping {topic!r}: unknown provider {provider!r} "
+                f"(known: {', '.join(REGISTRY)})"
+            )
+        routes[topic] = Route(provider, endpoint or None)
+    return routes

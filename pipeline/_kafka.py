@@ -1,0 +1,412 @@
+"""The Kafka stream processor: a thin loop around the I/O-free core.
+
+One batch at a time: `getmany` → `Core.process` → output and dead-letter records written with the
+producer's batch API (one future per partition batch, not per record) → wait for every ack →
+commit the batch's offsets. Nothing is committed before the broker holds what it caused, so a
+crash at any point replays at most the uncommitted batch, and the dedupe window (rebuilt from the
+output topic, and kept current by following it) drops what was already emitted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final
+
+import anyio
+import msgspec
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaConnectionError, KafkaError
+
+from schemas import PROVIDER_INDEX, STATUS_INDEX
+
+from ._config import Settings
+from ._core import Core, InputRecord, parse_routes
+from ._partitioner import partitions_for
+from ._window import Window, message_hash
+
+log = logging.getLogger("pipeline.kafka")
+
+#: Size of one producer batch; large batches amortise the per-request cost.
+PRODUCER_BATCH_BYTES: Final = 1024 * 1024
+
+
+def kafka_options(settings: Settings) -> dict[str, Any]:
+    """Connection options shared by every client."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "security_protocol": settings.security_protocol,
+    }
+    if settings.sasl_mechanism:
+        options["sasl_mechanism"] = settings.sasl_mechanism
+        options["sasl_plain_username"] = settings.sasl_username
+        options["sasl_plain_password"] = settings.sasl_password
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        from aiokafka.helpers import create_ssl_context
+
+        options["ssl_context"] = create_ssl_context(
+            cafile=settings.ssl_cafile, certfile=settings.ssl_certfile, keyfile=settings.ssl_keyfile
+        )
+    return options
+
+
+async def start_with_retry(client: Any, what: str, settings: Settings) -> None:
+    """Start an aiokafka client, waiting for the broker with a bounded, logged retry."""
+    deadline = time.monotonic() + settings.startup_timeout_s
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            await client.start()
+            return
+        except KafkaConnectionError as exc:
+            if time.monotonic() >= deadline:
+                raise SystemExit(
+                    f"error: Kafka at {settings.bootstrap_servers} not reachable after "
+                    f"{settings.startup_timeout_s}s ({what}): {exc}"
+                ) from None
+            log.warning(
+                "waiting for Kafka",
+                extra={"bootstrap": settings.bootstrap_servers, "client": what, "attempt": attempt},
+            )
+            await anyio.sleep(min(2.0, 0.2 * attempt))
+
+
+class Sink:
+    """Writes records with the producer's batch API, partitioned as Kafka's Java client does."""
+
+    def __init__(self, producer: Any) -> None:
+        self.producer = producer
+        self._partitions: dict[str, int] = {}
+
+    async def partition_count(self, topic: str) -> int:
+        count = self._partitions.get(topic)
+        if count is None:
+            parts = await self.producer.partitions_for(topic)
+            count = len(parts)
+            self._partitions[topic] = count
+        return count
+
+    async def send(
+        self,
+        topic: str,
+        records: Sequence[tuple[bytes | None, bytes, list[tuple[str, bytes]], int]],
+        partitions: Sequence[int],
+    ) -> list[asyncio.Future[Any]]:
+        """Queue `records` (key, value, headers, timestamp) and return one future per batch."""
+        by_partition: dict[int, list[int]] = {}
+        for i, p in enumerate(partitions):
+            by_partition.setdefault(p, []).append(i)
+        futures = []
+        producer = self.producer
+        for partition, indexes in by_partition.items():
+            batch = producer.create_batch()
+            for i in indexes:
+                key, value, headers, stamp = records[i]
+                while batch.append(key=key, value=value, timestamp=stamp, headers=headers) is None:
+                    if batch.record_count() == 0:
+                        raise ValueError(f"record of {len(value)} bytes does not fit a batch")
+                    futures.append(await producer.send_batch(batch, topic, partition=partition))
+                    batch = producer.create_batch()
+            if batch.record_count():
+                futures.append(await producer.send_batch(batch, topic, partition=partition))
+        return futures
+
+
+class OutputFollower:
+    """Keeps the window in step with the output topic: the dedupe log of every instance.
+
+    On start it loads the last `ttl` of output records; afterwards it keeps reading, so events
+    emitted by other instances of the group (or other workers) reach this window too. It reads
+    keys and headers only: the values are never decoded.
+    """
+
+    def __init__(self, settings: Settings, window: Window) -> None:
+        self.settings = settings
+        self.window = window
+        self.consumer = AIOKafkaConsumer(
+            **kafka_options(settings),
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_bytes=16 * 1024 * 1024,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        self.loaded = 0
+
+    async def start(self) -> None:
+        await start_with_retry(self.consumer, "output follower", self.settings)
+        topic = self.settings.output_topic
+        parts = self.consumer.partitions_for_topic(topic)
+        if parts is None:
+            await self.consumer._client.force_metadata_update()
+            parts = self.consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        self.consumer.assign(tps)
+        if not tps:
+            return
+        cutoff = int(time.time() * 1000) - self.settings.window_ttl_s * 1000
+        found = await self.consumer.offsets_for_times({tp: cutoff for tp in tps})
+        ends = await self.consumer.end_offsets(tps)
+        for tp in tps:
+            hit = found.get(tp)
+            self.consumer.seek(tp, hit.offset if hit is not None else ends[tp])
+
+    async def catch_up(self) -> None:
+        """Return once everything on the output topic up to now is in the window."""
+        started = time.monotonic()
+        tps = list(self.consumer.assignment())
+        if not tps:
+            return
+        ends = await self.consumer.end_offsets(tps)
+        before = self.loaded
+        while True:
+            behind = [tp for tp in tps if await self.consumer.position(tp) < ends[tp]]
+            if not behind:
+                break
+            await self._poll(500)
+        log.info(
+            "window rebuilt from output topic",
+            extra={
+                "events": self.loaded - before,
+                "messages": len(self.window),
+                "seconds": round(time.monotonic() - started, 3),
+            },
+        )
+
+    async def _poll(self, timeout_ms: int) -> None:
+        batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=50_000)
+        hashes: list[int] = []
+        statuses: list[int] = []
+        providers: list[int] = []
+        now_ms = 0
+        for messages in batches.values():
+            for m in messages:
+                status = provider = None
+                for name, value in m.headers:
+                    if name == "status":
+                        status = STATUS_INDEX.get(value.decode())
+                    elif name == "provider":
+                        provider = PROVIDER_INDEX.get(value.decode())
+                if status is None or provider is None or m.key is None:
+                    continue  # not one of ours; the output topic should hold nothing else
+                hashes.append(message_hash(m.key))
+                statuses.append(status)
+                providers.append(provider)
+                if m.timestamp > now_ms:
+                    now_ms = m.timestamp
+        if hashes:
+            self.window.load_batch(hashes, statuses, providers, now_ms)
+            self.loaded += len(hashes)
+
+    async def follow(self) -> None:
+        while True:
+            await self._poll(200)
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Commit what is done before partitions go; catch the window up before new ones come."""
+
+    def __init__(self, processor: Processor) -> None:
+        self.processor = processor
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        # The lock is held while a batch is in hand: waiting for it means the batch is committed.
+        async with self.processor.lock:
+            log.info("partitions revoked", extra={"partitions": sorted(str(tp) for tp in revoked)})
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self.processor.follower.catch_up()
+        log.info("partitions assigned", extra={"partitions": sorted(str(tp) for tp in assigned)})
+
+
+class Processor:
+    def __init__(self, settings: Settings, core: Core) -> None:
+        self.settings = settings
+        self.core = core
+        self.lock = asyncio.Lock()
+        self.stopping = anyio.Event()
+        self.follower = OutputFollower(settings, core.window)
+        options = kafka_options(settings)
+        self.producer = AIOKafkaProducer(
+            **options,
+            enable_idempotence=True,
+            acks="all",
+            compression_type=None if settings.compression == "none" else settings.compression,
+            linger_ms=settings.linger_ms,
+            max_batch_size=PRODUCER_BATCH_BYTES,
+            max_request_size=8 * PRODUCER_BATCH_BYTES,
+        )
+        self.consumer = AIOKafkaConsumer(
+            **options,
+            group_id=settings.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level=settings.isolation_level,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_bytes=32 * 1024 * 1024,
+        )
+        self.sink = Sink(self.producer)
+        self.batches = 0
+        self.on_batch: Callable[[float, float, dict[TopicPartition, int]], None] | None = None
+
+    async def start(self) -> None:
+        await start_with_retry(self.producer, "producer", self.settings)
+        await self.follower.start()
+        await self.follower.catch_up()
+        listener = _Rebalance(self)
+        if self.settings.input_pattern:
+            self.consumer.subscribe(pattern=self.settings.input_pattern, listener=listener)
+        else:
+            self.consumer.subscribe(self.settings.input_topics, listener=listener)
+        await start_with_retry(self.consumer, "consumer", self.settings)
+        log.info(
+            "started",
+            extra={
+                "group": self.settings.group_id,
+                "inputs": self.settings.input_pattern or self.settings.input_topics,
+                "output": self.settings.output_topic,
+                "dead_letter": self.settings.dead_letter_topic,
+            },
+        )
+
+    async def run_batch(self, batches: dict[TopicPartition, list[Any]]) -> None:
+        started = time.perf_counter()
+        records = [
+            InputRecord(m.topic, m.partition, m.offset, m.timestamp, list(m.headers), m.value or b"")
+            for messages in batches.values()
+            for m in messages
+        ]
+        result = self.core.process(records)
+        futures: list[asyncio.Future[Any]] = []
+        if result.outputs:
+            topic = self.settings.output_topic
+            count = await self.sink.partition_count(topic)
+            parts = partitions_for([o.key for o in result.outputs], count)
+            futures += await self.sink.send(topic, result.outputs, parts)
+        if result.dead_letters:
+            topic = self.settings.dead_letter_topic
+            count = await self.sink.partition_count(topic)
+            dead = [(None, d.value, d.headers, d.timestamp_ms) for d in result.dead_letters]
+            parts = [i % count for i in range(len(dead))]
+            futures += await self.sink.send(topic, dead, parts)
+        if futures:
+            await asyncio.gather(*futures)
+        offsets = {tp: messages[-1].offset + 1 for tp, messages in batches.items() if messages}
+        commit_started = time.perf_counter()
+        await self.consumer.commit(offsets)
+        done = time.perf_counter()
+        self.batches += 1
+        if self.on_batch is not None:
+            self.on_batch(done - started, done - commit_started, offsets)
+
+    async def run(self) -> None:
+        fetch_wait = self.settings.fetch_max_wait_ms
+        max_records = self.settings.batch_max_records
+        while not self.stopping.is_set():
+            batches = await self.consumer.getmany(timeout_ms=fetch_wait, max_records=max_records)
+            if not batches:
+                continue
+            async with self.lock:
+                # A rebalance may have run while the batch was fetched: drop what is not ours.
+                owned = self.consumer.assignment()
+                batches = {tp: m for tp, m in batches.items() if tp in owned and m}
+                if batches:
+                    await self.run_batch(batches)
+
+    async def stop(self) -> None:
+        # Order matters: leave the group (commits are already done), then flush the producer.
+        await self.consumer.stop()
+        await self.producer.stop()
+        await self.follower.stop()
+
+
+async def _watch_signals(processor: Processor) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("stopping", extra={"signal": signal.Signals(signum).name})
+            processor.stopping.set()
+            return
+
+
+async def serve(settings: Settings, started: Callable[[Processor], Awaitable[None]] | None = None) -> None:
+    """Run one processor until SIGTERM/SIGINT; the batch in hand is finished and committed."""
+    from ._cli import core_config
+
+    window = Window(settings.window_max_messages, settings.window_ttl_s * 1000)
+    core = Core(window, core_config(settings))
+    processor = Processor(settings, core)
+    await processor.start()
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_watch_signals, processor)
+            tg.start_soon(processor.follower.follow)
+            if started is not None:
+                await started(processor)
+            await processor.run()
+            tg.cancel_scope.cancel()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await processor.stop()
+    log.info("stopped", extra={"batches": processor.batches})
+
+
+def _worker(settings_data: dict[str, Any]) -> None:
+    settings = msgspec.convert(settings_data, Settings)
+    sys.exit(run_kafka(settings))
+
+
+def _run_workers(settings: Settings) -> int:
+    """N processes in one consumer group; a signal stops them all, one failure stops the rest."""
+    ctx = multiprocessing.get_context("spawn")
+    procs = []
+    for i in range(settings.workers):
+        data = msgspec.to_builtins(settings)
+        data["workers"] = 1
+        if settings.metrics_port:
+            data["metrics_port"] = settings.metrics_port + i
+        proc = ctx.Process(target=_worker, args=(data,), name=f"pipeline-worker-{i}")
+        proc.start()
+        procs.append(proc)
+
+    def forward(signum: int, _frame: object) -> None:
+        for p in procs:
+            if p.pid is not None and p.is_alive():
+                os.kill(p.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    code = 0
+    while any(p.is_alive() for p in procs):
+        for p in procs:
+            p.join(timeout=0.2)
+            if p.exitcode not in (None, 0) and code == 0:
+                code = p.exitcode if p.exitcode > 0 else 1
+                log.error("worker failed, stopping the others", extra={"worker": p.name})
+                forward(signal.SIGTERM, None)
+    return code
+
+
+def run_kafka(settings: Settings) -> int:
+    """`python -m pipeline run` without --from: the Kafka stream processor."""
+    from ._metrics import configure_logging
+
+    configure_logging(settings.log_level)
+    parse_routes(settings.topic_map)
+    if settings.workers > 1:
+        return _run_workers(settings)
+    try:
+        anyio.run(serve, settings, backend="asyncio", backend_options={"use_uvloop": True})
+    except KafkaError as exc:
+        log.error("kafka error", extra={"error": repr(exc)})
+        return 1
+    return 0
+

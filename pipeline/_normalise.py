@@ -1,0 +1,151 @@
+"""Normalisation shared by every provider decoder: phone numbers, event ids, event assembly.
+
+Everything here runs once per report, so the costly parts are cached (bounded) and the common
+cases take a fast path before any cache is consulted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Final
+
+from schemas import FINALITY, Channel, Provider, ReceiptEvent, Source, Status
+
+from ._context import RecordContext
+
+#: Reports whose provider status matched no mapping row, by provider (they become UNKNOWN).
+UNMAPPED_STATUSES: Final[Counter[str]] = Counter()
+
+_SEPARATORS = str.maketrans("", "", " -()")
+
+
+def event_id(provider: str, message_key: str, status: str) -> str:
+    """32 hex chars, a 128-bit digest of the dedupe identity, stable across processes.
+
+    The unit separator cannot be ambiguous: provider and status come from fixed sets without it.
+    """
+    return hashlib.blake2b(
+        f"{provider}\x1f{message_key}\x1f{status}".encode(), digest_size=16
+    ).hexdigest()
+
+
+NationalRule = Callable[[str], str | None]
+
+
+def national_cn(digits: str) -> str | None:
+    """Yunpian strips +86 from mainland numbers: 11 digits starting with 1 are Chinese mobiles."""
+    return "+86" + digits if len(digits) == 11 and digits[0] == "1" else None
+
+
+def national_with_cc(digits: str) -> str | None:
+    """uSpeedo numbers carry their country code without the `+`."""
+    return "+" + digits if digits[0] != "0" else None
+
+
+def national_fr(digits: str) -> str | None:
+    """SMS Partner national numbers `0X XX XX XX XX` are French."""
+    return "+33" + digits[1:] if len(digits) == 10 and digits[0] == "0" else None
+
+
+def _is_digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+@lru_cache(maxsize=65536)
+def _e164_slow(raw: str, country_code: str | None, national: NationalRule | None) -> str:
+    cleaned = raw.strip().translate(_SEPARATORS)
+    if cleaned[:1] == "+":
+        return cleaned if _is_digits(cleaned[1:]) else raw.strip()
+    if not _is_digits(cleaned):
+        return raw.strip()
+    if country_code:
+        cc = country_code.strip().lstrip("+")
+        if _is_digits(cc):
+            return "+" + cc + (cleaned[1:] if cleaned[0] == "0" else cleaned)
+    if national is not None:
+        number = national(cleaned)
+        if number is not None:
+            return number
+    return raw.strip()
+
+
+def e164(raw: str, country_code: str | None = None, national: NationalRule | None = None) -> str:
+    """The recipient in E.164 by the rules of receipt-event.md, else the trimmed raw value."""
+    # Fast path: most numbers already arrive as `+<digits>`.
+    if raw[:1] == "+" and _is_digits(raw[1:]):
+        return raw
+    if not raw:
+        return raw
+    return _e164_slow(raw, country_code, national)
+
+
+def map_status(provider: str, table: dict[str, Status], raw: str) -> Status:
+    """The canonical status for `raw`; an unmapped value is UNKNOWN and counted."""
+    status = table.get(raw)
+    if status is None:
+        UNMAPPED_STATUSES[provider] += 1
+        return "UNKNOWN"
+    return status
+
+
+def none_if_empty(value: str | None) -> str | None:
+    return value if value else None
+
+
+def make_event(
+    ctx: RecordContext,
+    *,
+    provider: Provider,
+    channel: Channel,
+    endpoint: str,
+    index: int,
+    message_key: str,
+    status: Status,
+    provider_status: str,
+    recipient_raw: str,
+    recipient: str,
+    account: str | None = None,
+    message_id: str | None = None,
+    batch_id: str | None = None,
+    client_ref: str | None = None,
+    provider_code: str | None = None,
+    provider_message: str | None = None,
+    segments: int | None = None,
+    segments_ok: int | None = None,
+    opt_out: bool | None = None,
+    occurred_at: str | None = None,
+    occurred_at_raw: str | None = None,
+    sent_at: str | None = None,
+    time_zone: str | None = None,
+) -> ReceiptEvent:
+    """Assemble one canonical event; the `account` header wins over what the body says."""
+    return ReceiptEvent(
+        event_id=event_id(provider, message_key, status),
+        provider=provider,
+        account=ctx.account if ctx.account is not None else account,
+        channel=channel,
+        endpoint=endpoint,
+        message_key=message_key,
+        message_id=message_id,
+        batch_id=batch_id,
+        client_ref=client_ref or None,
+        recipient=recipient,
+        recipient_raw=recipient_raw,
+        status=status,
+        finality=FINALITY[status],
+        provider_status=provider_status,
+        provider_code=provider_code,
+        provider_message=provider_message,
+        segments=segments,
+        segments_ok=segments_ok,
+        opt_out=opt_out,
+        occurred_at=occurred_at,
+        occurred_at_raw=occurred_at_raw,
+        sent_at=sent_at,
+        time_zone=time_zone,
+        observed_at=ctx.observed_at,
+        source=Source(topic=ctx.topic, partition=ctx.partition, offset=ctx.offset, index=index),
+    )

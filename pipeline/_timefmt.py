@@ -1,0 +1,78 @@
+"""RFC 3339 UTC formatting and naive-local-time conversion, cached for the hot path.
+
+`datetime.strftime` and `zoneinfo` look-ups cost microseconds; receipts of one stream share days,
+hours and often whole seconds, so the expensive parts are computed once per distinct value.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from ._errors import MalformedBody
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+# Year 9999-12-31T23:59:59: anything later cannot be an RFC 3339 date.
+_MAX_EPOCH_S = 253_402_300_799
+
+
+@lru_cache(maxsize=8192)
+def _day_prefix(days: int) -> str:
+    return date.fromordinal(_EPOCH_ORDINAL + days).isoformat() + "T"
+
+
+def format_epoch_s(seconds: int) -> str:
+    """`2014-03-17T14:55:21Z` for epoch seconds (UTC)."""
+    if not 0 <= seconds <= _MAX_EPOCH_S:
+        raise MalformedBody(f"epoch seconds out of range: {seconds}")
+    days, rem = divmod(seconds, 86400)
+    hours, rem = divmod(rem, 3600)
+    minutes, secs = divmod(rem, 60)
+    return f"{_day_prefix(days)}{hours:02d}:{minutes:02d}:{secs:02d}Z"
+
+
+def format_epoch_ms(millis: int) -> str:
+    """RFC 3339 UTC for epoch milliseconds; the fraction appears only when non-zero."""
+    seconds, ms = divmod(millis, 1000)
+    text = format_epoch_s(seconds)
+    return f"{text[:-1]}.{ms:03d}Z" if ms else text
+
+
+@lru_cache(maxsize=64)
+def zone(name: str) -> ZoneInfo:
+    """The IANA zone `name`, or MalformedBody naming it (a bad `tz` header is the record's fault)."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise MalformedBody(f"unknown time zone {name!r}") from exc
+
+
+@lru_cache(maxsize=65536)
+def local_to_utc(text: str, zone_name: str) -> str:
+    """`YYYY-MM-DD HH:MM:SS` read in `zone_name`, as RFC 3339 UTC.
+
+    Whitespace between date and time is tolerated (gateways wrap it); anything else is an error.
+    Cached whole: at high volume many receipts share the same second.
+    """
+    parts = text.split()
+    if len(parts) != 2 or len(parts[0]) != 10 or len(parts[1]) != 8:
+        raise MalformedBody(f"time not in 'YYYY-MM-DD HH:MM:SS' form: {text!r}")
+    try:
+        naive = datetime.strptime(f"{parts[0]} {parts[1]}", "%Y-%m-%d %H:%M:%S")
+    except ValueError as exc:
+        raise MalformedBody(f"invalid time {text!r}") from exc
+    offset = naive.replace(tzinfo=zone(zone_name)).utcoffset()
+    assert offset is not None  # a ZoneInfo always answers
+    days = naive.toordinal() - _EPOCH_ORDINAL
+    seconds = days * 86400 + naive.hour * 3600 + naive.minute * 60 + naive.second
+    return format_epoch_s(seconds - int(offset.total_seconds()))
+
+
+def epoch_text_to_utc(value: int | str) -> str:
+    """Epoch seconds given as an int or a numeric string, as RFC 3339 UTC."""
+    if isinstance(value, str):
+        if not value.isdigit():
+            raise MalformedBody(f"epoch seconds not numeric: {value!r}")
+        value = int(value)
+    return format_epoch_s(value)

@@ -1,0 +1,31 @@
+"""msgspec structs: the canonical receipt event and each provider's wire formats."""
+
+from ._event import (
+    FINALITY,
+    PROVIDER_INDEX,
+    PROVIDERS,
+    RANK,
+    STATUS_INDEX,
+    STATUSES,
+    Channel,
+    Finality,
+    Provider,
+    ReceiptEvent,
+    Source,
+    Status,
+)
+
+__all__ = [
+    "FINALITY",
+    "PROVIDERS",
+    "PROVIDER_INDEX",
+    "RANK",
+    "STATUSES",
+    "STATUS_INDEX",
+    "Channel",
+    "Finality",
+    "Provider",
+    "ReceiptEvent",
+    "Source",
+    "Status",
+]

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from pipeline._config import ConfigError, Settings, add_arguments, load
+
+
+def flags(*argv: str) -> dict[str, object]:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return vars(parser.parse_args(argv))
+
+
+def test_defaults() -> None:
+    assert load(flags(), {}) == Settings()
+
+
+def test_flags_win_over_env_over_file(tmp_path: Path) -> None:
+    config = tmp_path / "pipeline.toml"
+    config.write_text('group_id = "from-file"\nlinger_ms = 1\nworkers = 3\n')
+    env = {"PIPELINE_LINGER_MS": "2", "PIPELINE_WORKERS": "4"}
+    settings = load(flags("--config", str(config), "--workers", "5"), env)
+    assert (settings.group_id, settings.linger_ms, settings.workers) == ("from-file", 2, 5)
+
+
+def test_lists_and_maps_from_text() -> None:
+    settings = load(
+        flags("--input-topics", "a,b", "--input-topics", "c", "--time-zones", "ultiroam=Europe/Berlin"),
+        {"PIPELINE_TOPIC_MAP": "raw-yp=yunpian.push, raw-tc=tencent"},
+    )
+    assert settings.input_topics == ["a", "b", "c"]
+    assert settings.time_zones == {"ultiroam": "Europe/Berlin"}
+    assert settings.topic_map == {"raw-yp": "yunpian.push", "raw-tc": "tencent"}
+
+
+def test_kafka_bootstrap_servers_env() -> None:
+    assert load(flags(), {"KAFKA_BOOTSTRAP_SERVERS": "h:1"}).bootstrap_servers == "h:1"
+    assert load(flags(), {"KAFKA_BOOTSTRAP_SERVERS": "h:1", "PIPELINE_BOOTSTRAP_SERVERS": "h:2"}).bootstrap_servers == "h:2"
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "named"),
+    [
+        ((), {"PIPELINE_WINDOW_TTL_S": "soon"}, "PIPELINE_WINDOW_TTL_S"),
+        ((), {"PIPELINE_NOPE": "1"}, "PIPELINE_NOPE"),
+        (("--compression", "snappy"), {}, "--compression"),
+        (("--metrics-port", "70000"), {}, "metrics_port"),
+        (("--time-zones", "yunpian"), {}, "time_zones"),
+    ],
+)
+def test_bad_values_name_the_setting(argv: tuple[str, ...], env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        load(flags(*argv), env)
+
+
+def test_bad_file_key_and_syntax(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("windw_max_messages = 3\n")
+    with pytest.raises(ConfigError, match="windw_max_messages"):
+        load(flags("--config", str(config)), {})
+    config.write_text("workers = \n")
+    with pytest.raises(ConfigError, match=str(config)):
+        load(flags("--config", str(config)), {})
+    with pytest.raises(ConfigError, match="missing.toml"):
+        load(flags("--config", str(tmp_path / "missing.toml")), {})
