@@ -83,7 +83,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from ._window import Window
 
         window = Window(settings.window_max_messages, settings.window_ttl_s * 1000)
-        return run_embedded(Core(window, config), settings.source, settings.to or "-", settings.dead_letter)
+        return run_embedded(
+            Core(window, config), settings.source, settings.to or "-", settings.dead_letter
+        )
     from ._kafka import run_kafka
 
     return run_kafka(settings)

@@ -104,7 +104,9 @@ def _default(name: str) -> Any:
 
 def _kind(name: str) -> str:
     default = _default(name)
-    return "list" if isinstance(default, list) else "dict" if isinstance(default, dict) else "scalar"
+    return (
+        "list" if isinstance(default, list) else "dict" if isinstance(default, dict) else "scalar"
+    )
 
 
 def _split_text(name: str, text: str) -> Any:
@@ -125,7 +127,9 @@ def _split_text(name: str, text: str) -> Any:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per setting, each documented with its default."""
-    parser.add_argument("--config", metavar="FILE", help="TOML file of settings (keys as below, with _)")
+    parser.add_argument(
+        "--config", metavar="FILE", help="TOML file of settings (keys as below, with _)"
+    )
     for name in _FIELDS:
         flag = FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
         default = _default(name)
@@ -140,9 +144,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         )
 
 
-def load(
-    flags: Mapping[str, Any], environ: Mapping[str, str] | None = None
-) -> Settings:
+def load(flags: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
     """Merge defaults < TOML file < environment < flags, and validate."""
     environ = os.environ if environ is None else environ
     merged: dict[str, Any] = {}
@@ -174,8 +176,15 @@ def load(
             continue
         if isinstance(value, list):  # repeated flags, each possibly comma-separated
             parts = [_split_text(name, v) for v in value]
-            value = {k: v for p in parts for k, v in p.items()} if _kind(name) == "dict" else sum(parts, [])
-        merged[name], origin[name] = value, "flag " + FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
+            value = (
+                {k: v for p in parts for k, v in p.items()}
+                if _kind(name) == "dict"
+                else [item for part in parts for item in part]
+            )
+        merged[name], origin[name] = (
+            value,
+            "flag " + FLAG_NAMES.get(name, "--" + name.replace("_", "-")),
+        )
     try:
         return msgspec.convert(merged, Settings, strict=False)
     except msgspec.ValidationError as exc:
@@ -186,7 +195,9 @@ def load(
         raise ConfigError(f"invalid setting {name or '?'}{where}: {text}") from None
 
 
-def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
+def settings_from_args(
+    args: argparse.Namespace, environ: Mapping[str, str] | None = None
+) -> Settings:
     return load(vars(args), environ)
 
 

@@ -53,7 +53,7 @@ def _pairs(flat: list[str] | None) -> list[tuple[str, bytes]]:
     return [(flat[i], flat[i + 1].encode()) for i in range(0, len(flat), 2)]
 
 
-def _parse_line(line: bytes, source: str, number: int) -> InputRecord:
+def _parse_line(line: bytes, number: int) -> InputRecord:
     env = _ENVELOPE.decode(line)
     if env.payload_b64 is not None:
         value = base64.b64decode(env.payload_b64)
@@ -80,7 +80,7 @@ def read_records(path: str) -> Iterator[InputRecord | DeadLetter]:
             if not line.strip():
                 continue
             try:
-                yield _parse_line(line, path, number)
+                yield _parse_line(line, number)
             except (msgspec.DecodeError, ValueError) as exc:
                 raw = InputRecord(path, 0, number, 0, [], line.rstrip(b"\n"))
                 yield dead_letter(raw, MalformedEnvelope(f"line {number + 1}: {exc}"))
@@ -103,7 +103,7 @@ def _dead_letter_line(dead: DeadLetter) -> bytes:
 def _open_out(path: str) -> IO[bytes]:
     if path == "-":
         return sys.stdout.buffer
-    return open(path, "wb")  # noqa: SIM115
+    return open(path, "wb")
 
 
 def default_dead_letter_path(to: str) -> str:
@@ -166,11 +166,14 @@ def summary(core: Core, records_in: int, seconds: float) -> str:
     providers = sorted(
         set(stats.records_in) | set(stats.receipts_in) | {p for p, _ in stats.events_out}
     )
-    out_by_provider = {p: sum(n for (q, _), n in stats.events_out.items() if q == p) for p in providers}
+    out_by_provider = {
+        p: sum(n for (q, _), n in stats.events_out.items() if q == p) for p in providers
+    }
     lines = [
         f"summary: {records_in} records in, {sum(stats.receipts_in.values())} receipts decoded, "
         f"{sum(out_by_provider.values())} events out, "
-        f"{sum(counters['duplicates'].values())} duplicates, {sum(counters['stale'].values())} stale, "
+        f"{sum(counters['duplicates'].values())} duplicates, "
+        f"{sum(counters['stale'].values())} stale, "
         f"{sum(stats.dead_letters.values())} dead-lettered, {sum(stats.skipped.values())} skipped "
         f"in {seconds:.2f}s",
         f"  {'provider':<12}{'records':>9}{'receipts':>10}{'out':>9}{'dup':>8}{'stale':>8}",
@@ -181,7 +184,9 @@ def summary(core: Core, records_in: int, seconds: float) -> str:
             f"{counters['duplicates'].get(p, 0):>8}{counters['stale'].get(p, 0):>8}"
         )
     if stats.dead_letters:
-        lines.append("  dead letters: " + ", ".join(f"{k}={v}" for k, v in stats.dead_letters.items()))
+        lines.append(
+            "  dead letters: " + ", ".join(f"{k}={v}" for k, v in stats.dead_letters.items())
+        )
     if stats.skipped:
         lines.append("  skipped: " + ", ".join(f"{k}={v}" for k, v in stats.skipped.items()))
     return "\n".join(lines)

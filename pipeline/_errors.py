@@ -18,7 +18,8 @@ class DecodeError(Exception):
 
 
 class MalformedBody(DecodeError):
-    """Not valid for its format: bad UTF-8, truncated JSON, wrong types, missing fields, absurd values."""
+    """Not valid for its format: bad UTF-8, truncated JSON, wrong types, missing fields,
+    absurd values."""
 
 
 class BodyTooLarge(DecodeError):

@@ -24,10 +24,11 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
-from schemas import PROVIDER_INDEX, STATUS_INDEX
+from schemas import PROVIDER_INDEX, PROVIDERS, STATUS_INDEX
 
 from ._config import Settings
 from ._core import Core, InputRecord, parse_routes
+from ._metrics import Registry, serve_metrics, standard_metrics
 from ._partitioner import partitions_for
 from ._window import Window, message_hash
 
@@ -256,6 +257,7 @@ class Processor:
         )
         self.sink = Sink(self.producer)
         self.batches = 0
+        self.positions: dict[TopicPartition, int] = {}
         self.on_batch: Callable[[float, float, dict[TopicPartition, int]], None] | None = None
 
     async def start(self) -> None:
@@ -281,7 +283,9 @@ class Processor:
     async def run_batch(self, batches: dict[TopicPartition, list[Any]]) -> None:
         started = time.perf_counter()
         records = [
-            InputRecord(m.topic, m.partition, m.offset, m.timestamp, list(m.headers), m.value or b"")
+            InputRecord(
+                m.topic, m.partition, m.offset, m.timestamp, list(m.headers), m.value or b""
+            )
             for messages in batches.values()
             for m in messages
         ]
@@ -303,6 +307,7 @@ class Processor:
         offsets = {tp: messages[-1].offset + 1 for tp, messages in batches.items() if messages}
         commit_started = time.perf_counter()
         await self.consumer.commit(offsets)
+        self.positions.update(offsets)
         done = time.perf_counter()
         self.batches += 1
         if self.on_batch is not None:
@@ -337,7 +342,47 @@ async def _watch_signals(processor: Processor) -> None:
             return
 
 
-async def serve(settings: Settings, started: Callable[[Processor], Awaitable[None]] | None = None) -> None:
+def attach_metrics(registry: Registry, processor: Processor) -> None:
+    """Export the counters the core and window already keep (read at scrape time, not per item)."""
+    m = standard_metrics(registry)
+    stats, window = processor.core.stats, processor.core.window
+    m.records_in.attach(lambda: stats.records_in)
+    m.receipts_in.attach(lambda: stats.receipts_in)
+    m.events_out.attach(lambda: stats.events_out)
+    m.dead_letters.attach(lambda: stats.dead_letters)
+    m.skipped.attach(lambda: stats.skipped)
+    m.unmapped_status.attach(lambda: stats.unmapped_statuses)
+    m.duplicates.attach(lambda: dict(zip(PROVIDERS, window.counters.duplicates, strict=True)))
+    m.stale.attach(lambda: dict(zip(PROVIDERS, window.counters.stale, strict=True)))
+    m.window_evicted_by_count.attach(
+        lambda: dict(zip(PROVIDERS, window.counters.evicted_by_count, strict=True))
+    )
+    m.window_expired.attach(lambda: dict(zip(PROVIDERS, window.counters.expired, strict=True)))
+    m.window_messages.attach(lambda: {(): len(window)})
+    consumer = processor.consumer
+
+    def lag() -> dict[tuple[str, str], float]:
+        result = {}
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            position = processor.positions.get(tp)
+            if high is not None and position is not None:
+                result[tp.topic, str(tp.partition)] = max(0, high - position)
+        return result
+
+    m.consumer_lag.attach(lag)
+
+    def on_batch(batch_s: float, commit_s: float, offsets: dict[TopicPartition, int]) -> None:
+        m.batch_seconds.observe(batch_s)
+        m.commit_seconds.observe(commit_s)
+        m.batches.inc()
+
+    processor.on_batch = on_batch
+
+
+async def serve(
+    settings: Settings, started: Callable[[Processor, int | None], Awaitable[None]] | None = None
+) -> None:
     """Run one processor until SIGTERM/SIGINT; the batch in hand is finished and committed."""
     from ._cli import core_config
 
@@ -349,8 +394,14 @@ async def serve(settings: Settings, started: Callable[[Processor], Awaitable[Non
         async with anyio.create_task_group() as tg:
             tg.start_soon(_watch_signals, processor)
             tg.start_soon(processor.follower.follow)
+            port = None
+            if settings.metrics_port is not None:
+                registry = Registry()
+                attach_metrics(registry, processor)
+                port = await tg.start(serve_metrics, registry, settings.metrics_port)
+                log.info("metrics served", extra={"port": port})
             if started is not None:
-                await started(processor)
+                await started(processor, port)
             await processor.run()
             tg.cancel_scope.cancel()
     finally:
@@ -409,4 +460,3 @@ def run_kafka(settings: Settings) -> int:
         log.error("kafka error", extra={"error": repr(exc)})
         return 1
     return 0
-

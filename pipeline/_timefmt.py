@@ -41,7 +41,7 @@ def format_epoch_ms(millis: int) -> str:
 
 @lru_cache(maxsize=64)
 def zone(name: str) -> ZoneInfo:
-    """The IANA zone `name`, or MalformedBody naming it (a bad `tz` header is the record's fault)."""
+    """The IANA zone `name`, or MalformedBody naming it (a bad `tz` header is the record's)."""
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:

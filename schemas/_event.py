@@ -40,9 +40,12 @@ STATUSES: Final[tuple[Status, ...]] = (
 STATUS_INDEX: Final[dict[str, int]] = {s: i for i, s in enumerate(STATUSES)}
 
 #: Rank for the stale rule: PENDING 1 < SENT 2 < UNKNOWN 3 < every final 4.
-RANK: Final[dict[str, int]] = {s: (1 if s == "PENDING" else 2 if s == "SENT" else 3 if s == "UNKNOWN" else 4) for s in STATUSES}
+RANK: Final[dict[str, int]] = {
+    s: (1 if s == "PENDING" else 2 if s == "SENT" else 3 if s == "UNKNOWN" else 4) for s in STATUSES
+}
 FINALITY: Final[dict[str, Finality]] = {
-    s: ("intermediate" if RANK[s] < 3 else "soft_final" if s == "UNKNOWN" else "final") for s in STATUSES
+    s: ("intermediate" if RANK[s] < 3 else "soft_final" if s == "UNKNOWN" else "final")
+    for s in STATUSES
 }
 
 

@@ -25,7 +25,11 @@ DEFAULT_TZ: Final = "Asia/Shanghai"
 
 _FIELD = b"sms_status="
 _DECODER = msgspec.json.Decoder(list[YunpianReport])
-_STATUS: Final[dict[str, Status]] = {"SUCCESS": "DELIVERED", "FAIL": "UNDELIVERED", "UNKNOWN": "UNKNOWN"}
+_STATUS: Final[dict[str, Status]] = {
+    "SUCCESS": "DELIVERED",
+    "FAIL": "UNDELIVERED",
+    "UNKNOWN": "UNKNOWN",
+}
 _FAIL_BY_CODE: Final[dict[str, Status]] = {"EXPIRED": "EXPIRED", "REJECTD": "REJECTED"}
 # Double encoding is the worst seen in the wild; more rounds would only hide garbage.
 _MAX_ROUNDS = 3

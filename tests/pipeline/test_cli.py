@@ -34,8 +34,17 @@ def test_help_lists_the_subcommands() -> None:
 
 def test_run_help_documents_every_option_with_its_default() -> None:
     text = pipeline("run", "--help").stdout.decode()
-    for flag in ("--bootstrap-servers", "--from", "--to", "--window-max-messages", "--workers",
-                 "--metrics-port", "--time-zones", "--topic-map", "--config"):
+    for flag in (
+        "--bootstrap-servers",
+        "--from",
+        "--to",
+        "--window-max-messages",
+        "--workers",
+        "--metrics-port",
+        "--time-zones",
+        "--topic-map",
+        "--config",
+    ):
         assert flag in text
     assert text.count("(default:") >= 25
 
@@ -45,7 +54,9 @@ def test_schema_is_valid_json_schema_for_events() -> None:
     assert result.returncode == 0
     schema = json.loads(result.stdout)
     jsonschema.Draft202012Validator.check_schema(schema)
-    event = json.loads((ROOT / "tests/golden/yunpian/push.expected.jsonl").read_text().splitlines()[0])
+    event = json.loads(
+        (ROOT / "tests/golden/yunpian/push.expected.jsonl").read_text().splitlines()[0]
+    )
     jsonschema.validate(event, schema)
     event["status"] = "HAPPY"
     validator = jsonschema.Draft202012Validator(schema)
@@ -54,7 +65,9 @@ def test_schema_is_valid_json_schema_for_events() -> None:
 
 def test_committed_schema_matches_the_struct() -> None:
     committed = (ROOT / "schemas/receipt_event.schema.json").read_bytes()
-    assert committed == event_schema(), "regenerate: python -m pipeline schema > schemas/receipt_event.schema.json"
+    assert committed == event_schema(), (
+        "regenerate: python -m pipeline schema > schemas/receipt_event.schema.json"
+    )
 
 
 def test_normalise_prints_events(tmp_path: Path) -> None:
@@ -65,7 +78,10 @@ def test_normalise_prints_events(tmp_path: Path) -> None:
     expected = (ROOT / "tests/golden/yunpian/push.expected.jsonl").read_bytes().splitlines()
     assert len(lines) == len(expected)
     # Same events as the golden file apart from where they came from.
-    strip = lambda raw: {k: v for k, v in msgspec.json.decode(raw).items() if k not in ("source", "observed_at")}  # noqa: E731
+    def strip(raw: bytes) -> dict[str, object]:
+        event = msgspec.json.decode(raw)
+        return {k: v for k, v in event.items() if k not in ("source", "observed_at")}
+
     assert [strip(x) for x in lines] == [strip(x) for x in expected]
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,9 @@ def test_flags_win_over_env_over_file(tmp_path: Path) -> None:
 
 def test_lists_and_maps_from_text() -> None:
     settings = load(
-        flags("--input-topics", "a,b", "--input-topics", "c", "--time-zones", "ultiroam=Europe/Berlin"),
+        flags(
+            "--input-topics", "a,b", "--input-topics", "c", "--time-zones", "ultiroam=Europe/Berlin"
+        ),
         {"PIPELINE_TOPIC_MAP": "raw-yp=yunpian.push, raw-tc=tencent"},
     )
     assert settings.input_topics == ["a", "b", "c"]
@@ -38,7 +41,12 @@ def test_lists_and_maps_from_text() -> None:
 
 def test_kafka_bootstrap_servers_env() -> None:
     assert load(flags(), {"KAFKA_BOOTSTRAP_SERVERS": "h:1"}).bootstrap_servers == "h:1"
-    assert load(flags(), {"KAFKA_BOOTSTRAP_SERVERS": "h:1", "PIPELINE_BOOTSTRAP_SERVERS": "h:2"}).bootstrap_servers == "h:2"
+    assert (
+        load(
+            flags(), {"KAFKA_BOOTSTRAP_SERVERS": "h:1", "PIPELINE_BOOTSTRAP_SERVERS": "h:2"}
+        ).bootstrap_servers
+        == "h:2"
+    )
 
 
 @pytest.mark.parametrize(
@@ -51,7 +59,9 @@ def test_kafka_bootstrap_servers_env() -> None:
         (("--time-zones", "yunpian"), {}, "time_zones"),
     ],
 )
-def test_bad_values_name_the_setting(argv: tuple[str, ...], env: dict[str, str], named: str) -> None:
+def test_bad_values_name_the_setting(
+    argv: tuple[str, ...], env: dict[str, str], named: str
+) -> None:
     with pytest.raises(ConfigError, match=named):
         load(flags(*argv), env)
 
@@ -62,7 +72,7 @@ def test_bad_file_key_and_syntax(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="windw_max_messages"):
         load(flags("--config", str(config)), {})
     config.write_text("workers = \n")
-    with pytest.raises(ConfigError, match=str(config)):
+    with pytest.raises(ConfigError, match=re.escape(str(config))):
         load(flags("--config", str(config)), {})
-    with pytest.raises(ConfigError, match="missing.toml"):
+    with pytest.raises(ConfigError, match=r"missing\.toml"):
         load(flags("--config", str(tmp_path / "missing.toml")), {})

@@ -26,6 +26,7 @@ def test_golden(body_path: Path) -> None:
     route = sniff(body)
     assert route is not None, "golden bodies carry no headers: the shape must be recognised"
     assert route.provider == body_path.parent.name
+    assert route.endpoint is not None
     ctx = RecordContext(topic="golden", partition=0, offset=7, timestamp_ms=1_700_000_000_000)
     events = REGISTRY[route.provider].decode(body, route.endpoint, ctx)
     assert [msgspec.json.encode(e) for e in events] == expected

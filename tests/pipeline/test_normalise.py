@@ -40,7 +40,9 @@ def test_e164_rules(raw: str, cc: str | None, rule: object, expected: str) -> No
 
 def test_event_id_is_stable_across_processes() -> None:
     here = event_id("yunpian", "9527", "DELIVERED")
-    code = "from pipeline._normalise import event_id; print(event_id('yunpian', '9527', 'DELIVERED'))"
+    code = (
+        "from pipeline._normalise import event_id; print(event_id('yunpian', '9527', 'DELIVERED'))"
+    )
     there = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
