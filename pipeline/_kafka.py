@@ -222,10 +222,14 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: Any) -> None:
         # The lock is held while a batch is in hand: waiting for it means the batch is committed.
         async with self.processor.lock:
+            self.processor.ready.clear()
             log.info("partitions revoked", extra={"partitions": sorted(str(tp) for tp in revoked)})
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
+        # aiokafka may fetch for the new assignment before this returns; `ready` holds the
+        # batch back until the window has everything the previous owners emitted.
         await self.processor.follower.catch_up()
+        self.processor.ready.set()
         log.info("partitions assigned", extra={"partitions": sorted(str(tp) for tp in assigned)})
 
 
@@ -234,6 +238,7 @@ class Processor:
         self.settings = settings
         self.core = core
         self.lock = asyncio.Lock()
+        self.ready = asyncio.Event()
         self.stopping = anyio.Event()
         self.follower = OutputFollower(settings, core.window)
         options = kafka_options(settings)
@@ -320,12 +325,24 @@ class Processor:
             batches = await self.consumer.getmany(timeout_ms=fetch_wait, max_records=max_records)
             if not batches:
                 continue
-            async with self.lock:
+            await self._acquire_ready()
+            try:
                 # A rebalance may have run while the batch was fetched: drop what is not ours.
                 owned = self.consumer.assignment()
                 batches = {tp: m for tp, m in batches.items() if tp in owned and m}
                 if batches:
                     await self.run_batch(batches)
+            finally:
+                self.lock.release()
+
+    async def _acquire_ready(self) -> None:
+        """Take the batch lock at a moment when no rebalance is between revoke and assign."""
+        while True:
+            await self.ready.wait()
+            await self.lock.acquire()
+            if self.ready.is_set():
+                return
+            self.lock.release()
 
     async def stop(self) -> None:
         # Order matters: leave the group (commits are already done), then flush the producer.
@@ -451,6 +468,11 @@ def run_kafka(settings: Settings) -> int:
     from ._metrics import configure_logging
 
     configure_logging(settings.log_level)
+    # aiokafka's own warnings (coordinator moves, retries) go out as the same JSON lines.
+    ours, theirs = logging.getLogger("pipeline"), logging.getLogger("aiokafka")
+    theirs.handlers[:] = ours.handlers
+    theirs.setLevel(logging.WARNING)
+    theirs.propagate = False
     parse_routes(settings.topic_map)
     if settings.workers > 1:
         return _run_workers(settings)
