@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Annotated, Final, Literal
 
 import msgspec
 
@@ -20,6 +20,15 @@ Status = Literal[
     "UNKNOWN",
 ]
 Finality = Literal["intermediate", "soft_final", "final"]
+EventId = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{32}$")]
+#: RFC 3339 UTC with `Z`, milliseconds only when non-zero.
+Timestamp = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?Z$",
+        extra_json_schema={"format": "date-time"},
+    ),
+]
 
 #: Provider ids in a fixed order; the index is the compact provider code used by the window.
 PROVIDERS: Final[tuple[Provider, ...]] = ("uspeedo", "ultiroam", "yunpian", "smspartner", "tencent")
@@ -49,7 +58,9 @@ FINALITY: Final[dict[str, Finality]] = {
 }
 
 
-class Source(msgspec.Struct, frozen=True, kw_only=True):
+# gc=False: events hold only strings, numbers and a Source, never cycles; hundreds of thousands
+# are created per second and GC tracking would only add collector passes.
+class Source(msgspec.Struct, frozen=True, gc=False):
     """Where a report came from: the raw record and the report's position in its batch."""
 
     topic: str
@@ -58,11 +69,12 @@ class Source(msgspec.Struct, frozen=True, kw_only=True):
     index: int
 
 
-class ReceiptEvent(msgspec.Struct, kw_only=True):
-    """One status of one message to one recipient, in the canonical shape."""
+# Every field is required (also `v`), so the hot path can build events positionally.
+class ReceiptEvent(msgspec.Struct, gc=False):
+    """One status of one message to one recipient, in the canonical shape (v1)."""
 
-    v: Literal[1] = 1
-    event_id: str
+    v: Literal[1]
+    event_id: EventId
     provider: Provider
     account: str | None
     channel: Channel
@@ -81,9 +93,9 @@ class ReceiptEvent(msgspec.Struct, kw_only=True):
     segments: int | None
     segments_ok: int | None
     opt_out: bool | None
-    occurred_at: str | None
+    occurred_at: Timestamp | None
     occurred_at_raw: str | None
-    sent_at: str | None
+    sent_at: Timestamp | None
     time_zone: str | None
-    observed_at: str
+    observed_at: Timestamp
     source: Source
