@@ -41,8 +41,11 @@ def national_cn(digits: str) -> str | None:
 
 
 def national_with_cc(digits: str) -> str | None:
-    """uSpeedo numbers carry their country code without the `+`."""
-    return "+" + digits if digits[0] != "0" else None
+    """uSpeedo numbers carry their country code without the `+`.
+
+    Fewer than 8 digits cannot be a country code plus a subscriber number: a short code stays raw.
+    """
+    return "+" + digits if digits[0] != "0" and len(digits) >= 8 else None
 
 
 def national_fr(digits: str) -> str | None:

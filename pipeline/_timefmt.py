@@ -72,7 +72,25 @@ def local_to_utc(text: str, zone_name: str) -> str:
 def epoch_text_to_utc(value: int | str) -> str:
     """Epoch seconds given as an int or a numeric string, as RFC 3339 UTC."""
     if isinstance(value, str):
-        if not value.isdigit():
-            raise MalformedBody(f"epoch seconds not numeric: {value!r}")
+        # isascii: str.isdigit accepts '²'; the length cap keeps int() far from its digit limit.
+        if not (value.isascii() and value.isdigit() and len(value) <= 20):
+            raise MalformedBody(f"epoch seconds not numeric: {value[:40]!r}")
         value = int(value)
     return format_epoch_s(value)
+
+
+@lru_cache(maxsize=65536)
+def provider_time(value: int | str | None, zone: str) -> tuple[str | None, str | None, str | None]:
+    """(occurred_at, occurred_at_raw, time_zone) of a provider time that is either epoch seconds
+    (an int or a digit string, UTC) or a naive `YYYY-MM-DD HH:MM:SS` read in `zone`.
+
+    Cached whole: at volume, many receipts of a stream share their second.
+    """
+    if value is None or value == "":
+        return None, None, None
+    if isinstance(value, int):
+        return format_epoch_s(value), str(value), None
+    text = value.strip()
+    if text.isascii() and text.isdigit():
+        return epoch_text_to_utc(text), value, None
+    return local_to_utc(value, zone), value, zone

@@ -16,10 +16,10 @@ from . import smspartner, tencent, ultiroam, uspeedo, yunpian
 
 class ProviderModule(Protocol):
     @property
-    def PROVIDER(self) -> str: ...  # noqa: N802 - module constant
+    def PROVIDER(self) -> str: ...
 
     @property
-    def ENDPOINTS(self) -> tuple[str, ...]: ...  # noqa: N802 - module constant
+    def ENDPOINTS(self) -> tuple[str, ...]: ...
 
     def sniff(self, body: bytes) -> str | None:
         """The endpoint if `body` has this provider's unmistakable shape, else None."""

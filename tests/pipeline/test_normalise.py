@@ -27,6 +27,7 @@ from pipeline._normalise import (
         ("15205201314", None, national_cn, "+8615205201314"),  # Yunpian mainland
         ("10086", None, national_cn, "10086"),  # short code stays raw
         ("8618512345678", None, national_with_cc, "+8618512345678"),  # uSpeedo
+        ("10086", None, national_with_cc, "10086"),  # uSpeedo short code
         ("06 12 34 56 78", None, national_fr, "+33612345678"),  # SMS Partner national
         (" 10086", None, None, "10086"),  # trimmed raw
         ("QbPtKJPa", None, national_with_cc, "QbPtKJPa"),  # placeholder: raw

@@ -1,0 +1,267 @@
+"""Tencent Cloud SMS (seed 004): `PullSmsSendStatus` poll, status callback push, `SendSms` results.
+
+Every body is decoded in one pass with one union type: a JSON array is a callback batch, an
+object is an API response envelope `{"Response": ...}` (or, rarely, a single callback object).
+The body decides the form: an `endpoint` header only has to be one of the known names.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Final
+
+import msgspec
+from msgspec import UNSET
+
+from schemas import ReceiptEvent, Status
+from schemas.tencent import (
+    TencentCallback,
+    TencentObject,
+    TencentPullStatus,
+    TencentSendStatus,
+)
+
+from .._context import RecordContext
+from .._errors import MalformedBody, NotReceipts, ProviderError, UnknownFormat
+from .._normalise import e164, make_event, map_status, none_if_empty
+from .._timefmt import provider_time
+from ._shared import decode_json, id_text
+
+PROVIDER: Final = "tencent"
+ENDPOINTS: Final = ("PullSmsSendStatus", "callback", "SendSms")
+DEFAULT_TZ: Final = "Asia/Shanghai"
+
+# Header aliases (API action names and generic channel names); the body picks the form.
+_ALIASES: Final = frozenset(
+    {
+        *ENDPOINTS,
+        "PullSmsSendStatusByPhoneNumber",
+        "poll",
+        "push",
+        "submit",
+        "PullSmsReplyStatus",
+        "PullSmsReplyStatusByPhoneNumber",
+        "SendStatusStatistics",
+        "CallbackStatusStatistics",
+    }
+)
+_DECODER = msgspec.json.Decoder(TencentObject | list[TencentCallback])
+_KEYS_DECODER = msgspec.json.Decoder(dict[str, msgspec.Raw])
+
+_STATUS: Final[dict[str, Status]] = {
+    "SUCCESS": "DELIVERED",
+    "FAIL": "UNDELIVERED",
+    "UNKNOWN": "UNKNOWN",
+}
+# A FAIL is refined by its carrier code; codes not listed stay UNDELIVERED.
+_FAIL_BY_CODE: Final[dict[str, Status]] = {
+    "EXPIRED": "EXPIRED",
+    "REJECTD": "REJECTED",
+    "DELETED": "DELETED",
+    "SUBFAIL": "FAILED",
+    "COMFAIL": "FAILED",
+    "WTNFAIL": "FAILED",
+}
+# A poll `Description` is a carrier code (`DELIVRD`, `MSBLACK`, `DB:0103`, `MK:0001`) when it is
+# upper-case letters, digits and `_:-` only; anything else (prose, Chinese text) is a message.
+_IS_CODE = re.compile(r"[A-Z0-9_:\-]+").fullmatch
+
+# Sniff rules. `{"Response":` as the first key is the Tencent Cloud API 3.0 envelope; no other
+# provider has a `Response` key (uSpeedo's `GetUSMSSendReceiptResponse` is a value, not a key).
+# Callbacks carry `nationcode`, a key no other provider uses (uSpeedo: `CountryCode`); a status
+# callback without it is still recognised by `report_status` with `errmsg` (Yunpian, whose inner
+# JSON has `report_status`, spells it `error_msg`, and arrives form-encoded anyway).
+_RESPONSE = re.compile(rb'(?:\xef\xbb\xbf)?\s*\{\s*"Response"\s*:')
+_SEND_SET = re.compile(rb'"SendStatusSet"\s*:')
+_LEAD = re.compile(rb"(?:\xef\xbb\xbf)?\s*[\[{]")
+_NATIONCODE = re.compile(rb'"nationcode"\s*:')
+_REPORT_STATUS = re.compile(rb'"report_status"\s*:')
+_ERRMSG = re.compile(rb'"errmsg"\s*:')
+_SNIFF_HEAD = 65536
+
+
+def sniff(body: bytes) -> str | None:
+    if _RESPONSE.match(body):
+        return "SendSms" if _SEND_SET.search(body) else "PullSmsSendStatus"
+    if _LEAD.match(body):
+        head = body[:_SNIFF_HEAD]
+        if _NATIONCODE.search(head) or (_REPORT_STATUS.search(head) and _ERRMSG.search(head)):
+            return "callback"
+    return None
+
+
+def _status(raw: str, code: str | None) -> Status:
+    status = _STATUS.get(raw) or map_status(PROVIDER, _STATUS, raw)  # counts the unmapped
+    if status == "UNDELIVERED" and code is not None:
+        return _FAIL_BY_CODE.get(code, status)
+    return status
+
+
+@lru_cache(maxsize=4096)
+def _describe(description: str) -> tuple[str | None, str | None]:
+    """A poll Description as (provider_code, provider_message); few distinct values, cached."""
+    return (description, None) if _IS_CODE(description) else (None, description)
+
+
+def decode(body: bytes, endpoint: str, ctx: RecordContext) -> list[ReceiptEvent]:
+    if endpoint not in _ALIASES:
+        raise UnknownFormat(f"tencent has no endpoint {endpoint!r}")
+    obj = decode_json(_DECODER, body, "tencent body")
+    if isinstance(obj, list):
+        return _callbacks(obj, ctx)
+    response = obj.Response
+    if response is None:
+        if obj.report_status is not None:
+            return _callbacks([obj], ctx)  # a lone callback object, not wrapped in an array
+        if obj.text is not UNSET:
+            raise NotReceipts("tencent.reply")
+        raise UnknownFormat(f"tencent object without Response; keys: {_keys(body)}")
+    error = response.Error
+    if error is not None:
+        raise ProviderError(f"tencent error {error.Code}: {error.Message}")
+    if response.PullSmsSendStatusSet is not UNSET:
+        return _poll(response.PullSmsSendStatusSet or [], ctx)
+    if response.SendStatusSet is not UNSET:
+        return _submit(response.SendStatusSet or [], response.RequestId, ctx)
+    if response.PullSmsReplyStatusSet is not UNSET:
+        raise NotReceipts("tencent.reply")
+    if response.SendStatusStatistics is not UNSET or response.CallbackStatusStatistics is not UNSET:
+        raise NotReceipts("tencent.statistics")
+    raise UnknownFormat(f"tencent Response without a known set; keys: {_keys(body, 'Response')}")
+
+
+def _keys(body: bytes, inner: str | None = None) -> str:
+    """The keys of the body (or of its `inner` object), for an UnknownFormat message."""
+    try:
+        keys = _KEYS_DECODER.decode(body)
+        if inner is not None:
+            keys = _KEYS_DECODER.decode(keys[inner])
+    except (msgspec.DecodeError, KeyError, RecursionError, UnicodeDecodeError):
+        return "?"
+    return ", ".join(sorted(keys)[:20]) or "none"
+
+
+def _poll(reports: list[TencentPullStatus], ctx: RecordContext) -> list[ReceiptEvent]:
+    zone = ctx.tz or DEFAULT_TZ
+    endpoint = "tencent.PullSmsSendStatus"
+    events = []
+    for index, r in enumerate(reports):
+        serial = id_text(r.SerialNo)
+        if not serial:
+            raise MalformedBody(f"tencent PullSmsSendStatusSet[{index}] has an empty SerialNo")
+        code, message = _describe(r.Description) if r.Description else (None, None)
+        phone = r.PhoneNumber
+        if phone is not None and phone[:1] == "+":
+            recipient = e164(phone)
+        elif r.SubscriberNumber and r.CountryCode is not None:
+            recipient = e164(r.SubscriberNumber, id_text(r.CountryCode))
+        elif phone or r.SubscriberNumber:
+            recipient = e164(phone or r.SubscriberNumber or "")
+        else:
+            raise MalformedBody(f"tencent PullSmsSendStatusSet[{index}] has no phone number")
+        occurred_at, occurred_raw, time_zone = provider_time(r.UserReceiveTime, zone)
+        events.append(
+            make_event(
+                ctx,
+                provider=PROVIDER,
+                channel="poll",
+                endpoint=endpoint,
+                index=index,
+                message_key=serial,
+                message_id=serial,
+                client_ref=r.SessionContext,
+                status=_status(r.ReportStatus, code),
+                provider_status=r.ReportStatus,
+                provider_code=code,
+                provider_message=message,
+                recipient_raw=phone or r.SubscriberNumber or "",
+                recipient=recipient,
+                occurred_at=occurred_at,
+                occurred_at_raw=occurred_raw,
+                time_zone=time_zone,
+            )
+        )
+    return events
+
+
+def _callbacks(reports: Sequence[TencentCallback], ctx: RecordContext) -> list[ReceiptEvent]:
+    zone = ctx.tz or DEFAULT_TZ
+    endpoint = "tencent.callback"
+    events = []
+    replies = 0
+    for index, r in enumerate(reports):
+        raw_status = r.report_status
+        if raw_status is None:
+            if r.text is not UNSET:
+                replies += 1  # a reply in the batch: not a receipt, skipped
+                continue
+            raise MalformedBody(f"tencent callback[{index}] has no report_status")
+        serial = id_text(r.sid)
+        mobile = r.mobile
+        if not serial or not mobile:
+            missing = "sid" if not serial else "mobile"
+            raise MalformedBody(f"tencent callback[{index}] lacks {missing}")
+        code = r.errmsg or None
+        occurred_at, occurred_raw, time_zone = provider_time(r.user_receive_time, zone)
+        events.append(
+            make_event(
+                ctx,
+                provider=PROVIDER,
+                channel="push",
+                endpoint=endpoint,
+                index=index,
+                message_key=serial,
+                message_id=serial,
+                status=_status(raw_status, code),
+                provider_status=raw_status,
+                provider_code=code,
+                provider_message=none_if_empty(r.description),
+                recipient_raw=mobile,
+                recipient=e164(mobile, id_text(r.nationcode)),
+                occurred_at=occurred_at,
+                occurred_at_raw=occurred_raw,
+                time_zone=time_zone,
+            )
+        )
+    if replies and not events:
+        raise NotReceipts("tencent.reply")
+    return events
+
+
+def _submit(
+    results: list[TencentSendStatus], request_id: str | None, ctx: RecordContext
+) -> list[ReceiptEvent]:
+    endpoint = "tencent.SendSms"
+    events = []
+    for index, r in enumerate(results):
+        phone = r.PhoneNumber
+        if not phone.strip():
+            raise MalformedBody(f"tencent SendStatusSet[{index}] has an empty PhoneNumber")
+        recipient = e164(phone)
+        serial = id_text(r.SerialNo) or None
+        # A number whose send failed gets no SerialNo: key it by request and recipient instead,
+        # so failures of different numbers or requests stay distinct.
+        key = serial if serial is not None else f"{request_id or ''}|{recipient}"
+        code = r.Code
+        events.append(
+            make_event(
+                ctx,
+                provider=PROVIDER,
+                channel="submit",
+                endpoint=endpoint,
+                index=index,
+                message_key=key,
+                message_id=serial,
+                client_ref=r.SessionContext,
+                status="PENDING" if code.lower() == "ok" else "FAILED",
+                provider_status=code,
+                provider_code=code,
+                provider_message=none_if_empty(r.Message),
+                segments=r.Fee,
+                recipient_raw=phone,
+                recipient=recipient,
+            )
+        )
+    return events

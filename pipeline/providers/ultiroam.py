@@ -1,0 +1,225 @@
+"""Ultiroam GSM gateway: `query_sms_result` poll and `sms_result` / `sms_deliver_status` pushes
+(seed 001).
+
+All forms decode with one struct; the receipt key present in the body picks the form, so a
+generic `push` header is enough. `time` is the gateway-local *send* time: it gives `sent_at`,
+never `occurred_at`. Other pushes on the same URL (`sms`, `ussd`, ...) are skipped as NotReceipts.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+import msgspec
+
+from schemas import Channel, ReceiptEvent, Status
+from schemas.ultiroam import (
+    UltiroamBody,
+    UltiroamDeliverStatus,
+    UltiroamHead,
+    UltiroamResult,
+)
+
+from .._context import RecordContext
+from .._errors import DecodeError, MalformedBody, NotReceipts, ProviderError, UnknownFormat
+from .._normalise import e164, make_event, map_status
+from .._timefmt import local_to_utc
+from ._shared import decode_json, id_text
+
+PROVIDER: Final = "ultiroam"
+ENDPOINTS: Final = ("query_sms_result", "sms_result", "sms_deliver_status")
+DEFAULT_TZ: Final = "UTC"  # a gateway's local time: operators must configure the real zone
+
+# Header values accepted as `endpoint`; the body's receipt key then picks the form.
+_ALIASES: Final = frozenset({*ENDPOINTS, "poll", "push", "callback"})
+_RECEIPT_KEYS: Final = frozenset({"result", "sms_result", "sms_deliver_status"})
+
+_BODY = msgspec.json.Decoder(UltiroamBody)
+_HEAD = msgspec.json.Decoder(UltiroamHead)
+_KEYS = msgspec.json.Decoder(dict[str, msgspec.Raw])
+
+_STATUS: Final[dict[str, Status]] = {
+    "SENDING": "PENDING",
+    "SENT_OK": "SENT",
+    "DELIVERED": "DELIVERED",
+    "FAILED": "FAILED",
+}
+
+
+def _tp_status(code: int) -> Status:
+    """GSM 03.40 TP-Status ranges: completed, still trying, permanent error, temporary error
+    given up; 128-255 are reserved/SC-specific, read as a permanent failure."""
+    if code < 32:
+        return "DELIVERED"
+    if code < 64:
+        return "SENT"
+    if code < 96:
+        return "UNDELIVERED"
+    if code < 128:
+        return "EXPIRED"
+    return "UNDELIVERED"
+
+
+_TP_STATUS: Final[tuple[Status, ...]] = tuple(_tp_status(c) for c in range(256))
+_TP_TEXT: Final[tuple[str, ...]] = tuple(str(c) for c in range(256))
+_ERRORS: Final[dict[str, str]] = {
+    "400": "request format is not valid",
+    "413": "more than 32 numbers",
+    "500": "other error",
+}
+_KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+# A quoted name followed by a colon can only be a JSON key (a quote inside a string is escaped).
+# Lower-case `sn`, `error_code`, `sms_result`, `sms_deliver_status` exist only here: uSpeedo's
+# keys are capitalised (`RetCode`, `MsgType`, `SessionNo`), SMS Partner uses `success`/`code`,
+# Tencent `Response`/`report_status`/`sid`, Yunpian is a form body. `result` counts only with `sn`.
+_SNIFF_BYTES = 512
+_OBJECT = re.compile(rb"\s*\{")
+_SN_KEY = re.compile(rb'"sn"\s*:')
+_ERROR_KEY = re.compile(rb'"error_code"\s*:')
+_DELIVER_KEY = re.compile(rb'"sms_deliver_status"\s*:')
+_SMS_RESULT_KEY = re.compile(rb'"sms_result"\s*:')
+_RESULT_KEY = re.compile(rb'"result"\s*:')
+
+
+def sniff(body: bytes) -> str | None:
+    # Top-level keys sit at the start of real bodies: the head decides, the whole body only
+    # when it cannot (a regex or even `in` scan of a large body costs microseconds). `push`
+    # is no decision: a receipt key may follow a long unknown field.
+    found = _sniff(body[:_SNIFF_BYTES])
+    return _sniff(body) if found in (None, "push") and len(body) > _SNIFF_BYTES else found
+
+
+def _sniff(body: bytes) -> str | None:
+    if not _OBJECT.match(body):
+        return None
+    if b'"sms_deliver_status"' in body and _DELIVER_KEY.search(body):
+        return "sms_deliver_status"
+    if b'"sms_result"' in body and _SMS_RESULT_KEY.search(body):
+        return "sms_result"
+    if b'"error_code"' in body and _ERROR_KEY.search(body):
+        return "query_sms_result"
+    if b'"sn"' in body and _SN_KEY.search(body):
+        return "query_sms_result" if b'"result"' in body and _RESULT_KEY.search(body) else "push"
+    return None
+
+
+def _provider_error(code: int | str) -> ProviderError:
+    text = str(code)[:20]
+    return ProviderError(f"ultiroam error_code {text}: {_ERRORS.get(text, 'error')}")
+
+
+def _error_code(body: bytes) -> int | str | None:
+    try:
+        return _HEAD.decode(body).error_code
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError):
+        return None
+
+
+def _read(body: bytes) -> UltiroamBody:
+    try:
+        return decode_json(_BODY, body, "ultiroam body")
+    except MalformedBody:
+        # An error answer may carry anything else; its error_code still decides the class.
+        code = _error_code(body)
+        if code is not None and code not in (200, "200"):
+            raise _provider_error(code) from None
+        raise
+
+
+def _not_receipts(body: bytes) -> DecodeError | NotReceipts:
+    """Why a body with no receipt list is skipped (another push kind) or rejected."""
+    keys = decode_json(_KEYS, body, "ultiroam body")
+    if "error_code" in keys:
+        return MalformedBody("ultiroam query_sms_result answer has no result")
+    if "sn" not in keys:
+        return MalformedBody("ultiroam body has neither sn nor a receipt list")
+    for key in keys:
+        if key in _RECEIPT_KEYS:
+            return MalformedBody(f"ultiroam {key} is null")
+        if key != "sn":
+            # Only short identifier-like names: a hostile key never becomes an arbitrary label.
+            return NotReceipts(f"ultiroam.{key}" if _KIND.fullmatch(key) else "ultiroam.other")
+    return NotReceipts("ultiroam.other")
+
+
+def _results(
+    items: list[UltiroamResult], sn: str, endpoint: str, ctx: RecordContext
+) -> list[ReceiptEvent]:
+    channel: Channel = "poll" if endpoint == "ultiroam.query_sms_result" else "push"
+    zone = ctx.tz or DEFAULT_TZ
+    events = []
+    for index, r in enumerate(items):
+        recipient = e164(r.number)
+        events.append(
+            make_event(
+                ctx,
+                provider=PROVIDER,
+                channel=channel,
+                endpoint=endpoint,
+                index=index,
+                message_key=f"{sn}|{r.port}|{recipient}|{r.ref_id}|{r.time}",
+                account=sn,
+                client_ref=id_text(r.user_id),
+                status=map_status(PROVIDER, _STATUS, r.status),
+                provider_status=r.status,
+                segments=r.count,
+                segments_ok=r.succ_count,
+                recipient_raw=r.number,
+                recipient=recipient,
+                sent_at=local_to_utc(r.time, zone),
+                time_zone=zone,
+            )
+        )
+    return events
+
+
+def _deliveries(
+    items: list[UltiroamDeliverStatus], sn: str, ctx: RecordContext
+) -> list[ReceiptEvent]:
+    zone = ctx.tz or DEFAULT_TZ
+    events = []
+    for index, r in enumerate(items):
+        code = r.status_code
+        if not 0 <= code <= 255:
+            raise MalformedBody(f"ultiroam status_code outside 0-255: {str(code)[:40]}")
+        recipient = e164(r.number)
+        events.append(
+            make_event(
+                ctx,
+                provider=PROVIDER,
+                channel="push",
+                endpoint="ultiroam.sms_deliver_status",
+                index=index,
+                message_key=f"{sn}|{r.port}|{recipient}|{r.ref_id}|{r.time}",
+                account=sn,
+                status=_TP_STATUS[code],
+                provider_status=_TP_TEXT[code],
+                provider_code=_TP_TEXT[code],
+                recipient_raw=r.number,
+                recipient=recipient,
+                sent_at=local_to_utc(r.time, zone),
+                time_zone=zone,
+            )
+        )
+    return events
+
+
+def decode(body: bytes, endpoint: str, ctx: RecordContext) -> list[ReceiptEvent]:
+    if endpoint not in _ALIASES:
+        raise UnknownFormat(f"ultiroam has no endpoint {endpoint!r}")
+    b = _read(body)
+    if b.error_code is not None and b.error_code != 200:
+        raise _provider_error(b.error_code)
+    if b.result is None and b.sms_result is None and b.sms_deliver_status is None:
+        raise _not_receipts(body)
+    if b.sn is None:
+        raise MalformedBody("ultiroam receipts without sn")
+    sn = id_text(b.sn) or ""
+    if b.result is not None:
+        return _results(b.result, sn, "ultiroam.query_sms_result", ctx)
+    if b.sms_result is not None:
+        return _results(b.sms_result, sn, "ultiroam.sms_result", ctx)
+    assert b.sms_deliver_status is not None
+    return _deliveries(b.sms_deliver_status, sn, ctx)

@@ -1,0 +1,183 @@
+"""uSpeedo: `GetUSMSSendReceipt` poll responses and `MsgType` push callbacks (seed 000).
+
+The body's shape decides the form (the shapes cannot be confused): a bare array is a push,
+an object with `MsgType` is a push envelope, an object with `RetCode` is a poll response.
+The endpoint header only has to be one of the names below.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Final
+
+import msgspec
+
+from schemas import Channel, ReceiptEvent, Status
+from schemas.uspeedo import UspeedoEnvelope, UspeedoPushReceipt, UspeedoReceipt, UspeedoSession
+
+from .._context import RecordContext
+from .._errors import MalformedBody, NotReceipts, ProviderError, UnknownFormat
+from .._normalise import e164, make_event, map_status, national_with_cc, none_if_empty
+from .._timefmt import epoch_text_to_utc
+from ._shared import decode_json, id_text
+
+PROVIDER: Final = "uspeedo"
+ENDPOINTS: Final = ("GetUSMSSendReceipt", "push")
+DEFAULT_TZ: Final = None  # uSpeedo only sends epoch seconds
+
+_POLL: Final = "uspeedo.GetUSMSSendReceipt"
+_PUSH: Final = "uspeedo.push"
+# Header values accepted as `endpoint`; the body then picks poll or push.
+_ALIASES: Final = frozenset(
+    {"GetUSMSSendReceipt", "GetUSMSSendReceiptResponse", "poll", "push", "callback"}
+)
+
+_ENVELOPE = msgspec.json.Decoder(UspeedoEnvelope)
+_SESSIONS = msgspec.json.Decoder(list[UspeedoSession])
+_PUSHED = msgspec.json.Decoder(list[UspeedoPushReceipt])
+
+# ReceiptResult is matched case-insensitively: keys lower-cased once, values per report.
+_STATUS_ROWS: Final[dict[str, Status]] = {
+    "Success": "DELIVERED",
+    "发送成功": "DELIVERED",
+    "Sent successfully": "DELIVERED",
+    "Fail": "UNDELIVERED",
+    "发送失败": "UNDELIVERED",
+    "Sending failed": "UNDELIVERED",
+    "Unknow": "UNKNOWN",
+    "UNKNOWN": "UNKNOWN",
+    "状态未知": "UNKNOWN",
+    "Unknown state": "UNKNOWN",
+    "SubmitFail": "FAILED",
+}
+_STATUS: Final[dict[str, Status]] = {k.lower(): v for k, v in _STATUS_ROWS.items()}
+_FAIL_BY_CODE: Final[dict[str, Status]] = {"EXPIRED": "EXPIRED", "REJECTD": "REJECTED"}
+# A ReceiptTime of 0 means "no time yet", not 1970.
+_NO_TIME: Final = frozenset({0, "0", ""})
+
+# A quoted name followed by a colon can only be a JSON key (a quote inside a string is escaped).
+# None of these keys exists in the other providers' formats: Yunpian is a form body, Ultiroam
+# uses lower-case `sn`/`error_code`/`sms_*`, SMS Partner `success`/`code`/`StatutResponse_List`,
+# Tencent `Response` objects and arrays of `report_status`/`sid`/`nationcode` callbacks.
+_SNIFF_BYTES = 512
+_ARRAY = re.compile(rb"\s*\[")
+_ARRAY_OF_OBJECTS = re.compile(rb"\s*\[\s*\{")
+_OBJECT = re.compile(rb"\s*\{")
+_SESSION_KEY = re.compile(rb'"SessionNo"\s*:')
+_PUSH_KEY = re.compile(rb'"MsgType"\s*:')
+_POLL_KEY = re.compile(rb'"(?:RetCode|ReceiptSet)"\s*:|"Action"\s*:\s*"GetUSMSSendReceiptResponse"')
+
+
+def sniff(body: bytes) -> str | None:
+    # Top-level keys sit at the start of real bodies: the head decides, the whole body only
+    # when it cannot (a regex or even `in` scan of a large body costs microseconds).
+    found = _sniff(body[:_SNIFF_BYTES])
+    return _sniff(body) if found is None and len(body) > _SNIFF_BYTES else found
+
+
+def _sniff(body: bytes) -> str | None:
+    if _ARRAY_OF_OBJECTS.match(body):
+        # Tencent's callback arrays never carry SessionNo.
+        return "push" if b'"SessionNo"' in body and _SESSION_KEY.search(body) else None
+    if not _OBJECT.match(body):
+        return None
+    if b'"MsgType"' in body and _PUSH_KEY.search(body):
+        return "push"
+    if (
+        b'"RetCode"' in body or b'"ReceiptSet"' in body or b"GetUSMSSendReceiptResponse" in body
+    ) and _POLL_KEY.search(body):
+        return "GetUSMSSendReceipt"
+    return None
+
+
+def _data(env: UspeedoEnvelope) -> msgspec.Raw:
+    if not env.Data:
+        raise MalformedBody("uspeedo body has no Data")
+    return env.Data
+
+
+@lru_cache(maxsize=65536)
+def _occurred(value: int | str) -> str | None:
+    """Cached: the receipts of a stream share their seconds."""
+    return None if value in _NO_TIME else epoch_text_to_utc(value)
+
+
+def _event(
+    ctx: RecordContext,
+    endpoint: str,
+    channel: Channel,
+    index: int,
+    session: str,
+    r: UspeedoReceipt,
+    account: str | None,
+) -> ReceiptEvent:
+    code = id_text(r.ReceiptCode)
+    status = map_status(PROVIDER, _STATUS, r.ReceiptResult.lower())
+    if status == "UNDELIVERED" and code:
+        status = _FAIL_BY_CODE.get(code, status)
+    recipient = e164(r.Phone, id_text(r.CountryCode), national_with_cc)
+    raw_time = r.ReceiptTime
+    return make_event(
+        ctx,
+        provider=PROVIDER,
+        channel=channel,
+        endpoint=endpoint,
+        index=index,
+        message_key=f"{session}|{recipient}",
+        batch_id=session,
+        client_ref=id_text(r.UserId),
+        account=account,
+        status=status,
+        provider_status=r.ReceiptResult,
+        provider_code=none_if_empty(code),
+        provider_message=none_if_empty(r.ReceiptDesc),
+        segments=r.CostCount,
+        recipient_raw=r.Phone,
+        recipient=recipient,
+        occurred_at=None if raw_time is None else _occurred(raw_time),
+        occurred_at_raw=none_if_empty(id_text(raw_time)),
+    )
+
+
+def _push_events(
+    items: list[UspeedoPushReceipt], account: str | None, ctx: RecordContext
+) -> list[ReceiptEvent]:
+    return [
+        _event(ctx, _PUSH, "push", i, f"{r.SessionNo}", r, id_text(r.AccountId) or account)
+        for i, r in enumerate(items)
+    ]
+
+
+def _msgtype_kind(msg_type: int) -> str:
+    if msg_type == 0:
+        return "uspeedo.inbound"
+    # Bounded, so a hostile body cannot mint unlimited metric labels.
+    return f"uspeedo.msgtype{msg_type}" if 0 < msg_type < 100 else "uspeedo.msgtype_other"
+
+
+def decode(body: bytes, endpoint: str, ctx: RecordContext) -> list[ReceiptEvent]:
+    if endpoint not in _ALIASES:
+        raise UnknownFormat(f"uspeedo has no endpoint {endpoint!r}")
+    if _ARRAY.match(body):
+        return _push_events(decode_json(_PUSHED, body, "uspeedo push array"), None, ctx)
+    # Data stays raw until the envelope says what it holds.
+    env = decode_json(_ENVELOPE, body, "uspeedo body")
+    account = id_text(env.AccountId)
+    if env.MsgType is not None:
+        if env.MsgType != 2:
+            raise NotReceipts(_msgtype_kind(env.MsgType))
+        return _push_events(decode_json(_PUSHED, _data(env), "uspeedo push Data"), account, ctx)
+    if env.RetCode is None:
+        raise MalformedBody("uspeedo body has neither MsgType nor RetCode")
+    if env.RetCode != 0:
+        raise ProviderError(f"uspeedo RetCode {env.RetCode}: {(env.Message or '')[:200]}")
+    sessions = decode_json(_SESSIONS, _data(env), "uspeedo GetUSMSSendReceipt Data")
+    events = []
+    index = 0
+    for s in sessions:
+        session = f"{s.SessionNo}"
+        for r in s.ReceiptSet:
+            events.append(_event(ctx, _POLL, "poll", index, session, r, account))
+            index += 1
+    return events

@@ -1,0 +1,49 @@
+"""uSpeedo (seed 000): the `GetUSMSSendReceipt` poll response and the `MsgType` push callback.
+
+Object bodies are first read as an envelope whose `Data` stays raw, so a provider error
+(`RetCode != 0`) or a non-receipt push (`MsgType != 2`) is classified before its `Data` is typed.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class UspeedoEnvelope(msgspec.Struct):
+    """Either object form: poll (`Action`/`RetCode`) or push (`MsgType`)."""
+
+    RetCode: int | None = None
+    Message: str | None = None
+    Action: str | None = None
+    MsgType: int | None = None
+    AccountId: int | str | None = None
+    # Empty when absent (msgspec cannot put Raw in a union with None).
+    Data: msgspec.Raw = msgspec.Raw()
+
+
+class UspeedoReceipt(msgspec.Struct):
+    """Poll `ReceiptPerPhone`."""
+
+    Phone: str
+    ReceiptResult: str
+    CostCount: int | None = None
+    ReceiptCode: int | str | None = None
+    ReceiptDesc: str | None = None
+    ReceiptTime: int | str | None = None
+    UserId: int | str | None = None
+    CountryCode: int | str | None = None
+
+
+class UspeedoSession(msgspec.Struct):
+    """Poll `ReceiptPerSession`."""
+
+    SessionNo: int | str
+    ReceiptSet: list[UspeedoReceipt]
+
+
+class UspeedoPushReceipt(UspeedoReceipt, kw_only=True):
+    """One pushed receipt (`MsgType` 2 `Data` item, or an item of a bare array): a poll receipt
+    that carries its own `SessionNo`."""
+
+    SessionNo: int | str
+    AccountId: int | str | None = None
