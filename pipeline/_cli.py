@@ -91,10 +91,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run_kafka(settings)
 
 
-def _cmd_broker(args: argparse.Namespace) -> int:
+def _cmd_broker(argv: list[str]) -> int:
     from ._broker import main as broker_main
 
-    return broker_main([])
+    return broker_main(argv)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -124,12 +124,15 @@ def parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", help="print the canonical event's JSON Schema")
     schema.set_defaults(func=_cmd_schema)
 
-    broker = sub.add_parser("broker", help="start a local Kafka broker for trying the Kafka mode")
-    broker.set_defaults(func=_cmd_broker)
+    # Listed for --help; its arguments are parsed by the broker's own parser (see main).
+    sub.add_parser("broker", help="start a local Kafka broker for trying the Kafka mode")
     return top
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["broker"]:
+        return _cmd_broker(argv[1:])
     args = parser().parse_args(argv)
     try:
         code: int = args.func(args)
