@@ -57,6 +57,21 @@ def _is_digits(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
+def _by_rules(
+    digits: str, country_code: str | None, national: NationalRule | None, raw: str
+) -> str:
+    """The rules for a number that is all digits once separators are gone."""
+    if country_code:
+        cc = country_code.strip().lstrip("+")
+        if _is_digits(cc):
+            return "+" + cc + (digits[1:] if digits[0] == "0" else digits)
+    if national is not None:
+        number = national(digits)
+        if number is not None:
+            return number
+    return raw.strip()
+
+
 @lru_cache(maxsize=65536)
 def _e164_slow(raw: str, country_code: str | None, national: NationalRule | None) -> str:
     cleaned = raw.strip().translate(_SEPARATORS)
@@ -64,22 +79,18 @@ def _e164_slow(raw: str, country_code: str | None, national: NationalRule | None
         return cleaned if _is_digits(cleaned[1:]) else raw.strip()
     if not _is_digits(cleaned):
         return raw.strip()
-    if country_code:
-        cc = country_code.strip().lstrip("+")
-        if _is_digits(cc):
-            return "+" + cc + (cleaned[1:] if cleaned[0] == "0" else cleaned)
-    if national is not None:
-        number = national(cleaned)
-        if number is not None:
-            return number
-    return raw.strip()
+    return _by_rules(cleaned, country_code, national, raw)
 
 
 def e164(raw: str, country_code: str | None = None, national: NationalRule | None = None) -> str:
     """The recipient in E.164 by the rules of receipt-event.md, else the trimmed raw value."""
-    # Fast path: most numbers already arrive as `+<digits>`.
-    if raw[:1] == "+" and _is_digits(raw[1:]):
-        return raw
+    # Fast paths, no cache: most numbers arrive as `+<digits>` or as bare digits, and distinct
+    # numbers rarely repeat, so a cache would mostly miss. Only messy values are cached.
+    if raw.isascii():
+        if raw.isdigit():
+            return _by_rules(raw, country_code, national, raw)
+        if raw[:1] == "+" and raw[1:].isdigit():
+            return raw
     if not raw:
         return raw
     return _e164_slow(raw, country_code, national)
