@@ -15,7 +15,7 @@ from schemas.yunpian import YunpianReport
 
 from .._context import RecordContext
 from .._errors import MalformedBody, UnknownFormat
-from .._normalise import e164, make_event, map_status, national_cn, none_if_empty
+from .._normalise import e164, make_event, map_status, national_cn
 from .._timefmt import local_to_utc
 from ._shared import decode_json, id_text
 
@@ -24,6 +24,7 @@ ENDPOINTS: Final = ("push",)
 DEFAULT_TZ: Final = "Asia/Shanghai"
 
 _FIELD = b"sms_status="
+_ENDPOINT: Final = "yunpian.push"
 _DECODER = msgspec.json.Decoder(list[YunpianReport])
 _STATUS: Final[dict[str, Status]] = {
     "SUCCESS": "DELIVERED",
@@ -66,22 +67,21 @@ def decode(body: bytes, endpoint: str, ctx: RecordContext) -> list[ReceiptEvent]
             break
     reports = decode_json(_DECODER, value, "yunpian sms_status")
     zone = ctx.tz or DEFAULT_TZ
-    endpoint_name = "yunpian.push"
+    status_of, fail_by_code = _STATUS.get, _FAIL_BY_CODE.get
     events = []
     for index, r in enumerate(reports):
-        code = none_if_empty(r.error_msg)
-        status = map_status(PROVIDER, _STATUS, r.report_status)
+        code = r.error_msg or None
+        status = status_of(r.report_status) or map_status(PROVIDER, _STATUS, r.report_status)
         if status == "UNDELIVERED" and code is not None:
-            status = _FAIL_BY_CODE.get(code, status)
-        sid = id_text(r.sid)
-        assert sid is not None
+            status = fail_by_code(code, status)
+        sid = r.sid if type(r.sid) is str else str(r.sid)
         raw_time = r.user_receive_time
         events.append(
             make_event(
                 ctx,
                 provider=PROVIDER,
                 channel="push",
-                endpoint=endpoint_name,
+                endpoint=_ENDPOINT,
                 index=index,
                 message_key=sid,
                 message_id=sid,
