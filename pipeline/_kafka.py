@@ -97,7 +97,7 @@ class Sink:
     async def send(
         self,
         topic: str,
-        records: Sequence[tuple[bytes | None, bytes, list[tuple[str, bytes]], int]],
+        records: Sequence[tuple[bytes | None, bytes, Sequence[tuple[str, bytes]], int]],
         partitions: Sequence[int],
     ) -> list[asyncio.Future[Any]]:
         """Queue `records` (key, value, headers, timestamp) and return one future per batch."""
@@ -289,7 +289,7 @@ class Processor:
         started = time.perf_counter()
         records = [
             InputRecord(
-                m.topic, m.partition, m.offset, m.timestamp, list(m.headers), m.value or b""
+                m.topic, m.partition, m.offset, m.timestamp, m.headers, m.value or b""
             )
             for messages in batches.values()
             for m in messages
@@ -427,7 +427,17 @@ async def serve(
     log.info("stopped", extra={"batches": processor.batches})
 
 
-def _worker(settings_data: dict[str, Any]) -> None:
+def _worker(settings_data: dict[str, Any], parent: int) -> None:
+    # Fix (issue 5, tests/integration/test_two_instances.py): a worker outlived a parent killed
+    # with SIGKILL (or by the OOM killer) and went on consuming unsupervised; a restarted
+    # parent then added its workers to the orphans. Linux sends this worker SIGTERM (a
+    # graceful stop) when the parent dies; the getppid check covers a parent that died first.
+    if sys.platform == "linux":
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        sys.exit(0)
     settings = msgspec.convert(settings_data, Settings)
     sys.exit(run_kafka(settings))
 
@@ -441,7 +451,9 @@ def _run_workers(settings: Settings) -> int:
         data["workers"] = 1
         if settings.metrics_port:
             data["metrics_port"] = settings.metrics_port + i
-        proc = ctx.Process(target=_worker, args=(data,), name=f"pipeline-worker-{i}")
+        proc = ctx.Process(
+            target=_worker, args=(data, os.getpid()), name=f"pipeline-worker-{i}"
+        )
         proc.start()
         procs.append(proc)
 
