@@ -159,7 +159,7 @@ def _results(
                 channel=channel,
                 endpoint=endpoint,
                 index=index,
-                message_key=f"{sn}|{r.port}|{recipient}|{r.ref_id}|{r.time}",
+                message_key=f"{sn}|{r.port}|{recipient}|{r.ref_id}|{_key_time(r.time)}",
                 account=sn,
                 client_ref=id_text(r.user_id),
                 status=map_status(PROVIDER, _STATUS, r.status),
@@ -192,7 +192,7 @@ def _deliveries(
                 channel="push",
                 endpoint="ultiroam.sms_deliver_status",
                 index=index,
-                message_key=f"{sn}|{r.port}|{recipient}|{r.ref_id}|{r.time}",
+                message_key=f"{sn}|{r.port}|{recipient}|{r.ref_id}|{_key_time(r.time)}",
                 account=sn,
                 status=_TP_STATUS[code],
                 provider_status=_TP_TEXT[code],
@@ -204,6 +204,12 @@ def _deliveries(
             )
         )
     return events
+
+
+def _key_time(text: str) -> str:
+    """The send time as it goes into message_key: gateways wrap the text differently between
+    push and poll, and the same SMS must get the same key."""
+    return text if len(text) == 19 else " ".join(text.split())
 
 
 def decode(body: bytes, endpoint: str, ctx: RecordContext) -> list[ReceiptEvent]:

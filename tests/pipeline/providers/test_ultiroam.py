@@ -636,3 +636,18 @@ def test_property_arbitrary_bytes(body: bytes) -> None:
 @given(mutated())
 def test_property_mutated_bodies(body: bytes) -> None:
     _survives(body)
+
+
+def test_push_and_poll_of_one_sms_share_the_key_whatever_the_wrapping() -> None:
+    from pipeline.providers import ultiroam as module
+
+    ctx = RecordContext(topic="t", partition=0, offset=0, timestamp_ms=0)
+    item = '"port":0,"number":"+8613800138000","ref_id":12,"count":1,"succ_count":1'
+    poll = (
+        b'{"error_code":200,"sn":"s",'
+        b'"result":[{%s,"time":"2014-12-21 12:06:01","status":"SENT_OK"}]}'
+    )
+    push = b'{"sn":"s","sms_result":[{%s,"time":"2014-12-21\\n\\n12:06:01","status":"DELIVERED"}]}'
+    (a,) = module.decode(poll % item.encode(), "query_sms_result", ctx)
+    (b,) = module.decode(push % item.encode(), "push", ctx)
+    assert a.message_key == b.message_key == "s|0|+8613800138000|12|2014-12-21 12:06:01"

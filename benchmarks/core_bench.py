@@ -1,0 +1,470 @@
+"""Core benchmark: decode → normalise → dedupe → encode in one process, no Kafka.
+
+Our `Core` (with the real `Window`) against the straightforward baseline (benchmarks/baseline.py),
+in the same run, on the same corpus (benchmarks/corpus.py), generated in memory once before any
+timing. Each side runs several repetitions with a fresh core/window (or baseline) each time; the
+best repetition counts. Both outputs must be equal as multisets of parsed events, with equal
+dead-letter counts, or the run fails (exit status 1). A staged re-run of the core's pieces shows
+where its time goes.
+
+    python benchmarks/core_bench.py [--quick] [--receipts N] [--seed S] [--batch B]
+
+Ends with `core receipts_per_s=<n> baseline_ratio=<x>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import hashlib
+import os
+import platform
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import msgspec  # noqa: E402
+import orjson  # noqa: E402
+
+from benchmarks import baseline as baseline_mod  # noqa: E402
+from benchmarks.corpus import Truth, generate_corpus  # noqa: E402
+from pipeline._core import Core, InputRecord  # noqa: E402
+from pipeline._errors import DecodeError, NotReceipts  # noqa: E402
+from pipeline._window import EMIT, Window, message_hash  # noqa: E402
+from schemas import PROVIDER_INDEX, STATUS_INDEX  # noqa: E402
+
+FULL = {"receipts": 1_000_000, "core_reps": 5, "baseline_reps": 2}
+QUICK = {"receipts": 30_000, "core_reps": 3, "baseline_reps": 2}
+#: Records per Core.process call, as the embedded runner batches (pipeline/_embedded.py).
+BATCH = 1000
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def _version(name: str) -> str:
+    try:
+        from importlib.metadata import version
+
+        return version(name)
+    except Exception:
+        return "?"
+
+
+def machine_lines() -> list[str]:
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+    return [
+        f"python      {platform.python_implementation()} {platform.python_version()} "
+        f"({sys.executable})",
+        f"machine     {platform.system()} {platform.machine()}, {os.cpu_count()} CPUs "
+        f"({_cpu_model()}), "
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
+        f"libraries   msgspec {_version('msgspec')}, orjson {_version('orjson')}, "
+        f"phonenumbers {_version('phonenumbers')}",
+    ]
+
+
+# -- one repetition of each side -------------------------------------------------------------------
+
+
+def run_core(
+    records: Sequence[InputRecord], batch: int = BATCH
+) -> tuple[float, list[bytes], int, Core]:
+    """(seconds, output values, dead letters, core) for one pass with a fresh window."""
+    core = Core(Window(max_messages=5_000_000, ttl_ms=86_400_000))
+    values: list[bytes] = []
+    dead = 0
+    process = core.process
+    gc.collect()
+    started = time.perf_counter()
+    for i in range(0, len(records), batch):
+        result = process(records[i : i + batch])
+        values += [o.value for o in result.outputs]
+        dead += len(result.dead_letters)
+    return time.perf_counter() - started, values, dead, core
+
+
+def run_baseline(
+    records: Sequence[InputRecord],
+) -> tuple[float, list[bytes], int, baseline_mod.Baseline]:
+    base = baseline_mod.Baseline()
+    gc.collect()
+    started = time.perf_counter()
+    outputs, dead = base.process(records)
+    seconds = time.perf_counter() - started
+    return seconds, [o.value for o in outputs], len(dead), base
+
+
+# -- equality -------------------------------------------------------------------------------------
+
+
+def _canonical(value: bytes) -> bytes:
+    return orjson.dumps(orjson.loads(value), option=orjson.OPT_SORT_KEYS)
+
+
+def _digests(values: list[bytes]) -> Counter[bytes]:
+    return Counter(hashlib.blake2b(_canonical(v), digest_size=16).digest() for v in values)
+
+
+def _place(event: dict[str, Any]) -> tuple[Any, ...]:
+    src = event["source"]
+    return (event["event_id"], src["topic"], src["partition"], src["offset"], src["index"])
+
+
+def compare(
+    core_values: list[bytes], base_values: list[bytes], limit: int = 8
+) -> tuple[bool, list[str]]:
+    """Equal as multisets of parsed events? With a field-level report of the differences."""
+    core_set, base_set = _digests(core_values), _digests(base_values)
+    if core_set == base_set:
+        return True, []
+    only_core = core_set - base_set
+    only_base = base_set - core_set
+    lines = [
+        f"MISMATCH: {sum(only_core.values())} events only from the core, "
+        f"{sum(only_base.values())} only from the baseline"
+    ]
+
+    def pick(values: list[bytes], wanted: Counter[bytes]) -> dict[tuple[Any, ...], dict[str, Any]]:
+        out = {}
+        for v in values:
+            if hashlib.blake2b(_canonical(v), digest_size=16).digest() in wanted:
+                ev = orjson.loads(v)
+                out[_place(ev)] = ev
+        return out
+
+    core_ev, base_ev = pick(core_values, only_core), pick(base_values, only_base)
+    fields: Counter[str] = Counter()
+    shown = 0
+    for place in core_ev.keys() & base_ev.keys():
+        a, b = core_ev[place], base_ev[place]
+        diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+        fields.update(f"{a['endpoint']}.{k}" for k in diff)
+        if shown < limit:
+            shown += 1
+            lines.append(
+                f"  {a['endpoint']} {place[1:]}: "
+                + "; ".join(f"{k}: core={a.get(k)!r} baseline={b.get(k)!r}" for k in diff)
+            )
+    if fields:
+        lines.append(
+            "  differing fields (endpoint.field: events): "
+            + ", ".join(f"{k}: {n}" for k, n in fields.most_common())
+        )
+    for name, mine, theirs in (("core", core_ev, base_ev), ("baseline", base_ev, core_ev)):
+        alone = [ev for place, ev in mine.items() if place not in theirs]
+        if alone:
+            by_endpoint = Counter(ev["endpoint"] for ev in alone)
+            lines.append(f"  events only the {name} emitted, by endpoint: {dict(by_endpoint)}")
+            for ev in alone[:3]:
+                lines.append(f"    {orjson.dumps(ev).decode()}")
+    return False, lines
+
+
+# -- per-stage profile of the core ----------------------------------------------------------------
+
+
+def profile_stages(records: Sequence[InputRecord], batch: int = BATCH) -> dict[str, float]:
+    """Seconds per stage, running Core.process's pieces one stage at a time per batch:
+    route+decode+normalise (Decoder.decode per record), dedupe (keys, message_hash,
+    Window.check_batch), encode (msgspec JSON and the output record's headers)."""
+    core = Core(Window(max_messages=5_000_000, ttl_ms=86_400_000))
+    decode = core.decoder.decode
+    window = core.window
+    encode = msgspec.json.Encoder().encode
+    t_decode = t_dedupe = t_encode = 0.0
+    clock = time.perf_counter
+    gc.collect()
+    for i in range(0, len(records), batch):
+        chunk = records[i : i + batch]
+        t0 = clock()
+        events: list[Any] = []
+        now_ms = 0
+        for record in chunk:
+            now_ms = max(now_ms, record.timestamp_ms)
+            with contextlib.suppress(DecodeError, NotReceipts):
+                events += decode(record)
+        t1 = clock()
+        keys = [f"{e.provider}:{e.message_key}".encode() for e in events]
+        verdicts = window.check_batch(
+            [message_hash(k) for k in keys],
+            [STATUS_INDEX[e.status] for e in events],
+            [PROVIDER_INDEX[e.provider] for e in events],
+            now_ms,
+        )
+        t2 = clock()
+        out = [
+            (
+                key,
+                encode(e),
+                [
+                    ("event_id", e.event_id.encode()),
+                    ("provider", e.provider.encode()),
+                    ("status", e.status.encode()),
+                ],
+            )
+            for e, key, verdict in zip(events, keys, verdicts, strict=True)
+            if verdict == EMIT
+        ]
+        del out
+        t3 = clock()
+        t_decode += t1 - t0
+        t_dedupe += t2 - t1
+        t_encode += t3 - t2
+    return {"decode+normalise": t_decode, "dedupe": t_dedupe, "encode": t_encode}
+
+
+def cprofile_summary(records: Sequence[InputRecord], batch: int, top: int) -> str:
+    """The `top` functions by own time in one cProfile'd core pass (cProfile inflates small
+    calls: read the shares, not the absolute times)."""
+    import cProfile
+    import io
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    run_core(records, batch)
+    profiler.disable()
+    text = io.StringIO()
+    stats = pstats.Stats(profiler, stream=text)
+    stats.strip_dirs().sort_stats("tottime").print_stats(top)
+    lines = [line for line in text.getvalue().splitlines() if line.strip()]
+    start = next(i for i, line in enumerate(lines) if line.lstrip().startswith("ncalls"))
+    return "\n".join(["core cProfile, top functions by own time:", *lines[start:]])
+
+
+# -- the benchmark --------------------------------------------------------------------------------
+
+
+def _rate(n: float, seconds: float) -> float:
+    return n / seconds if seconds > 0 else float("inf")
+
+
+def run(
+    quick: bool,
+    *,
+    seed: int = 1,
+    receipts: int | None = None,
+    core_reps: int | None = None,
+    baseline_reps: int | None = None,
+    batch: int = BATCH,
+    cprofile: int = 0,
+    out: Any = None,
+) -> dict[str, float]:
+    """Run the benchmark, print its report, return the figures (`outputs_equal` 1.0 or 0.0)."""
+    size = QUICK if quick else FULL
+    receipts = receipts or size["receipts"]
+    core_reps = core_reps or size["core_reps"]
+    baseline_reps = baseline_reps or size["baseline_reps"]
+    stream = out or sys.stdout
+
+    def say(text: str = "") -> None:
+        print(text, file=stream, flush=True)
+
+    say("== core benchmark: decode → normalise → dedupe → encode, one process, no Kafka ==")
+    for line in machine_lines():
+        say(line)
+    started = time.perf_counter()
+    records, truth = generate_corpus(seed, receipts)
+    gen_s = time.perf_counter() - started
+    # The corpus is the harness's, not the measured code's: keep it out of the collector's way
+    # (a consumer holds one batch, not a million receipts).
+    gc.collect()
+    gc.freeze()
+    try:
+        return _measure(records, truth, seed, gen_s, core_reps, baseline_reps, batch, cprofile, say)
+    finally:
+        del records
+        gc.unfreeze()
+        gc.collect()
+
+
+def _measure(
+    records: list[InputRecord],
+    truth: Truth,
+    seed: int,
+    gen_s: float,
+    core_reps: int,
+    baseline_reps: int,
+    batch: int,
+    cprofile: int,
+    say: Any,
+) -> dict[str, float]:
+    mb = truth.bytes / 1e6
+    say(
+        f"corpus      seed={seed} receipts={truth.receipts} records={truth.records} "
+        f"bytes={truth.bytes} ({mb:.1f} MB), generated in memory in {gen_s:.1f}s"
+    )
+    say(
+        f"            duplicates={truth.duplicates} ({truth.duplicates / truth.receipts:.1%}) "
+        f"stale={truth.stale} malformed={sum(truth.malformed.values())} "
+        f"({sum(truth.malformed.values()) / truth.records:.1%} of records) "
+        f"non-receipts={sum(truth.non_receipts.values())} "
+        f"headered={truth.headered / truth.records:.0%}"
+    )
+    say(
+        f"method      best of {core_reps} (core) / {baseline_reps} (baseline) repetitions, "
+        f"interleaved, time.perf_counter, fresh Core+Window / Baseline per repetition; "
+        f"core batches of {batch} records; Window(max_messages=5_000_000, ttl_ms=86_400_000); "
+        f"corpus gc.freeze()d"
+    )
+    say()
+
+    # Repetitions alternate (core, baseline, core, ...) so that both sides see the same
+    # conditions on a machine whose load varies.
+    core_times: list[float] = []
+    base_times: list[float] = []
+    core_values: list[bytes] = []
+    base_values: list[bytes] = []
+    core_dead = base_dead = 0
+    core: Core | None = None
+    base: baseline_mod.Baseline | None = None
+    for rep in range(max(core_reps, baseline_reps)):
+        if rep < core_reps:
+            seconds, values, dead, core_run = run_core(records, batch)
+            core_times.append(seconds)
+            say(
+                f"  core      rep {rep + 1}: {seconds:.3f}s  "
+                f"{_rate(truth.receipts, seconds):,.0f} receipts/s"
+            )
+            if rep == 0:
+                core_values, core_dead, core = values, dead, core_run
+            del values
+        if rep < baseline_reps:
+            seconds, values, dead, base_run = run_baseline(records)
+            base_times.append(seconds)
+            say(
+                f"  baseline  rep {rep + 1}: {seconds:.3f}s  "
+                f"{_rate(truth.receipts, seconds):,.0f} receipts/s"
+            )
+            if rep == 0:
+                base_values, base_dead, base = values, dead, base_run
+            del values
+    assert core is not None and base is not None
+
+    core_best, base_best = min(core_times), min(base_times)
+    core_rps, base_rps = _rate(truth.receipts, core_best), _rate(truth.receipts, base_best)
+    ratio = core_rps / base_rps
+    say()
+    say(
+        f"  {'side':<10}{'best s':>10}{'receipts/s':>14}{'MB/s':>9}{'events out':>12}"
+        f"{'dead letters':>14}"
+    )
+    say(
+        f"  {'core':<10}{core_best:>10.3f}{core_rps:>14,.0f}{mb / core_best:>9.1f}"
+        f"{len(core_values):>12}{core_dead:>14}"
+    )
+    say(
+        f"  {'baseline':<10}{base_best:>10.3f}{base_rps:>14,.0f}{mb / base_best:>9.1f}"
+        f"{len(base_values):>12}{base_dead:>14}"
+    )
+    say(f"  ratio     core / baseline = {ratio:.1f}x")
+    say()
+
+    equal, report = compare(core_values, base_values)
+    dead_equal = core_dead == base_dead
+    core_classes = dict(sorted(core.stats.dead_letters.items()))
+    base_classes = dict(sorted(base.dead_letters.items()))
+    say(
+        f"equality    events: {'equal' if equal else 'DIFFERENT'} "
+        f"({len(core_values)} vs {len(base_values)}); "
+        f"dead letters: {'equal' if dead_equal else 'DIFFERENT'} ({core_dead} vs {base_dead})"
+    )
+    say(f"            dead-letter classes: core {core_classes}, baseline {base_classes}")
+    for line in report:
+        say(line)
+    counters = core.window.counters.as_dict()
+    core_dups, core_stale = sum(counters["duplicates"].values()), sum(counters["stale"].values())
+    truth_ok = (
+        sum(core.stats.receipts_in.values()) == truth.receipts
+        and len(core_values) == truth.emitted
+        and core_dups == truth.duplicates
+        and core_stale == truth.stale
+    )
+    say(
+        f"truth       generator expects {truth.emitted} emitted, {truth.duplicates} duplicates, "
+        f"{truth.stale} stale; core: {len(core_values)}, {core_dups}, {core_stale}; "
+        f"baseline: {len(base_values)}, {base.duplicates}, {base.stale} -> "
+        f"{'ok' if truth_ok else 'DIFFERENT'}"
+    )
+    say()
+
+    runs = [profile_stages(records, batch) for _ in range(max(2, min(core_reps, 3)))]
+    stages = {name: min(r[name] for r in runs) for name in runs[0]}
+    staged_total = sum(stages.values())
+    say(
+        f"core profile (staged re-run of Core.process's pieces, best of {len(runs)} per stage, "
+        f"{staged_total:.3f}s in all; "
+        f"best full run {core_best:.3f}s):"
+    )
+    say(f"  {'stage':<18}{'seconds':>9}{'share':>8}{'µs/receipt':>12}")
+    for name, seconds in stages.items():
+        say(
+            f"  {name:<18}{seconds:>9.3f}{seconds / staged_total:>8.0%}"
+            f"{seconds / truth.receipts * 1e6:>12.2f}"
+        )
+    if cprofile:
+        say()
+        say(cprofile_summary(records, batch, cprofile))
+    say()
+    say(f"core receipts_per_s={core_rps:.0f} baseline_ratio={ratio:.1f}")
+    result = {
+        "receipts": float(truth.receipts),
+        "records": float(truth.records),
+        "megabytes": mb,
+        "receipts_per_s": core_rps,
+        "mb_per_s": mb / core_best,
+        "baseline_receipts_per_s": base_rps,
+        "baseline_mb_per_s": mb / base_best,
+        "baseline_ratio": ratio,
+        "outputs_equal": 1.0 if equal and dead_equal else 0.0,
+        "truth_ok": 1.0 if truth_ok else 0.0,
+    }
+    result.update({f"stage_{k}_s": v for k, v in stages.items()})
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--quick", action="store_true", help=f"{QUICK['receipts']} receipts, fewer repetitions"
+    )
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--receipts", type=int, default=None)
+    parser.add_argument("--core-reps", type=int, default=None)
+    parser.add_argument("--baseline-reps", type=int, default=None)
+    parser.add_argument("--batch", type=int, default=BATCH, help="records per Core.process call")
+    parser.add_argument(
+        "--cprofile", type=int, default=0, metavar="N", help="also print the top N functions"
+    )
+    args = parser.parse_args(argv)
+    result = run(
+        args.quick,
+        seed=args.seed,
+        receipts=args.receipts,
+        core_reps=args.core_reps,
+        baseline_reps=args.baseline_reps,
+        batch=args.batch,
+        cprofile=args.cprofile,
+    )
+    return 0 if result["outputs_equal"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
