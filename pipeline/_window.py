@@ -9,9 +9,9 @@ Events earlier in the same batch count as emitted.
 Design
 ------
 * Messages are keyed by a 60-bit integer (:func:`message_hash` of the output record key
-  ``b"<provider>:<message_key>"``): 60 bits keep every key a 32-byte int object. The value is
-  the 9-bit emitted-status mask, always one of the pre-built ints of ``_VALUES`` so values cost
-  no memory per message.
+  ``b"<provider>:<message_key>"``): 60 bits keep every key a 32-byte int object (the window
+  keeps the caller's int objects as its dict keys). The value is the 9-bit emitted-status
+  mask, always one of the pre-built ints of ``_VALUES`` so values cost no memory per message.
 * Messages live in a ring of generations, one plain dict each, newest first. New messages go
   into the current generation, which rotates once it has taken ``ceil(max/G)`` inserts or spans
   ``ttl/G`` of time. A message emitting a new status from an older generation is *moved* into
@@ -30,11 +30,13 @@ Design
   is the time of its last insert. So an emission is remembered for at least ``ttl`` (unless
   evicted by count) and forgotten at most about ``ttl + ttl/G`` later: eviction granularity is
   one generation (``max/G`` messages or ``ttl/G`` of time).
-* A 1-byte-per-bucket hint table records, per ``hash & mask`` bucket, the generation tag of the
-  last insert into that bucket. A key is held only in a generation no newer than its bucket's tag,
-  so most new messages are known absent after one byte read instead of a miss in every
-  generation, and known messages are looked up starting from the right generation. Tags age out
-  by themselves, so retiring a generation never touches the table.
+* Lookups try the current generation first (most reports are for recent messages). Beyond it,
+  a hint table (one byte per bucket, 4 to 8 buckets per message) records per ``hash & mask``
+  bucket the generation tag of the last insert into that bucket. A key is held only in a
+  generation no newer than its bucket's tag, so most new messages are known absent after one
+  byte read instead of a miss in every generation, and older messages are probed from the
+  right generation on. Tags age out by themselves: retiring a generation never touches the
+  table.
 * Retiring a generation is O(1): per-provider live counts are kept per generation (for the
   eviction counters; the hot loop writes a code per event and the counts are derived from the
   codes in C), and its dict joins a backlog that each call releases by a bounded number of
@@ -56,8 +58,9 @@ Limits
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from itertools import repeat
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from itertools import repeat, starmap
 from typing import Final
 
 from schemas._event import PROVIDERS, RANK, STATUSES
@@ -76,7 +79,8 @@ _RANKS: Final = tuple(RANK[s] for s in STATUSES)
 _STATUS_CODES: Final = bytes(range(_NS))
 _PROVIDER_CODES: Final = bytes(range(_NP))
 _MAX_GENERATIONS: Final = 64
-#: Live generations stay far below this (<= 2*generations + 2), so their 8-bit tags differ.
+#: Live generations stay far below this (at most G full ones, plus about G + 2 rotated by time,
+#: which are >= ttl/G apart), so their 8-bit tags differ.
 _MAX_LIVE: Final = 250
 
 # Per-event codes the hot loop writes; 0 and 3 both become EMIT in the returned verdicts.
@@ -111,24 +115,34 @@ _NEXT: Final = tuple(
     _VALUES[m | (1 << s)] if s < _NS else _VALUES[m] for m in range(1 << _NS) for s in range(16)
 )
 
+_consume: Final[Callable[[Iterable[object]], None]] = deque[object](maxlen=0).extend  # in C
+
 _blake2b = hashlib.blake2b
 _from_bytes = int.from_bytes
+# 60 bits fit two 30-bit digits: a 32-byte int object. ``& mask`` allocates the result at that
+# size; ``>> 4`` would not (CPython sizes a shift's result from the 3-digit int that
+# int.from_bytes makes of 8 bytes, so each key would take a 48-byte block). Same for
+# random.getrandbits(60).
+_MASK60: Final = (1 << 60) - 1
 
 
 def message_hash(key: bytes) -> int:
     """60-bit hash of the output record key ``b"<provider>:<message_key>"``.
 
-    Stable across processes and Python versions (BLAKE2b, 8-byte digest, top 60 bits kept so
-    the int is a 32-byte object). About 0.6 µs per key.
+    The key must hold everything that identifies the message (the account too, if message keys
+    are only unique per account): the window's identity is (key, status). Stable across
+    processes and Python versions (BLAKE2b, 8-byte digest), so hashes may be computed in another
+    process than the window's. About 0.6 µs per key.
     """
-    return _from_bytes(_blake2b(key, digest_size=8).digest(), "little") >> 4
+    return _from_bytes(_blake2b(key, digest_size=8).digest(), "little") & _MASK60
 
 
 def message_hashes(keys: Sequence[bytes]) -> list[int]:
     """:func:`message_hash` of each key (a loop with local aliases, for rebuilds)."""
     b2 = _blake2b
     fb = _from_bytes
-    return [fb(b2(k, digest_size=8).digest(), "little") >> 4 for k in keys]
+    mask = _MASK60
+    return [fb(b2(k, digest_size=8).digest(), "little") & mask for k in keys]
 
 
 class WindowCounters:
@@ -184,7 +198,8 @@ class Window:
         self.generations: Final = _positive_int("generations", generations, _MAX_GENERATIONS)
         self._cap = -(-self.max_messages // self.generations)  # inserts per generation
         self._span = max(1, self.ttl_ms // self.generations)  # time per generation
-        # Hint buckets: >= 4 per message (1 - e**-0.25: ~22% of new keys need a dict probe).
+        # Hint buckets: a power of two, 4 to 8 per message: 12-22% of new messages find their
+        # bucket taken by a live key and need dict probes (1 - e**(-messages/buckets)).
         size = 1024
         while size < 4 * self.max_messages:
             size <<= 1
@@ -223,16 +238,16 @@ class Window:
         now_ms: int,
     ) -> bytearray:
         """One verdict (EMIT, DUPLICATE, STALE) per event, events applied in order."""
-        pb, out = self._apply(hashes, statuses, providers, now_ms, _CHECK)
+        joint, out = self._apply(hashes, statuses, providers, now_ms, _CHECK)
         if out:
-            joint = _joint(pb, out)
             c = self.counters
             emitted, duplicates, stale = c.emitted, c.duplicates, c.stale
+            count = joint.count
             for p in range(_NP):
                 code = p << 2
-                emitted[p] += joint.count(code | _EMIT_IN_PLACE) + joint.count(code | _INSERTED)
-                duplicates[p] += joint.count(code | DUPLICATE)
-                stale[p] += joint.count(code | STALE)
+                emitted[p] += count(code | _EMIT_IN_PLACE) + count(code | _INSERTED)
+                duplicates[p] += count(code | DUPLICATE)
+                stale[p] += count(code | STALE)
         return out.translate(_VERDICT)
 
     def load_batch(
@@ -262,7 +277,8 @@ class Window:
         self._dicts = [g.d for g in ring]
         self._counts = [g.counts for g in ring]
         # Age (index in the ring) of the generation a bucket tag designates; None for tags of
-        # no live generation. Live tags are distinct: tags cycle through 1..255, live gens < 255.
+        # no live generation. Live tags are distinct: tags cycle through 1..255, and fewer than
+        # _MAX_LIVE generations are live.
         ages: list[int | None] = [None] * 256
         for age, gen in enumerate(ring):
             ages[gen.tag] = age
@@ -312,9 +328,7 @@ class Window:
         while budget > 0 and retired:
             d = retired[-1]
             k = min(budget, len(d))
-            pop = d.popitem
-            for _ in repeat(None, k):
-                pop()
+            _consume(starmap(d.popitem, repeat((), k)))  # k popitem() calls, looped in C
             budget -= k
             if not d:
                 retired.pop()
@@ -327,7 +341,7 @@ class Window:
         now_ms: int,
         table: tuple[int, ...],
     ) -> tuple[bytes, bytearray]:
-        """Apply a batch; returns (provider codes as bytes, per-event codes)."""
+        """Apply a batch; returns (``provider << 2 | code`` per event, code per event)."""
         n = len(hashes)
         if len(statuses) != n:
             raise ValueError(f"statuses has {len(statuses)} items, hashes {n}")
@@ -353,6 +367,7 @@ class Window:
         # With no room left, events go one by one until one needs an insert: only that insert
         # rotates or evicts (duplicates and stale reports never do).
         pos = 0
+        joint = b""
         while pos < n:
             room = self._room()
             if room <= 0:
@@ -368,20 +383,24 @@ class Window:
                 else:
                     self._segment(hashes[pos:end], sb[pos:end], pb[pos:end], pos, out, table)
             finally:
-                # The current generation only grows during a segment: growth = inserts. (This
-                # also keeps the books right if a bad hash raised mid-batch.)
+                # The current generation only grows during a segment: growth = inserts. Its
+                # per-provider counts come from the codes, in C. (In a finally: the books stay
+                # right even if a bad hash raised mid-batch.)
                 used = len(gen.d) - before
                 if used:
                     gen.n += used
                     gen.newest = self._now
                     self._slots += used
-                    joint = _joint(pb[pos:end], out[pos:end])
+                    if pos == 0 and end == n:  # the usual case: one segment, one joint
+                        seg = joint = _joint(pb, out)
+                    else:
+                        seg = _joint(pb[pos:end], out[pos:end])
                     counts = gen.counts
                     for p in range(_NP):
-                        counts[p] += joint.count(p << 2 | _INSERTED)
+                        counts[p] += seg.count(p << 2 | _INSERTED)
             pos = end
         self._release(2 * n + 1024)
-        return pb, out
+        return joint or _joint(pb, out), out
 
     def _step(
         self, h: int, s: int, p: int, i: int, out: bytearray, table: tuple[int, ...]
@@ -489,6 +508,7 @@ class Window:
             cur[h] = new[s]
             hint[b] = tag
             out[i] = 3  # _INSERTED (literals: no global lookups in the loop)
+
 
 def _joint(providers: bytes, codes: bytes | bytearray) -> bytes:
     """Per event ``provider << 2 | code``, computed in C: as big integers the two byte strings

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import random
+import tracemalloc
 from collections.abc import Sequence
 
 import pytest
@@ -49,11 +51,6 @@ def msg(i: int, provider: int | None = None) -> tuple[int, int]:
     """(hash, provider) of the i-th test message."""
     p = i % NP if provider is None else provider
     return message_hash(f"{PROVIDERS[p]}:m{i}".encode()), p
-
-
-def release_all(w: Window, now: int) -> None:
-    while w.unreleased:
-        w.check_batch([], [], [], now)
 
 
 # -- the rules ---------------------------------------------------------------------------------
@@ -379,13 +376,26 @@ def test_load_marks_even_stale_statuses() -> None:
 def test_message_hash() -> None:
     h = message_hash(b"yunpian:abc")
     assert h == message_hash(b"yunpian:abc")  # deterministic (not process-salted)
-    assert h == int.from_bytes(__import__("hashlib").blake2b(b"yunpian:abc", digest_size=8)
-                               .digest(), "little") >> 4
+    digest = hashlib.blake2b(b"yunpian:abc", digest_size=8).digest()
+    assert h == int.from_bytes(digest, "little") & (2**60 - 1)
     assert 0 <= h < 2**60
     assert message_hash(b"tencent:abc") != h
     keys = [b"a:%d" % i for i in range(1000)]
     assert message_hashes(keys) == [message_hash(k) for k in keys]
     assert len(set(message_hashes(keys))) == 1000
+
+
+def test_message_hash_ints_are_32_byte_objects() -> None:
+    """The window keeps the caller's hash ints as dict keys: each must be a 32-byte block."""
+    keys = [b"yunpian:%d" % i for i in range(20_000)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        hashes = message_hashes(keys)
+        per_key = (tracemalloc.get_traced_memory()[0] - before) / len(hashes)
+    finally:
+        tracemalloc.stop()
+    assert per_key <= 32 + 8 + 1  # the int, plus the list's pointer to it
 
 
 @pytest.mark.parametrize(
@@ -427,6 +437,20 @@ def test_batch_validation(
     with pytest.raises(ValueError, match=name):
         w.load_batch(hashes, statuses, providers, 0)
     assert len(w) == 0
+
+
+def test_bad_hash_mid_batch_keeps_the_books() -> None:
+    w = Window(max_messages=6, ttl_ms=10**9, generations=2)
+    msgs = [msg(i) for i in range(20)]
+    (a, pa), (b, pb) = msgs[0], msgs[1]
+    with pytest.raises(TypeError):
+        w.check_batch([a, b, "not a hash"], [0, 0, 0], [pa, pb, 0], 0)  # type: ignore[list-item]
+    assert len(w) == 2  # a and b were applied before the bad one
+    assert check(w, [(a, S["PENDING"], pa), (b, S["PENDING"], pb)], 1) == [DUPLICATE] * 2
+    for h, p in msgs[2:]:
+        check(w, [(h, S["SENT"], p)], 2)
+    assert len(w) <= 6
+    assert len(w) + sum(w.counters.evicted_by_count) == 20
 
 
 def test_accepts_bytes_and_tuples() -> None:
