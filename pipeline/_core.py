@@ -19,7 +19,7 @@ from ._context import RecordContext
 from ._errors import DEFAULT_MAX_BODY_BYTES, BodyTooLarge, DecodeError, NotReceipts, UnknownFormat
 from ._normalise import UNMAPPED_STATUSES
 from ._timefmt import zone
-from ._window import EMIT, Window, message_hash
+from ._window import EMIT, Window, message_hashes
 from .providers import REGISTRY, ProviderModule
 
 # Tuples where we build them: a tuple of str/bytes pairs is untracked by the garbage collector,
@@ -210,7 +210,7 @@ class Core:
 
         keys = [f"{e.provider}:{e.message_key}".encode() for e in events]
         verdicts = self.window.check_batch(
-            [message_hash(k) for k in keys],
+            message_hashes(keys),
             [STATUS_INDEX[e.status] for e in events],
             [PROVIDER_INDEX[e.provider] for e in events],
             now_ms,
