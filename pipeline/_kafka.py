@@ -110,6 +110,11 @@ class Sink:
             batch = producer.create_batch()
             for i in indexes:
                 key, value, headers, stamp = records[i]
+                # Fix (issue 5, every test of tests/integration/): aiokafka's C batch builder
+                # takes headers as a list only ("expected list, got tuple"), and the core now
+                # builds output headers as tuples: every batch with outputs crashed the loop.
+                if type(headers) is not list:
+                    headers = list(headers)
                 while batch.append(key=key, value=value, timestamp=stamp, headers=headers) is None:
                     if batch.record_count() == 0:
                         raise ValueError(f"record of {len(value)} bytes does not fit a batch")
@@ -138,10 +143,15 @@ class OutputFollower:
             fetch_max_bytes=16 * 1024 * 1024,
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
+        # Fix (issue 5, see Processor.run_batch): end offsets asked on the follower's own
+        # connection wait behind its long-polling fetch (up to 500 ms); this client only
+        # ever sends ListOffsets, so its answers come at once.
+        self.probe = AIOKafkaConsumer(**kafka_options(settings), enable_auto_commit=False)
         self.loaded = 0
 
     async def start(self) -> None:
         await start_with_retry(self.consumer, "output follower", self.settings)
+        await start_with_retry(self.probe, "output follower probe", self.settings)
         topic = self.settings.output_topic
         parts = self.consumer.partitions_for_topic(topic)
         if parts is None:
@@ -158,19 +168,23 @@ class OutputFollower:
             hit = found.get(tp)
             self.consumer.seek(tp, hit.offset if hit is not None else ends[tp])
 
-    async def catch_up(self) -> None:
+    async def catch_up(self, quiet: bool = False) -> None:
         """Return once everything on the output topic up to now is in the window."""
         started = time.monotonic()
         tps = list(self.consumer.assignment())
         if not tps:
             return
-        ends = await self.consumer.end_offsets(tps)
+        ends = await self.probe.end_offsets(tps)
         before = self.loaded
         while True:
             behind = [tp for tp in tps if await self.consumer.position(tp) < ends[tp]]
             if not behind:
                 break
-            await self._poll(500)
+            # Quiet (per batch) catch-ups run beside `follow()`, which may take the records
+            # from under this poll: look at the positions again soon rather than in 500 ms.
+            await self._poll(10 if quiet else 500)
+        if quiet:
+            return
         log.info(
             "window rebuilt from output topic",
             extra={
@@ -211,6 +225,7 @@ class OutputFollower:
 
     async def stop(self) -> None:
         await self.consumer.stop()
+        await self.probe.stop()
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -285,8 +300,21 @@ class Processor:
             },
         )
 
+    def _shares_inputs(self) -> bool:
+        """True when other members of the group own some of the input partitions."""
+        consumer = self.consumer
+        total = sum(len(consumer.partitions_for_topic(t) or ()) for t in consumer.subscription())
+        return len(consumer.assignment()) < total
+
     async def run_batch(self, batches: dict[TopicPartition, list[Any]]) -> None:
         started = time.perf_counter()
+        # Fix (issue 5, tests/integration/test_two_instances.py): a provider retry fetched by
+        # this instance right after another instance's events for the original were
+        # acknowledged was emitted a second time: `follow()` had not read them yet. When the
+        # input is shared, the window first takes in the output topic up to its current end
+        # (one ListOffsets round trip; the follower usually has everything already).
+        if self._shares_inputs():
+            await self.follower.catch_up(quiet=True)
         records = [
             InputRecord(
                 m.topic, m.partition, m.offset, m.timestamp, m.headers, m.value or b""

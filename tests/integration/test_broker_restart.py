@@ -1,0 +1,85 @@
+"""The broker goes away in the middle of a stream and comes back: the same processor process
+carries on by itself, and the output holds every event exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from .conftest import (
+    RestartableKafka,
+    check_dead_letters,
+    check_outputs,
+    corpus_records,
+    dead_letter_view,
+    drain,
+    expected,
+    make_topics,
+    plan,
+    produce,
+    run_args,
+    wait_committed,
+)
+
+pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[RestartableKafka]:
+    """A broker of this test alone (the shared one must not go down under other tests)."""
+    with RestartableKafka(data_dir=tmp_path / "kafka") as kafka:
+        yield kafka
+
+
+async def output_count(bootstrap: str, topic: str, partitions: int) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(partitions)])
+        return sum(ends.values())
+    finally:
+        await consumer.stop()
+
+
+async def test_broker_restart_mid_stream(own_broker: RestartableKafka, spawn) -> None:
+    bootstrap = own_broker.bootstrap
+    topics = await make_topics(bootstrap, "restart", raw=4, out=6, dlq=2)
+    records = plan(corpus_records(31, 40_000), topics.raw, 4)
+    want = expected(records)
+    # Two thirds are there before the restart; the rest arrives after it, so the stream is
+    # certainly unfinished when the broker goes down, and the same process must take up the
+    # new records after it came back. (`plan` numbered the offsets in list order, so the two
+    # parts land exactly where the expectation has them.)
+    cut = len(records) * 2 // 3
+    await produce(bootstrap, records[:cut])
+
+    proc = spawn(run_args(bootstrap, topics, extra=["--batch-max-records", "50"]))
+    deadline = time.monotonic() + 60
+    while await output_count(bootstrap, topics.out, 6) < len(want.outputs) // 10:
+        assert proc.alive() and time.monotonic() < deadline, proc.text()[-3000:]
+        await asyncio.sleep(0.01)
+
+    # Blocking on purpose: the processor is another process, and nothing here must run while
+    # the broker is down.
+    own_broker.restart(down_s=2.0)
+    before = await output_count(bootstrap, topics.out, 6)
+    assert before < len(want.outputs)
+    print(f"outputs when the broker came back: {before} of {len(want.outputs)}")
+    await produce(bootstrap, records[cut:])
+
+    await wait_committed(bootstrap, topics.group, topics.raw, procs=[proc], timeout=120)
+    out = await drain(bootstrap, topics.out)
+    check_outputs(out, want.outputs, 6)
+    dlq = await drain(bootstrap, topics.dlq)
+    check_dead_letters(
+        list({dead_letter_view(m.value, m.headers): m for m in dlq}.values()), want.dead_letters
+    )
+    # The very same process recovered (no supervisor restarted it), and stops cleanly.
+    assert proc.alive()
+    assert await proc.stop() == 0
+    assert proc.crashes() == []

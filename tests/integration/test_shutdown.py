@@ -1,0 +1,145 @@
+"""Graceful shutdown (SIGTERM, SIGINT) and rebalances: what is emitted is committed, what is
+committed is never read again, and nothing is lost or duplicated."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+
+import pytest
+
+from .conftest import (
+    Proc,
+    check_dead_letters,
+    check_outputs,
+    committed,
+    corpus_records,
+    dead_letter_view,
+    drain,
+    end_offsets,
+    expected,
+    make_topics,
+    plan,
+    produce,
+    run_args,
+    wait_committed,
+)
+
+pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
+
+
+async def wait_outputs(bootstrap: str, topic: str, at_least: int, proc: Proc) -> int:
+    deadline = time.monotonic() + 60
+    while True:
+        done = sum((await end_offsets(bootstrap, topic)).values())
+        if done >= at_least:
+            return done
+        assert proc.alive(), proc.text()[-3000:]
+        assert time.monotonic() < deadline, f"{done} outputs, waiting for {at_least}"
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_graceful_stop_commits_what_it_emitted(
+    kafka_bootstrap: str, spawn, signum: signal.Signals
+) -> None:
+    topics = await make_topics(kafka_bootstrap, "shutdown", raw=4, out=6, dlq=2)
+    records = plan(corpus_records(61, 40_000), topics.raw, 4)
+    want = expected(records)
+    await produce(kafka_bootstrap, records)
+    args = run_args(kafka_bootstrap, topics, extra=["--batch-max-records", "100"])
+
+    # 1. A signal in the middle of the stream: the batch in hand is finished and committed,
+    #    and the process exits 0 within seconds.
+    proc = spawn(args)
+    await wait_outputs(kafka_bootstrap, topics.out, len(want.outputs) // 3, proc)
+    sent = time.monotonic()
+    proc.signal(signum)
+    assert await proc.wait(5) == 0, proc.text()[-3000:]
+    assert time.monotonic() - sent < 5
+    assert proc.messages("stopping")[0]["signal"] == signum.name
+    assert proc.crashes() == []
+    done = await committed(kafka_bootstrap, topics.group, topics.raw)
+    ends = await end_offsets(kafka_bootstrap, topics.raw)
+    assert sum(done.values()) < sum(ends.values()), "the stream ended before the signal"
+    # Exactly the events of the committed records are out: nothing emitted and left
+    # uncommitted (it would be read again), nothing committed and not emitted (lost).
+    out = await drain(kafka_bootstrap, topics.out)
+    below = [
+        o
+        for o in want.outputs
+        if (src := json.loads(o.value)["source"])["offset"] < done.get(src["partition"], 0)
+    ]
+    check_outputs(out, below, 6)
+
+    # 2. The next run takes over from the committed offsets and runs to the end; a clean stop
+    #    then leaves the group's offsets at the end of every partition.
+    proc = spawn(args)
+    await wait_committed(kafka_bootstrap, topics.group, topics.raw, procs=[proc])
+    assert await proc.stop() == 0
+    assert await committed(kafka_bootstrap, topics.group, topics.raw) == ends
+    out = await drain(kafka_bootstrap, topics.out)
+    check_outputs(out, want.outputs, 6)
+    dlq = await drain(kafka_bootstrap, topics.dlq)
+    check_dead_letters(
+        list({dead_letter_view(m.value, m.headers): m for m in dlq}.values()), want.dead_letters
+    )
+
+    # 3. A restart re-reads nothing: it joins, waits through several fetches, and processes no
+    #    batch; the output topic does not grow.
+    outputs_before = await end_offsets(kafka_bootstrap, topics.out)
+    proc = spawn(args)
+    await proc.wait_log("partitions assigned", timeout=30)
+    await asyncio.sleep(1.0)  # twenty fetch cycles of --fetch-max-wait-ms 50
+    assert await proc.stop() == 0
+    assert proc.messages("stopped")[0]["batches"] == 0
+    assert await end_offsets(kafka_bootstrap, topics.out) == outputs_before
+    assert sum(outputs_before.values()) == len(want.outputs)
+    assert await committed(kafka_bootstrap, topics.group, topics.raw) == ends
+
+
+async def test_rebalance_commits_what_is_done(kafka_bootstrap: str, spawn) -> None:
+    """A second instance joins in the middle of a live stream, takes half the partitions, and
+    leaves again: every event exactly once, every dead letter there."""
+    topics = await make_topics(kafka_bootstrap, "rebalance", raw=4, out=6, dlq=2)
+    records = plan(corpus_records(63, 40_000), topics.raw, 4)
+    want = expected(records)
+    args = run_args(kafka_bootstrap, topics, extra=["--batch-max-records", "100"])
+    a = spawn(args)
+    await a.wait_log("partitions assigned", timeout=30)
+    # The stream arrives over ~10 s while the group changes twice.
+    feed = asyncio.create_task(produce(kafka_bootstrap, records, spread_s=10.0))
+    try:
+        await wait_outputs(kafka_bootstrap, topics.out, 1, a)
+        b = spawn(args)
+
+        def b_owns() -> bool:
+            lines = b.messages("partitions assigned")
+            return bool(lines and lines[-1]["partitions"])
+
+        await b.wait_log(lambda d: b_owns(), timeout=30)
+        revoked = len(a.messages("partitions revoked"))
+        assert revoked >= 2  # once at start (nothing), once for b's arrival
+        done_b = await wait_outputs(kafka_bootstrap, topics.out, 0, b)
+        await asyncio.sleep(1.0)  # b works on its partitions for a while
+        assert not feed.done(), "the stream ended before the second rebalance"
+        assert await b.stop() == 0
+        assert b.messages("stopped")[0]["batches"] > 0
+        assert done_b < len(want.outputs)
+        await feed
+    finally:
+        if not feed.done():
+            feed.cancel()
+    await wait_committed(kafka_bootstrap, topics.group, topics.raw, procs=[a])
+    out = await drain(kafka_bootstrap, topics.out)
+    check_outputs(out, want.outputs, 6)
+    dlq = await drain(kafka_bootstrap, topics.dlq)
+    check_dead_letters(
+        list({dead_letter_view(m.value, m.headers): m for m in dlq}.values()), want.dead_letters
+    )
+    # a took the partitions back after b left (a third assignment), and never crashed.
+    assert len(a.messages("partitions assigned")) >= 3
+    assert a.crashes() == [] and b.crashes() == []
+    assert await a.stop() == 0

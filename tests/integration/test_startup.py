@@ -1,0 +1,91 @@
+"""Start-up: an unreachable broker and bad settings end the processor quickly and clearly."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from .conftest import free_port
+
+pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
+
+
+async def test_unreachable_broker_exits_nonzero_naming_it(spawn) -> None:
+    bootstrap = f"127.0.0.1:{free_port()}"  # bound and closed again: nothing listens there
+    started = time.monotonic()
+    proc = spawn(
+        [
+            "run",
+            "--bootstrap-servers",
+            bootstrap,
+            "--input-topics",
+            "in",
+            "--output-topic",
+            "out",
+            "--dead-letter-topic",
+            "dlq",
+            "--group-id",
+            "g",
+            "--startup-timeout-s",
+            "3",
+            "--metrics-port",
+            "0",
+            "--log-level",
+            "INFO",
+        ]
+    )
+    code = await proc.wait(15)
+    elapsed = time.monotonic() - started
+    assert code != 0 and code > 0, code  # an exit status, not death by a signal
+    assert 3 <= elapsed < 10, elapsed
+    text = proc.text()
+    assert f"Kafka at {bootstrap} not reachable after 3s" in text, text[-2000:]
+    # It said it was waiting, in its JSON log, naming the address.
+    waiting = proc.messages("waiting for Kafka")
+    assert waiting and waiting[0]["bootstrap"] == bootstrap
+    assert not any("Traceback" in d.get("raw", "") for d in proc.logs), text[-3000:]
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "names"),
+    [
+        (["--batch-max-records", "0"], {}, ["batch_max_records", "flag --batch-max-records"]),
+        (["--compression", "brotli"], {}, ["compression", "flag --compression"]),
+        (["--metrics-port", "70000"], {}, ["metrics_port", "flag --metrics-port"]),
+        (["--startup-timeout-s", "soon"], {}, ["startup_timeout_s"]),
+        ([], {"PIPELINE_LINGER_MS": "-1"}, ["linger_ms", "env PIPELINE_LINGER_MS"]),
+        ([], {"PIPELINE_NO_SUCH_THING": "1"}, ["PIPELINE_NO_SUCH_THING"]),
+        (["--topic-map", "raw=acme"], {}, ["topic_map", "acme"]),
+        pytest.param(
+            ["--time-zones", "uspeedo=Mars/Olympus"],
+            {},
+            ["time_zones", "Mars/Olympus"],
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="bug for the lead: _cli.core_config does not check zones; Decoder() "
+                "raises MalformedBody at start: a traceback and exit 1, not a ConfigError",
+            ),
+        ),
+    ],
+    ids=[
+        "zero-batch",
+        "compression",
+        "port",
+        "not-a-number",
+        "env",
+        "unknown-env",
+        "topic-map",
+        "zone",
+    ],
+)
+async def test_bad_setting_exits_2_naming_it(
+    spawn, args: list[str], env: dict[str, str], names: list[str]
+) -> None:
+    proc = spawn(["run", "--bootstrap-servers", f"127.0.0.1:{free_port()}", *args], env)
+    assert await proc.wait(10) == 2, proc.text()[-2000:]
+    text = proc.text()
+    assert "error:" in text
+    for name in names:
+        assert name in text, (name, text[-2000:])
+    assert "Traceback" not in text, text[-3000:]
