@@ -13,7 +13,8 @@ from schemas import ReceiptEvent
 
 from ._config import ConfigError, Settings, add_arguments, settings_from_args
 from ._core import Core, CoreConfig, Decoder, InputRecord, parse_routes
-from ._errors import DecodeError, NotReceipts
+from ._errors import DecodeError, MalformedBody, NotReceipts
+from ._timefmt import zone
 from .providers import REGISTRY
 
 
@@ -30,8 +31,14 @@ def core_config(settings: Settings) -> CoreConfig:
         routes = parse_routes(settings.topic_map)
     except ValueError as exc:
         raise ConfigError(f"invalid setting topic_map: {exc}") from None
+    for key, name in settings.time_zones.items():
+        try:
+            zone(name)
+        except MalformedBody:
+            raise ConfigError(f"invalid setting time_zones: {key}={name}: unknown zone") from None
     return CoreConfig(
         max_body_bytes=settings.max_body_bytes,
+        dead_letter_max_bytes=settings.dead_letter_max_bytes,
         topic_routes=routes,
         time_zones=settings.time_zones,
     )

@@ -16,7 +16,14 @@ import msgspec
 from schemas import PROVIDER_INDEX, STATUS_INDEX, ReceiptEvent
 
 from ._context import RecordContext
-from ._errors import DEFAULT_MAX_BODY_BYTES, BodyTooLarge, DecodeError, NotReceipts, UnknownFormat
+from ._errors import (
+    DEFAULT_DEAD_LETTER_MAX_BYTES,
+    DEFAULT_MAX_BODY_BYTES,
+    BodyTooLarge,
+    DecodeError,
+    NotReceipts,
+    UnknownFormat,
+)
 from ._normalise import UNMAPPED_STATUSES
 from ._timefmt import zone
 from ._window import EMIT, Window, message_hashes
@@ -65,6 +72,7 @@ class CoreConfig(msgspec.Struct, kw_only=True):
     """What the core needs to know beyond the records themselves."""
 
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    dead_letter_max_bytes: int = DEFAULT_DEAD_LETTER_MAX_BYTES
     #: topic → (provider, endpoint or None); consulted when a record has no `provider` header.
     topic_routes: dict[str, Route] = msgspec.field(default_factory=dict)
     #: "provider" or "provider/account" → IANA zone for naive times.
@@ -195,7 +203,7 @@ class Core:
             try:
                 decoded = decode(record)
             except DecodeError as exc:
-                dead.append(dead_letter(record, exc))
+                dead.append(dead_letter(record, exc, self.decoder.config.dead_letter_max_bytes))
                 stats.dead_letters[exc.error_class] += 1
                 continue
             except NotReceipts as skip:
@@ -238,8 +246,14 @@ class Core:
         return BatchResult(outputs, dead)
 
 
-def dead_letter(record: InputRecord, exc: DecodeError) -> DeadLetter:
-    """The original bytes and headers, plus why and where from (DESIGN.md section 2)."""
+def dead_letter(
+    record: InputRecord, exc: DecodeError, max_bytes: int = DEFAULT_DEAD_LETTER_MAX_BYTES
+) -> DeadLetter:
+    """The original bytes and headers, plus why and where from (DESIGN.md section 2).
+
+    A value over `max_bytes` is cut to that size, and `error.original_size` says so.
+    """
+    value = record.value
     headers = [
         *record.headers,
         ("error.class", exc.error_class.encode()),
@@ -248,7 +262,10 @@ def dead_letter(record: InputRecord, exc: DecodeError) -> DeadLetter:
         ("source.partition", str(record.partition).encode()),
         ("source.offset", str(record.offset).encode()),
     ]
-    return DeadLetter(record.value, headers, record.timestamp_ms, exc.error_class)
+    if len(value) > max_bytes:
+        headers.append(("error.original_size", str(len(value)).encode()))
+        value = value[:max_bytes]
+    return DeadLetter(value, headers, record.timestamp_ms, exc.error_class)
 
 
 def parse_routes(mapping: Mapping[str, str]) -> dict[str, Route]:

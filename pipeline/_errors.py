@@ -7,6 +7,9 @@ from typing import Final
 
 #: Bodies above this many bytes are rejected before parsing (configurable).
 DEFAULT_MAX_BODY_BYTES: Final = 8 * 1024 * 1024
+#: Dead-letter values above this are truncated: Kafka's default max.message.bytes is 1 MiB, and
+#: one record the dead-letter topic refuses would otherwise stop the pipeline at every restart.
+DEFAULT_DEAD_LETTER_MAX_BYTES: Final = 1_000_000
 
 
 class DecodeError(Exception):

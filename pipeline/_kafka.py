@@ -57,6 +57,10 @@ def kafka_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
+class BrokerUnreachable(Exception):
+    """The broker did not answer within the start-up timeout."""
+
+
 async def start_with_retry(client: Any, what: str, settings: Settings) -> None:
     """Start an aiokafka client, waiting for the broker with a bounded, logged retry."""
     deadline = time.monotonic() + settings.startup_timeout_s
@@ -68,8 +72,8 @@ async def start_with_retry(client: Any, what: str, settings: Settings) -> None:
             return
         except KafkaConnectionError as exc:
             if time.monotonic() >= deadline:
-                raise SystemExit(
-                    f"error: Kafka at {settings.bootstrap_servers} not reachable after "
+                raise BrokerUnreachable(
+                    f"Kafka at {settings.bootstrap_servers} not reachable after "
                     f"{settings.startup_timeout_s}s ({what}): {exc}"
                 ) from None
             log.warning(
@@ -219,9 +223,18 @@ class OutputFollower:
             self.window.load_batch(hashes, statuses, providers, now_ms)
             self.loaded += len(hashes)
 
-    async def follow(self) -> None:
+    async def follow(self, shared: Callable[[], bool]) -> None:
+        """Keep reading the output topic while other members own input partitions.
+
+        Alone in the group, this instance already holds everything it emitted, and re-reading
+        its own output costs a quarter of its CPU: it then only keeps its position, and a
+        later catch-up reads what it skipped.
+        """
         while True:
-            await self._poll(200)
+            if shared():
+                await self._poll(200)
+            else:
+                await anyio.sleep(0.5)
 
     async def stop(self) -> None:
         await self.consumer.stop()
@@ -300,7 +313,7 @@ class Processor:
             },
         )
 
-    def _shares_inputs(self) -> bool:
+    def shares_inputs(self) -> bool:
         """True when other members of the group own some of the input partitions."""
         consumer = self.consumer
         total = sum(len(consumer.partitions_for_topic(t) or ()) for t in consumer.subscription())
@@ -313,12 +326,10 @@ class Processor:
         # acknowledged was emitted a second time: `follow()` had not read them yet. When the
         # input is shared, the window first takes in the output topic up to its current end
         # (one ListOffsets round trip; the follower usually has everything already).
-        if self._shares_inputs():
+        if self.shares_inputs():
             await self.follower.catch_up(quiet=True)
         records = [
-            InputRecord(
-                m.topic, m.partition, m.offset, m.timestamp, m.headers, m.value or b""
-            )
+            InputRecord(m.topic, m.partition, m.offset, m.timestamp, m.headers, m.value or b"")
             for messages in batches.values()
             for m in messages
         ]
@@ -374,16 +385,24 @@ class Processor:
 
     async def stop(self) -> None:
         # Order matters: leave the group (commits are already done), then flush the producer.
-        await self.consumer.stop()
-        await self.producer.stop()
-        await self.follower.stop()
+        # Each is stopped even if another fails (or was never started: a stop during start-up).
+        for client in (self.consumer, self.producer, self.follower):
+            try:
+                await client.stop()
+            except Exception as exc:
+                log.warning(
+                    "stop failed", extra={"client": type(client).__name__, "error": repr(exc)}
+                )
 
 
-async def _watch_signals(processor: Processor) -> None:
+async def _watch_signals(processor: Processor, startup: anyio.CancelScope) -> None:
+    """First SIGTERM/SIGINT: finish the batch in hand and stop. During start-up (waiting for the
+    broker, rebuilding the window) there is no batch: start-up is abandoned at once."""
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
             log.info("stopping", extra={"signal": signal.Signals(signum).name})
             processor.stopping.set()
+            startup.cancel()
             return
 
 
@@ -434,11 +453,15 @@ async def serve(
     window = Window(settings.window_max_messages, settings.window_ttl_s * 1000)
     core = Core(window, core_config(settings))
     processor = Processor(settings, core)
-    await processor.start()
     try:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(_watch_signals, processor)
-            tg.start_soon(processor.follower.follow)
+            with anyio.CancelScope() as startup:
+                tg.start_soon(_watch_signals, processor, startup)
+                await processor.start()
+            if processor.stopping.is_set():
+                tg.cancel_scope.cancel()
+                return
+            tg.start_soon(processor.follower.follow, processor.shares_inputs)
             port = None
             if settings.metrics_port is not None:
                 registry = Registry()
@@ -479,9 +502,7 @@ def _run_workers(settings: Settings) -> int:
         data["workers"] = 1
         if settings.metrics_port:
             data["metrics_port"] = settings.metrics_port + i
-        proc = ctx.Process(
-            target=_worker, args=(data, os.getpid()), name=f"pipeline-worker-{i}"
-        )
+        proc = ctx.Process(target=_worker, args=(data, os.getpid()), name=f"pipeline-worker-{i}")
         proc.start()
         procs.append(proc)
 
@@ -513,12 +534,47 @@ def run_kafka(settings: Settings) -> int:
     theirs.handlers[:] = ours.handlers
     theirs.setLevel(logging.WARNING)
     theirs.propagate = False
+    theirs.addFilter(_RateLimit())
     parse_routes(settings.topic_map)
     if settings.workers > 1:
         return _run_workers(settings)
     try:
         anyio.run(serve, settings, backend="asyncio", backend_options={"use_uvloop": True})
-    except KafkaError as exc:
+    except (KafkaError, BrokerUnreachable, BaseExceptionGroup) as exc:
+        # Task groups wrap what their tasks raise; Kafka errors are reported, anything else is
+        # a bug and keeps its traceback.
+        if isinstance(exc, BaseExceptionGroup):
+            known, rest = exc.split((KafkaError, BrokerUnreachable))
+            if rest is not None or known is None:
+                raise
+            exc = known.exceptions[0]
+        if isinstance(exc, BrokerUnreachable):
+            print(f"error: {exc}", file=sys.stderr)
         log.error("kafka error", extra={"error": repr(exc)})
         return 1
     return 0
+
+
+class _RateLimit(logging.Filter):
+    """aiokafka logs every failed reconnect: thousands of lines a second while a broker is down.
+    Each distinct message passes at most once per `every` seconds; the next says how many were
+    held back."""
+
+    def __init__(self, every: float = 10.0) -> None:
+        super().__init__()
+        self.every = every
+        self.seen: dict[str, tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = time.monotonic()
+        key = record.msg if isinstance(record.msg, str) else repr(record.msg)
+        last, held = self.seen.get(key, (0.0, 0))
+        if now - last < self.every:
+            self.seen[key] = (last, held + 1)
+            return False
+        if len(self.seen) > 1000:
+            self.seen.clear()
+        self.seen[key] = (now, 0)
+        if held:
+            record.msg = f"{record.msg} ({held} more like it in the last {self.every:.0f}s)"
+        return True

@@ -77,6 +77,7 @@ def test_normalise_prints_events(tmp_path: Path) -> None:
     lines = result.stdout.splitlines()
     expected = (ROOT / "tests/golden/yunpian/push.expected.jsonl").read_bytes().splitlines()
     assert len(lines) == len(expected)
+
     # Same events as the golden file apart from where they came from.
     def strip(raw: bytes) -> dict[str, object]:
         event = msgspec.json.decode(raw)
@@ -113,3 +114,9 @@ def test_bad_env_value_names_it() -> None:
     )
     assert result.returncode == 2
     assert "PIPELINE_WORKERS" in result.stderr.decode()
+
+
+def test_bad_time_zone_setting_names_it() -> None:
+    result = pipeline("run", "--from", "-", "--time-zones", "yunpian=Mars/Olympus", stdin=b"")
+    assert result.returncode == 2
+    assert "time_zones" in result.stderr.decode() and "Mars/Olympus" in result.stderr.decode()

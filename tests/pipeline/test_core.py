@@ -154,3 +154,11 @@ def test_bad_configuration_fails_at_start() -> None:
     assert parse_routes({"raw": "yunpian"}) == {"raw": Route("yunpian", None)}
     with pytest.raises(Exception, match="Mars/Base"):
         core(time_zones={"yunpian": "Mars/Base"})
+
+
+def test_oversized_dead_letter_is_cut_and_says_so() -> None:
+    body = b"{" + b"x" * 5000
+    c = Core(Window(10, 1000), CoreConfig(dead_letter_max_bytes=1000))
+    (dead,) = c.process([record(body, {"provider": "tencent"})]).dead_letters
+    assert dead.value == body[:1000]
+    assert dict(dead.headers)["error.original_size"] == b"5001"

@@ -1,0 +1,141 @@
+"""A bare aiokafka relay: the ceiling of this client on this machine for our job's traffic shape.
+
+It consumes the raw records exactly as the processor does (same consumer group mechanics, same
+fetch sizes, `getmany`), does no processing at all, and produces the same NUMBER of records of
+the same SIZE as the processor's output: it cycles through a pool of real output records (key,
+value, headers; written by benchmarks/e2e_bench.py from the expected output of the corpus, so
+sizes and lz4 compressibility match ours) and emits ``events / records`` of them per input
+record (integer arithmetic, so the first ``records`` inputs yield exactly ``events`` outputs).
+Producer settings are the processor's (idempotent, acks=all, lz4, linger 20 ms, 1 MiB batches,
+the batch API); each output goes to the input record's partition (no key hashing: a relay has
+nothing to key by). Offsets are committed after every output of the batch is acknowledged.
+
+The input record's timestamp is carried in front of the key (``b"<ms>|<key>"``) so the
+benchmark can measure latency from input timestamp to output append.
+
+    python benchmarks/relay.py --bootstrap-servers B --input-topics T[,T2] --output-topic O \
+        --group-id G --pool POOL.json --events E --records N [--first-file F]
+
+Stops on SIGTERM/SIGINT after finishing the batch in hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import time
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+
+def load_pool(path: str) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
+    """The output records to cycle through: a JSON list of [key, value, [[name, value]...]]."""
+    with open(path, "rb") as f:
+        raw = orjson.loads(f.read())
+    return [(k.encode(), v.encode(), [(n, hv.encode()) for n, hv in h]) for k, v, h in raw]
+
+
+def note_first(path: str | None) -> None:
+    if path:
+        with open(path, "a") as f:
+            f.write(f"{time.time():.6f}\n")
+
+
+async def relay(args: argparse.Namespace) -> None:
+    pool = load_pool(args.pool)
+    events, records = args.events, args.records
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    consumer = AIOKafkaConsumer(
+        *args.input_topics.split(","),
+        bootstrap_servers=args.bootstrap_servers,
+        group_id=args.group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        fetch_max_bytes=32 * 1024 * 1024,
+    )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=args.bootstrap_servers,
+        enable_idempotence=True,
+        acks="all",
+        compression_type="lz4",
+        linger_ms=20,
+        max_batch_size=1024 * 1024,
+        max_request_size=8 * 1024 * 1024,
+    )
+    await producer.start()
+    await consumer.start()
+    out = args.output_topic
+    n_out = len(await producer.partitions_for(out))
+    seen = 0  # input records relayed so far
+    cursor = 0  # position in the pool
+    first = True
+    try:
+        while not stopping.is_set():
+            batches = await consumer.getmany(timeout_ms=100, max_records=2000)
+            if not batches:
+                continue
+            if first:
+                note_first(args.first_file)
+                first = False
+            futures: list[Any] = []
+            for tp, messages in batches.items():
+                partition = tp.partition % n_out
+                batch = producer.create_batch()
+                for m in messages:
+                    count = (seen + 1) * events // records - seen * events // records
+                    seen += 1
+                    prefix = b"%d|" % m.timestamp
+                    for _ in range(count):
+                        key, value, headers = pool[cursor]
+                        cursor = (cursor + 1) % len(pool)
+                        key = prefix + key
+                        while (
+                            batch.append(key=key, value=value, timestamp=None, headers=headers)
+                            is None
+                        ):
+                            futures.append(
+                                await producer.send_batch(batch, out, partition=partition)
+                            )
+                            batch = producer.create_batch()
+                if batch.record_count():
+                    futures.append(await producer.send_batch(batch, out, partition=partition))
+            if futures:
+                await asyncio.gather(*futures)
+            await consumer.commit(
+                {tp: messages[-1].offset + 1 for tp, messages in batches.items() if messages}
+            )
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bootstrap-servers", required=True)
+    parser.add_argument("--input-topics", required=True, help="comma-separated")
+    parser.add_argument("--output-topic", required=True)
+    parser.add_argument("--group-id", required=True)
+    parser.add_argument("--pool", required=True, help="JSON file of output records to cycle")
+    parser.add_argument("--events", type=int, required=True, help="outputs per --records inputs")
+    parser.add_argument("--records", type=int, required=True)
+    parser.add_argument("--first-file", help="append the time of the first consumed batch here")
+    args = parser.parse_args(argv)
+    try:
+        import uvloop
+
+        uvloop.run(relay(args))
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        asyncio.run(relay(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
