@@ -254,17 +254,17 @@ def dead_letter(
     A value over `max_bytes` is cut to that size, and `error.original_size` says so.
     """
     value = record.value
-    headers = [
-        *record.headers,
+    headers = [*record.headers]
+    if len(value) > max_bytes:
+        headers.append(("error.original_size", str(len(value)).encode()))
+        value = value[:max_bytes]
+    headers += [
         ("error.class", exc.error_class.encode()),
         ("error.message", str(exc)[:1000].encode("utf-8", "replace")),
         ("source.topic", record.topic.encode()),
         ("source.partition", str(record.partition).encode()),
         ("source.offset", str(record.offset).encode()),
     ]
-    if len(value) > max_bytes:
-        headers.append(("error.original_size", str(len(value)).encode()))
-        value = value[:max_bytes]
     return DeadLetter(value, headers, record.timestamp_ms, exc.error_class)
 
 

@@ -55,7 +55,8 @@ def test_oversized_body_is_dead_lettered_before_parsing() -> None:
     assert not result.outputs
     (dead,) = result.dead_letters
     assert dead.error_class == "BodyTooLarge"
-    assert dead.value is huge
+    assert dead.value == huge[:1_000_000]
+    assert dict(dead.headers)["error.original_size"] == str(len(huge)).encode()
 
 
 def test_dead_letter_keeps_bytes_and_headers_and_says_why() -> None:
