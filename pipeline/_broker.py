@@ -518,7 +518,10 @@ def main(argv: list[str] | None = None) -> int:
                         "temporary directory, removed on stop)")
     args = parser.parse_args(argv)
     kafka = LocalKafka(args.kafka_version, heap=args.heap, data_dir=args.data_dir)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM stops cleanly, too
+    # Both signals stop cleanly. SIGINT is set explicitly: a process started in the background
+    # by a non-interactive shell inherits SIGINT ignored, and Ctrl-C / kill -INT must still work.
+    stops = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in stops}
     try:
         bootstrap = kafka.start()
         print(f"Kafka {args.kafka_version} ready at {bootstrap} (data in {kafka.data_dir}). "
@@ -537,4 +540,5 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         kafka.stop()
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
