@@ -25,7 +25,7 @@ from .._context import RecordContext
 from .._errors import DecodeError, MalformedBody, NotReceipts, ProviderError, UnknownFormat
 from .._normalise import e164, make_event, map_status
 from .._timefmt import local_to_utc
-from ._shared import decode_json, id_text
+from ._shared import decode_json, id_text, sniff_head_first
 
 PROVIDER: Final = "ultiroam"
 ENDPOINTS: Final = ("query_sms_result", "sms_result", "sms_deliver_status")
@@ -74,7 +74,6 @@ _KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")
 # Lower-case `sn`, `error_code`, `sms_result`, `sms_deliver_status` exist only here: uSpeedo's
 # keys are capitalised (`RetCode`, `MsgType`, `SessionNo`), SMS Partner uses `success`/`code`,
 # Tencent `Response`/`report_status`/`sid`, Yunpian is a form body. `result` counts only with `sn`.
-_SNIFF_BYTES = 512
 _OBJECT = re.compile(rb"\s*\{")
 _SN_KEY = re.compile(rb'"sn"\s*:')
 _ERROR_KEY = re.compile(rb'"error_code"\s*:')
@@ -84,11 +83,8 @@ _RESULT_KEY = re.compile(rb'"result"\s*:')
 
 
 def sniff(body: bytes) -> str | None:
-    # Top-level keys sit at the start of real bodies: the head decides, the whole body only
-    # when it cannot (a regex or even `in` scan of a large body costs microseconds). `push`
-    # is no decision: a receipt key may follow a long unknown field.
-    found = _sniff(body[:_SNIFF_BYTES])
-    return _sniff(body) if found in (None, "push") and len(body) > _SNIFF_BYTES else found
+    # `push` is no decision: a receipt key may follow a long unknown field.
+    return sniff_head_first(body, _sniff, (None, "push"))
 
 
 def _sniff(body: bytes) -> str | None:

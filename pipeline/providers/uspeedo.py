@@ -20,7 +20,7 @@ from .._context import RecordContext
 from .._errors import MalformedBody, NotReceipts, ProviderError, UnknownFormat
 from .._normalise import e164, make_event, map_status, national_with_cc, none_if_empty
 from .._timefmt import epoch_text_to_utc
-from ._shared import decode_json, id_text
+from ._shared import decode_json, id_text, sniff_head_first
 
 PROVIDER: Final = "uspeedo"
 ENDPOINTS: Final = ("GetUSMSSendReceipt", "push")
@@ -60,7 +60,6 @@ _NO_TIME: Final = frozenset({0, "0", ""})
 # None of these keys exists in the other providers' formats: Yunpian is a form body, Ultiroam
 # uses lower-case `sn`/`error_code`/`sms_*`, SMS Partner `success`/`code`/`StatutResponse_List`,
 # Tencent `Response` objects and arrays of `report_status`/`sid`/`nationcode` callbacks.
-_SNIFF_BYTES = 512
 _ARRAY = re.compile(rb"\s*\[")
 _ARRAY_OF_OBJECTS = re.compile(rb"\s*\[\s*\{")
 _OBJECT = re.compile(rb"\s*\{")
@@ -70,10 +69,7 @@ _POLL_KEY = re.compile(rb'"(?:RetCode|ReceiptSet)"\s*:|"Action"\s*:\s*"GetUSMSSe
 
 
 def sniff(body: bytes) -> str | None:
-    # Top-level keys sit at the start of real bodies: the head decides, the whole body only
-    # when it cannot (a regex or even `in` scan of a large body costs microseconds).
-    found = _sniff(body[:_SNIFF_BYTES])
-    return _sniff(body) if found is None and len(body) > _SNIFF_BYTES else found
+    return sniff_head_first(body, _sniff)
 
 
 def _sniff(body: bytes) -> str | None:
