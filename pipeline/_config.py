@@ -45,6 +45,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     batch_max_records: Positive = 2000
     fetch_max_wait_ms: Annotated[int, msgspec.Meta(ge=0)] = 100
     startup_timeout_s: Positive = 60
+    # How long a crashed member keeps its partitions before the group reassigns them.
+    session_timeout_ms: Annotated[int, msgspec.Meta(ge=6000, le=300000)] = 10_000
     # The core
     window_max_messages: Positive = 5_000_000
     window_ttl_s: Positive = 86_400
@@ -82,6 +84,8 @@ HELP: Final[dict[str, str]] = {
     "batch_max_records": "records per consumer batch (getmany max_records)",
     "fetch_max_wait_ms": "longest wait for a consumer batch to fill, in ms",
     "startup_timeout_s": "how long to wait for the broker at start, in s",
+    "session_timeout_ms": "consumer group session timeout: how soon a crashed member's "
+    "partitions move to the others (the broker's group.min.session.timeout.ms bounds it)",
     "window_max_messages": "dedupe window: most messages held",
     "window_ttl_s": "dedupe window: longest a message is held, in s of record time",
     "max_body_bytes": "bodies larger than this are dead-lettered unparsed",

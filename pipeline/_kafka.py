@@ -285,6 +285,8 @@ class Processor:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level=settings.isolation_level,
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=max(100, settings.session_timeout_ms // 3),
             max_partition_fetch_bytes=4 * 1024 * 1024,
             fetch_max_bytes=32 * 1024 * 1024,
         )
