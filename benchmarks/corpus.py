@@ -44,6 +44,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from pipeline._core import InputRecord
+from schemas import RANK, STATUSES
 
 TOPIC: Final = "sms.receipts.raw"
 PARTITIONS: Final = 6
@@ -56,20 +57,6 @@ HEADERED: Final = 0.80
 MALFORMED: Final = 0.010
 NON_RECEIPT: Final = 0.012
 
-STATUSES: Final = (
-    "PENDING",
-    "SENT",
-    "UNKNOWN",
-    "DELIVERED",
-    "UNDELIVERED",
-    "EXPIRED",
-    "REJECTED",
-    "DELETED",
-    "FAILED",
-)
-RANK: Final = {
-    s: 1 if s == "PENDING" else 2 if s == "SENT" else 3 if s == "UNKNOWN" else 4 for s in STATUSES
-}
 BIT: Final = {s: 1 << i for i, s in enumerate(STATUSES)}
 
 #: Every format the corpus produces (`Truth.formats` keys), provider.format.

@@ -102,27 +102,38 @@ def find_java() -> str:
         java, where = shutil.which("java") or "", "PATH"
     hint = "Install Java 17+ or set KAFKA_BOOTSTRAP_SERVERS to use an existing broker."
     if not java or not os.access(java, os.X_OK):
-        raise BrokerError(f"Java 17+ is required to run Kafka, but no java was found via {where} "
-                          f"({java or 'not on PATH'}). {hint}")
+        raise BrokerError(
+            f"Java 17+ is required to run Kafka, but no java was found via {where} "
+            f"({java or 'not on PATH'}). {hint}"
+        )
     try:
         version = _java_version(java)
     except (OSError, subprocess.SubprocessError) as exc:
         raise BrokerError(
-            f"Java 17+ is required to run Kafka, but {java} failed: {exc}. {hint}") from exc
+            f"Java 17+ is required to run Kafka, but {java} failed: {exc}. {hint}"
+        ) from exc
     found = re.search(r'version "(\d+)(?:\.(\d+))?', version)
     major = int(found[1]) if found else 0
     if major == 1 and found and found[2]:  # "1.8.0_x" style
         major = int(found[2])
     if major < 17:
-        raise BrokerError(f"Java 17+ is required to run Kafka, but {java} is "
-                          f"{_tail(version, 1) or 'unusable'}. {hint}")
+        raise BrokerError(
+            f"Java 17+ is required to run Kafka, but {java} is "
+            f"{_tail(version, 1) or 'unusable'}. {hint}"
+        )
     return java
 
 
 @functools.lru_cache(maxsize=8)
 def _java_version(java: str) -> str:
-    out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30,
-                         stdin=subprocess.DEVNULL, check=True)
+    out = subprocess.run(
+        [java, "-version"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+        check=True,
+    )
     return out.stderr + out.stdout
 
 
@@ -149,7 +160,8 @@ def fetch_kafka(version: str = KAFKA_VERSION, *, timeout: float = 900.0) -> Path
             except BlockingIOError:
                 if time.monotonic() > deadline:
                     raise BrokerError(
-                        f"timed out waiting for another download into {home}") from None
+                        f"timed out waiting for another download into {home}"
+                    ) from None
                 time.sleep(0.5)
         if (home / _MARKER).is_file():
             return libs
@@ -157,27 +169,45 @@ def fetch_kafka(version: str = KAFKA_VERSION, *, timeout: float = 900.0) -> Path
             shutil.rmtree(stale, ignore_errors=True)
         mvn = os.environ.get("MVN") or shutil.which("mvn")
         if not mvn or not os.access(mvn, os.X_OK):
-            raise BrokerError(f"Maven (mvn) is required to download Kafka {version} from Maven "
-                              f"Central, but it was not found ({mvn or 'not on PATH'}). Install "
-                              "Maven or set KAFKA_BOOTSTRAP_SERVERS to use an existing broker.")
+            raise BrokerError(
+                f"Maven (mvn) is required to download Kafka {version} from Maven "
+                f"Central, but it was not found ({mvn or 'not on PATH'}). Install "
+                "Maven or set KAFKA_BOOTSTRAP_SERVERS to use an existing broker."
+            )
         staging = Path(tempfile.mkdtemp(prefix="fetch-", dir=home))
         try:
             (staging / "pom.xml").write_text(_POM.format(kafka=version, log4j=LOG4J_VERSION))
-            cmd = [mvn, "-q", "-B", "-Dstyle.color=never", "-f", str(staging / "pom.xml"),
-                   f"{_DEPENDENCY_PLUGIN}:copy-dependencies", "-DincludeScope=runtime",
-                   f"-DoutputDirectory={staging / 'libs'}"]
+            cmd = [
+                mvn,
+                "-q",
+                "-B",
+                "-Dstyle.color=never",
+                "-f",
+                str(staging / "pom.xml"),
+                f"{_DEPENDENCY_PLUGIN}:copy-dependencies",
+                "-DincludeScope=runtime",
+                f"-DoutputDirectory={staging / 'libs'}",
+            ]
             try:
-                res = subprocess.run(cmd, cwd=staging, stdin=subprocess.DEVNULL, text=True,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     timeout=max(1.0, deadline - time.monotonic()))
+                res = subprocess.run(
+                    cmd,
+                    cwd=staging,
+                    stdin=subprocess.DEVNULL,
+                    text=True,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    timeout=max(1.0, deadline - time.monotonic()),
+                )
                 output, code = res.stdout, str(res.returncode)
             except subprocess.TimeoutExpired as exc:
                 output, code = str(exc.output or ""), "timeout"
             except OSError as exc:
                 output, code = str(exc), "not runnable"
             if code != "0" or not (staging / "libs" / f"kafka_2.13-{version}.jar").is_file():
-                raise BrokerError(f"Kafka {version} jars could not be fetched from Maven Central "
-                                  f"(mvn exit {code}). Last mvn output:\n{_tail(output)}")
+                raise BrokerError(
+                    f"Kafka {version} jars could not be fetched from Maven Central "
+                    f"(mvn exit {code}). Last mvn output:\n{_tail(output)}"
+                )
             shutil.rmtree(libs, ignore_errors=True)  # a half-finished earlier attempt
             (staging / "libs").rename(libs)
             (home / _MARKER).write_text(f"kafka {version}, log4j {LOG4J_VERSION}\n")
@@ -286,9 +316,16 @@ class LocalKafka:
     parent-death signal when the spawning *thread* exits.
     """
 
-    def __init__(self, version: str = KAFKA_VERSION, *, heap: str = "512m",
-                 heap_initial: str = "256m", data_dir: str | os.PathLike[str] | None = None,
-                 start_timeout: float = 60.0, stop_timeout: float = 15.0) -> None:
+    def __init__(
+        self,
+        version: str = KAFKA_VERSION,
+        *,
+        heap: str = "512m",
+        heap_initial: str = "256m",
+        data_dir: str | os.PathLike[str] | None = None,
+        start_timeout: float = 60.0,
+        stop_timeout: float = 15.0,
+    ) -> None:
         self.version = version
         self.heap, self.heap_initial = heap, heap_initial
         self.start_timeout, self.stop_timeout = start_timeout, stop_timeout
@@ -366,27 +403,61 @@ class LocalKafka:
         if not (data / "kraft-logs" / "meta.properties").is_file():
             cluster_id = _cluster_id()
             # A one-shot tool: C1-only JIT and serial GC shave ~0.5 s off its run.
-            cmd = [java, "-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", *shared,
-                   "-cp", f"{libs}/*", f"-Dlog4j2.configurationFile={format_log4j}",
-                   "kafka.tools.StorageTool", "format", "-t", cluster_id,
-                   "-c", str(props), "--ignore-formatted"]
+            cmd = [
+                java,
+                "-Xmx256m",
+                "-XX:TieredStopAtLevel=1",
+                "-XX:+UseSerialGC",
+                *shared,
+                "-cp",
+                f"{libs}/*",
+                f"-Dlog4j2.configurationFile={format_log4j}",
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(props),
+                "--ignore-formatted",
+            ]
             try:
-                res = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
-                                     stdin=subprocess.DEVNULL, cwd=data)
+                res = subprocess.run(
+                    cmd,
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    stdin=subprocess.DEVNULL,
+                    cwd=data,
+                )
             except subprocess.TimeoutExpired:
                 raise BrokerError("Kafka StorageTool format timed out after 60 s") from None
             if res.returncode != 0:
                 output = _tail(res.stdout + res.stderr)
                 raise BrokerError(f"Kafka StorageTool format failed:\n{output}")
-        jvm = [java, f"-Xmx{self.heap}", f"-Xms{self.heap_initial}", "-XX:+UseG1GC",
-               "-XX:MaxGCPauseMillis=20", "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
-               f"-XX:ErrorFile={data}/hs_err_%p.log",
-               *(shared or [f"-XX:ArchiveClassesAtExit={dump}"]), *classpath,
-               "kafka.Kafka", str(props)]
+        jvm = [
+            java,
+            f"-Xmx{self.heap}",
+            f"-Xms{self.heap_initial}",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-XX:+ExitOnOutOfMemoryError",
+            "-Djava.awt.headless=true",
+            f"-XX:ErrorFile={data}/hs_err_%p.log",
+            *(shared or [f"-XX:ArchiveClassesAtExit={dump}"]),
+            *classpath,
+            "kafka.Kafka",
+            str(props),
+        ]
         with open(data / "kafka.out", "ab") as out:  # JVM stdout/stderr: never on ours
-            self._proc = subprocess.Popen(jvm, stdin=subprocess.DEVNULL, stdout=out,
-                                          stderr=subprocess.STDOUT, cwd=data,
-                                          start_new_session=True, preexec_fn=_die_with_parent())
+            self._proc = subprocess.Popen(
+                jvm,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=data,
+                start_new_session=True,
+                preexec_fn=_die_with_parent(),
+            )
         self._port = port
         self._register(pid=self._proc.pid)
         deadline = time.monotonic() + self.start_timeout
@@ -399,16 +470,23 @@ class LocalKafka:
                 raise BrokerError(f"Kafka exited during startup. Log tail:\n{logs}")
             if time.monotonic() > deadline:
                 logs = _read_tail(data / "kafka.out", data / "server.log")
-                raise BrokerError(f"Kafka did not become ready within {self.start_timeout:.0f} s. "
-                                  f"Log tail:\n{logs}")
+                raise BrokerError(
+                    f"Kafka did not become ready within {self.start_timeout:.0f} s. "
+                    f"Log tail:\n{logs}"
+                )
             time.sleep(0.1)
 
     def _register(self, pid: int) -> None:
         assert self._dir is not None
         if self._entry is None:
             self._entry = _registry() / f"{os.getpid()}-{uuid.uuid4().hex[:12]}.json"
-        info = {"owner": os.getpid(), "owner_start": _proc_start_time(os.getpid()), "pid": pid,
-                "data_dir": str(self._dir), "remove": self._given_dir is None}
+        info = {
+            "owner": os.getpid(),
+            "owner_start": _proc_start_time(os.getpid()),
+            "pid": pid,
+            "data_dir": str(self._dir),
+            "remove": self._given_dir is None,
+        }
         tmp = self._entry.with_suffix(".tmp")
         tmp.write_text(json.dumps(info))
         tmp.replace(self._entry)  # atomic: the reaper never reads half an entry
@@ -444,8 +522,12 @@ class LocalKafka:
         self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
 
@@ -510,12 +592,15 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m pipeline broker``: run a local broker until Ctrl-C / SIGTERM."""
-    parser = argparse.ArgumentParser(prog="python -m pipeline broker",
-                                     description="Run a local single-node Kafka broker.")
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline broker", description="Run a local single-node Kafka broker."
+    )
     parser.add_argument("--kafka-version", default=KAFKA_VERSION)
     parser.add_argument("--heap", default="512m", help="JVM max heap (default 512m)")
-    parser.add_argument("--data-dir", help="keep data here across runs (default: a fresh "
-                        "temporary directory, removed on stop)")
+    parser.add_argument(
+        "--data-dir",
+        help="keep data here across runs (default: a fresh temporary directory, removed on stop)",
+    )
     args = parser.parse_args(argv)
     kafka = LocalKafka(args.kafka_version, heap=args.heap, data_dir=args.data_dir)
     # Both signals stop cleanly. SIGINT is set explicitly: a process started in the background
@@ -524,8 +609,11 @@ def main(argv: list[str] | None = None) -> int:
     previous = {sig: signal.signal(sig, _raise_interrupt) for sig in stops}
     try:
         bootstrap = kafka.start()
-        print(f"Kafka {args.kafka_version} ready at {bootstrap} (data in {kafka.data_dir}). "
-              "Ctrl-C to stop.", flush=True)
+        print(
+            f"Kafka {args.kafka_version} ready at {bootstrap} (data in {kafka.data_dir}). "
+            "Ctrl-C to stop.",
+            flush=True,
+        )
         while kafka.running:
             time.sleep(0.5)
         data = kafka.data_dir

@@ -29,8 +29,6 @@ from ._timefmt import zone
 from ._window import EMIT, Window, message_hashes
 from .providers import REGISTRY, ProviderModule
 
-# Tuples where we build them: a tuple of str/bytes pairs is untracked by the garbage collector,
-# so hundreds of thousands of in-flight output records cost the collector nothing.
 Headers = Sequence[tuple[str, bytes]]
 
 
@@ -93,10 +91,16 @@ class CoreStats:
         self.events_out: Counter[tuple[str, str]] = Counter()  # by (provider, status)
         self.dead_letters: Counter[str] = Counter()  # by error class
         self.skipped: Counter[str] = Counter()  # by kind, e.g. "ultiroam.ussd"
+        self._unmapped_before = Counter(UNMAPPED_STATUSES)
 
     @property
     def unmapped_statuses(self) -> Counter[str]:
-        return UNMAPPED_STATUSES
+        """Unmapped statuses seen since these stats were created.
+
+        Decoders count into one process-wide counter (map_status has no stats at hand); one
+        process runs one core, and this view subtracts what came before it.
+        """
+        return UNMAPPED_STATUSES - self._unmapped_before
 
 
 _ENCODER = msgspec.json.Encoder()
@@ -114,11 +118,17 @@ def sniff(body: bytes) -> Route | None:
     return None
 
 
-def _header(headers: Headers, name: str) -> str | None:
+#: The input headers that route a record (DESIGN.md section 2).
+_ROUTING_HEADERS: Final = frozenset({"provider", "endpoint", "account", "tz"})
+
+
+def _routing_headers(headers: Headers) -> dict[str, str]:
+    """The routing headers of a record, in one pass; the first of a repeated name wins."""
+    found: dict[str, str] = {}
     for key, value in headers:
-        if key == name:
-            return value.decode("utf-8", "replace") if value is not None else None
-    return None
+        if key in _ROUTING_HEADERS and key not in found and value is not None:
+            found[key] = value.decode("utf-8", "replace")
+    return found
 
 
 class Decoder:
@@ -135,10 +145,9 @@ class Decoder:
         headers = record.headers
         provider = endpoint = account = tz = None
         if headers:
-            provider = _header(headers, "provider")
-            endpoint = _header(headers, "endpoint")
-            account = _header(headers, "account")
-            tz = _header(headers, "tz")
+            found = _routing_headers(headers)
+            provider, endpoint = found.get("provider"), found.get("endpoint")
+            account, tz = found.get("account"), found.get("tz")
         if provider is None:
             route = self.config.topic_routes.get(record.topic)
             if route is not None:
@@ -229,11 +238,12 @@ class Core:
             OutputRecord(
                 key,
                 encode(event),
-                (
+                # A list: aiokafka's batch builder takes nothing else.
+                [
                     ("event_id", event.event_id.encode()),
                     provider_header[event.provider],
                     status_header[event.status],
-                ),
+                ],
                 stamp,
             )
             for event, key, verdict, stamp in zip(events, keys, verdicts, stamps, strict=True)

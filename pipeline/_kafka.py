@@ -114,11 +114,6 @@ class Sink:
             batch = producer.create_batch()
             for i in indexes:
                 key, value, headers, stamp = records[i]
-                # Fix (issue 5, every test of tests/integration/): aiokafka's C batch builder
-                # takes headers as a list only ("expected list, got tuple"), and the core now
-                # builds output headers as tuples: every batch with outputs crashed the loop.
-                if type(headers) is not list:
-                    headers = list(headers)
                 while batch.append(key=key, value=value, timestamp=stamp, headers=headers) is None:
                     if batch.record_count() == 0:
                         raise ValueError(f"record of {len(value)} bytes does not fit a batch")
@@ -127,6 +122,11 @@ class Sink:
             if batch.record_count():
                 futures.append(await producer.send_batch(batch, topic, partition=partition))
         return futures
+
+
+# Header values of our own output records, straight to the window's codes (no decoding).
+_STATUS_CODES: Final = {s.encode(): i for s, i in STATUS_INDEX.items()}
+_PROVIDER_CODES: Final = {p.encode(): i for p, i in PROVIDER_INDEX.items()}
 
 
 class OutputFollower:
@@ -209,9 +209,9 @@ class OutputFollower:
                 status = provider = None
                 for name, value in m.headers:
                     if name == "status":
-                        status = STATUS_INDEX.get(value.decode())
+                        status = _STATUS_CODES.get(value)
                     elif name == "provider":
-                        provider = PROVIDER_INDEX.get(value.decode())
+                        provider = _PROVIDER_CODES.get(value)
                 if status is None or provider is None or m.key is None:
                     continue  # not one of ours; the output topic should hold nothing else
                 hashes.append(message_hash(m.key))

@@ -66,7 +66,13 @@ from typing import Final
 from schemas._event import PROVIDERS, RANK, STATUSES
 
 __all__ = [
-    "DUPLICATE", "EMIT", "STALE", "Window", "WindowCounters", "message_hash", "message_hashes",
+    "DUPLICATE",
+    "EMIT",
+    "STALE",
+    "Window",
+    "WindowCounters",
+    "message_hash",
+    "message_hashes",
 ]
 
 EMIT: Final = 0
@@ -396,9 +402,7 @@ class Window:
         self._release(2 * n + 1024)
         return joint or _joint(pb, out), out
 
-    def _step(
-        self, h: int, s: int, p: int, i: int, out: bytearray, table: tuple[int, ...]
-    ) -> None:
+    def _step(self, h: int, s: int, p: int, i: int, out: bytearray, table: tuple[int, ...]) -> None:
         """One event when no insert is left (the slow path of _segment, same rules)."""
         b = h & self._hint_mask
         dicts = self._dicts
@@ -508,6 +512,4 @@ def _joint(providers: bytes, codes: bytes | bytearray) -> bytes:
     """Per event ``provider << 2 | code``, computed in C: as big integers the two byte strings
     add without carries (each byte sum stays below 256)."""
     n = len(codes)
-    return (
-        int.from_bytes(providers.translate(_TIMES4)) + int.from_bytes(codes)
-    ).to_bytes(n)
+    return (int.from_bytes(providers.translate(_TIMES4)) + int.from_bytes(codes)).to_bytes(n)
