@@ -1,4 +1,4 @@
-"""The straightforward baseline: the same job as `pipeline._core.Core`, written the usual way.
+"""The straightforward baseline: the same job as `pipeline.core._batch.Core`, written the usual way.
 
 Per record: headers or shape decide the provider, then `json.loads` into dicts (`urllib.parse`
 for Yunpian's form bodies, `xml.etree.ElementTree` for SMS Partner's XML with any DOCTYPE
@@ -804,7 +804,7 @@ class Baseline:
         self.skipped = 0
 
     def decode(self, record: Any) -> list[dict[str, Any]]:
-        """Events of one `pipeline._core.InputRecord`; raises Failure or NotReceipts."""
+        """Events of one `pipeline.core._batch.InputRecord`; raises Failure or NotReceipts."""
         body = record.value
         if len(body) > MAX_BODY_BYTES:
             raise TooLarge("body too large")

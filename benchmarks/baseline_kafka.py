@@ -30,7 +30,7 @@ if str(ROOT) not in sys.path:
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
 from benchmarks.baseline import Baseline  # noqa: E402
-from pipeline._core import InputRecord  # noqa: E402
+from pipeline.core._batch import InputRecord  # noqa: E402
 
 
 async def run(args: argparse.Namespace) -> None:

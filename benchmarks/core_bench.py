@@ -36,9 +36,9 @@ import orjson  # noqa: E402
 
 from benchmarks import baseline as baseline_mod  # noqa: E402
 from benchmarks.corpus import Truth, generate_corpus  # noqa: E402
-from pipeline._core import Core, InputRecord  # noqa: E402
-from pipeline._errors import DecodeError, NotReceipts  # noqa: E402
-from pipeline._window import EMIT, Window, message_hash  # noqa: E402
+from pipeline.core._batch import Core, InputRecord  # noqa: E402
+from pipeline.core._window import EMIT, Window, message_hash  # noqa: E402
+from pipeline.normalise._errors import DecodeError, NotReceipts  # noqa: E402
 from schemas import PROVIDER_INDEX, STATUS_INDEX  # noqa: E402
 
 FULL = {"receipts": 1_000_000, "core_reps": 5, "baseline_reps": 2}

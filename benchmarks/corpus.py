@@ -43,7 +43,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from pipeline._core import InputRecord
+from pipeline.core._batch import InputRecord
 from schemas import RANK, STATUSES
 
 TOPIC: Final = "sms.receipts.raw"

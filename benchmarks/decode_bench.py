@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline._context import RecordContext
+from pipeline.normalise._context import RecordContext
 from pipeline.providers import REGISTRY
 
 REPORTS = 100

@@ -283,7 +283,7 @@ class TreeSampler:
 
 
 def _provider_of(record: Any) -> str | None:
-    from pipeline._core import sniff
+    from pipeline.core._batch import sniff
 
     for key, value in record.headers:
         if key == "provider":
@@ -294,7 +294,7 @@ def _provider_of(record: Any) -> str | None:
 
 def place(records: Sequence[Any], topic: str) -> list[Any]:
     """The records as they will sit on `topic`: partitioned by provider, offsets in order."""
-    from pipeline._core import InputRecord
+    from pipeline.core._batch import InputRecord
 
     offsets = [0] * PARTITIONS
     placed = []
@@ -336,8 +336,8 @@ class LatencyCorpus:
 
 
 def _run_core(records: Sequence[Any], batch: int = 1000) -> tuple[list[Any], int, Any]:
-    from pipeline._core import Core
-    from pipeline._window import Window
+    from pipeline.core._batch import Core
+    from pipeline.core._window import Window
 
     core = Core(Window(5_000_000, 86_400_000))
     outputs: list[Any] = []

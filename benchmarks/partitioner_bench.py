@@ -1,4 +1,4 @@
-"""Micro-benchmark of pipeline/_partitioner.py against aiokafka's pure-Python murmur2.
+"""Micro-benchmark of pipeline/kafka/_partitioner.py against aiokafka's pure-Python murmur2.
 
 Usage: ``.venv/bin/python benchmarks/partitioner_bench.py [--keys 200000] [--partitions 12]
 [--repeat 5] [--candidates]``
@@ -45,7 +45,7 @@ if str(ROOT) not in sys.path:
 
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2  # noqa: E402
 
-from pipeline._partitioner import murmur2, partition_for, partitions_for  # noqa: E402
+from pipeline.kafka._partitioner import murmur2, partition_for, partitions_for  # noqa: E402
 
 #: Share of output keys per provider (emitted events of ``corpus.py --seed 1``).
 PROVIDER_MIX = (("uspeedo", 0.311), ("yunpian", 0.255), ("tencent", 0.167),

@@ -1,4 +1,4 @@
-"""Benchmark of the dedupe window (pipeline/_window.py): memory, throughput, rebuild.
+"""Benchmark of the dedupe window (pipeline/core/_window.py): memory, throughput, rebuild.
 
 Usage: ``.venv/bin/python benchmarks/window_bench.py [--messages 5000000] [--quick]``
 
@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from pipeline._window import (  # noqa: E402
+from pipeline.core._window import (  # noqa: E402
     DUPLICATE,
     EMIT,
     STALE,

@@ -11,10 +11,9 @@ import msgspec
 
 from schemas import ReceiptEvent
 
-from ._config import ConfigError, Settings, add_arguments, settings_from_args
-from ._core import Core, CoreConfig, Decoder, InputRecord, parse_routes
-from ._errors import DecodeError, MalformedBody, NotReceipts
-from ._timefmt import zone
+from ._config import ConfigError, add_arguments, core_config, settings_from_args
+from .core._batch import Core, CoreConfig, Decoder, InputRecord
+from .normalise._errors import DecodeError, NotReceipts
 from .providers import REGISTRY
 
 
@@ -24,24 +23,6 @@ def event_schema() -> bytes:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "ReceiptEvent v1"
     return msgspec.json.format(msgspec.json.encode(schema), indent=2) + b"\n"
-
-
-def core_config(settings: Settings) -> CoreConfig:
-    try:
-        routes = parse_routes(settings.topic_map)
-    except ValueError as exc:
-        raise ConfigError(f"invalid setting topic_map: {exc}") from None
-    for key, name in settings.time_zones.items():
-        try:
-            zone(name)
-        except MalformedBody:
-            raise ConfigError(f"invalid setting time_zones: {key}={name}: unknown zone") from None
-    return CoreConfig(
-        max_body_bytes=settings.max_body_bytes,
-        dead_letter_max_bytes=settings.dead_letter_max_bytes,
-        topic_routes=routes,
-        time_zones=settings.time_zones,
-    )
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
@@ -87,13 +68,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = core_config(settings)
     if settings.source is not None:
         from ._embedded import run_embedded
-        from ._window import Window
+        from .core._window import Window
 
         window = Window(settings.window_max_messages, settings.window_ttl_s * 1000)
         return run_embedded(
             Core(window, config), settings.source, settings.to or "-", settings.dead_letter
         )
-    from ._kafka import run_kafka
+    from .kafka._processor import run_kafka
 
     return run_kafka(settings)
 

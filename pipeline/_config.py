@@ -13,7 +13,9 @@ from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
-from ._errors import DEFAULT_DEAD_LETTER_MAX_BYTES, DEFAULT_MAX_BODY_BYTES
+from .core._batch import CoreConfig, parse_routes
+from .normalise._errors import DEFAULT_DEAD_LETTER_MAX_BYTES, DEFAULT_MAX_BODY_BYTES, MalformedBody
+from .normalise._timefmt import zone
 
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 
@@ -215,3 +217,21 @@ def as_flags(settings: Settings, only: Sequence[str] = ()) -> dict[str, Any]:
     data = msgspec.to_builtins(settings)
     assert isinstance(data, dict)
     return {k: v for k, v in data.items() if not only or k in only}
+
+
+def core_config(settings: Settings) -> CoreConfig:
+    try:
+        routes = parse_routes(settings.topic_map)
+    except ValueError as exc:
+        raise ConfigError(f"invalid setting topic_map: {exc}") from None
+    for key, name in settings.time_zones.items():
+        try:
+            zone(name)
+        except MalformedBody:
+            raise ConfigError(f"invalid setting time_zones: {key}={name}: unknown zone") from None
+    return CoreConfig(
+        max_body_bytes=settings.max_body_bytes,
+        dead_letter_max_bytes=settings.dead_letter_max_bytes,
+        topic_routes=routes,
+        time_zones=settings.time_zones,
+    )

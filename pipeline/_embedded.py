@@ -16,8 +16,8 @@ from typing import IO, Final
 
 import msgspec
 
-from ._core import Core, DeadLetter, InputRecord, dead_letter
-from ._errors import MalformedBody
+from .core._batch import Core, DeadLetter, InputRecord, dead_letter
+from .normalise._errors import MalformedBody
 
 BATCH_RECORDS: Final = 1000
 PROGRESS_EVERY_S: Final = 5.0

@@ -7,7 +7,7 @@ from typing import TypeVar
 
 import msgspec
 
-from .._errors import MalformedBody
+from ..normalise._errors import MalformedBody
 
 T = TypeVar("T")
 

@@ -20,10 +20,10 @@ import msgspec
 from schemas import ReceiptEvent, Status
 from schemas.smspartner import SmsPartnerReport, SmsPartnerResponse
 
-from .._context import RecordContext
-from .._errors import MalformedBody, ProviderError, UnknownFormat, UnsafeXml
-from .._normalise import e164, make_event, map_status, national_fr
-from .._timefmt import provider_time
+from ..normalise._context import RecordContext
+from ..normalise._errors import MalformedBody, ProviderError, UnknownFormat, UnsafeXml
+from ..normalise._fields import e164, make_event, map_status, national_fr
+from ..normalise._timefmt import provider_time
 from ._shared import decode_json, id_text
 
 PROVIDER: Final = "smspartner"

@@ -23,10 +23,10 @@ from schemas.tencent import (
     TencentSendStatus,
 )
 
-from .._context import RecordContext
-from .._errors import MalformedBody, NotReceipts, ProviderError, UnknownFormat
-from .._normalise import e164, make_event, map_status, none_if_empty
-from .._timefmt import provider_time
+from ..normalise._context import RecordContext
+from ..normalise._errors import MalformedBody, NotReceipts, ProviderError, UnknownFormat
+from ..normalise._fields import e164, make_event, map_status, none_if_empty
+from ..normalise._timefmt import provider_time
 from ._shared import decode_json, id_text
 
 PROVIDER: Final = "tencent"

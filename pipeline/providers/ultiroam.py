@@ -21,10 +21,16 @@ from schemas.ultiroam import (
     UltiroamResult,
 )
 
-from .._context import RecordContext
-from .._errors import DecodeError, MalformedBody, NotReceipts, ProviderError, UnknownFormat
-from .._normalise import e164, make_event, map_status
-from .._timefmt import local_to_utc
+from ..normalise._context import RecordContext
+from ..normalise._errors import (
+    DecodeError,
+    MalformedBody,
+    NotReceipts,
+    ProviderError,
+    UnknownFormat,
+)
+from ..normalise._fields import e164, make_event, map_status
+from ..normalise._timefmt import local_to_utc
 from ._shared import decode_json, id_text, sniff_head_first
 
 PROVIDER: Final = "ultiroam"

@@ -16,10 +16,10 @@ import msgspec
 from schemas import Channel, ReceiptEvent, Status
 from schemas.uspeedo import UspeedoEnvelope, UspeedoPushReceipt, UspeedoReceipt, UspeedoSession
 
-from .._context import RecordContext
-from .._errors import MalformedBody, NotReceipts, ProviderError, UnknownFormat
-from .._normalise import e164, make_event, map_status, national_with_cc, none_if_empty
-from .._timefmt import epoch_text_to_utc
+from ..normalise._context import RecordContext
+from ..normalise._errors import MalformedBody, NotReceipts, ProviderError, UnknownFormat
+from ..normalise._fields import e164, make_event, map_status, national_with_cc, none_if_empty
+from ..normalise._timefmt import epoch_text_to_utc
 from ._shared import decode_json, id_text, sniff_head_first
 
 PROVIDER: Final = "uspeedo"

@@ -13,10 +13,10 @@ import msgspec
 from schemas import ReceiptEvent, Status
 from schemas.yunpian import YunpianReport
 
-from .._context import RecordContext
-from .._errors import MalformedBody, UnknownFormat
-from .._normalise import e164, make_event, map_status, national_cn
-from .._timefmt import local_to_utc
+from ..normalise._context import RecordContext
+from ..normalise._errors import MalformedBody, UnknownFormat
+from ..normalise._fields import e164, make_event, map_status, national_cn
+from ..normalise._timefmt import local_to_utc
 from ._shared import decode_json, id_text
 
 PROVIDER: Final = "yunpian"

@@ -31,9 +31,9 @@ from benchmarks.corpus import (  # noqa: E402
     kcat_line,
     write_jsonl,
 )
-from pipeline._core import Core, InputRecord, sniff  # noqa: E402
 from pipeline._embedded import read_records  # noqa: E402
-from pipeline._window import Window  # noqa: E402
+from pipeline.core._batch import Core, InputRecord, sniff  # noqa: E402
+from pipeline.core._window import Window  # noqa: E402
 
 SEED = 3
 RECEIPTS = 60_000

@@ -42,8 +42,8 @@ from aiokafka.structs import ConsumerRecord
 
 from pipeline import _broker as broker_module
 from pipeline._broker import LocalKafka
-from pipeline._core import BatchResult, Core, CoreConfig, InputRecord, sniff
-from pipeline._window import Window
+from pipeline.core._batch import BatchResult, Core, CoreConfig, InputRecord, sniff
+from pipeline.core._window import Window
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # benchmarks/ is not a package on the path otherwise
@@ -577,7 +577,7 @@ def header_dict(headers: Iterable[tuple[str, bytes]]) -> dict[str, bytes]:
 def check_outputs(got: Sequence[ConsumerRecord], want: Sequence[Any], out_partitions: int) -> None:
     """`got` (output topic) holds exactly the expected events, once each, keyed, headed and
     partitioned as the Kafka contract says."""
-    from pipeline._partitioner import partition_for
+    from pipeline.kafka._partitioner import partition_for
 
     want_pairs = Counter((o.key, o.value) for o in want)
     got_pairs = Counter((m.key, m.value) for m in got)

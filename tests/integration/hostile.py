@@ -6,8 +6,8 @@ import os
 import random
 from collections.abc import Sequence
 
-from pipeline._core import Decoder, InputRecord
-from pipeline._errors import DecodeError, NotReceipts
+from pipeline.core._batch import Decoder, InputRecord
+from pipeline.normalise._errors import DecodeError, NotReceipts
 
 MIB = 1024 * 1024
 

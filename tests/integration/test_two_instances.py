@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from pipeline._core import InputRecord
+from pipeline.core._batch import InputRecord
 
 from .conftest import (
     Proc,

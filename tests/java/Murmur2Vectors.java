@@ -9,7 +9,7 @@ import org.apache.kafka.clients.producer.internals.BuiltInPartitioner;
 import org.apache.kafka.common.utils.Utils;
 
 /**
- * Reference vectors for pipeline/_partitioner.py, computed by the Kafka Java client itself.
+ * Reference vectors for pipeline/kafka/_partitioner.py, computed by the Kafka Java client itself.
  *
  * <p>Reads keys from stdin, one per line ('\n'-separated, taken as raw bytes: no charset decoding,
  * so any UTF-8 or non-UTF-8 byte sequence without '\n' is hashed exactly as given), and prints one

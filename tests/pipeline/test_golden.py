@@ -7,8 +7,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from pipeline._context import RecordContext
-from pipeline._core import sniff
+from pipeline.core._batch import sniff
+from pipeline.normalise._context import RecordContext
 from pipeline.providers import REGISTRY
 
 GOLDEN = Path(__file__).parent.parent / "golden"

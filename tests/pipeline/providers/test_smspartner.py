@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mutations import mutated
 
-from pipeline._context import RecordContext
-from pipeline._errors import (
+from pipeline.normalise._context import RecordContext
+from pipeline.normalise._errors import (
     DecodeError,
     MalformedBody,
     NotReceipts,
@@ -24,7 +24,7 @@ from pipeline._errors import (
     UnknownFormat,
     UnsafeXml,
 )
-from pipeline._normalise import UNMAPPED_STATUSES
+from pipeline.normalise._fields import UNMAPPED_STATUSES
 from pipeline.providers import smspartner
 from schemas import ReceiptEvent
 

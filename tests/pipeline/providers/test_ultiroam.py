@@ -14,9 +14,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mutations import JUNK, mutated
 
-from pipeline._context import RecordContext
-from pipeline._errors import DecodeError, MalformedBody, NotReceipts, ProviderError, UnknownFormat
-from pipeline._normalise import UNMAPPED_STATUSES
+from pipeline.normalise._context import RecordContext
+from pipeline.normalise._errors import (
+    DecodeError,
+    MalformedBody,
+    NotReceipts,
+    ProviderError,
+    UnknownFormat,
+)
+from pipeline.normalise._fields import UNMAPPED_STATUSES
 from pipeline.providers import ultiroam
 from schemas import ReceiptEvent
 

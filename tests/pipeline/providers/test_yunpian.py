@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mutations import JUNK, mutated
 
-from pipeline._context import RecordContext
-from pipeline._errors import DecodeError, MalformedBody, UnknownFormat
+from pipeline.normalise._context import RecordContext
+from pipeline.normalise._errors import DecodeError, MalformedBody, UnknownFormat
 from pipeline.providers import yunpian
 
 CTX = RecordContext(topic="t", partition=1, offset=2, timestamp_ms=1_700_000_000_000)

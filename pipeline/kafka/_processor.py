@@ -26,11 +26,11 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from schemas import PROVIDER_INDEX, PROVIDERS, STATUS_INDEX
 
-from ._config import Settings
-from ._core import Core, InputRecord, parse_routes
-from ._metrics import Registry, serve_metrics, standard_metrics
+from .._config import Settings, core_config
+from .._metrics import Registry, serve_metrics, standard_metrics
+from ..core._batch import Core, InputRecord, parse_routes
+from ..core._window import Window, message_hash
 from ._partitioner import partitions_for
-from ._window import Window, message_hash
 
 log = logging.getLogger("pipeline.kafka")
 
@@ -450,8 +450,6 @@ async def serve(
     settings: Settings, started: Callable[[Processor, int | None], Awaitable[None]] | None = None
 ) -> None:
     """Run one processor until SIGTERM/SIGINT; the batch in hand is finished and committed."""
-    from ._cli import core_config
-
     window = Window(settings.window_max_messages, settings.window_ttl_s * 1000)
     core = Core(window, core_config(settings))
     processor = Processor(settings, core)
@@ -528,7 +526,7 @@ def _run_workers(settings: Settings) -> int:
 
 def run_kafka(settings: Settings) -> int:
     """`python -m pipeline run` without --from: the Kafka stream processor."""
-    from ._metrics import configure_logging
+    from .._metrics import configure_logging
 
     configure_logging(settings.log_level)
     # aiokafka's own warnings (coordinator moves, retries) go out as the same JSON lines.

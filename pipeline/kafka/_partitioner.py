@@ -15,7 +15,7 @@ Choice: the ``murmurhash2`` package (PyPI, MIT, a Rust/PyO3 extension). Its ``mu
 seed)`` is that exact algorithm, read in its source: LE ``u32`` blocks, ``u8`` tail XORed in
 then one multiply, same final mix. It returns the value as unsigned 32-bit, and equality with
 Java was checked bit for bit on 111 000+ keys of every length 0..200 and every tail length,
-random bytes and non-ASCII UTF-8 included (tests/pipeline/test_partitioner.py runs
+random bytes and non-ASCII UTF-8 included (tests/pipeline/kafka/test_partitioner.py runs
 ``Utils.murmur2`` and ``BuiltInPartitioner.partitionForKey`` from kafka-clients 4.3.1).
 It ships ``abi3`` wheels (one per platform, any CPython >= 3.6) for manylinux x86_64, i686 and
 aarch64, musllinux aarch64, macOS (universal2) and Windows, so ``pip install`` never builds it on

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from pipeline._normalise import (
+from pipeline.normalise._fields import (
     UNMAPPED_STATUSES,
     e164,
     event_id,
@@ -42,7 +42,8 @@ def test_e164_rules(raw: str, cc: str | None, rule: object, expected: str) -> No
 def test_event_id_is_stable_across_processes() -> None:
     here = event_id("yunpian", "9527", "DELIVERED")
     code = (
-        "from pipeline._normalise import event_id; print(event_id('yunpian', '9527', 'DELIVERED'))"
+        "from pipeline.normalise._fields import event_id; "
+        "print(event_id('yunpian', '9527', 'DELIVERED'))"
     )
     there = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True

@@ -7,8 +7,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline._errors import MalformedBody
-from pipeline._timefmt import epoch_text_to_utc, format_epoch_ms, format_epoch_s, local_to_utc
+from pipeline.normalise._errors import MalformedBody
+from pipeline.normalise._timefmt import (
+    epoch_text_to_utc,
+    format_epoch_ms,
+    format_epoch_s,
+    local_to_utc,
+)
 
 
 def test_epoch_seconds_and_millis() -> None:

@@ -1,4 +1,5 @@
-"""The dedupe window (pipeline/_window.py): rules against a reference model, bounds, rebuild."""
+"""The dedupe window (pipeline/core/_window.py): rules against a reference model, bounds,
+rebuild."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline._window import DUPLICATE, EMIT, STALE, Window, message_hash, message_hashes
+from pipeline.core._window import DUPLICATE, EMIT, STALE, Window, message_hash, message_hashes
 from schemas._event import PROVIDER_INDEX, PROVIDERS, RANK, STATUS_INDEX, STATUSES
 
 S = STATUS_INDEX

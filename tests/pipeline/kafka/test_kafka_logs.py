@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from pipeline._kafka import _RateLimit
+from pipeline.kafka._processor import _RateLimit
 
 
 def record(msg: str) -> logging.LogRecord:

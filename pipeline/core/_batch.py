@@ -15,8 +15,8 @@ import msgspec
 
 from schemas import PROVIDER_INDEX, STATUS_INDEX, ReceiptEvent
 
-from ._context import RecordContext
-from ._errors import (
+from ..normalise._context import RecordContext
+from ..normalise._errors import (
     DEFAULT_DEAD_LETTER_MAX_BYTES,
     DEFAULT_MAX_BODY_BYTES,
     BodyTooLarge,
@@ -24,10 +24,10 @@ from ._errors import (
     NotReceipts,
     UnknownFormat,
 )
-from ._normalise import UNMAPPED_STATUSES
-from ._timefmt import zone
+from ..normalise._fields import UNMAPPED_STATUSES
+from ..normalise._timefmt import zone
+from ..providers import REGISTRY, ProviderModule
 from ._window import EMIT, Window, message_hashes
-from .providers import REGISTRY, ProviderModule
 
 Headers = Sequence[tuple[str, bytes]]
 

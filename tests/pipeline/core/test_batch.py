@@ -7,10 +7,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from pipeline._core import Core, CoreConfig, InputRecord, Route, parse_routes
-from pipeline._window import Window
+from pipeline.core._batch import Core, CoreConfig, InputRecord, Route, parse_routes
+from pipeline.core._window import Window
 
-GOLDEN = Path(__file__).parent.parent / "golden"
+GOLDEN = Path(__file__).parents[2] / "golden"
 YUNPIAN = (GOLDEN / "yunpian/push.body").read_bytes()
 TENCENT_POLL = (GOLDEN / "tencent/PullSmsSendStatus.body").read_bytes()
 

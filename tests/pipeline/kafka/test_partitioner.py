@@ -1,4 +1,4 @@
-"""pipeline/_partitioner.py against the Kafka Java client itself and against aiokafka.
+"""pipeline/kafka/_partitioner.py against the Kafka Java client itself and against aiokafka.
 
 * Java: tests/java/Murmur2Vectors.java runs ``Utils.murmur2`` and
   ``BuiltInPartitioner.partitionForKey`` from the kafka-clients jar of the suite's broker cache
@@ -7,16 +7,16 @@
   of every length 0..200 (so every tail length mod 4) made of random bytes, ASCII and non-ASCII
   UTF-8, plus sign-bit traps (all 0x80 / 0xff bytes) and a few long keys. These tests FAIL, never
   skip, when Java 17+ (with javac), Maven or the jar is unavailable.
-* tests/pipeline/murmur2_vectors.tsv: a few hundred keys with the Java client's values, checked
-  without Java, so a regression shows on any machine. Format, one key a line, tab-separated:
+* tests/pipeline/kafka/murmur2_vectors.tsv: a few hundred keys with the Java client's values,
+  checked without Java, so a regression shows on any machine. Format, one key a line, tab-separated:
   ``key  murmur2  partition@3  partition@7  partition@12  partition@64``; keys are UTF-8 without
   tab, CR or LF. One test checks the file is exactly what the Java program prints for its keys.
   To add keys, append them (first column only) and regenerate::
 
-      cut -f1 tests/pipeline/murmur2_vectors.tsv > /tmp/keys
+      cut -f1 tests/pipeline/kafka/murmur2_vectors.tsv > /tmp/keys
       javac -d /tmp/m2 -cp "$JARS" tests/java/Murmur2Vectors.java
       java -cp "$JARS:/tmp/m2" Murmur2Vectors 3 7 12 64 < /tmp/keys \\
-          > tests/pipeline/murmur2_vectors.tsv
+          > tests/pipeline/kafka/murmur2_vectors.tsv
 
   with ``JARS=<libs>/kafka-clients-<v>.jar:<libs>/slf4j-api-<v>.jar``.
 * aiokafka: its pure-Python ``murmur2`` and ``DefaultPartitioner`` on hypothesis samples.
@@ -40,10 +40,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline import _broker
-from pipeline._partitioner import murmur2, partition_for, partitions_for
+from pipeline.kafka._partitioner import murmur2, partition_for, partitions_for
 
 HERE = Path(__file__).resolve().parent
-JAVA_SOURCE = HERE.parent / "java" / "Murmur2Vectors.java"
+JAVA_SOURCE = HERE.parents[1] / "java" / "Murmur2Vectors.java"
 VECTORS = HERE / "murmur2_vectors.tsv"
 PARTITION_COUNTS = (1, 3, 7, 12, 64)
 VECTOR_FILE_COUNTS = (3, 7, 12, 64)

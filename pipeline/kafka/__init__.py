@@ -1,0 +1,1 @@
+"""The Kafka stages: a thin asynchronous shell around the batch core."""
