@@ -345,8 +345,8 @@ class Processor:
         if result.dead_letters:
             topic = self.settings.dead_letter_topic
             count = await self.sink.partition_count(topic)
-            dead = [(None, d.value, d.headers, d.timestamp_ms) for d in result.dead_letters]
-            parts = [i % count for i in range(len(dead))]
+            dead = [(d.key, d.value, d.headers, d.timestamp_ms) for d in result.dead_letters]
+            parts = partitions_for([d.key for d in result.dead_letters], count)
             futures += await self.sink.send(topic, dead, parts)
         if futures:
             await asyncio.gather(*futures)
