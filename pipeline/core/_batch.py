@@ -6,8 +6,9 @@ embedded file mode are thin shells around `Core.process`.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import repeat
 from typing import Final, NamedTuple
 
@@ -29,7 +30,7 @@ from ..normalise._errors import (
 from ..normalise._fields import UNMAPPED_STATUSES
 from ..normalise._timefmt import zone
 from ..providers import REGISTRY, SKIP_KINDS, ProviderModule
-from ._window import EMIT, Window, message_hashes
+from ._window import EMIT, Window
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -85,6 +86,8 @@ class CoreConfig(msgspec.Struct, kw_only=True):
     topic_routes: dict[str, Route] = msgspec.field(default_factory=dict)
     #: "provider" or "provider/account" → IANA zone for naive times.
     time_zones: dict[str, str] = msgspec.field(default_factory=dict)
+    #: Records stamped further ahead of the wall clock do not move the window's clock.
+    clock_skew_tolerance_ms: int = 300_000
 
 
 class BatchResult(NamedTuple):
@@ -203,10 +206,17 @@ class Decoder:
 class Core:
     """decode → normalise → dedupe → encode; stateful only through its window and counters."""
 
-    def __init__(self, window: Window, config: CoreConfig | None = None) -> None:
+    def __init__(
+        self,
+        window: Window,
+        config: CoreConfig | None = None,
+        wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:
+        """``wall_ms``: the wall clock in ms (injected by tests), read once per batch."""
         self.window = window
         self.decoder = Decoder(config)
         self.stats = self.decoder.stats
+        self.wall_ms = wall_ms
         limit = self.decoder.config.output_max_bytes
         #: Body + header bytes under which no event can reach the output limit.
         self._small_record = max(0, (limit - _FIXED_EVENT_BYTES) // _AMPLIFICATION)
@@ -221,10 +231,12 @@ class Core:
         # Records whose events might not fit the output topic's limit (see `_fit`).
         large: dict[tuple[str, int, int], InputRecord] = {}
         small = self._small_record
-        now_ms = 0
+        now_ms = self.window.guarded_now(
+            [r.timestamp_ms for r in records],
+            self.wall_ms(),
+            self.decoder.config.clock_skew_tolerance_ms,
+        )
         for record in records:
-            if record.timestamp_ms > now_ms:
-                now_ms = record.timestamp_ms
             try:
                 decoded = decode(record)
             except PartialBody as partial:
@@ -247,7 +259,7 @@ class Core:
 
         keys = [f"{e.provider}:{e.message_key}".encode() for e in events]
         verdicts = self.window.check_batch(
-            message_hashes(keys),
+            self.window.hashes(keys),
             [STATUS_INDEX[e.status] for e in events],
             [PROVIDER_INDEX[e.provider] for e in events],
             now_ms,
@@ -375,6 +387,7 @@ def dead_letter(
     an original header that does not fit is dropped (`error.headers_dropped` counts them).
     """
     key = f"{record.topic}:{record.partition}:{record.offset}".encode()
+    # The reason and the source come last, in this order (readers take the last five).
     ours = [
         ("error.class", exc.error_class.encode()),
         ("error.message", str(exc)[:1000].encode("utf-8", "replace")),
@@ -383,7 +396,7 @@ def dead_letter(
         ("source.offset", str(record.offset).encode()),
     ]
     if exc.reports:
-        ours.append(("error.reports", _positions(exc.reports)))
+        ours.insert(0, ("error.reports", _positions(exc.reports)))
     value = record.value
     room = max_bytes - record_size(key, b"", ours) - _CUT_HEADERS_ROOM
     headers: list[tuple[str, bytes]] = []
@@ -400,9 +413,9 @@ def dead_letter(
     if len(value) > room:
         headers.append(("error.original_size", str(len(value)).encode()))
         value = value[: max(room, 0)]
-    headers += ours
     if dropped:
         headers.append(("error.headers_dropped", str(dropped).encode()))
+    headers += ours
     return DeadLetter(key, value, headers, record.timestamp_ms, exc.error_class)
 
 

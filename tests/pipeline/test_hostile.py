@@ -143,6 +143,14 @@ def test_item4_partial_body_emits_good_reports(name: str) -> None:
     headers = dict(dead.headers)
     assert dead.error_class == "PartialBody" and dead.value == body
     assert headers["error.class"] == b"PartialBody" and headers["error.reports"] == b"1"
+    # The reason and the source stay the last five headers, as readers expect.
+    assert [k for k, _ in dead.headers][-5:] == [
+        "error.class",
+        "error.message",
+        "source.topic",
+        "source.partition",
+        "source.offset",
+    ]
     assert n > 1
 
 
