@@ -29,8 +29,9 @@ from schemas import PROVIDER_INDEX, PROVIDERS, STATUS_INDEX
 
 from .._config import Settings, core_config
 from .._metrics import Registry, serve_metrics, standard_metrics
-from ..core._batch import Core, InputRecord, parse_routes
+from ..core._batch import Core, parse_routes
 from ..core._window import Window, message_hash
+from ._fetch import input_records, install
 from ._limits import TopicLimits, topic_limits
 from ._partitioner import partitions_for
 from ._topics import TopicProblem, check_topics, matching_topics
@@ -271,6 +272,7 @@ class Processor:
         self.lock = asyncio.Lock()
         self.ready = asyncio.Event()
         self.stopping = anyio.Event()
+        install()  # records aiokafka cannot parse become dead letters (see _fetch.py)
         self.follower = OutputFollower(settings, core.window)
         options = kafka_options(settings)
         self.producer = AIOKafkaProducer(
@@ -358,12 +360,11 @@ class Processor:
         # (one ListOffsets round trip; the follower usually has everything already).
         if self.shares_inputs():
             await self.follower.catch_up(quiet=True)
-        records = [
-            InputRecord(m.topic, m.partition, m.offset, m.timestamp, m.headers, m.value or b"")
-            for messages in batches.values()
-            for m in messages
-        ]
+        records, unreadable = input_records(batches, self.core.decoder.config.dead_letter_max_bytes)
         result = self.core.process(records)
+        if unreadable:
+            result.dead_letters.extend(unreadable)
+            self.core.stats.dead_letters.update(d.error_class for d in unreadable)
         futures: list[asyncio.Future[Any]] = []
         if result.outputs:
             topic = self.settings.output_topic
