@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 import time
 from pathlib import Path
@@ -29,15 +28,14 @@ if str(ROOT) not in sys.path:
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
+from benchmarks import contender_cli  # noqa: E402
 from benchmarks.baseline import Baseline  # noqa: E402
+from benchmarks.contender_cli import acked_then_commit  # noqa: E402
 from pipeline.core._batch import InputRecord  # noqa: E402
 
 
 async def run(args: argparse.Namespace) -> None:
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
+    stopping = contender_cli.stop_on_signals()
     consumer = AIOKafkaConsumer(
         *args.input_topics.split(","),
         bootstrap_servers=args.bootstrap_servers,
@@ -90,24 +88,14 @@ async def run(args: argparse.Namespace) -> None:
                 futures.append(
                     await producer.send(args.dead_letter_topic, record.value, headers=headers)
                 )
-            if futures:
-                await asyncio.gather(*futures)
-            await consumer.commit(
-                {tp: messages[-1].offset + 1 for tp, messages in batches.items() if messages}
-            )
+            await acked_then_commit(consumer, futures, batches)
     finally:
         await consumer.stop()
         await producer.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bootstrap-servers", required=True)
-    parser.add_argument("--input-topics", required=True, help="comma-separated")
-    parser.add_argument("--output-topic", required=True)
-    parser.add_argument("--dead-letter-topic", required=True)
-    parser.add_argument("--group-id", required=True)
-    parser.add_argument("--first-file", help="append the time of the first consumed batch here")
+    parser = contender_cli.parser(__doc__)
     args = parser.parse_args(argv)
     asyncio.run(run(args))
     return 0

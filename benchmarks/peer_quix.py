@@ -36,6 +36,7 @@ import msgspec  # noqa: E402
 from quixstreams import Application, message_context  # noqa: E402
 from quixstreams.models.serializers import Serializer  # noqa: E402
 
+from benchmarks import contender_cli  # noqa: E402
 from pipeline.core._batch import Decoder, InputRecord, dead_letter  # noqa: E402
 from pipeline.normalise._errors import DecodeError, NotReceipts  # noqa: E402
 from schemas import RANK, STATUSES  # noqa: E402
@@ -129,13 +130,7 @@ def build(args: argparse.Namespace) -> Application:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bootstrap-servers", required=True)
-    parser.add_argument("--input-topics", required=True, help="comma-separated")
-    parser.add_argument("--output-topic", required=True)
-    parser.add_argument("--dead-letter-topic", required=True)
-    parser.add_argument("--group-id", required=True)
-    parser.add_argument("--first-file", help="append the time of the first consumed record here")
+    parser = contender_cli.parser(__doc__)
     args = parser.parse_args(argv)
     build(args).run()
     return 0

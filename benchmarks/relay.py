@@ -23,13 +23,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import contender_cli  # noqa: E402
+from benchmarks.contender_cli import acked_then_commit  # noqa: E402
 
 
 def load_pool(path: str) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
@@ -48,10 +55,7 @@ def note_first(path: str | None) -> None:
 async def relay(args: argparse.Namespace) -> None:
     pool = load_pool(args.pool)
     events, records = args.events, args.records
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
+    stopping = contender_cli.stop_on_signals()
     consumer = AIOKafkaConsumer(
         *args.input_topics.split(","),
         bootstrap_servers=args.bootstrap_servers,
@@ -107,26 +111,17 @@ async def relay(args: argparse.Namespace) -> None:
                             batch = producer.create_batch()
                 if batch.record_count():
                     futures.append(await producer.send_batch(batch, out, partition=partition))
-            if futures:
-                await asyncio.gather(*futures)
-            await consumer.commit(
-                {tp: messages[-1].offset + 1 for tp, messages in batches.items() if messages}
-            )
+            await acked_then_commit(consumer, futures, batches)
     finally:
         await consumer.stop()
         await producer.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bootstrap-servers", required=True)
-    parser.add_argument("--input-topics", required=True, help="comma-separated")
-    parser.add_argument("--output-topic", required=True)
-    parser.add_argument("--group-id", required=True)
+    parser = contender_cli.parser(__doc__, dead_letters=False)
     parser.add_argument("--pool", required=True, help="JSON file of output records to cycle")
     parser.add_argument("--events", type=int, required=True, help="outputs per --records inputs")
     parser.add_argument("--records", type=int, required=True)
-    parser.add_argument("--first-file", help="append the time of the first consumed batch here")
     args = parser.parse_args(argv)
     try:
         import uvloop

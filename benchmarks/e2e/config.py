@@ -1,0 +1,54 @@
+"""Settings of the end-to-end benchmark: partitions, modes, contenders, versions."""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import sys
+from pathlib import Path
+
+PARTITIONS = 4
+#: Provider → raw partition (balanced by receipts: tencent 25 %, ultiroam 22 %, uspeedo 21 %,
+#: yunpian 17 % + smspartner 15 %). Unrecognisable bodies are spread by offset.
+PROVIDER_PARTITION = {"tencent": 0, "ultiroam": 1, "uspeedo": 2, "yunpian": 3, "smspartner": 3}
+FULL = {
+    "latency_fractions": (0.5, 0.25),
+    "receipts": 200_000,
+    "latency_s": 8.0,
+    "latency_cap": 400_000,
+    "settle_s": 0.5,
+    "drain_timeout_s": 300.0,
+}
+QUICK = {
+    "latency_fractions": (0.5,),
+    "receipts": 20_000,
+    "latency_s": 1.0,
+    "latency_cap": 25_000,
+    "settle_s": 0.25,
+    "drain_timeout_s": 40.0,
+}
+CONTENDERS = ("ours x1", "ours x2", "relay", "baseline", "quix")
+SEED, LATENCY_SEED = 1, 2
+BENCH_DIR = Path(__file__).resolve().parent.parent
+ROOT = BENCH_DIR.parent
+#: Set (by this benchmark) in the environment of our processor: the file where each process of
+#: it appends the time of its group consumer's first non-empty batch.
+FIRST_ENV = "E2E_BENCH_FIRST_FILE"
+PYTHON = sys.executable
+
+
+def package_version(name: str) -> str:
+    try:
+        from importlib.metadata import version
+
+        return version(name)
+    except Exception:
+        return "not installed"
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "?"

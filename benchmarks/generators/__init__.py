@@ -1,0 +1,1 @@
+"""The corpus generators of benchmarks/corpus.py: one module per provider, plus noise."""
