@@ -22,15 +22,19 @@ from typing import Any, Final
 import anyio
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from schemas import PROVIDER_INDEX, PROVIDERS, STATUS_INDEX
 
 from .._config import Settings, core_config
 from .._metrics import Registry, serve_metrics, standard_metrics
-from ..core._batch import Core, InputRecord, parse_routes
+from ..core._batch import Core, parse_routes
 from ..core._window import Window, message_hash
+from ._fetch import input_records, install
+from ._limits import TopicLimits, topic_limits
 from ._partitioner import partitions_for
+from ._topics import TopicProblem, check_topics, matching_topics
 
 log = logging.getLogger("pipeline.kafka")
 
@@ -268,6 +272,7 @@ class Processor:
         self.lock = asyncio.Lock()
         self.ready = asyncio.Event()
         self.stopping = anyio.Event()
+        install()  # records aiokafka cannot parse become dead letters (see _fetch.py)
         self.follower = OutputFollower(settings, core.window)
         options = kafka_options(settings)
         self.producer = AIOKafkaProducer(
@@ -291,11 +296,36 @@ class Processor:
             fetch_max_bytes=32 * 1024 * 1024,
         )
         self.sink = Sink(self.producer)
+        self.limits: dict[str, TopicLimits] = {}
         self.batches = 0
         self.positions: dict[TopicPartition, int] = {}
         self.on_batch: Callable[[float, float, dict[TopicPartition, int]], None] | None = None
 
+    async def check_topics(self) -> None:
+        """Stop start-up on a missing or forbidden topic; learn the broker's record limits."""
+        settings = self.settings
+        admin = AIOKafkaAdminClient(**kafka_options(settings))
+        await start_with_retry(admin, "admin", settings)
+        try:
+            roles = {t: "input (--input-topics)" for t in settings.input_topics}
+            if settings.input_pattern:
+                roles = {}
+                if not await matching_topics(admin, settings.input_pattern):
+                    log.warning(
+                        "no topic matches the input pattern yet",
+                        extra={"pattern": settings.input_pattern},
+                    )
+            roles[settings.output_topic] = "output (--output-topic)"
+            roles[settings.dead_letter_topic] = "dead-letter (--dead-letter-topic)"
+            await check_topics(admin, roles)
+            self.limits = await topic_limits(
+                admin, [settings.output_topic, settings.dead_letter_topic]
+            )
+        finally:
+            await admin.close()
+
     async def start(self) -> None:
+        await self.check_topics()
         await start_with_retry(self.producer, "producer", self.settings)
         await self.follower.start()
         await self.follower.catch_up()
@@ -330,12 +360,11 @@ class Processor:
         # (one ListOffsets round trip; the follower usually has everything already).
         if self.shares_inputs():
             await self.follower.catch_up(quiet=True)
-        records = [
-            InputRecord(m.topic, m.partition, m.offset, m.timestamp, m.headers, m.value or b"")
-            for messages in batches.values()
-            for m in messages
-        ]
+        records, unreadable = input_records(batches, self.core.decoder.config.dead_letter_max_bytes)
         result = self.core.process(records)
+        if unreadable:
+            result.dead_letters.extend(unreadable)
+            self.core.stats.dead_letters.update(d.error_class for d in unreadable)
         futures: list[asyncio.Future[Any]] = []
         if result.outputs:
             topic = self.settings.output_topic
@@ -540,18 +569,19 @@ def run_kafka(settings: Settings) -> int:
         return _run_workers(settings)
     try:
         anyio.run(serve, settings, backend="asyncio", backend_options={"use_uvloop": True})
-    except (KafkaError, BrokerUnreachable, BaseExceptionGroup) as exc:
+    except (KafkaError, BrokerUnreachable, TopicProblem, BaseExceptionGroup) as exc:
         # Task groups wrap what their tasks raise; Kafka errors are reported, anything else is
         # a bug and keeps its traceback.
         if isinstance(exc, BaseExceptionGroup):
-            known, rest = exc.split((KafkaError, BrokerUnreachable))
+            known, rest = exc.split((KafkaError, BrokerUnreachable, TopicProblem))
             if rest is not None or known is None:
                 raise
             exc = known.exceptions[0]
-        if isinstance(exc, BrokerUnreachable):
+        if isinstance(exc, (BrokerUnreachable, TopicProblem)):
             print(f"error: {exc}", file=sys.stderr)
         log.error("kafka error", extra={"error": repr(exc)})
-        return 1
+        # A missing or forbidden topic is a setting to fix (exit 2, as for bad config).
+        return 2 if isinstance(exc, TopicProblem) else 1
     return 0
 
 
