@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import json
 import random
+import urllib.parse
 from collections import Counter
 
 import pytest
 
-from pipeline.core._batch import record_size
+from pipeline.core._batch import InputRecord, record_size
 from pipeline.normalise._errors import DEFAULT_RECORD_MAX_BYTES
 
 from .conftest import (
     BIG,
+    Topics,
     check_dead_letters,
     check_outputs,
     corpus_records,
+    create_topics,
     drain,
     expected,
     make_topics,
@@ -25,7 +28,7 @@ from .conftest import (
     run_args,
     wait_committed,
 )
-from .hostile import hostile
+from .hostile import MIB, hostile
 
 pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
 
@@ -101,3 +104,89 @@ async def test_poison_is_dead_lettered_and_never_stops_the_processor(
     assert len(proc.messages("started")) == 1
     assert proc.crashes() == []
     assert await proc.stop() == 0
+
+
+def _oversized(stamp: int) -> list[tuple[str, InputRecord]]:
+    """Valid receipts whose events no default topic can hold, and large flat XML; each with the
+    dead-letter class it must get (issue 12, items 1 and 3)."""
+    callback = json.dumps(
+        [
+            {"user_receive_time": "2024-03-30 12:00:00", "nationcode": "86",
+             "mobile": f"13900{i:06d}", "report_status": "SUCCESS", "errmsg": "DELIVRD",
+             "description": "x" * 3_000_000 if i == 2 else "ok", "sid": f"poison-big-{i}"}
+            for i in range(5)
+        ]
+    ).encode()  # fmt: skip
+    sms_partner = json.dumps(
+        {"success": True, "code": 200, "message_id": "m" * 400_000,
+         "StatutResponse_List": [{"phoneNumber": "+33611111111", "status": "Delivered",
+                                  "stopSMS": False, "date": "1711800000"}]}
+    ).encode()  # fmt: skip
+    yunpian = b"sms_status=" + urllib.parse.quote(
+        json.dumps(
+            [{"sid": 88_000_000 + i, "uid": "", "user_receive_time": "2024-03-30 12:00:00",
+              "error_msg": "DELIVRD", "error_detail": "ok", "mobile": "13800138000",
+              "report_status": "SUCCESS"} for i in range(3)]
+        )
+    ).encode()  # fmt: skip
+    control = bytes(range(1, 32)) * (200_000 // 31)
+    head = b"<result><entry>true</entry><entry>200</entry><entry>m</entry>"
+    cases = [
+        ("EventTooLarge", callback, [("provider", b"tencent"), ("endpoint", b"callback")]),
+        ("EventTooLarge", sms_partner, [("provider", b"smspartner")]),
+        ("EventTooLarge", yunpian, [("provider", b"yunpian"), ("account", control)]),
+        ("MalformedBody", b"<result>" + b"<a/>" * (2 * MIB - 4) + b"</result>", []),
+        ("MalformedBody", head + b"<entry/>" * (MIB - 16) + b"</result>", []),
+    ]
+    return [
+        (error, InputRecord("", 0, 0, stamp + i, headers, body))
+        for i, (error, body, headers) in enumerate(cases)
+    ]
+
+
+async def test_item1_oversized_events_at_default_limits(kafka_bootstrap: str, spawn) -> None:
+    """Events too large for a default topic are dead-lettered (their body cut to fit), large
+    flat XML is refused at its first element, and the processor never restarts."""
+    topics = Topics("oversized", raw=4, out=6, dlq=2)
+    # Only the raw topic takes large bodies (the ingress landed them); output and dead-letter
+    # topics have the broker's default max.message.bytes.
+    await create_topics(kafka_bootstrap, {topics.raw: 4}, {"max.message.bytes": str(BIG)})
+    await create_topics(kafka_bootstrap, {topics.out: 6, topics.dlq: 2})
+    good = corpus_records(53, 3_000)
+    bad = _oversized(good[len(good) // 2].timestamp_ms)
+    mixed = good[:1000] + [r for _, r in bad[:3]] + good[1000:2000] + [r for _, r in bad[3:]]
+    mixed += good[2000:]
+    records = plan(mixed, topics.raw, 4)
+    want = expected(records)
+    by_class = Counter(d.error_class for d in want.dead_letters)
+    assert by_class["EventTooLarge"] == 3, by_class
+    # The callback's four other reports are events; the rest of the stream is untouched.
+    others = {f"poison-big-{i}" for i in (0, 1, 3, 4)}
+    assert sum(json.loads(o.value)["message_id"] in others for o in want.outputs) == 4
+
+    await produce(kafka_bootstrap, records, max_request_size=BIG)
+    proc = spawn(run_args(kafka_bootstrap, topics, extra=["--batch-max-records", "500"]))
+    pid = proc.pid
+    await wait_committed(kafka_bootstrap, topics.group, topics.raw, procs=[proc], timeout=120)
+    out = await drain(kafka_bootstrap, topics.out)
+    dlq = await drain(kafka_bootstrap, topics.dlq)
+
+    check_outputs(out, want.outputs, 6)
+    check_dead_letters(dlq, want.dead_letters)
+    too_large = [m for m in dlq if dict(m.headers)["error.class"] == b"EventTooLarge"]
+    assert len(too_large) == 3
+    for m in too_large:
+        h = dict(m.headers)
+        assert record_size(m.key, m.value, m.headers) <= DEFAULT_RECORD_MAX_BYTES
+        assert h["error.reports"] and m.key == f"{topics.raw}:{m_source(h)}".encode()
+    cut = [int(dict(m.headers).get("error.original_size", b"0")) for m in too_large]
+    assert max(cut) > 3_000_000  # the callback's body, cut to fit
+    assert proc.alive() and proc.pid == pid
+    assert len(proc.messages("started")) == 1
+    assert proc.crashes() == []
+    assert await proc.stop() == 0
+
+
+def m_source(headers: dict[str, bytes]) -> str:
+    """`partition:offset` of a dead letter's source record."""
+    return f"{headers['source.partition'].decode()}:{headers['source.offset'].decode()}"
