@@ -336,9 +336,11 @@ class Core:
 RECORD_OVERHEAD: Final = 64
 #: Per header: its key and value lengths (varints).
 HEADER_OVERHEAD: Final = 10
-#: An event copies a body's text into a few fields (message_key, key, batch_id...), JSON
-#: escaping at most doubles it, and a few hundred bytes are fixed: an event is below
-#: 16 x (body + header bytes) + 8 KiB, so only records above limit/16 are sized exactly.
+#: An event copies a body's text into at most four places (key, message_key, message_id or
+#: batch_id, recipient...) and re-escaping at most doubles it (`%01` becomes `\u0001`); a header
+#: (`account`) is copied once, a control byte escaped to 6 bytes; the rest is a few hundred
+#: fixed bytes. So an event is below 16 x (body + header bytes) + 8 KiB, and only records above
+#: (limit - 8 KiB) / 16 are sized exactly.
 _AMPLIFICATION: Final = 16
 _FIXED_EVENT_BYTES: Final = 8192
 
