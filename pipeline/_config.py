@@ -5,6 +5,7 @@ bad value stops the program with a message that names the key and where it came 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import re
 import tomllib
@@ -18,6 +19,7 @@ from .normalise._errors import DEFAULT_MAX_BODY_BYTES, DEFAULT_RECORD_MAX_BYTES,
 from .normalise._timefmt import zone
 
 Positive = Annotated[int, msgspec.Meta(ge=1)]
+_log = logging.getLogger("pipeline.config")
 
 
 class ConfigError(ValueError):
@@ -60,6 +62,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # Process
     workers: Positive = 1
     metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] | None = None
+    metrics_host: str = "127.0.0.1"
+    liveness_timeout_s: Positive = 120
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Embedded mode (no Kafka)
     source: str | None = None
@@ -99,7 +103,12 @@ HELP: Final[dict[str, str]] = {
     "time_zones": "zones for naive times: provider[/account]=Zone, comma-separated or repeated",
     "topic_map": "provider of unlabelled topics: topic=provider[.endpoint], comma-separated",
     "workers": "processes in the consumer group",
-    "metrics_port": "serve Prometheus /metrics and /healthz on this port (0: any free port)",
+    "metrics_port": "serve Prometheus /metrics, /livez and /readyz on this port (0: any free "
+    "port); with --workers, one endpoint for all of them",
+    "metrics_host": "address the metrics endpoint binds (0.0.0.0: every interface, e.g. in a "
+    "container)",
+    "liveness_timeout_s": "/livez fails when a loop made no progress (a batch, or a poll that "
+    "found nothing) for this long, in s",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
     "source": "embedded mode: kcat -J JSON lines, a directory of raw bodies, or - (stdin)",
     "to": "embedded mode: where events go as JSON lines (- for stdout)",
@@ -183,7 +192,10 @@ def load(flags: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> 
         if key.startswith("PIPELINE_") and key != "PIPELINE_CONFIG":
             name = key[len("PIPELINE_") :].lower()
             if name not in _FIELDS:
-                raise ConfigError(f"unknown environment variable {key}")
+                # Kubernetes injects PIPELINE_SERVICE_HOST, PIPELINE_PORT, ... for a Service
+                # named `pipeline`: not ours to refuse.
+                _log.warning("ignoring unknown environment variable %s", key)
+                continue
             merged[name], origin[name] = _split_text(name, text), f"env {key}"
     for name, value in flags.items():
         if name == "config" or name not in _FIELDS:
