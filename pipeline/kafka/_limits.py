@@ -25,11 +25,11 @@ DEFAULT_MAX_MESSAGE_BYTES: Final = 1024 * 1024 + 12
 DEFAULT_TIMESTAMP_AFTER_MAX_MS: Final = 3_600_000
 DEFAULT_TIMESTAMP_BEFORE_MAX_MS: Final = 2**63 - 1
 
-#: Bytes of a record batch holding one record, beyond the record's key, value and headers: the
-#: batch header (61) and the record's own varints at their widest (length, attributes,
-#: timestamp delta, offset delta, key and value lengths, header count), rounded up.
-RECORD_OVERHEAD: Final = 128
-#: Bytes of one header beyond its key and value (two length varints at their widest).
+#: The header of a record batch (v2); a record's own framing is counted by `record_size`.
+BATCH_HEADER: Final = 61
+#: A record's framing at its widest (length, attributes, timestamp and offset deltas, key and
+#: value lengths, header count: varints), rounded up; and each header's two lengths.
+RECORD_OVERHEAD: Final = 64
 HEADER_OVERHEAD: Final = 10
 #: Records are kept this far inside the timestamp window: the broker judges by its own clock.
 CLOCK_MARGIN_MS: Final = 60_000
@@ -55,8 +55,8 @@ class TopicLimits(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def record_bytes(self) -> int:
-        """The most key + value + header bytes (see `record_size`) one record may carry."""
-        return self.max_message_bytes - RECORD_OVERHEAD
+        """The largest `record_size` of a record the topic takes (in a batch of its own)."""
+        return self.max_message_bytes - BATCH_HEADER
 
     def stamp_window(self, now_ms: int) -> tuple[int, int]:
         """The record timestamps the broker accepts at `now_ms`, inside a clock margin."""
@@ -68,9 +68,9 @@ class TopicLimits(msgspec.Struct, frozen=True, kw_only=True):
 def record_size(
     key: bytes | None, value: bytes, headers: Iterable[tuple[str, bytes | None]]
 ) -> int:
-    """A record's size as `TopicLimits.record_bytes` counts it (an upper bound of its share of
-    a one-record batch)."""
-    size = len(key or b"") + len(value)
+    """An upper bound of a record's size in a batch, framing included (what
+    `TopicLimits.record_bytes` bounds)."""
+    size = RECORD_OVERHEAD + len(key or b"") + len(value)
     for name, data in headers:
         size += len(name.encode("utf-8", "replace")) + len(data or b"") + HEADER_OVERHEAD
     return size

@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import anyio
@@ -34,12 +34,10 @@ from ..core._window import Window, message_hash
 from ._fetch import input_records, install
 from ._limits import TopicLimits, topic_limits
 from ._partitioner import partitions_for
+from ._sink import PRODUCER_BATCH_BYTES, Sent, Sink
 from ._topics import TopicProblem, check_topics, matching_topics
 
 log = logging.getLogger("pipeline.kafka")
-
-#: Size of one producer batch; large batches amortise the per-request cost.
-PRODUCER_BATCH_BYTES: Final = 1024 * 1024
 
 
 def kafka_options(settings: Settings) -> dict[str, Any]:
@@ -85,47 +83,6 @@ async def start_with_retry(client: Any, what: str, settings: Settings) -> None:
                 extra={"bootstrap": settings.bootstrap_servers, "client": what, "attempt": attempt},
             )
             await anyio.sleep(min(2.0, 0.2 * attempt))
-
-
-class Sink:
-    """Writes records with the producer's batch API, partitioned as Kafka's Java client does."""
-
-    def __init__(self, producer: Any) -> None:
-        self.producer = producer
-        self._partitions: dict[str, int] = {}
-
-    async def partition_count(self, topic: str) -> int:
-        count = self._partitions.get(topic)
-        if count is None:
-            parts = await self.producer.partitions_for(topic)
-            count = len(parts)
-            self._partitions[topic] = count
-        return count
-
-    async def send(
-        self,
-        topic: str,
-        records: Sequence[tuple[bytes | None, bytes, Sequence[tuple[str, bytes]], int]],
-        partitions: Sequence[int],
-    ) -> list[asyncio.Future[Any]]:
-        """Queue `records` (key, value, headers, timestamp) and return one future per batch."""
-        by_partition: dict[int, list[int]] = {}
-        for i, p in enumerate(partitions):
-            by_partition.setdefault(p, []).append(i)
-        futures = []
-        producer = self.producer
-        for partition, indexes in by_partition.items():
-            batch = producer.create_batch()
-            for i in indexes:
-                key, value, headers, stamp = records[i]
-                while batch.append(key=key, value=value, timestamp=stamp, headers=headers) is None:
-                    if batch.record_count() == 0:
-                        raise ValueError(f"record of {len(value)} bytes does not fit a batch")
-                    futures.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch = producer.create_batch()
-            if batch.record_count():
-                futures.append(await producer.send_batch(batch, topic, partition=partition))
-        return futures
 
 
 # Header values of our own output records, straight to the window's codes (no decoding).
@@ -275,15 +232,18 @@ class Processor:
         install()  # records aiokafka cannot parse become dead letters (see _fetch.py)
         self.follower = OutputFollower(settings, core.window)
         options = kafka_options(settings)
-        self.producer = AIOKafkaProducer(
-            **options,
-            enable_idempotence=True,
-            acks="all",
-            compression_type=None if settings.compression == "none" else settings.compression,
-            linger_ms=settings.linger_ms,
-            max_batch_size=PRODUCER_BATCH_BYTES,
-            max_request_size=8 * PRODUCER_BATCH_BYTES,
-        )
+
+        def producer(batch_bytes: int) -> AIOKafkaProducer:
+            return AIOKafkaProducer(
+                **options,
+                enable_idempotence=True,
+                acks="all",
+                compression_type=None if settings.compression == "none" else settings.compression,
+                linger_ms=settings.linger_ms,
+                max_batch_size=batch_bytes,
+                max_request_size=8 * PRODUCER_BATCH_BYTES,
+            )
+
         self.consumer = AIOKafkaConsumer(
             **options,
             group_id=settings.group_id,
@@ -295,7 +255,7 @@ class Processor:
             max_partition_fetch_bytes=4 * 1024 * 1024,
             fetch_max_bytes=32 * 1024 * 1024,
         )
-        self.sink = Sink(self.producer)
+        self.sink = Sink(producer, settings.dead_letter_topic)
         self.limits: dict[str, TopicLimits] = {}
         self.batches = 0
         self.positions: dict[TopicPartition, int] = {}
@@ -326,7 +286,9 @@ class Processor:
 
     async def start(self) -> None:
         await self.check_topics()
-        await start_with_retry(self.producer, "producer", self.settings)
+        await self.sink.start(
+            self.limits, lambda producer: start_with_retry(producer, "producer", self.settings)
+        )
         await self.follower.start()
         await self.follower.catch_up()
         listener = _Rebalance(self)
@@ -365,20 +327,20 @@ class Processor:
         if unreadable:
             result.dead_letters.extend(unreadable)
             self.core.stats.dead_letters.update(d.error_class for d in unreadable)
-        futures: list[asyncio.Future[Any]] = []
+        sent: list[Sent] = []
         if result.outputs:
             topic = self.settings.output_topic
             count = await self.sink.partition_count(topic)
             parts = partitions_for([o.key for o in result.outputs], count)
-            futures += await self.sink.send(topic, result.outputs, parts)
+            sent += await self.sink.send(topic, result.outputs, parts)
         if result.dead_letters:
             topic = self.settings.dead_letter_topic
             count = await self.sink.partition_count(topic)
             dead = [(None, d.value, d.headers, d.timestamp_ms) for d in result.dead_letters]
             parts = [i % count for i in range(len(dead))]
-            futures += await self.sink.send(topic, dead, parts)
-        if futures:
-            await asyncio.gather(*futures)
+            sent += await self.sink.send(topic, dead, parts)
+        # Every record acknowledged, or its dead letter (what the broker refuses): then commit.
+        await self.sink.flush(sent)
         offsets = {tp: messages[-1].offset + 1 for tp, messages in batches.items() if messages}
         commit_started = time.perf_counter()
         await self.consumer.commit(offsets)
@@ -417,7 +379,7 @@ class Processor:
     async def stop(self) -> None:
         # Order matters: leave the group (commits are already done), then flush the producer.
         # Each is stopped even if another fails (or was never started: a stop during start-up).
-        for client in (self.consumer, self.producer, self.follower):
+        for client in (self.consumer, self.sink, self.follower):
             try:
                 await client.stop()
             except Exception as exc:

@@ -62,11 +62,11 @@ def test_item1_record_size_bounds_the_batch_a_record_makes() -> None:
         builder = DefaultRecordBatchBuilder(2, 0, 0, -1, -1, 0, 1 << 24)
         builder.append(0, 2**41, key, value, headers)
         batch = len(builder.build())
-        # The one-record batch fits the topic's limit exactly when the record fits `record_bytes`.
+        # The one-record batch fits the topic's limit when the record fits `record_bytes`.
         overhead = DEFAULT_MAX_MESSAGE_BYTES - TopicLimits().record_bytes
         size = record_size(key, value, headers)
         assert batch <= size + overhead  # an upper bound...
-        assert size + overhead - batch <= 128 + 10 * len(headers)  # ...and not a loose one
+        assert size + overhead - batch <= 64 + 10 * len(headers)  # ...and not a loose one
 
 
 def test_item1_stamp_window_is_the_narrowest_inside_the_margin() -> None:
