@@ -25,8 +25,9 @@ DEFAULT_MAX_MESSAGE_BYTES: Final = 1024 * 1024 + 12
 DEFAULT_TIMESTAMP_AFTER_MAX_MS: Final = 3_600_000
 DEFAULT_TIMESTAMP_BEFORE_MAX_MS: Final = 2**63 - 1
 
-#: The header of a record batch (v2); a record's own framing is counted by `record_size`.
-BATCH_HEADER: Final = 61
+#: Room kept in a topic's limit for the batch header (61 bytes) and compression framing
+#: (incompressible values grow a little); a record's own framing is counted by `record_size`.
+BATCH_MARGIN: Final = 4096
 #: A record's framing at its widest (length, attributes, timestamp and offset deltas, key and
 #: value lengths, header count: varints), rounded up; and each header's two lengths.
 RECORD_OVERHEAD: Final = 64
@@ -56,7 +57,7 @@ class TopicLimits(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def record_bytes(self) -> int:
         """The largest `record_size` of a record the topic takes (in a batch of its own)."""
-        return self.max_message_bytes - BATCH_HEADER
+        return self.max_message_bytes - BATCH_MARGIN
 
     def stamp_window(self, now_ms: int) -> tuple[int, int]:
         """The record timestamps the broker accepts at `now_ms`, inside a clock margin."""
