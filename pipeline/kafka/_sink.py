@@ -28,7 +28,9 @@ from aiokafka.errors import (
     RecordTooLargeError,
 )
 
-from ._limits import TopicLimits, record_size
+from ..core._batch import record_size
+from ._limits import TopicLimits
+from ._partitioner import partition_for
 
 log = logging.getLogger("pipeline.kafka")
 
@@ -178,14 +180,15 @@ class Sink:
                 sent += await self.send(s.topic, [record], [s.partition])
         if dead:
             count = await self.partition_count(self.dead_letter_topic)
-            for i, record in enumerate(dead):
-                sent += await self.send(self.dead_letter_topic, [record], [i % count])
+            for record in dead:
+                part = partition_for(record[0], count) if record[0] is not None else 0
+                sent += await self.send(self.dead_letter_topic, [record], [part])
         return sent
 
     def _refused(self, topic: str, record: Record, error: str, why: str, now: int) -> Record:
-        """The dead letter of `record`, which `topic` refuses: its value cut to fit the
-        dead-letter topic, the reason and source added (a dead letter keeps its own), stamped
-        now if the dead-letter topic would refuse its timestamp too."""
+        """The dead letter of `record`, which `topic` refuses: keyed by its source, its value
+        cut to fit the dead-letter topic, the reason and source added (a dead letter keeps its
+        own), stamped now if the dead-letter topic would refuse its timestamp too."""
         key, value, headers, stamp = record
         limits = self.limits.get(self.dead_letter_topic, TopicLimits())
         if topic == self.dead_letter_topic:
@@ -195,21 +198,18 @@ class Sink:
                 own = [h for h in own if h[0] == "error.original_size"]
         else:
             own = list(headers)
-            reason = [
-                ("error.class", error.encode()),
-                (
-                    "error.message",
-                    f"{why} {topic!r} ({len(value)} bytes, timestamp {stamp})".encode(),
-                ),
-                *_source_of(value),
-            ]
+            source = _source_of(value)
+            message = f"{why} {topic!r} ({len(value)} bytes, timestamp {stamp})"
+            reason = [("error.class", error.encode()), ("error.message", message.encode()), *source]
+            # As the core keys its dead letters: `topic:partition:offset` of the source.
+            key = b":".join(v for _, v in source) if source else None
         room = limits.record_bytes - record_size(key, b"", [*own, *reason]) - 32
         if len(value) > room:
             if not any(k == "error.original_size" for k, _ in own):
                 own.append(("error.original_size", str(len(value)).encode()))
             value = value[: max(0, room)]
         lo, hi = limits.stamp_window(now)
-        return None, value, [*own, *reason], stamp if lo <= stamp <= hi else now
+        return key, value, [*own, *reason], stamp if lo <= stamp <= hi else now
 
 
 def _source_of(event: bytes) -> list[tuple[str, bytes]]:

@@ -11,7 +11,8 @@ from collections import Counter
 
 import pytest
 
-from pipeline.kafka._limits import TopicLimits, record_size
+from pipeline.core._batch import record_size
+from pipeline.normalise._errors import DEFAULT_RECORD_MAX_BYTES
 
 from .conftest import (
     BIG,
@@ -81,7 +82,7 @@ async def test_poison_is_dead_lettered_and_never_stops_the_processor(
     want = expected([r for r in records if (r.partition, r.offset) != unreadable_at])
     # The core emits the oversized event, or dead-letters it itself (EventTooLarge): either way,
     # it must not be in the output.
-    limit = TopicLimits().record_bytes
+    limit = DEFAULT_RECORD_MAX_BYTES
     want_outputs = [o for o in want.outputs if record_size(o.key, o.value, o.headers) <= limit]
     assert len(want_outputs) >= len(want.outputs) - 1
     want_dead = [d for d in want.dead_letters if d.error_class != "EventTooLarge"]
@@ -127,8 +128,9 @@ async def test_poison_is_dead_lettered_and_never_stops_the_processor(
     for m in dlq:
         h = dict(m.headers)
         if h["error.class"] == b"BodyTooLarge":
-            # Cut to the dead-letter limit (1 MB default), the original size in a header.
-            assert len(m.value) == 1_000_000
+            # Cut to fit the dead-letter record limit, the original size in a header.
+            assert 1_000_000 < len(m.value) < DEFAULT_RECORD_MAX_BYTES
+            assert record_size(m.key, m.value, m.headers) <= DEFAULT_RECORD_MAX_BYTES
             assert int(h["error.original_size"]) > 8 * 1024 * 1024
         assert json.dumps(h["error.message"].decode("utf-8"))  # a readable reason
 

@@ -112,6 +112,7 @@ async def test_item1_refused_records_are_dead_lettered_and_the_rest_sent(
         b"2",
     )
     assert int(big["error.original_size"]) > 3_000_000
+    assert dead[b"EventTooLarge"].key == b"raw:2:2"  # keyed by its source, as the core keys
     assert dead[b"EventTooLarge"].value == event(2, 3_000_000)[: len(dead[b"EventTooLarge"].value)]
     late = dead[b"InvalidTimestamp"]
     assert dict(late.headers)["source.offset"] == b"4" and late.value == event(4, 10)
