@@ -127,25 +127,28 @@ class Sink:
 
     async def flush(self, sent: Sequence[Sent]) -> None:
         """Return once the broker holds every record of `sent`, or a dead letter for it."""
-        for _ in range(_ATTEMPTS):
+        # Each round dead-letters at least one record (or fails), so this bound is never met
+        # while the broker and its reported limits agree about anything.
+        rounds = 2 * sum(len(s.records) for s in sent) + 3
+        for _ in range(rounds):
             results = await asyncio.gather(*(s.future for s in sent), return_exceptions=True)
-            failed = [s for s, r in zip(sent, results, strict=True) if isinstance(r, BaseException)]
+            failed = [
+                (s, r) for s, r in zip(sent, results, strict=True) if isinstance(r, BaseException)
+            ]
             if not failed:
                 return
-            errors = [r for r in results if isinstance(r, BaseException)]
+            errors = [r for _, r in failed]
             other = [e for e in errors if not isinstance(e, (*REFUSALS, OutOfOrderSequenceNumber))]
-            if other or not any(isinstance(e, REFUSALS) for e in errors):
+            refusals = [e for e in errors if isinstance(e, REFUSALS)]
+            if other or not refusals:
                 raise (other or errors)[0]
             log.warning(
                 "broker refused records; dead-lettering the offenders",
-                extra={
-                    "batches": len(failed),
-                    "error": repr(next(e for e in errors if isinstance(e, REFUSALS))),
-                },
+                extra={"batches": len(failed), "error": repr(refusals[0])},
             )
             await self._renew()
             sent = await self._resend(failed)
-        raise RuntimeError("the broker keeps refusing records that fit its reported limits")
+        raise RuntimeError("the broker keeps refusing the dead letters of refused records")
 
     async def _renew(self) -> None:
         """A new producer (a new producer id, fresh sequence numbers)."""
@@ -154,26 +157,25 @@ class Sink:
         assert self._start is not None
         await self._start(self.producer)
 
-    async def _resend(self, failed: Sequence[Sent]) -> list[Sent]:
-        """Send the records of `failed` again, the offenders as dead letters; each record in a
-        batch of its own, so a refusal this time names its record."""
+    async def _resend(self, failed: Sequence[tuple[Sent, BaseException]]) -> list[Sent]:
+        """Send the records of `failed` again, the offenders as dead letters, each record in a
+        batch of its own: a record the limits pass but the broker refused alone (a limit
+        lowered since start, a clock apart) is an offender too."""
         now = int(time.time() * 1000)
         dead: list[Record] = []
         sent: list[Sent] = []
-        for s in failed:
+        for s, error in failed:
             limits = self.limits.get(s.topic, TopicLimits())
             lo, hi = limits.stamp_window(now)
+            alone = len(s.records) == 1 and isinstance(error, REFUSALS)
             kept = []
             for record in s.records:
                 key, value, headers, stamp = record
-                if record_size(key, value, headers) > limits.record_bytes:
-                    dead.append(
-                        self._refused(s.topic, record, "EventTooLarge", "too large for", now)
-                    )
-                elif not lo <= stamp <= hi:
-                    dead.append(
-                        self._refused(s.topic, record, "InvalidTimestamp", "stamped out of", now)
-                    )
+                late = isinstance(error, InvalidTimestampError) and alone
+                if not late and (alone or record_size(key, value, headers) > limits.record_bytes):
+                    dead.append(self._refused(s.topic, record, "EventTooLarge", alone, now))
+                elif late or not lo <= stamp <= hi:
+                    dead.append(self._refused(s.topic, record, "InvalidTimestamp", alone, now))
                 else:
                     kept.append(record)
             for record in kept:
@@ -185,31 +187,36 @@ class Sink:
                 sent += await self.send(self.dead_letter_topic, [record], [part])
         return sent
 
-    def _refused(self, topic: str, record: Record, error: str, why: str, now: int) -> Record:
-        """The dead letter of `record`, which `topic` refuses: keyed by its source, its value
-        cut to fit the dead-letter topic, the reason and source added (a dead letter keeps its
-        own), stamped now if the dead-letter topic would refuse its timestamp too."""
+    def _refused(self, topic: str, record: Record, error: str, refused: bool, now: int) -> Record:
+        """The dead letter of `record`, which `topic` refuses (`refused`: the broker refused
+        it alone): keyed by its source, its value cut to fit the dead-letter topic (to half of
+        that if the broker refused it alone), the reason and source added (a dead letter keeps
+        its own), stamped now if the dead-letter topic would refuse its timestamp."""
         key, value, headers, stamp = record
         limits = self.limits.get(self.dead_letter_topic, TopicLimits())
         if topic == self.dead_letter_topic:
             # Already a dead letter: its reason and source are its last headers.
             own, reason = list(headers[:-5]), list(headers[-5:])
-            if record_size(None, b"", own) > limits.record_bytes // 2:
+            if refused or record_size(None, b"", own) > limits.record_bytes // 2:
                 own = [h for h in own if h[0] == "error.original_size"]
         else:
             own = list(headers)
             source = _source_of(value)
-            message = f"{why} {topic!r} ({len(value)} bytes, timestamp {stamp})"
+            why = "too large for" if error == "EventTooLarge" else "stamped out of the window of"
+            message = f"{why} topic {topic!r} ({len(value)} bytes, timestamp {stamp})"
             reason = [("error.class", error.encode()), ("error.message", message.encode()), *source]
             # As the core keys its dead letters: `topic:partition:offset` of the source.
             key = b":".join(v for _, v in source) if source else None
         room = limits.record_bytes - record_size(key, b"", [*own, *reason]) - 32
+        if refused and topic == self.dead_letter_topic:
+            room = min(room, len(value) // 2)
         if len(value) > room:
             if not any(k == "error.original_size" for k, _ in own):
                 own.append(("error.original_size", str(len(value)).encode()))
             value = value[: max(0, room)]
         lo, hi = limits.stamp_window(now)
-        return key, value, [*own, *reason], stamp if lo <= stamp <= hi else now
+        late = refused and error == "InvalidTimestamp"
+        return key, value, [*own, *reason], now if late or not lo <= stamp <= hi else stamp
 
 
 def _source_of(event: bytes) -> list[tuple[str, bytes]]:

@@ -12,7 +12,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from pipeline.kafka._limits import topic_limits
+from pipeline.kafka._limits import TopicLimits, topic_limits
 from pipeline.kafka._sink import Sink
 
 from .conftest import create_topics, drain, unique
@@ -120,3 +120,43 @@ async def test_item1_refused_records_are_dead_lettered_and_the_rest_sent(
     cut = dead[b"MalformedBody"]
     assert int(dict(cut.headers)["error.original_size"]) == 2_000_000
     assert cut.value == b"y" * len(cut.value)
+
+
+async def test_item1_record_refused_alone_is_dead_lettered_even_if_limits_said_it_fits(
+    kafka_bootstrap: str,
+) -> None:
+    # The output topic's limit was lowered since start (it is 1 MiB; the sink believes 16 MiB).
+    out, dlq = unique("sink-lowered-out"), unique("sink-lowered-dlq")
+    await create_topics(kafka_bootstrap, {out: 1, dlq: 1})
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        limits = await topic_limits(admin, [out, dlq])
+    finally:
+        await admin.close()
+    limits[out] = TopicLimits(max_message_bytes=16 << 20)
+
+    def producer(batch_bytes: int) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=kafka_bootstrap,
+            enable_idempotence=True,
+            max_batch_size=batch_bytes,
+            max_request_size=8 << 20,
+        )
+
+    async def start(p: AIOKafkaProducer) -> None:
+        await p.start()
+
+    sink = Sink(producer, dlq)
+    await sink.start(limits, start)
+    now = int(time.time() * 1000)
+    records = [(b"k%d" % i, event(i, 2_000_000 if i == 1 else 10), [], now) for i in range(3)]
+    try:
+        await sink.flush(await sink.send(out, records, [0, 0, 0]))
+    finally:
+        await sink.stop()
+    assert [m.key for m in await drain(kafka_bootstrap, out)] == [b"k0", b"k2"]
+    (dead,) = await drain(kafka_bootstrap, dlq)
+    h = dict(dead.headers)
+    assert (h["error.class"], h["source.offset"], dead.key) == (b"EventTooLarge", b"1", b"raw:2:1")
+    assert int(h["error.original_size"]) == len(event(1, 2_000_000))
