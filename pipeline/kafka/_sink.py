@@ -103,27 +103,7 @@ class Sink:
         self, topic: str, records: Sequence[Record], partitions: Sequence[int]
     ) -> list[Sent]:
         """Queue `records` (key, value, headers, timestamp), one batch per partition and size."""
-        by_partition: dict[int, list[int]] = {}
-        for i, p in enumerate(partitions):
-            by_partition.setdefault(p, []).append(i)
-        sent = []
-        producer = self.producer
-        for partition, indexes in by_partition.items():
-            batch = producer.create_batch()
-            held: list[Record] = []
-            for i in indexes:
-                record = records[i]
-                key, value, headers, stamp = record
-                # A full batch refuses the record; an empty one takes any (the broker judges).
-                while batch.append(key=key, value=value, timestamp=stamp, headers=headers) is None:
-                    future = await producer.send_batch(batch, topic, partition=partition)
-                    sent.append(Sent(future, topic, partition, held))
-                    batch, held = producer.create_batch(), []
-                held.append(record)
-            if held:
-                future = await producer.send_batch(batch, topic, partition=partition)
-                sent.append(Sent(future, topic, partition, held))
-        return sent
+        return await queue(self.producer, topic, records, partitions)
 
     async def flush(self, sent: Sequence[Sent]) -> None:
         """Return once the broker holds every record of `sent`, or a dead letter for it."""
@@ -217,6 +197,32 @@ class Sink:
         lo, hi = limits.stamp_window(now)
         late = refused and error == "InvalidTimestamp"
         return key, value, [*own, *reason], now if late or not lo <= stamp <= hi else stamp
+
+
+async def queue(
+    producer: Any, topic: str, records: Sequence[Record], partitions: Sequence[int]
+) -> list[Sent]:
+    """Queue `records` on `producer`, one batch per partition and size; one future per batch."""
+    by_partition: dict[int, list[int]] = {}
+    for i, p in enumerate(partitions):
+        by_partition.setdefault(p, []).append(i)
+    sent = []
+    for partition, indexes in by_partition.items():
+        batch = producer.create_batch()
+        held: list[Record] = []
+        for i in indexes:
+            record = records[i]
+            key, value, headers, stamp = record
+            # A full batch refuses the record; an empty one takes any (the broker judges).
+            while batch.append(key=key, value=value, timestamp=stamp, headers=headers) is None:
+                future = await producer.send_batch(batch, topic, partition=partition)
+                sent.append(Sent(future, topic, partition, held))
+                batch, held = producer.create_batch(), []
+            held.append(record)
+        if held:
+            future = await producer.send_batch(batch, topic, partition=partition)
+            sent.append(Sent(future, topic, partition, held))
+    return sent
 
 
 def _source_of(event: bytes) -> list[tuple[str, bytes]]:
