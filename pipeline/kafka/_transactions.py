@@ -28,7 +28,7 @@ from typing import Any, Final
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import InvalidProducerEpoch, KafkaError, ProducerFenced
 
-from ._sink import PRODUCER_BATCH_BYTES, Sink
+from ._sink import PRODUCER_BATCH_BYTES, queue
 
 __all__ = ["PartitionLost", "PartitionWriters", "transactional_id"]
 
@@ -65,7 +65,6 @@ class PartitionWriters:
         self.output_topic = output_topic
         self._options = {"max_batch_size": PRODUCER_BATCH_BYTES, **options}
         self._producers: dict[int, Any] = {}
-        self._sinks: dict[int, Sink] = {}
 
     @property
     def partitions(self) -> frozenset[int]:
@@ -89,7 +88,6 @@ class PartitionWriters:
             await producer.stop()
             raise
         self._producers[partition] = producer
-        self._sinks[partition] = Sink(producer)
 
     async def write(
         self,
@@ -109,11 +107,9 @@ class PartitionWriters:
         try:
             await producer.begin_transaction()
             try:
-                futures = await self._sinks[partition].send(
-                    self.output_topic, records, [partition] * len(records)
-                )
+                sent = await queue(producer, self.output_topic, records, [partition] * len(records))
                 # Every batch acknowledged before the offsets and the commit (one await).
-                await asyncio.gather(*futures)
+                await asyncio.gather(*(s.future for s in sent))
                 if offsets:
                     await producer.send_offsets_to_transaction(dict(offsets), group_id)
                 await producer.commit_transaction()
@@ -150,6 +146,5 @@ class PartitionWriters:
 
     async def _drop(self, partition: int) -> None:
         producer = self._producers.pop(partition, None)
-        self._sinks.pop(partition, None)
         if producer is not None:
             await producer.stop()
