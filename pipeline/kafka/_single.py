@@ -30,7 +30,7 @@ from ._clients import kafka_options, start_with_retry
 from ._fetch import input_records, install
 from ._limits import TopicLimits, topic_limits
 from ._partitioner import partitions_for
-from ._sink import PRODUCER_BATCH_BYTES, Sink
+from ._sink import PRODUCER_BATCH_BYTES, Sent, Sink
 from ._topics import check_topics, matching_topics
 
 log = logging.getLogger("pipeline.kafka")
@@ -185,15 +185,18 @@ class Processor:
         install()  # records aiokafka cannot parse become dead letters (see _fetch.py)
         self.follower = OutputFollower(settings, core.window)
         options = kafka_options(settings)
-        self.producer = AIOKafkaProducer(
-            **options,
-            enable_idempotence=True,
-            acks="all",
-            compression_type=None if settings.compression == "none" else settings.compression,
-            linger_ms=settings.linger_ms,
-            max_batch_size=PRODUCER_BATCH_BYTES,
-            max_request_size=8 * PRODUCER_BATCH_BYTES,
-        )
+
+        def producer(batch_bytes: int) -> AIOKafkaProducer:
+            return AIOKafkaProducer(
+                **options,
+                enable_idempotence=True,
+                acks="all",
+                compression_type=None if settings.compression == "none" else settings.compression,
+                linger_ms=settings.linger_ms,
+                max_batch_size=batch_bytes,
+                max_request_size=8 * PRODUCER_BATCH_BYTES,
+            )
+
         self.consumer = AIOKafkaConsumer(
             **options,
             group_id=settings.group_id,
@@ -205,7 +208,7 @@ class Processor:
             max_partition_fetch_bytes=4 * 1024 * 1024,
             fetch_max_bytes=32 * 1024 * 1024,
         )
-        self.sink = Sink(self.producer)
+        self.sink = Sink(producer, settings.dead_letter_topic)
         self.limits: dict[str, TopicLimits] = {}
         self.batches = 0
         self.positions: dict[TopicPartition, int] = {}
@@ -232,12 +235,18 @@ class Processor:
             self.limits = await topic_limits(
                 admin, [settings.output_topic, settings.dead_letter_topic]
             )
+            out, dlq = self.limits[settings.output_topic], self.limits[settings.dead_letter_topic]
+            self.core.limit_records(
+                out.record_bytes, min(settings.dead_letter_max_bytes, dlq.record_bytes)
+            )
         finally:
             await admin.close()
 
     async def start(self) -> None:
         await self.check_topics()
-        await start_with_retry(self.producer, "producer", self.settings)
+        await self.sink.start(
+            self.limits, lambda producer: start_with_retry(producer, "producer", self.settings)
+        )
         await self.follower.start()
         await self.follower.catch_up()
         listener = _Rebalance(self)
@@ -286,20 +295,20 @@ class Processor:
         if unreadable:
             result.dead_letters.extend(unreadable)
             self.core.stats.dead_letters.update(d.error_class for d in unreadable)
-        futures: list[asyncio.Future[Any]] = []
+        sent: list[Sent] = []
         if result.outputs:
             topic = self.settings.output_topic
             count = await self.sink.partition_count(topic)
             parts = partitions_for([o.key for o in result.outputs], count)
-            futures += await self.sink.send(topic, result.outputs, parts)
+            sent += await self.sink.send(topic, result.outputs, parts)
         if result.dead_letters:
             topic = self.settings.dead_letter_topic
             count = await self.sink.partition_count(topic)
             dead = [(d.key, d.value, d.headers, d.timestamp_ms) for d in result.dead_letters]
             parts = partitions_for([d.key for d in result.dead_letters], count)
-            futures += await self.sink.send(topic, dead, parts)
-        if futures:
-            await asyncio.gather(*futures)
+            sent += await self.sink.send(topic, dead, parts)
+        # Every record acknowledged, or its dead letter (what the broker refuses): then commit.
+        await self.sink.flush(sent)
         offsets = {tp: messages[-1].offset + 1 for tp, messages in batches.items() if messages}
         commit_started = time.perf_counter()
         await self.consumer.commit(offsets)
@@ -342,7 +351,7 @@ class Processor:
     async def stop(self) -> None:
         # Order matters: leave the group (commits are already done), then flush the producer.
         # Each is stopped even if another fails (or was never started: a stop during start-up).
-        for client in (self.consumer, self.producer, self.follower):
+        for client in (self.consumer, self.sink, self.follower):
             try:
                 await client.stop()
             except Exception as exc:
