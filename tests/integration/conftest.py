@@ -118,16 +118,16 @@ async def make_topics(
     raw: int = 4,
     out: int = 6,
     dlq: int = 2,
-    raw_max_bytes: int | None = None,
+    raw_config: dict[str, str] | None = None,
 ) -> Topics:
     """The test's topics, at the broker's default limits (issue 12: the pipeline must live with
-    them). `raw_max_bytes` raises the raw topic's `max.message.bytes` only: an ingress configured
-    to land bodies above 1 MiB, for tests about what becomes of those."""
+    them). `raw_config` configures the raw topic only, for tests about what becomes of records
+    an ingress so configured lands (bodies above 1 MiB, stamps far ahead)."""
     topics = Topics(name, raw, out, dlq)
-    if raw_max_bytes is None:
+    if raw_config is None:
         await create_topics(bootstrap, topics.partitions)
     else:
-        await create_topics(bootstrap, {topics.raw: raw}, {"max.message.bytes": str(raw_max_bytes)})
+        await create_topics(bootstrap, {topics.raw: raw}, raw_config)
         await create_topics(bootstrap, {topics.out: out, topics.dlq: dlq})
     return topics
 
