@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -154,7 +156,9 @@ def start_bare(server: str, tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
     )
     for _ in range(300):
         if port_file.exists() and port_file.read_text():
-            return proc, int(port_file.read_text())
+            port = int(port_file.read_text())
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+                return proc, port  # listening (granian writes the file before it is)
         time.sleep(0.05)
     raise RuntimeError(f"bare {server} did not start")
 
