@@ -21,6 +21,10 @@ other processes' load.
   ~10% duplicates, ~2% stale); the verdict counts must equal what was injected.
 * rebuild: ``message_hash`` + ``load_batch`` over the emitted events of ``messages`` messages
   (1.5 events per message), from key bytes; only hashing and loading are timed.
+* snapshot: the same fill into a keyed window (``hash_key``; keyed vs plain hash cost per key),
+  then a snapshot file saved and loaded (pipeline/kafka/_snapshot.py): dump, write with fsync,
+  load (read, checksums, restore), and the file's size; the loaded window must be byte-equal
+  and see the saved messages as duplicates. Alone: ``--child snapshot --messages N``.
 
 Ends with ``window bytes_per_msg=<n> checks_per_s=<n> rebuild_5m_s=<n>``; exits 1 if a check
 of what was measured fails. ``run(quick)`` returns the figures for benchmarks/run.py.
@@ -277,11 +281,68 @@ def child_rebuild(messages: int) -> dict[str, Any]:
             "held": held, "evicted": evicted}
 
 
+def child_snapshot(messages: int) -> dict[str, Any]:
+    """A keyed window filled like the rebuild's (1.5 events per message), then saved as a
+    snapshot file and loaded back (pipeline/kafka/_snapshot.py): dump, write (with fsync) and
+    load (read, checksums, restore), in CPU and wall seconds; bytes of the file."""
+    import tempfile
+
+    from pipeline.kafka import _snapshot
+
+    rnd = random.Random(5)
+    w = Window(max_messages=messages, generations=GENERATIONS, hash_key=os.urandom(16))
+    hash_cpu = plain_cpu = 0.0
+    sample: list[bytes] = []
+    done = 0
+    now = 1_000
+    while done < messages:
+        k = min(CHUNK, messages - done)
+        keys: list[bytes] = []
+        statuses: list[int] = []
+        for j in range(done, done + k):
+            key = b"%d:%016x-%d" % (j % 5, rnd.getrandbits(64), j)
+            keys += (key, key) if j & 1 else (key,)
+            statuses += (SENT, DELIVERED) if j & 1 else (DELIVERED,)
+        sample.append(keys[-1])
+        c0 = time.process_time()
+        hashes = w.hashes(keys)
+        c1 = time.process_time()
+        message_hashes(keys)
+        plain_cpu += time.process_time() - c1
+        hash_cpu += c1 - c0
+        w.load_batch(hashes, statuses, [int(key[:1]) for key in keys], now)
+        done += k
+        now += 1
+    events = sum(1 + (j & 1) for j in range(messages))
+
+    def timed(f: Any) -> tuple[Any, float, float]:
+        c0, t0 = time.process_time(), time.perf_counter()
+        out = f()
+        return out, time.process_time() - c0, time.perf_counter() - t0
+
+    with tempfile.TemporaryDirectory(dir=ROOT) as state:
+        data, dump_cpu, dump_wall = timed(lambda: _snapshot.encode("g", "t", 0, w, 1, 1))
+        _, write_cpu, write_wall = timed(lambda: _snapshot.write(state, "g", "t", 0, data))
+        snap, load_cpu, load_wall = timed(
+            lambda: _snapshot.load(state, "g", "t", 0, messages, w.ttl_ms))
+    if snap is None or snap.window.dump() != data[len(data) - len(w.dump()):]:
+        raise CheckFailed("snapshot: the loaded window differs from the saved one")
+    verdicts = snap.window.check_batch(snap.window.hashes(sample), [DELIVERED] * len(sample),
+                                       [int(k[:1]) for k in sample], now)
+    if verdicts != bytearray([DUPLICATE]) * len(sample):
+        raise CheckFailed(f"snapshot: saved messages not seen as duplicates: {list(verdicts)}")
+    return {"messages": messages, "held": len(w), "bytes": len(data),
+            "keyed_hash_us": hash_cpu / events * 1e6, "plain_hash_us": plain_cpu / events * 1e6,
+            "dump_cpu": dump_cpu, "dump_wall": dump_wall, "write_cpu": write_cpu,
+            "write_wall": write_wall, "load_cpu": load_cpu, "load_wall": load_wall}
+
+
 CHILDREN = {
     "memory": lambda m, q: child_memory(m),
     "flat": lambda m, q: child_flat(m),
     "checks": lambda m, q: child_checks(m, 200_000 if q else 2_000_000),
     "rebuild": lambda m, q: child_rebuild(m),
+    "snapshot": lambda m, q: child_snapshot(m),
 }
 
 
@@ -327,6 +388,12 @@ def run(quick: bool, messages: int | None = None) -> dict[str, float]:
           f"{reb['events'] / reb['cpu_seconds']:,.0f} events/CPU-s); held "
           f"{reb['held']:,}, evicted by count {reb['evicted']:,}"
           + ("" if messages == 5_000_000 else f"; scaled to 5M: {rebuild_5m:.2f} s"), flush=True)
+    snap = _spawn("snapshot", messages, quick)
+    print(f"  snapshot: {snap['held']:,} messages held, file {snap['bytes'] / mb:.1f} MiB; "
+          f"dump {snap['dump_cpu']:.2f} CPU-s ({snap['dump_wall']:.2f} s wall), write+fsync "
+          f"{snap['write_wall']:.2f} s wall, load (read, checksums, restore) "
+          f"{snap['load_cpu']:.2f} CPU-s ({snap['load_wall']:.2f} s wall); keyed hash "
+          f"{snap['keyed_hash_us']:.2f} µs/key vs hash() {snap['plain_hash_us']:.2f}", flush=True)
     print(f"  (rates are per CPU-second of the measuring process, so that other load on the "
           f"machine does not count; load average now {os.getloadavg()[0]:.1f})", flush=True)
     return {
@@ -335,6 +402,7 @@ def run(quick: bool, messages: int | None = None) -> dict[str, float]:
         "checks_per_s": round(chk["checks_per_s"]),
         "checks_per_s_wall": round(chk["checks_per_s_wall"]),
         "rebuild_5m_s": round(rebuild_5m, 2),
+        "snapshot_load_s": round(snap["load_cpu"], 2),
     }
 
 

@@ -52,6 +52,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # The core
     window_max_messages: Positive = 5_000_000
     window_ttl_s: Positive = 86_400
+    clock_skew_tolerance_s: Positive = 300
     max_body_bytes: Positive = DEFAULT_MAX_BODY_BYTES
     dead_letter_max_bytes: Positive = DEFAULT_DEAD_LETTER_MAX_BYTES
     time_zones: dict[str, str] = msgspec.field(default_factory=dict)
@@ -90,6 +91,8 @@ HELP: Final[dict[str, str]] = {
     "partitions move to the others (the broker's group.min.session.timeout.ms bounds it)",
     "window_max_messages": "dedupe window: most messages held",
     "window_ttl_s": "dedupe window: longest a message is held, in s of record time",
+    "clock_skew_tolerance_s": "records stamped more than this many s ahead of the wall clock "
+    "do not move the window's clock (counted as clock skew)",
     "max_body_bytes": "bodies larger than this are dead-lettered unparsed",
     "dead_letter_max_bytes": "dead-letter values are cut to this size (error.original_size "
     "header); keep it under the dead-letter topic's max.message.bytes",
@@ -234,4 +237,5 @@ def core_config(settings: Settings) -> CoreConfig:
         dead_letter_max_bytes=settings.dead_letter_max_bytes,
         topic_routes=routes,
         time_zones=settings.time_zones,
+        clock_skew_tolerance_ms=settings.clock_skew_tolerance_s * 1000,
     )

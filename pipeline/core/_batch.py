@@ -6,8 +6,9 @@ embedded file mode are thin shells around `Core.process`.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import repeat
 from typing import Final, NamedTuple
 
@@ -27,7 +28,7 @@ from ..normalise._errors import (
 from ..normalise._fields import UNMAPPED_STATUSES
 from ..normalise._timefmt import zone
 from ..providers import REGISTRY, ProviderModule
-from ._window import EMIT, Window, message_hashes
+from ._window import EMIT, Window
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -75,6 +76,8 @@ class CoreConfig(msgspec.Struct, kw_only=True):
     topic_routes: dict[str, Route] = msgspec.field(default_factory=dict)
     #: "provider" or "provider/account" → IANA zone for naive times.
     time_zones: dict[str, str] = msgspec.field(default_factory=dict)
+    #: Records stamped further ahead of the wall clock do not move the window's clock.
+    clock_skew_tolerance_ms: int = 300_000
 
 
 class BatchResult(NamedTuple):
@@ -193,10 +196,17 @@ class Decoder:
 class Core:
     """decode → normalise → dedupe → encode; stateful only through its window and counters."""
 
-    def __init__(self, window: Window, config: CoreConfig | None = None) -> None:
+    def __init__(
+        self,
+        window: Window,
+        config: CoreConfig | None = None,
+        wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:
+        """``wall_ms``: the wall clock in ms (injected by tests), read once per batch."""
         self.window = window
         self.decoder = Decoder(config)
         self.stats = self.decoder.stats
+        self.wall_ms = wall_ms
 
     def process(self, records: Sequence[InputRecord]) -> BatchResult:
         """Decode, dedupe and encode one batch; every record yields events or a dead letter."""
@@ -205,10 +215,12 @@ class Core:
         events: list[ReceiptEvent] = []
         stamps: list[int] = []
         dead: list[DeadLetter] = []
-        now_ms = 0
+        now_ms = self.window.guarded_now(
+            [r.timestamp_ms for r in records],
+            self.wall_ms(),
+            self.decoder.config.clock_skew_tolerance_ms,
+        )
         for record in records:
-            if record.timestamp_ms > now_ms:
-                now_ms = record.timestamp_ms
             try:
                 decoded = decode(record)
             except DecodeError as exc:
@@ -236,7 +248,7 @@ def window_verdicts(
     """The events' keys and the window's verdict on each (the dedupe stage)."""
     keys = [f"{e.provider}:{e.message_key}".encode() for e in events]
     verdicts = window.check_batch(
-        message_hashes(keys),
+        window.hashes(keys),
         [STATUS_INDEX[e.status] for e in events],
         [PROVIDER_INDEX[e.provider] for e in events],
         now_ms,

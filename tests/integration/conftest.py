@@ -295,11 +295,13 @@ async def drain(
     count: int | None = None,
     idle_s: float = 1.0,
     timeout_s: float = 60.0,
+    isolation_level: str = "read_uncommitted",
 ) -> list[ConsumerRecord]:
     """Every record of `topic` from the start: stop after `count` records, or once nothing new
     arrived for `idle_s` (and, without `count`, the end offsets seen at the call are reached)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
+        isolation_level=isolation_level,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         fetch_max_wait_ms=FETCH_WAIT_MS,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline._config import ConfigError, Settings, add_arguments, load
+from pipeline._config import ConfigError, Settings, add_arguments, core_config, load
 
 
 def flags(*argv: str) -> dict[str, object]:
@@ -76,3 +76,9 @@ def test_bad_file_key_and_syntax(tmp_path: Path) -> None:
         load(flags("--config", str(config)), {})
     with pytest.raises(ConfigError, match=r"missing\.toml"):
         load(flags("--config", str(tmp_path / "missing.toml")), {})
+
+
+def test_clock_skew_tolerance_reaches_the_core() -> None:
+    settings = load(flags("--clock-skew-tolerance-s", "7"), {})
+    assert core_config(settings).clock_skew_tolerance_ms == 7000
+    assert core_config(Settings()).clock_skew_tolerance_ms == 300_000

@@ -163,3 +163,21 @@ def test_oversized_dead_letter_is_cut_and_says_so() -> None:
     (dead,) = c.process([record(body, {"provider": "tencent"})]).dead_letters
     assert dead.value == body[:1000]
     assert dict(dead.headers)["error.original_size"] == b"5001"
+
+
+def test_a_record_stamped_years_ahead_does_not_move_the_window_clock() -> None:
+    """Replays with one record stamped ten years ahead: the clock stays at record time within
+    the tolerance, so the window keeps its content; the skew is counted."""
+    hour = 3_600_000
+    wall = 1_700_000_000_000
+    c = Core(Window(1000, hour), CoreConfig(clock_skew_tolerance_ms=300_000), wall_ms=lambda: wall)
+    first = c.process([record(YUNPIAN, {"provider": "yunpian"})])
+    assert len(first.outputs) == 5
+    ahead = record(YUNPIAN, {"provider": "yunpian"})._replace(timestamp_ms=wall + 10 * 8760 * hour)
+    replay = c.process([ahead, record(YUNPIAN, {"provider": "yunpian"}, offset=1)])
+    assert replay.outputs == [] and sum(c.window.counters.duplicates) == 10
+    assert c.window.counters.clock_skew == 1 and sum(c.window.counters.expired) == 0
+    # Half an hour later (record time and wall clock), still remembered.
+    wall += hour // 2
+    late = record(YUNPIAN, {"provider": "yunpian"})._replace(timestamp_ms=wall)
+    assert c.process([late]).outputs == []

@@ -4,9 +4,12 @@ rebuild."""
 from __future__ import annotations
 
 import itertools
+import os
 import random
+import subprocess
+import sys
 import tracemalloc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 from hypothesis import given, settings
@@ -457,3 +460,182 @@ def test_accepts_bytes_and_tuples() -> None:
     h, p = msg(0)
     out = w.check_batch((h, h), bytes([S["SENT"], S["SENT"]]), bytes([p, p]), 0)
     assert isinstance(out, bytearray) and list(out) == [EMIT, DUPLICATE]
+
+
+# -- keyed hashes, dump and restore --------------------------------------------------------------
+
+KEY = bytes(range(16))
+
+
+def keyed(cap: int = 1_000, ttl: int = 10_000, generations: int = 4) -> Window:
+    return Window(max_messages=cap, ttl_ms=ttl, generations=generations, hash_key=KEY)
+
+
+def test_hashes_without_a_key_are_message_hashes() -> None:
+    keys = [b"uspeedo:a", b"yunpian:b"]
+    assert Window(10, 10).hashes(keys) == message_hashes(keys)
+
+
+def test_keyed_hashes_depend_on_the_key_only() -> None:
+    keys = [f"uspeedo:m{i}".encode() for i in range(1000)]
+    a, b = keyed().hashes(keys), keyed().hashes(keys)
+    other = Window(10, 10, hash_key=bytes(16)).hashes(keys)
+    assert a == b
+    assert len(set(a)) == len(keys) and all(0 <= h < 1 << 60 for h in a)
+    assert sum(x == y for x, y in zip(a, other, strict=True)) == 0
+    assert all(sys.getsizeof(h) == 32 for h in a)  # like message_hash's ints
+
+
+@pytest.mark.parametrize("key", [b"short", bytes(33), "x" * 16])
+def test_hash_key_validation(key: object) -> None:
+    with pytest.raises(ValueError, match="hash_key"):
+        Window(10, 10, hash_key=key)  # type: ignore[arg-type]
+
+
+def test_a_window_without_a_key_cannot_be_dumped() -> None:
+    with pytest.raises(ValueError, match="hash_key"):
+        Window(10, 10).dump()
+
+
+def _stream(
+    rnd: random.Random, w: Window, n_batches: int, t0: int
+) -> list[tuple[list[Event], int]]:
+    out = []
+    t = t0
+    for _ in range(n_batches):
+        t += rnd.randrange(-5, 40)
+        batch = []
+        for m in (rnd.randrange(300) for _ in range(rnd.randrange(40))):
+            h = w.hashes([f"{PROVIDERS[m % NP]}:m{m}".encode()])[0]
+            batch.append((h, rnd.randrange(len(STATUSES)), m % NP))
+        out.append((batch, t))
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32), cap=st.sampled_from([8, 50, 1_000]),
+       generations=st.integers(1, 8), ttl=st.sampled_from([100, 10_000]))
+def test_restore_makes_the_same_decisions(seed: int, cap: int, generations: int, ttl: int) -> None:
+    """A restored window is the same state (its dump is byte-equal) and decides the same as
+    the original from then on, through moves, rotations, evictions and expiry."""
+    rnd = random.Random(seed)
+    original = keyed(cap, ttl, generations)
+    for batch, t in _stream(rnd, original, 30, 0):
+        check(original, batch, t)
+    data = original.dump()
+    restored = Window.restore(data)
+    assert restored.dump() == data
+    assert (restored.max_messages, restored.ttl_ms, restored.generations, restored.hash_key) == (
+        cap, ttl, generations, KEY)
+    assert len(restored) == len(original)
+    assert restored.generations_held == original.generations_held
+    for batch, t in _stream(rnd, original, 30, 1_000):
+        assert check(restored, batch, t) == check(original, batch, t)
+    assert restored.dump() == original.dump()
+
+
+def test_restore_in_another_process() -> None:
+    """The point of the keyed hash: another interpreter (another hash() salt) restores the
+    window and recognises its messages."""
+    w = keyed(cap=100)
+    keys = [b"uspeedo:a", b"yunpian:b"]
+    assert check(w, [(h, S["SENT"], 0) for h in w.hashes(keys)], 1) == [EMIT, EMIT]
+    code = (
+        "import sys; from pipeline.core._window import Window;"
+        "w = Window.restore(sys.stdin.buffer.read());"
+        "keys = [b'uspeedo:a', b'yunpian:b', b'uspeedo:new'];"
+        f"print(list(w.check_batch(w.hashes(keys), [{S['SENT']}] * 3, [0, 0, 0], 2)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], input=w.dump(), capture_output=True,
+                         check=True, env={**os.environ, "PYTHONHASHSEED": "random"})
+    assert out.stdout.decode().strip() == str([DUPLICATE, DUPLICATE, EMIT])
+
+
+def test_restore_of_an_empty_window() -> None:
+    w = Window.restore(keyed().dump())
+    assert len(w) == 0
+    assert check(w, [(1, S["SENT"], 0)], 5) == [EMIT]
+
+
+def _dump_with_entries() -> bytes:
+    w = keyed(cap=100, generations=2)
+    check(w, [(h, S["SENT"], 0) for h in w.hashes([b"a", b"b", b"c"])], 1)
+    return w.dump()
+
+
+def _patched(data: bytes, offset: int, new: bytes) -> bytes:
+    return data[:offset] + new + data[offset + len(new):]
+
+
+_HEAD_SIZE = 4 + 2 + 8 + 8 + 2 + 8 + 1 + 2 + 8 + 1 + 16  # header and key
+_GEN_SIZE = 1 + 8 + 8 + 8 + 8 + 8 * NP
+
+
+@pytest.mark.parametrize(
+    ("mangle", "message"),
+    [
+        (lambda d: b"XXXX" + d[4:], "magic"),
+        (lambda d: _patched(d, 4, b"\x07\x00"), "format version 7"),
+        (lambda d: d[:-1], "bytes, expected"),
+        (lambda d: d + b"\x00", "bytes, expected"),
+        (lambda d: d[:20], "not a window dump"),
+        (lambda d: b"", "not a window dump"),
+        # max_messages 0
+        (lambda d: _patched(d, 6, bytes(8)), "max_messages"),
+        # the first key (after the one generation header) set to -1
+        (lambda d: _patched(d, _HEAD_SIZE + _GEN_SIZE, b"\xff" * 8), "out of range"),
+        # the first generation's entry count raised by one
+        (lambda d: _patched(d, _HEAD_SIZE + 25, b"\x04"), "books"),
+    ],
+)
+def test_restore_rejects_what_is_not_a_dump(mangle: Callable[[bytes], bytes], message: str) -> None:
+    data = _dump_with_entries()
+    Window.restore(data)  # the unmangled dump is fine
+    with pytest.raises(ValueError, match=message):
+        Window.restore(mangle(data))
+
+
+# -- the clock guard ---------------------------------------------------------------------------
+
+MINUTE = 60_000
+YEAR = 365 * 24 * 60 * MINUTE
+WALL = 1_800_000_000_000
+
+
+def test_guarded_now_ignores_and_counts_stamps_too_far_ahead() -> None:
+    w = Window(10, 10)
+    assert w.guarded_now([WALL - 5, WALL + 5 * MINUTE], WALL, 5 * MINUTE) == WALL + 5 * MINUTE
+    assert w.counters.clock_skew == 0
+    assert w.guarded_now([WALL - 5, WALL + 5 * MINUTE + 1, WALL + 10 * YEAR], WALL, 5 * MINUTE) == (
+        WALL - 5)
+    assert w.counters.clock_skew == 2
+    check(w, [(1, S["SENT"], 0)], WALL)
+    # Nothing acceptable: the window's own time, so the clock does not move.
+    assert w.guarded_now([WALL + YEAR], WALL, MINUTE) == WALL
+    assert w.counters.clock_skew == 3
+
+
+def test_a_stamp_ten_years_ahead_among_replays_keeps_the_window() -> None:
+    ttl = 60 * MINUTE
+    w = Window(1_000, ttl)
+    old = [msg(i) for i in range(50)]
+    check(w, [(h, S["SENT"], p) for h, p in old], WALL)
+    # Replays of the same reports with one record stamped ten years ahead.
+    stamps = [WALL + MINUTE] * 50 + [WALL + 10 * YEAR]
+    now = w.guarded_now(stamps, WALL + MINUTE, 5 * MINUTE)
+    verdicts = check(w, [(h, S["SENT"], p) for h, p in old] + [(msg(99)[0], S["SENT"], 0)], now)
+    assert verdicts == [DUPLICATE] * 50 + [EMIT]
+    assert w.counters.clock_skew == 1 and sum(w.counters.expired) == 0
+    # Later replays at the real time: still remembered (the clock was not pinned ahead).
+    now = w.guarded_now([WALL + 2 * MINUTE], WALL + 2 * MINUTE, 5 * MINUTE)
+    assert check(w, [(h, S["SENT"], p) for h, p in old], now) == [DUPLICATE] * 50
+    assert len(w) == 51
+
+
+def test_far_past_stamps_do_not_expire_the_window() -> None:
+    w = Window(1_000, 60 * MINUTE)
+    old = [msg(i) for i in range(20)]
+    check(w, [(h, S["SENT"], p) for h, p in old], WALL)
+    now = w.guarded_now([WALL - 10 * YEAR], WALL, 5 * MINUTE)
+    assert check(w, [(h, S["SENT"], p) for h, p in old], now) == [DUPLICATE] * 20
+    assert sum(w.counters.expired) == 0 and w.counters.clock_skew == 0
