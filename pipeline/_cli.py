@@ -74,7 +74,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return run_embedded(
             Core(window, config), settings.source, settings.to or "-", settings.dead_letter
         )
-    from .kafka._processor import run_kafka
+    from .kafka import run_kafka
 
     return run_kafka(settings)
 

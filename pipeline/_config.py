@@ -14,7 +14,7 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 
 from .core._batch import CoreConfig, parse_routes
-from .normalise._errors import DEFAULT_DEAD_LETTER_MAX_BYTES, DEFAULT_MAX_BODY_BYTES, MalformedBody
+from .normalise._errors import DEFAULT_MAX_BODY_BYTES, DEFAULT_RECORD_MAX_BYTES, MalformedBody
 from .normalise._timefmt import zone
 
 Positive = Annotated[int, msgspec.Meta(ge=1)]
@@ -54,7 +54,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     window_ttl_s: Positive = 86_400
     clock_skew_tolerance_s: Positive = 300
     max_body_bytes: Positive = DEFAULT_MAX_BODY_BYTES
-    dead_letter_max_bytes: Positive = DEFAULT_DEAD_LETTER_MAX_BYTES
+    dead_letter_max_bytes: Positive = DEFAULT_RECORD_MAX_BYTES
     time_zones: dict[str, str] = msgspec.field(default_factory=dict)
     topic_map: dict[str, str] = msgspec.field(default_factory=dict)
     # Process
@@ -94,8 +94,8 @@ HELP: Final[dict[str, str]] = {
     "clock_skew_tolerance_s": "records stamped more than this many s ahead of the wall clock "
     "do not move the window's clock (counted as clock skew)",
     "max_body_bytes": "bodies larger than this are dead-lettered unparsed",
-    "dead_letter_max_bytes": "dead-letter values are cut to this size (error.original_size "
-    "header); keep it under the dead-letter topic's max.message.bytes",
+    "dead_letter_max_bytes": "the dead-letter topic's record limit in bytes (key, value, headers "
+    "and framing): a dead letter's value is cut, and oversize original headers dropped, to fit",
     "time_zones": "zones for naive times: provider[/account]=Zone, comma-separated or repeated",
     "topic_map": "provider of unlabelled topics: topic=provider[.endpoint], comma-separated",
     "workers": "processes in the consumer group",

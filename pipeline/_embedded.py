@@ -16,6 +16,7 @@ from typing import IO, Final
 
 import msgspec
 
+from ._config import ConfigError
 from .core._batch import Core, DeadLetter, InputRecord, dead_letter
 from .normalise._errors import MalformedBody
 
@@ -66,15 +67,26 @@ def _parse_line(line: bytes, number: int) -> InputRecord:
 def read_records(path: str) -> Iterator[InputRecord | DeadLetter]:
     """Records from a kcat JSON-lines file, `-` (stdin) or a directory of raw bodies.
 
-    An unreadable envelope line is yielded as a dead letter, never dropped.
+    An unreadable envelope line is yielded as a dead letter, never dropped. The source is opened
+    before the first record is asked for: a missing or unreadable one is a ConfigError at once.
     """
-    if path != "-" and os.path.isdir(path):
-        files = sorted(p for p in Path(path).iterdir() if p.is_file())
-        for number, file in enumerate(files):
-            stamp = int(file.stat().st_mtime * 1000)
-            yield InputRecord(str(file), 0, number, stamp, [], file.read_bytes())
-        return
-    stream: IO[bytes] = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+    try:
+        if path != "-" and os.path.isdir(path):
+            files = sorted(p for p in Path(path).iterdir() if p.is_file())
+            return _read_files(files)
+        stream: IO[bytes] = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+    except OSError as exc:
+        raise ConfigError(f"invalid setting source: {path}: {exc.strerror or exc}") from None
+    return _read_lines(path, stream)
+
+
+def _read_files(files: list[Path]) -> Iterator[InputRecord]:
+    for number, file in enumerate(files):
+        stamp = int(file.stat().st_mtime * 1000)
+        yield InputRecord(str(file), 0, number, stamp, [], file.read_bytes())
+
+
+def _read_lines(path: str, stream: IO[bytes]) -> Iterator[InputRecord | DeadLetter]:
     try:
         for number, line in enumerate(stream):
             if not line.strip():
@@ -113,6 +125,7 @@ def default_dead_letter_path(to: str) -> str:
 def run_embedded(core: Core, source: str, to: str, dead_letter_path: str | None) -> int:
     """Process `source` into `to`; returns the exit code. Summary and progress on stderr."""
     dl_path = dead_letter_path or default_dead_letter_path(to)
+    records = read_records(source)  # before any output exists: a bad source writes nothing
     out = _open_out(to)
     dl_out = sys.stderr.buffer if dl_path == "-stderr" else _open_out(dl_path)
     records_in = dead_count = events_out = 0
@@ -129,7 +142,7 @@ def run_embedded(core: Core, source: str, to: str, dead_letter_path: str | None)
         batch.clear()
 
     try:
-        for item in read_records(source):
+        for item in records:
             records_in += 1
             if isinstance(item, DeadLetter):
                 dl_out.write(_dead_letter_line(item))

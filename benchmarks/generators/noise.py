@@ -361,13 +361,16 @@ def _reports(obj: Any) -> list[Any]:
 
 
 def _wrong_type(rng: random.Random, obj: Any, phone_key: str) -> None:
-    """One of: the report list is a string, a report is a number, a phone number is a number."""
+    """One of: the report list is a string, every report is a number, every phone number is a
+    number. Every report is wrong, so the body is dead-lettered whole (one bad report among good
+    ones is a PartialBody, tested in tests/pipeline/test_hostile.py)."""
     x = rng.randrange(3)
     reports = _reports(obj)
     if x == 0:
-        reports[0][phone_key] = 8613800138000
+        for report in reports:
+            report[phone_key] = 8613800138000
     elif x == 1:
-        reports[1] = 42
+        reports[:] = [42] * len(reports)
     elif isinstance(obj, list):
         obj[:] = [{"sms_status": "none"}, "oops"]  # not a report, and a string in the list
     elif "Response" in obj:

@@ -18,16 +18,18 @@ from schemas import PROVIDER_INDEX, STATUS_INDEX, ReceiptEvent
 
 from ..normalise._context import RecordContext
 from ..normalise._errors import (
-    DEFAULT_DEAD_LETTER_MAX_BYTES,
     DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_RECORD_MAX_BYTES,
     BodyTooLarge,
     DecodeError,
+    EventTooLarge,
     NotReceipts,
+    PartialBody,
     UnknownFormat,
 )
 from ..normalise._fields import UNMAPPED_STATUSES
 from ..normalise._timefmt import zone
-from ..providers import REGISTRY, ProviderModule
+from ..providers import REGISTRY, SKIP_KINDS, ProviderModule
 from ._window import EMIT, Window
 
 Headers = Sequence[tuple[str, bytes]]
@@ -54,8 +56,13 @@ class OutputRecord(NamedTuple):
 
 
 class DeadLetter(NamedTuple):
-    """An input record that produced no events, with the reason in its headers."""
+    """An input record that produced no events (or not all), with the reason in its headers.
 
+    Keyed by its source `topic:partition:offset`: dead letters are written at least once (a
+    replay writes them again), and the key lets a consumer or a compacted topic keep one.
+    """
+
+    key: bytes
     value: bytes
     headers: Headers
     timestamp_ms: int
@@ -71,7 +78,10 @@ class CoreConfig(msgspec.Struct, kw_only=True):
     """What the core needs to know beyond the records themselves."""
 
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    dead_letter_max_bytes: int = DEFAULT_DEAD_LETTER_MAX_BYTES
+    #: Per-record byte limits of the output and dead-letter topics (key + value + headers +
+    #: record overhead); the Kafka layer sets them from the topics' max.message.bytes at start.
+    output_max_bytes: int = DEFAULT_RECORD_MAX_BYTES
+    dead_letter_max_bytes: int = DEFAULT_RECORD_MAX_BYTES
     #: topic → (provider, endpoint or None); consulted when a record has no `provider` header.
     topic_routes: dict[str, Route] = msgspec.field(default_factory=dict)
     #: "provider" or "provider/account" → IANA zone for naive times.
@@ -207,6 +217,9 @@ class Core:
         self.decoder = Decoder(config)
         self.stats = self.decoder.stats
         self.wall_ms = wall_ms
+        limit = self.decoder.config.output_max_bytes
+        #: Body + header bytes under which no event can reach the output limit.
+        self._small_record = max(0, (limit - _FIXED_EVENT_BYTES) // _AMPLIFICATION)
 
     def process(self, records: Sequence[InputRecord]) -> BatchResult:
         """Decode, dedupe and encode one batch; every record yields events or a dead letter."""
@@ -215,6 +228,9 @@ class Core:
         events: list[ReceiptEvent] = []
         stamps: list[int] = []
         dead: list[DeadLetter] = []
+        # Records whose events might not fit the output topic's limit (see `_fit`).
+        large: dict[tuple[str, int, int], InputRecord] = {}
+        small = self._small_record
         now_ms = self.window.guarded_now(
             [r.timestamp_ms for r in records],
             self.wall_ms(),
@@ -223,13 +239,17 @@ class Core:
         for record in records:
             try:
                 decoded = decode(record)
+            except PartialBody as partial:
+                self._dead(dead, record, partial)
+                decoded = partial.events
             except DecodeError as exc:
-                dead.append(dead_letter(record, exc, self.decoder.config.dead_letter_max_bytes))
-                stats.dead_letters[exc.error_class] += 1
+                self._dead(dead, record, exc)
                 continue
             except NotReceipts as skip:
-                stats.skipped[skip.kind] += 1
+                stats.skipped[skip.kind if skip.kind in SKIP_KINDS else "other"] += 1
                 continue
+            if len(record.value) > small or (record.headers and _large_headers(record, small)):
+                large[record.topic, record.partition, record.offset] = record
             if decoded:
                 events += decoded
                 stamps += repeat(record.timestamp_ms, len(decoded))
@@ -239,7 +259,95 @@ class Core:
 
         keys, verdicts = window_verdicts(self.window, events, now_ms)
         outputs = emitted_outputs(events, keys, verdicts, stamps, stats.events_out)
+        if large:
+            outputs = self._fit(outputs, events, verdicts, large, dead)
         return BatchResult(outputs, dead)
+
+    def _dead(self, dead: list[DeadLetter], record: InputRecord, exc: DecodeError) -> None:
+        dead.append(dead_letter(record, exc, self.decoder.config.dead_letter_max_bytes))
+        self.stats.dead_letters[exc.error_class] += 1
+
+    def _fit(
+        self,
+        outputs: list[OutputRecord],
+        events: list[ReceiptEvent],
+        verdicts: Sequence[int],
+        large: dict[tuple[str, int, int], InputRecord],
+        dead: list[DeadLetter],
+    ) -> list[OutputRecord]:
+        """The outputs that fit the output topic's record limit; the events of a record that do
+        not become one `EventTooLarge` dead letter of that record (its good events still go).
+
+        Only outputs of `large` records are sized: no other record's event can come near the limit.
+        """
+        limit = self.decoder.config.output_max_bytes
+        emitted = [e for e, v in zip(events, verdicts, strict=True) if v == EMIT]
+        kept: list[OutputRecord] = []
+        refused: dict[tuple[str, int, int], list[int]] = {}
+        for event, out in zip(emitted, outputs, strict=True):
+            src = event.source
+            where = (src.topic, src.partition, src.offset)
+            if where in large and record_size(out.key, out.value, out.headers) > limit:
+                refused.setdefault(where, []).append(src.index)
+                self.stats.events_out[event.provider, event.status] -= 1
+            else:
+                kept.append(out)
+        for where, reports in refused.items():
+            self._dead(
+                dead,
+                large[where],
+                EventTooLarge(
+                    f"{len(reports)} events exceed the output topic's record limit of {limit} "
+                    "bytes",
+                    tuple(reports),
+                ),
+            )
+        return kept if refused else outputs
+
+
+#: Kafka's per-record framing in a v2 batch, at its largest (length, attributes, timestamp and
+#: offset deltas, key and value lengths, header count: varints), rounded up.
+RECORD_OVERHEAD: Final = 64
+#: Per header: its key and value lengths (varints).
+HEADER_OVERHEAD: Final = 10
+#: An event copies a body's text into a few fields (message_key, key, batch_id...), JSON
+#: escaping at most doubles it, and a few hundred bytes are fixed: an event is below
+#: 16 x (body + header bytes) + 8 KiB, so only records above limit/16 are sized exactly.
+_AMPLIFICATION: Final = 16
+_FIXED_EVENT_BYTES: Final = 8192
+
+
+def _large_headers(record: InputRecord, small: int) -> bool:
+    size = len(record.value)
+    for _key, value in record.headers:
+        size += len(value or b"")
+    return size > small
+
+
+def record_size(key: bytes | None, value: bytes, headers: Headers) -> int:
+    """A conservative size of one record as Kafka counts it against max.message.bytes."""
+    size = RECORD_OVERHEAD + len(key or b"") + len(value)
+    for hkey, hvalue in headers:
+        size += len(hkey.encode()) + len(hvalue or b"") + HEADER_OVERHEAD
+    return size
+
+
+#: Room kept for the `error.original_size` and `error.headers_dropped` headers.
+_CUT_HEADERS_ROOM: Final = 2 * (24 + 20 + HEADER_OVERHEAD)
+_MAX_REPORTS_TEXT: Final = 65536
+
+
+def _positions(reports: Sequence[int]) -> bytes:
+    """Report positions as compact ranges (`0-3,7`), cut at 64 KiB with a trailing `...`."""
+    parts: list[str] = []
+    start = prev = reports[0]
+    for n in (*reports[1:], -2):
+        if n != prev + 1:
+            parts.append(str(start) if start == prev else f"{start}-{prev}")
+            start = n
+        prev = n
+    text = ",".join(parts)
+    return (text if len(text) <= _MAX_REPORTS_TEXT else text[:_MAX_REPORTS_TEXT] + "...").encode()
 
 
 def window_verdicts(
@@ -289,25 +397,46 @@ def emitted_outputs(
 
 
 def dead_letter(
-    record: InputRecord, exc: DecodeError, max_bytes: int = DEFAULT_DEAD_LETTER_MAX_BYTES
+    record: InputRecord, exc: DecodeError, max_bytes: int = DEFAULT_RECORD_MAX_BYTES
 ) -> DeadLetter:
-    """The original bytes and headers, plus why and where from (DESIGN.md section 2).
+    """The original bytes and headers, plus why and where from (DESIGN.md section 2), keyed
+    `topic:partition:offset`, as one record within `max_bytes` (the dead-letter topic's limit).
 
-    A value over `max_bytes` is cut to that size, and `error.original_size` says so.
+    The `error.*` and `source.*` headers are always kept. What is left is shared: the value
+    keeps at least half of it (cut, with `error.original_size`), the original headers the rest;
+    an original header that does not fit is dropped (`error.headers_dropped` counts them).
     """
-    value = record.value
-    headers = [*record.headers]
-    if len(value) > max_bytes:
-        headers.append(("error.original_size", str(len(value)).encode()))
-        value = value[:max_bytes]
-    headers += [
+    key = f"{record.topic}:{record.partition}:{record.offset}".encode()
+    # The reason and the source come last, in this order (readers take the last five).
+    ours = [
         ("error.class", exc.error_class.encode()),
         ("error.message", str(exc)[:1000].encode("utf-8", "replace")),
         ("source.topic", record.topic.encode()),
         ("source.partition", str(record.partition).encode()),
         ("source.offset", str(record.offset).encode()),
     ]
-    return DeadLetter(value, headers, record.timestamp_ms, exc.error_class)
+    if exc.reports:
+        ours.insert(0, ("error.reports", _positions(exc.reports)))
+    value = record.value
+    room = max_bytes - record_size(key, b"", ours) - _CUT_HEADERS_ROOM
+    headers: list[tuple[str, bytes]] = []
+    header_room = room - min(len(value), room // 2)
+    dropped = 0
+    for hkey, hvalue in record.headers:
+        size = len(hkey.encode()) + len(hvalue or b"") + HEADER_OVERHEAD
+        if size <= header_room:
+            headers.append((hkey, hvalue))
+            header_room -= size
+            room -= size
+        else:
+            dropped += 1
+    if len(value) > room:
+        headers.append(("error.original_size", str(len(value)).encode()))
+        value = value[: max(room, 0)]
+    if dropped:
+        headers.append(("error.headers_dropped", str(dropped).encode()))
+    headers += ours
+    return DeadLetter(key, value, headers, record.timestamp_ms, exc.error_class)
 
 
 def parse_routes(mapping: Mapping[str, str]) -> dict[str, Route]:

@@ -354,8 +354,8 @@ class Window:
 
         Needs a window made with ``hash_key`` (the key is part of the dump: keep dumps as
         private as the state they hold). Counters and retired generations are not included.
-        O(messages), in bulk: about 0.1 s and 10 bytes per message plus the hint table (4 to 8
-        bytes per message of capacity); see benchmarks/window_bench.py.
+        O(messages), in bulk: about 0.15 s per million messages; 10 bytes per message plus the
+        hint table (4 to 8 bytes per message of capacity); see benchmarks/window_bench.py.
         """
         if self.hash_key is None:
             raise ValueError("a window without hash_key cannot be dumped (per-process hashes)")

@@ -1,7 +1,7 @@
 """The provider registry: one module per provider, all of the same shape.
 
-A sixth provider is one new module with `PROVIDER`, `ENDPOINTS`, `DEFAULT_TZ`, `sniff` and
-`decode`, and one line in `_MODULES`.
+A sixth provider is one new module with `PROVIDER`, `ENDPOINTS`, `SKIP_KINDS`, `DEFAULT_TZ`,
+`sniff` and `decode`, and one line in `_MODULES`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,10 @@ class ProviderModule(Protocol):
     @property
     def ENDPOINTS(self) -> tuple[str, ...]: ...
 
+    @property
+    def SKIP_KINDS(self) -> frozenset[str]:
+        """Every kind its NotReceipts may carry: metric labels come from closed sets."""
+
     def sniff(self, body: bytes) -> str | None:
         """The endpoint if `body` has this provider's unmistakable shape, else None."""
 
@@ -37,3 +41,5 @@ _MODULES: Final[tuple[ProviderModule, ...]] = (
 )
 
 REGISTRY: Final[dict[str, ProviderModule]] = {m.PROVIDER: m for m in _MODULES}
+#: The closed set of skip kinds; the core counts any other kind as `other`.
+SKIP_KINDS: Final = frozenset().union(*(m.SKIP_KINDS for m in _MODULES))

@@ -5,8 +5,8 @@ fires on `<!DOCTYPE` before any of its internal subset is read, so entity declar
 laughs, quadratic blowup) and external entities (SYSTEM/PUBLIC file or URL) are never processed,
 let alone expanded or fetched; a body with no DTD cannot define entities at all (`&x;` is then an
 expat "undefined entity" error). The whole body goes to expat in one `Parse` call (no re-parsing
-of partial tokens), the tree is built with an explicit stack capped at 4 levels, and text pieces
-are joined once: the work is linear in the body.
+of partial tokens); the structure is checked as each element opens, no tree is built, and text
+pieces are joined once: the work is linear in the body and stops at the first wrong element.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ..normalise._context import RecordContext
 from ..normalise._errors import MalformedBody, ProviderError, UnknownFormat, UnsafeXml
 from ..normalise._fields import e164, make_event, map_status, national_fr
 from ..normalise._timefmt import provider_time
-from ._shared import decode_json, id_text
+from ._shared import by_report, decode_json, id_text
 
 PROVIDER: Final = "smspartner"
 ENDPOINTS: Final = ("bulk-status",)
@@ -33,6 +33,7 @@ DEFAULT_TZ: Final = "Europe/Paris"
 # Header aliases: the generic channel name and the API paths (bulk and single-message status).
 _ALIASES: Final = frozenset({"bulk-status", "poll", "bulk_status", "bulkStatus", "message-status"})
 _ENDPOINT: Final = "smspartner.bulk-status"
+SKIP_KINDS: Final = frozenset[str]()
 _DECODER = msgspec.json.Decoder(SmsPartnerResponse)
 _STATUS: Final[dict[str, Status]] = {
     "Delivered": "DELIVERED",
@@ -75,16 +76,8 @@ def sniff(body: bytes) -> str | None:
 # -- XML ----------------------------------------------------------------------------------------
 
 _MAX_DEPTH = 4  # result / recipients wrapper / recipient / field
-
-
-class _Node(msgspec.Struct, gc=False):
-    """One element: its tag, its text pieces, its child elements (a C-level struct: cheap)."""
-
-    name: str
-    text: list[str]
-    children: list[_Node]
-
-
+_FIELDS = 4  # phone, status, stopSMS, date
+_HEAD = ("success", "code", "message_id")
 _UNSAFE = "smspartner XML with a DTD, entity declaration or external reference refused"
 
 
@@ -96,8 +89,8 @@ def _refuse_external(*_args: object) -> int:
     raise UnsafeXml(_UNSAFE)
 
 
-def parse_xml(body: bytes) -> _Node:
-    """The element tree of `body`, refusing every DTD construct (see the module docstring)."""
+def _parser() -> expat.XMLParserType:
+    """An expat parser that refuses every DTD construct (see the module docstring)."""
     parser = expat.ParserCreate()
     parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
     parser.StartDoctypeDeclHandler = _refuse
@@ -106,41 +99,12 @@ def parse_xml(body: bytes) -> _Node:
     parser.NotationDeclHandler = _refuse
     parser.ExternalEntityRefHandler = _refuse_external
     parser.SkippedEntityHandler = _refuse
-    # Closures over locals: the handlers run once per element, so no attribute look-ups.
-    root = _Node("", [], [])
-    stack = [root]
-
-    def start(name: str, _attrs: object) -> None:
-        if len(stack) > _MAX_DEPTH:
-            raise MalformedBody(f"smspartner XML nested deeper than {_MAX_DEPTH} levels")
-        node = _Node(name, [], [])
-        stack[-1].children.append(node)
-        stack.append(node)
-
-    def end(_name: str) -> None:
-        stack.pop()
-
-    def chars(data: str) -> None:
-        stack[-1].text.append(data)
-
-    parser.StartElementHandler = start
-    parser.EndElementHandler = end
-    parser.CharacterDataHandler = chars
     parser.buffer_text = True
-    try:
-        parser.Parse(body, True)
-    except expat.ExpatError as exc:
-        raise MalformedBody(f"smspartner invalid XML: {exc}") from None
-    except (LookupError, ValueError, UnicodeError) as exc:  # declared encodings expat can't use
-        raise MalformedBody(f"smspartner invalid XML: {exc}") from None
-    return root.children[0]  # expat refuses a document without exactly one root element
+    return parser
 
 
-def _leaf(node: _Node, what: str) -> str:
-    if node.name != "entry" or node.children:
-        raise MalformedBody(f"smspartner XML: {what} is not a plain <entry>")
-    # CDATA and the whitespace around it are trimmed.
-    return "".join(node.text).strip()
+def _plain(what: str) -> MalformedBody:
+    return MalformedBody(f"smspartner XML: {what} is not a plain <entry>")
 
 
 def _xml_reports(body: bytes) -> tuple[str, list[tuple[str, str, str, str]]]:
@@ -149,46 +113,126 @@ def _xml_reports(body: bytes) -> tuple[str, list[tuple[str, str, str, str]]]:
     `<result>`: success, code, message_id (or the error message), then the recipients. The seed
     wraps all recipients in one more `<entry>`; one `<entry>` per recipient directly under
     `<result>` is accepted too. A recipient holds exactly four plain entries.
+
+    The structure is checked while expat parses, element by element (names, depth, child
+    counts), and the first violation stops the parse: no tree is built, so a hostile body
+    costs no more than its first wrong element, and memory holds only the reports.
     """
-    root = parse_xml(body)
-    if root.name != "result":
-        raise MalformedBody(f"smspartner XML root is <{root.name}>, not <result>")
-    entries = root.children
-    if not entries:
+    head: list[str] = []
+    reports: list[tuple[str, str, str, str]] = []
+    fields: list[str] = []  # of the recipient being read
+    text: list[str] = []  # since the innermost element started: a leaf's text at its end
+    empties: list[None] = []  # empty recipient lists seen
+    # The open element's depth; of the entry after the head being read ("group"): its child
+    # count and whether they are recipients (a wrapper) or fields (a recipient itself).
+    depth = 0
+    group_kids = 0
+    group_wraps: bool | None = None  # None: undecided; True: kids are recipients; False: fields
+    kid_kids = 0
+
+    def start(name: str, _attrs: object) -> None:
+        nonlocal depth, group_kids, group_wraps, kid_kids
+        depth += 1
+        text.clear()
+        if depth == 1:
+            if name != "result":
+                raise MalformedBody(f"smspartner XML root is <{name}>, not <result>")
+            return
+        if name != "entry":
+            raise MalformedBody(f"smspartner XML: <{name}> where an <entry> belongs")
+        if depth > _MAX_DEPTH:
+            raise MalformedBody(f"smspartner XML nested deeper than {_MAX_DEPTH} levels")
+        if depth == 2:
+            group_kids, group_wraps = 0, None
+            return
+        if len(head) < len(_HEAD):  # a child inside success, code or message_id
+            raise _plain(_HEAD[len(head)])
+        if depth == 3:
+            group_kids += 1
+            kid_kids = 0
+            if group_wraps is False and group_kids > _FIELDS:
+                raise MalformedBody(
+                    f"smspartner XML recipient {len(reports)} has more than {_FIELDS} fields"
+                )
+            return
+        # depth 4: a field of a recipient inside the wrapper
+        if group_wraps is False:
+            raise _plain("recipient field")
+        group_wraps = True
+        kid_kids += 1
+        if kid_kids > _FIELDS:
+            raise MalformedBody(
+                f"smspartner XML recipient {len(reports)} has more than {_FIELDS} fields"
+            )
+
+    def end(_name: str) -> None:
+        nonlocal depth, group_wraps
+        depth -= 1
+        if depth == 1:  # an entry directly under <result>
+            if len(head) < len(_HEAD):
+                _head_entry("".join(text).strip())
+            elif group_kids == 0:
+                if "".join(text).strip():
+                    raise MalformedBody("smspartner XML: an entry after the head is text")
+                empties.append(None)
+                if len(empties) > 1:  # one empty recipient list is a body; more are noise
+                    raise MalformedBody("smspartner XML has more than one empty recipient list")
+            elif not group_wraps:
+                _recipient()
+        elif depth == 2:  # a recipient of the wrapper, or a field of a direct recipient
+            if kid_kids:
+                _recipient()
+            elif group_wraps:
+                raise MalformedBody(
+                    f"smspartner XML recipient {len(reports)} has 0 fields, expected {_FIELDS}"
+                )
+            else:
+                group_wraps = False
+                fields.append("".join(text).strip())
+        elif depth == 3:
+            fields.append("".join(text).strip())
+        text.clear()
+
+    def _head_entry(value: str) -> None:
+        head.append(value)
+        if len(head) == 1 and _BOOL.get(value.lower()) is None:
+            raise MalformedBody(f"smspartner XML success is not a boolean: {value!r}")
+        if len(head) == len(_HEAD) and not _BOOL[head[0].lower()]:
+            # An error answer: the rest of the body does not matter.
+            raise ProviderError(f"smspartner error {head[1]}: {head[2]}")
+
+    def _recipient() -> None:
+        if len(fields) != _FIELDS:
+            raise MalformedBody(
+                f"smspartner XML recipient {len(reports)} has {len(fields)} fields, "
+                f"expected {_FIELDS}"
+            )
+        phone, status, stop, date = fields
+        reports.append((phone, status, stop, date))
+        fields.clear()
+
+    parser = _parser()
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = text.append
+    try:
+        parser.Parse(body, True)
+    except expat.ExpatError as exc:
+        raise MalformedBody(f"smspartner invalid XML: {exc}") from None
+    except (LookupError, ValueError, UnicodeError) as exc:  # declared encodings expat can't use
+        raise MalformedBody(f"smspartner invalid XML: {exc}") from None
+    if not head:
         raise MalformedBody("smspartner XML <result> has no entries")
-    success_text = _leaf(entries[0], "success")
-    success = _BOOL.get(success_text.lower())
-    if success is None:
-        raise MalformedBody(f"smspartner XML success is not a boolean: {success_text!r}")
-    head = [_leaf(entries[1], "code")] if len(entries) > 1 else ["?"]
-    head.append(_leaf(entries[2], "message_id") if len(entries) > 2 else "")
-    if not success:  # the third entry is then the error message
-        raise ProviderError(f"smspartner error {head[0]}: {head[1]}")
-    if len(entries) < 3:
+    if not _BOOL[head[0].lower()]:
+        code = head[1] if len(head) > 1 else "?"
+        raise ProviderError(f"smspartner error {code}: {head[2] if len(head) > 2 else ''}")
+    if len(head) < len(_HEAD):
         raise MalformedBody(
-            f"smspartner XML has {len(entries)} entries; expected success, code, message_id"
+            f"smspartner XML has {len(head)} entries; expected success, code, message_id"
         )
-    message_id = head[1]
+    message_id = head[2]
     if not message_id:
         raise MalformedBody("smspartner XML has an empty message_id")
-    reports: list[tuple[str, str, str, str]] = []
-    for position, entry in enumerate(entries[3:], 4):
-        if entry.name != "entry":
-            raise MalformedBody(f"smspartner XML: <{entry.name}> where an <entry> belongs")
-        kids = entry.children
-        if not kids:
-            if "".join(entry.text).strip():
-                raise MalformedBody(f"smspartner XML entry {position} is text, not recipients")
-            continue  # an empty recipient list
-        recipients = kids if all(k.children for k in kids) else [entry]
-        for recipient in recipients:
-            fields = recipient.children
-            if len(fields) != 4 or recipient.name != "entry":
-                raise MalformedBody(
-                    f"smspartner XML recipient {len(reports)} has {len(fields)} fields, expected 4"
-                )
-            phone, status, stop, date = (_leaf(f, "recipient field") for f in fields)
-            reports.append((phone, status, stop, date))
     return message_id, reports
 
 
@@ -224,7 +268,7 @@ def decode(body: bytes, endpoint: str, ctx: RecordContext) -> list[ReceiptEvent]
     start = _LEAD.match(body).end()  # type: ignore[union-attr]  # always matches
     if body[start : start + 1] == b"<":
         return _decode_xml(body, ctx, zone)
-    return _decode_json(body, ctx, zone)
+    return by_report(_decode_json, body, endpoint, ctx, (("StatutResponse_List",),))
 
 
 def _decode_xml(body: bytes, ctx: RecordContext, zone: str) -> list[ReceiptEvent]:
@@ -235,7 +279,8 @@ def _decode_xml(body: bytes, ctx: RecordContext, zone: str) -> list[ReceiptEvent
     ]
 
 
-def _decode_json(body: bytes, ctx: RecordContext, zone: str) -> list[ReceiptEvent]:
+def _decode_json(body: bytes, _endpoint: str, ctx: RecordContext) -> list[ReceiptEvent]:
+    zone = ctx.tz or DEFAULT_TZ
     top_id, reports = _json_reports(body)
     events = []
     for index, r in enumerate(reports):

@@ -27,7 +27,7 @@ from ..normalise._context import RecordContext
 from ..normalise._errors import MalformedBody, NotReceipts, ProviderError, UnknownFormat
 from ..normalise._fields import e164, make_event, map_status, none_if_empty
 from ..normalise._timefmt import provider_time
-from ._shared import decode_json, id_text
+from ._shared import by_report, decode_json, id_text
 
 PROVIDER: Final = "tencent"
 ENDPOINTS: Final = ("PullSmsSendStatus", "callback", "SendSms")
@@ -49,6 +49,9 @@ _ALIASES: Final = frozenset(
 )
 _DECODER = msgspec.json.Decoder(TencentObject | list[TencentCallback])
 _KEYS_DECODER = msgspec.json.Decoder(dict[str, msgspec.Raw])
+#: Where the report list of each form sits, for decoding report by report.
+_REPORT_LISTS: Final = ((), ("Response", "PullSmsSendStatusSet"), ("Response", "SendStatusSet"))
+SKIP_KINDS: Final = frozenset({"tencent.reply", "tencent.statistics"})
 
 _STATUS: Final[dict[str, Status]] = {
     "SUCCESS": "DELIVERED",
@@ -106,6 +109,10 @@ def _describe(description: str) -> tuple[str | None, str | None]:
 
 
 def decode(body: bytes, endpoint: str, ctx: RecordContext) -> list[ReceiptEvent]:
+    return by_report(_decode, body, endpoint, ctx, _REPORT_LISTS)
+
+
+def _decode(body: bytes, endpoint: str, ctx: RecordContext) -> list[ReceiptEvent]:
     if endpoint not in _ALIASES:
         raise UnknownFormat(f"tencent has no endpoint {endpoint!r}")
     obj = decode_json(_DECODER, body, "tencent body")

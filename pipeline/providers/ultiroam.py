@@ -31,7 +31,7 @@ from ..normalise._errors import (
 )
 from ..normalise._fields import e164, make_event, map_status
 from ..normalise._timefmt import local_to_utc
-from ._shared import decode_json, id_text, sniff_head_first
+from ._shared import by_report, decode_json, id_text, sniff_head_first
 
 PROVIDER: Final = "ultiroam"
 ENDPOINTS: Final = ("query_sms_result", "sms_result", "sms_deliver_status")
@@ -69,12 +69,18 @@ def _tp_status(code: int) -> Status:
 
 _TP_STATUS: Final[tuple[Status, ...]] = tuple(_tp_status(c) for c in range(256))
 _TP_TEXT: Final[tuple[str, ...]] = tuple(str(c) for c in range(256))
+_NO_TP_STATUS: Final[dict[str, Status]] = {}
 _ERRORS: Final[dict[str, str]] = {
     "400": "request format is not valid",
     "413": "more than 32 numbers",
     "500": "other error",
 }
-_KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")
+#: The non-receipt pushes that are counted by name; any other key counts as `ultiroam.other`,
+#: so a hostile first key never mints a metric label.
+_SKIPPED: Final = {"sms": "ultiroam.sms", "ussd": "ultiroam.ussd"}
+SKIP_KINDS: Final = frozenset({*_SKIPPED.values(), "ultiroam.other"})
+#: Where the report list of each form sits, for decoding report by report.
+_REPORT_LISTS: Final = (("result",), ("sms_result",), ("sms_deliver_status",))
 
 # A quoted name followed by a colon can only be a JSON key (a quote inside a string is escaped).
 # Lower-case `sn`, `error_code`, `sms_result`, `sms_deliver_status` exist only here: uSpeedo's
@@ -141,8 +147,7 @@ def _not_receipts(body: bytes) -> DecodeError | NotReceipts:
         if key in _RECEIPT_KEYS:
             return MalformedBody(f"ultiroam {key} is null")
         if key != "sn":
-            # Only short identifier-like names: a hostile key never becomes an arbitrary label.
-            return NotReceipts(f"ultiroam.{key}" if _KIND.fullmatch(key) else "ultiroam.other")
+            return NotReceipts(_SKIPPED.get(key, "ultiroam.other"))
     return NotReceipts("ultiroam.other")
 
 
@@ -184,8 +189,11 @@ def _deliveries(
     events = []
     for index, r in enumerate(items):
         code = r.status_code
-        if not 0 <= code <= 255:
-            raise MalformedBody(f"ultiroam status_code outside 0-255: {str(code)[:40]}")
+        if 0 <= code <= 255:
+            status, text = _TP_STATUS[code], _TP_TEXT[code]
+        else:  # not a TP-Status: unmapped, kept raw and counted (receipt-event.md)
+            text = str(code)
+            status = map_status(PROVIDER, _NO_TP_STATUS, text)
         recipient = e164(r.number)
         events.append(
             make_event(
@@ -196,9 +204,9 @@ def _deliveries(
                 index=index,
                 message_key=f"{sn}|{r.port}|{recipient}|{r.ref_id}|{_key_time(r.time)}",
                 account=sn,
-                status=_TP_STATUS[code],
-                provider_status=_TP_TEXT[code],
-                provider_code=_TP_TEXT[code],
+                status=status,
+                provider_status=text,
+                provider_code=text,
                 recipient_raw=r.number,
                 recipient=recipient,
                 sent_at=local_to_utc(r.time, zone),
@@ -215,6 +223,10 @@ def _key_time(text: str) -> str:
 
 
 def decode(body: bytes, endpoint: str, ctx: RecordContext) -> list[ReceiptEvent]:
+    return by_report(_decode, body, endpoint, ctx, _REPORT_LISTS)
+
+
+def _decode(body: bytes, endpoint: str, ctx: RecordContext) -> list[ReceiptEvent]:
     if endpoint not in _ALIASES:
         raise UnknownFormat(f"ultiroam has no endpoint {endpoint!r}")
     b = _read(body)

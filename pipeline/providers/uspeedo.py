@@ -20,7 +20,7 @@ from ..normalise._context import RecordContext
 from ..normalise._errors import MalformedBody, NotReceipts, ProviderError, UnknownFormat
 from ..normalise._fields import e164, make_event, map_status, national_with_cc, none_if_empty
 from ..normalise._timefmt import epoch_text_to_utc
-from ._shared import decode_json, id_text, sniff_head_first
+from ._shared import EACH, by_report, decode_json, id_text, sniff_head_first
 
 PROVIDER: Final = "uspeedo"
 ENDPOINTS: Final = ("GetUSMSSendReceipt", "push")
@@ -34,6 +34,9 @@ _ALIASES: Final = frozenset(
 )
 
 _ENVELOPE = msgspec.json.Decoder(UspeedoEnvelope)
+#: Where the report list of each form sits, for decoding report by report: the poll's receipts
+#: within each session first, then the push's Data, then a bare push array.
+_REPORT_LISTS: Final = (("Data", EACH, "ReceiptSet"), ("Data",), ())
 _SESSIONS = msgspec.json.Decoder(list[UspeedoSession])
 _PUSHED = msgspec.json.Decoder(list[UspeedoPushReceipt])
 
@@ -145,14 +148,20 @@ def _push_events(
     ]
 
 
+_MSGTYPE_KINDS: Final = ("uspeedo.inbound", *(f"uspeedo.msgtype{t}" for t in range(1, 100)))
+SKIP_KINDS: Final = frozenset({*_MSGTYPE_KINDS, "uspeedo.msgtype_other"})
+
+
 def _msgtype_kind(msg_type: int) -> str:
-    if msg_type == 0:
-        return "uspeedo.inbound"
-    # Bounded, so a hostile body cannot mint unlimited metric labels.
-    return f"uspeedo.msgtype{msg_type}" if 0 < msg_type < 100 else "uspeedo.msgtype_other"
+    # A closed set, so a hostile body cannot mint unlimited metric labels.
+    return _MSGTYPE_KINDS[msg_type] if 0 <= msg_type < 100 else "uspeedo.msgtype_other"
 
 
 def decode(body: bytes, endpoint: str, ctx: RecordContext) -> list[ReceiptEvent]:
+    return by_report(_decode, body, endpoint, ctx, _REPORT_LISTS)
+
+
+def _decode(body: bytes, endpoint: str, ctx: RecordContext) -> list[ReceiptEvent]:
     if endpoint not in _ALIASES:
         raise UnknownFormat(f"uspeedo has no endpoint {endpoint!r}")
     if _ARRAY.match(body):

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from unittest import mock
+
+from aiokafka.producer import message_accumulator
+from aiokafka.producer import producer as aiokafka_producer
+from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
 
 from pipeline.core._batch import Decoder, InputRecord
 from pipeline.normalise._errors import DecodeError, NotReceipts
@@ -199,3 +205,30 @@ def hostile(
             _labelled("uspeedo", "GetUSMSSendReceipt") if i % 3 == 0 else [],
         )
     return out
+
+
+class RawKey(str):
+    """A header key whose bytes on the wire are `raw`, e.g. not UTF-8 (the record format and
+    librdkafka allow any bytes; aiokafka encodes every key with `str.encode`)."""
+
+    raw: bytes
+
+    def __new__(cls, raw: bytes) -> RawKey:
+        key = super().__new__(cls, raw.decode("latin-1"))
+        key.raw = raw
+        return key
+
+    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return self.raw
+
+
+@contextlib.contextmanager
+def raw_header_keys() -> Iterator[None]:
+    """Producers writing inside this block build batches with aiokafka's pure-Python builder,
+    which encodes header keys with `RawKey.encode` (the C builder reads the str's own UTF-8)."""
+    py = _DefaultRecordBatchBuilderPy
+    with (
+        mock.patch.object(message_accumulator, "DefaultRecordBatchBuilder", py),
+        mock.patch.object(aiokafka_producer, "DefaultRecordBatchBuilder", py),
+    ):
+        yield

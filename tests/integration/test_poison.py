@@ -9,6 +9,9 @@ from collections import Counter
 
 import pytest
 
+from pipeline.core._batch import record_size
+from pipeline.normalise._errors import DEFAULT_RECORD_MAX_BYTES
+
 from .conftest import (
     BIG,
     check_dead_letters,
@@ -87,8 +90,9 @@ async def test_poison_is_dead_lettered_and_never_stops_the_processor(
     for m in dlq:
         h = dict(m.headers)
         if h["error.class"] == b"BodyTooLarge":
-            # Cut to the dead-letter limit (1 MB default), the original size in a header.
-            assert len(m.value) == 1_000_000
+            # Cut to fit the dead-letter record limit, the original size in a header.
+            assert 1_000_000 < len(m.value) < DEFAULT_RECORD_MAX_BYTES
+            assert record_size(m.key, m.value, m.headers) <= DEFAULT_RECORD_MAX_BYTES
             assert int(h["error.original_size"]) > 8 * 1024 * 1024
         assert json.dumps(h["error.message"].decode("utf-8"))  # a readable reason
 

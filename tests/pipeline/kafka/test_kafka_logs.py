@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from pipeline.kafka._processor import _RateLimit
+from pipeline.kafka._logs import RateLimit
 
 
 def record(msg: str) -> logging.LogRecord:
@@ -12,7 +12,7 @@ def record(msg: str) -> logging.LogRecord:
 
 
 def test_repeats_are_held_back_and_counted() -> None:
-    limit = _RateLimit(every=60.0)
+    limit = RateLimit(every=60.0)
     assert limit.filter(record("Unable connect to node with id 1"))
     assert not any(limit.filter(record("Unable connect to node with id 1")) for _ in range(500))
     assert limit.filter(record("another message"))

@@ -87,8 +87,10 @@ def realistic_key(rng: random.Random) -> bytes:
         key = f"smspartner:{_digits(rng, 7)}|{phone}"
     elif shape == 4:
         sn = rng.randbytes(8).hex("-", 2).upper()
-        key = (f"ultiroam:{sn}|{rng.randint(1, 32)}|{phone}|{rng.randint(1, 999)}"
-               f"|2024-03-31 0{rng.randrange(10)}:{rng.randint(10, 59)}:{rng.randint(10, 59)}")
+        key = (
+            f"ultiroam:{sn}|{rng.randint(1, 32)}|{phone}|{rng.randint(1, 999)}"
+            f"|2024-03-31 0{rng.randrange(10)}:{rng.randint(10, 59)}:{rng.randint(10, 59)}"
+        )
     else:
         key = f"tencent:{rng.randrange(1000, 10000)}:{_digits(rng, 12)}-é"  # non-ASCII
     return key.encode()
@@ -137,7 +139,7 @@ def java_check_keys() -> tuple[bytes, ...]:
         keys += [rng.randbytes(length) for _ in range(150)]
         for _ in range(150):
             start = rng.choice(starts[:-MAX_LENGTH])
-            piece = text[start:start + length].decode(errors="ignore").encode()
+            piece = text[start : start + length].decode(errors="ignore").encode()
             keys.append(piece + b"~" * (length - len(piece)))
         keys += [rng.randbytes(length).translate(_PRINTABLE) for _ in range(50)]
         keys += [b"\x00" * length, b"\x7f" * length, b"\x80" * length, b"\xff" * length]
@@ -163,8 +165,9 @@ def kafka_clients_classpath() -> list[Path]:
         libs = _broker.fetch_kafka(_broker.KAFKA_VERSION)
         jars = sorted(libs.glob("kafka-clients-*.jar"))
     if not jars:
-        pytest.fail(f"no kafka-clients jar under {root} even after fetching Kafka "
-                    f"{_broker.KAFKA_VERSION}")
+        pytest.fail(
+            f"no kafka-clients jar under {root} even after fetching Kafka {_broker.KAFKA_VERSION}"
+        )
     jar = jars[-1]
     slf4j = sorted(jar.parent.glob("slf4j-api-*.jar"))  # Utils' static init logs through it
     if not slf4j:
@@ -179,8 +182,10 @@ def find_javac(java: str) -> str:
     found = [str(c) for c in candidates if os.access(c, os.X_OK)]
     javac = found[0] if found else shutil.which("javac")
     if not javac:
-        pytest.fail(f"javac (a JDK 17+) is required to build {JAVA_SOURCE.name}; none next to "
-                    f"{java}, in JAVA_HOME or on PATH")
+        pytest.fail(
+            f"javac (a JDK 17+) is required to build {JAVA_SOURCE.name}; none next to "
+            f"{java}, in JAVA_HOME or on PATH"
+        )
     return javac
 
 
@@ -192,11 +197,16 @@ class JavaVectors:
     classpath: str
 
     def run(self, stdin: bytes, args: Sequence[str]) -> bytes:
-        done = subprocess.run([self.java, "-cp", self.classpath, "Murmur2Vectors", *args],
-                              input=stdin, capture_output=True, timeout=600)
+        done = subprocess.run(
+            [self.java, "-cp", self.classpath, "Murmur2Vectors", *args],
+            input=stdin,
+            capture_output=True,
+            timeout=600,
+        )
         if done.returncode != 0:
-            pytest.fail(f"Murmur2Vectors exited {done.returncode}:\n"
-                        f"{done.stderr.decode(errors='replace')}")
+            pytest.fail(
+                f"Murmur2Vectors exited {done.returncode}:\n{done.stderr.decode(errors='replace')}"
+            )
         return done.stdout
 
     def compute(self, keys: Sequence[bytes], counts: Sequence[int]) -> list[Row]:
@@ -221,22 +231,26 @@ def java_vectors(tmp_path_factory: pytest.TempPathFactory) -> JavaVectors:
         java = _broker.find_java()
         classpath = kafka_clients_classpath()
     except _broker.BrokerError as exc:
-        pytest.fail(f"the Java reference vectors need a JDK 17+ and the kafka-clients jar "
-                    f"(KAFKA_BOOTSTRAP_SERVERS does not help here): {exc}")
+        pytest.fail(
+            f"the Java reference vectors need a JDK 17+ and the kafka-clients jar "
+            f"(KAFKA_BOOTSTRAP_SERVERS does not help here): {exc}"
+        )
     javac = find_javac(java)
     classes = tmp_path_factory.mktemp("murmur2-java")
     compiled = subprocess.run(
-        [javac, "-d", str(classes), "-cp", os.pathsep.join(map(str, classpath)),
-         str(JAVA_SOURCE)],
-        capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300)
+        [javac, "-d", str(classes), "-cp", os.pathsep.join(map(str, classpath)), str(JAVA_SOURCE)],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=300,
+    )
     if compiled.returncode != 0:
         pytest.fail(f"javac failed ({compiled.returncode}):\n{compiled.stdout}{compiled.stderr}")
     return JavaVectors(java, os.pathsep.join([*map(str, classpath), str(classes)]))
 
 
 def _mismatches(keys: Sequence[bytes], ours: Sequence[int], java: Sequence[int]) -> list[str]:
-    bad = [f"{k!r}: ours {o}, Java {j}" for k, o, j in zip(keys, ours, java, strict=True)
-           if o != j]
+    bad = [f"{k!r}: ours {o}, Java {j}" for k, o, j in zip(keys, ours, java, strict=True) if o != j]
     return bad[:10] + ([f"... {len(bad)} in all"] if len(bad) > 10 else [])
 
 
@@ -252,8 +266,15 @@ def test_java_check_keys_cover_every_length_and_tail() -> None:
     non_ascii_utf8 = {len(k) for k in keys if not k.isascii() and _is_utf8(k)}
     assert set(range(2, MAX_LENGTH + 1)) <= non_ascii_utf8  # so every tail length mod 4
     assert set(range(MAX_LENGTH + 1)) <= {len(k) for k in keys if not _is_utf8(k)} | {0}
-    assert sum(1 for k in keys if 15 <= len(k) <= 40 and k.split(b":")[0] in
-               {b"yunpian", b"tencent", b"uspeedo", b"smspartner"}) > 20_000
+    assert (
+        sum(
+            1
+            for k in keys
+            if 15 <= len(k) <= 40
+            and k.split(b":")[0] in {b"yunpian", b"tencent", b"uspeedo", b"smspartner"}
+        )
+        > 20_000
+    )
 
 
 def _is_utf8(data: bytes) -> bool:
@@ -273,10 +294,12 @@ def test_murmur2_equals_java_utils_murmur2(
     assert ours == java, "\n".join(_mismatches(keys, ours, java))
 
 
-@pytest.mark.parametrize("index", range(len(PARTITION_COUNTS)),
-                         ids=[f"{n}-partitions" for n in PARTITION_COUNTS])
+@pytest.mark.parametrize(
+    "index", range(len(PARTITION_COUNTS)), ids=[f"{n}-partitions" for n in PARTITION_COUNTS]
+)
 def test_partitions_equal_java_builtin_partitioner(
-    java_results: tuple[Sequence[bytes], list[Row]], index: int,
+    java_results: tuple[Sequence[bytes], list[Row]],
+    index: int,
 ) -> None:
     keys, rows = java_results
     count = PARTITION_COUNTS[index]

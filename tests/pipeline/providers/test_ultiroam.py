@@ -204,9 +204,11 @@ def test_tp_status_ranges(code: int, expected: str) -> None:
 
 
 @pytest.mark.parametrize("code", [-1, 256, 1000, 2**64, -(2**70)])
-def test_tp_status_out_of_range(code: int) -> None:
-    with pytest.raises(MalformedBody, match="status_code"):
-        ultiroam.decode(deliver(code), "push", CTX)
+def test_tp_status_out_of_range_is_unmapped(code: int) -> None:
+    before = UNMAPPED_STATUSES["ultiroam"]
+    e = one(deliver(code))
+    assert (e.status, e.provider_status, e.provider_code) == ("UNKNOWN", str(code), str(code))
+    assert UNMAPPED_STATUSES["ultiroam"] == before + 1
 
 
 # --- phone rules -------------------------------------------------------------------------------
@@ -348,7 +350,8 @@ def test_provider_error(body: bytes, match: str) -> None:
             "ultiroam.sms",
         ),
         (b'{"sn":"x","ussd":[{"port":1,"text":"balance 5"}]}', "ultiroam.ussd"),
-        (b'{"sn":"x","port_status":[{"port":1,"status":"up"}]}', "ultiroam.port_status"),
+        (b'{"sn":"x","port_status":[{"port":1,"status":"up"}]}', "ultiroam.other"),
+        (b'{"sn":"x","sms":[{"port":1,"content":"hi"}]}', "ultiroam.sms"),
         (b'{"ussd":[],"sn":"x"}', "ultiroam.ussd"),
         (b'{"sn":"x"}', "ultiroam.other"),
         (b'{"sn":"x","Weird Key!":1}', "ultiroam.other"),

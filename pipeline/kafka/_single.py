@@ -1,127 +1,37 @@
-"""The Kafka stream processor: a thin loop around the I/O-free core.
+"""Topology `single`: one stage, one window, for exactly one instance.
 
 One batch at a time: `getmany` → `Core.process` → output and dead-letter records written with the
 producer's batch API (one future per partition batch, not per record) → wait for every ack →
 commit the batch's offsets. Nothing is committed before the broker holds what it caused, so a
 crash at any point replays at most the uncommitted batch, and the dedupe window (rebuilt from the
-output topic, and kept current by following it) drops what was already emitted.
+output topic) drops what was already emitted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
-import os
-import signal
-import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Final
 
 import anyio
-import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.admin import AIOKafkaAdminClient
 
-from schemas import PROVIDER_INDEX, PROVIDERS, STATUS_INDEX
+from schemas import PROVIDER_INDEX, STATUS_INDEX
 
-from .._config import Settings, core_config
-from .._metrics import Registry, serve_metrics, standard_metrics
-from ..core._batch import Core, InputRecord, parse_routes
+from .._config import Settings
+from ..core._batch import Core
 from ..core._window import Window, message_hash
+from ._clients import kafka_options, start_with_retry
+from ._fetch import input_records, install
+from ._limits import TopicLimits, topic_limits
 from ._partitioner import partitions_for
+from ._sink import PRODUCER_BATCH_BYTES, Sink
+from ._topics import check_topics, matching_topics
 
 log = logging.getLogger("pipeline.kafka")
-
-#: Size of one producer batch; large batches amortise the per-request cost.
-PRODUCER_BATCH_BYTES: Final = 1024 * 1024
-
-
-def kafka_options(settings: Settings) -> dict[str, Any]:
-    """Connection options shared by every client."""
-    options: dict[str, Any] = {
-        "bootstrap_servers": settings.bootstrap_servers,
-        "security_protocol": settings.security_protocol,
-    }
-    if settings.sasl_mechanism:
-        options["sasl_mechanism"] = settings.sasl_mechanism
-        options["sasl_plain_username"] = settings.sasl_username
-        options["sasl_plain_password"] = settings.sasl_password
-    if settings.security_protocol in ("SSL", "SASL_SSL"):
-        from aiokafka.helpers import create_ssl_context
-
-        options["ssl_context"] = create_ssl_context(
-            cafile=settings.ssl_cafile, certfile=settings.ssl_certfile, keyfile=settings.ssl_keyfile
-        )
-    return options
-
-
-class BrokerUnreachable(Exception):
-    """The broker did not answer within the start-up timeout."""
-
-
-async def start_with_retry(client: Any, what: str, settings: Settings) -> None:
-    """Start an aiokafka client, waiting for the broker with a bounded, logged retry."""
-    deadline = time.monotonic() + settings.startup_timeout_s
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            await client.start()
-            return
-        except KafkaConnectionError as exc:
-            if time.monotonic() >= deadline:
-                raise BrokerUnreachable(
-                    f"Kafka at {settings.bootstrap_servers} not reachable after "
-                    f"{settings.startup_timeout_s}s ({what}): {exc}"
-                ) from None
-            log.warning(
-                "waiting for Kafka",
-                extra={"bootstrap": settings.bootstrap_servers, "client": what, "attempt": attempt},
-            )
-            await anyio.sleep(min(2.0, 0.2 * attempt))
-
-
-class Sink:
-    """Writes records with the producer's batch API, partitioned as Kafka's Java client does."""
-
-    def __init__(self, producer: Any) -> None:
-        self.producer = producer
-        self._partitions: dict[str, int] = {}
-
-    async def partition_count(self, topic: str) -> int:
-        count = self._partitions.get(topic)
-        if count is None:
-            parts = await self.producer.partitions_for(topic)
-            count = len(parts)
-            self._partitions[topic] = count
-        return count
-
-    async def send(
-        self,
-        topic: str,
-        records: Sequence[tuple[bytes | None, bytes, Sequence[tuple[str, bytes]], int]],
-        partitions: Sequence[int],
-    ) -> list[asyncio.Future[Any]]:
-        """Queue `records` (key, value, headers, timestamp) and return one future per batch."""
-        by_partition: dict[int, list[int]] = {}
-        for i, p in enumerate(partitions):
-            by_partition.setdefault(p, []).append(i)
-        futures = []
-        producer = self.producer
-        for partition, indexes in by_partition.items():
-            batch = producer.create_batch()
-            for i in indexes:
-                key, value, headers, stamp = records[i]
-                while batch.append(key=key, value=value, timestamp=stamp, headers=headers) is None:
-                    if batch.record_count() == 0:
-                        raise ValueError(f"record of {len(value)} bytes does not fit a batch")
-                    futures.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch = producer.create_batch()
-            if batch.record_count():
-                futures.append(await producer.send_batch(batch, topic, partition=partition))
-        return futures
 
 
 # Header values of our own output records, straight to the window's codes (no decoding).
@@ -268,6 +178,7 @@ class Processor:
         self.lock = asyncio.Lock()
         self.ready = asyncio.Event()
         self.stopping = anyio.Event()
+        install()  # records aiokafka cannot parse become dead letters (see _fetch.py)
         self.follower = OutputFollower(settings, core.window)
         options = kafka_options(settings)
         self.producer = AIOKafkaProducer(
@@ -291,11 +202,36 @@ class Processor:
             fetch_max_bytes=32 * 1024 * 1024,
         )
         self.sink = Sink(self.producer)
+        self.limits: dict[str, TopicLimits] = {}
         self.batches = 0
         self.positions: dict[TopicPartition, int] = {}
         self.on_batch: Callable[[float, float, dict[TopicPartition, int]], None] | None = None
 
+    async def check_topics(self) -> None:
+        """Stop start-up on a missing or forbidden topic; learn the broker's record limits."""
+        settings = self.settings
+        admin = AIOKafkaAdminClient(**kafka_options(settings))
+        await start_with_retry(admin, "admin", settings)
+        try:
+            roles = {t: "input (--input-topics)" for t in settings.input_topics}
+            if settings.input_pattern:
+                roles = {}
+                if not await matching_topics(admin, settings.input_pattern):
+                    log.warning(
+                        "no topic matches the input pattern yet",
+                        extra={"pattern": settings.input_pattern},
+                    )
+            roles[settings.output_topic] = "output (--output-topic)"
+            roles[settings.dead_letter_topic] = "dead-letter (--dead-letter-topic)"
+            await check_topics(admin, roles)
+            self.limits = await topic_limits(
+                admin, [settings.output_topic, settings.dead_letter_topic]
+            )
+        finally:
+            await admin.close()
+
     async def start(self) -> None:
+        await self.check_topics()
         await start_with_retry(self.producer, "producer", self.settings)
         await self.follower.start()
         await self.follower.catch_up()
@@ -330,12 +266,11 @@ class Processor:
         # (one ListOffsets round trip; the follower usually has everything already).
         if self.shares_inputs():
             await self.follower.catch_up(quiet=True)
-        records = [
-            InputRecord(m.topic, m.partition, m.offset, m.timestamp, m.headers, m.value or b"")
-            for messages in batches.values()
-            for m in messages
-        ]
+        records, unreadable = input_records(batches, self.core.decoder.config.dead_letter_max_bytes)
         result = self.core.process(records)
+        if unreadable:
+            result.dead_letters.extend(unreadable)
+            self.core.stats.dead_letters.update(d.error_class for d in unreadable)
         futures: list[asyncio.Future[Any]] = []
         if result.outputs:
             topic = self.settings.output_topic
@@ -345,8 +280,8 @@ class Processor:
         if result.dead_letters:
             topic = self.settings.dead_letter_topic
             count = await self.sink.partition_count(topic)
-            dead = [(None, d.value, d.headers, d.timestamp_ms) for d in result.dead_letters]
-            parts = [i % count for i in range(len(dead))]
+            dead = [(d.key, d.value, d.headers, d.timestamp_ms) for d in result.dead_letters]
+            parts = partitions_for([d.key for d in result.dead_letters], count)
             futures += await self.sink.send(topic, dead, parts)
         if futures:
             await asyncio.gather(*futures)
@@ -395,186 +330,3 @@ class Processor:
                 log.warning(
                     "stop failed", extra={"client": type(client).__name__, "error": repr(exc)}
                 )
-
-
-async def _watch_signals(processor: Processor, startup: anyio.CancelScope) -> None:
-    """First SIGTERM/SIGINT: finish the batch in hand and stop. During start-up (waiting for the
-    broker, rebuilding the window) there is no batch: start-up is abandoned at once."""
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for signum in signals:
-            log.info("stopping", extra={"signal": signal.Signals(signum).name})
-            processor.stopping.set()
-            startup.cancel()
-            return
-
-
-def attach_metrics(registry: Registry, processor: Processor) -> None:
-    """Export the counters the core and window already keep (read at scrape time, not per item)."""
-    m = standard_metrics(registry)
-    stats, window = processor.core.stats, processor.core.window
-    m.records_in.attach(lambda: stats.records_in)
-    m.receipts_in.attach(lambda: stats.receipts_in)
-    m.events_out.attach(lambda: stats.events_out)
-    m.dead_letters.attach(lambda: stats.dead_letters)
-    m.skipped.attach(lambda: stats.skipped)
-    m.unmapped_status.attach(lambda: stats.unmapped_statuses)
-    m.duplicates.attach(lambda: dict(zip(PROVIDERS, window.counters.duplicates, strict=True)))
-    m.stale.attach(lambda: dict(zip(PROVIDERS, window.counters.stale, strict=True)))
-    m.window_evicted_by_count.attach(
-        lambda: dict(zip(PROVIDERS, window.counters.evicted_by_count, strict=True))
-    )
-    m.window_expired.attach(lambda: dict(zip(PROVIDERS, window.counters.expired, strict=True)))
-    m.window_messages.attach(lambda: {(): len(window)})
-    consumer = processor.consumer
-
-    def lag() -> dict[tuple[str, str], float]:
-        result = {}
-        for tp in consumer.assignment():
-            high = consumer.highwater(tp)
-            position = processor.positions.get(tp)
-            if high is not None and position is not None:
-                result[tp.topic, str(tp.partition)] = max(0, high - position)
-        return result
-
-    m.consumer_lag.attach(lag)
-
-    def on_batch(batch_s: float, commit_s: float, offsets: dict[TopicPartition, int]) -> None:
-        m.batch_seconds.observe(batch_s)
-        m.commit_seconds.observe(commit_s)
-        m.batches.inc()
-
-    processor.on_batch = on_batch
-
-
-async def serve(
-    settings: Settings, started: Callable[[Processor, int | None], Awaitable[None]] | None = None
-) -> None:
-    """Run one processor until SIGTERM/SIGINT; the batch in hand is finished and committed."""
-    window = Window(settings.window_max_messages, settings.window_ttl_s * 1000)
-    core = Core(window, core_config(settings))
-    processor = Processor(settings, core)
-    try:
-        async with anyio.create_task_group() as tg:
-            with anyio.CancelScope() as startup:
-                tg.start_soon(_watch_signals, processor, startup)
-                await processor.start()
-            if processor.stopping.is_set():
-                tg.cancel_scope.cancel()
-                return
-            tg.start_soon(processor.follower.follow, processor.shares_inputs)
-            port = None
-            if settings.metrics_port is not None:
-                registry = Registry()
-                attach_metrics(registry, processor)
-                port = await tg.start(serve_metrics, registry, settings.metrics_port)
-                log.info("metrics served", extra={"port": port})
-            if started is not None:
-                await started(processor, port)
-            await processor.run()
-            tg.cancel_scope.cancel()
-    finally:
-        with anyio.CancelScope(shield=True):
-            await processor.stop()
-    log.info("stopped", extra={"batches": processor.batches})
-
-
-def _worker(settings_data: dict[str, Any], parent: int) -> None:
-    # Fix (issue 5, tests/integration/test_two_instances.py): a worker outlived a parent killed
-    # with SIGKILL (or by the OOM killer) and went on consuming unsupervised; a restarted
-    # parent then added its workers to the orphans. Linux sends this worker SIGTERM (a
-    # graceful stop) when the parent dies; the getppid check covers a parent that died first.
-    if sys.platform == "linux":
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:
-        sys.exit(0)
-    settings = msgspec.convert(settings_data, Settings)
-    sys.exit(run_kafka(settings))
-
-
-def _run_workers(settings: Settings) -> int:
-    """N processes in one consumer group; a signal stops them all, one failure stops the rest."""
-    ctx = multiprocessing.get_context("spawn")
-    procs = []
-    for i in range(settings.workers):
-        data = msgspec.to_builtins(settings)
-        data["workers"] = 1
-        if settings.metrics_port:
-            data["metrics_port"] = settings.metrics_port + i
-        proc = ctx.Process(target=_worker, args=(data, os.getpid()), name=f"pipeline-worker-{i}")
-        proc.start()
-        procs.append(proc)
-
-    def forward(signum: int, _frame: object) -> None:
-        for p in procs:
-            if p.pid is not None and p.is_alive():
-                os.kill(p.pid, signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    code = 0
-    while any(p.is_alive() for p in procs):
-        for p in procs:
-            p.join(timeout=0.2)
-            if p.exitcode not in (None, 0) and code == 0:
-                code = p.exitcode if p.exitcode > 0 else 1
-                log.error("worker failed, stopping the others", extra={"worker": p.name})
-                forward(signal.SIGTERM, None)
-    return code
-
-
-def run_kafka(settings: Settings) -> int:
-    """`python -m pipeline run` without --from: the Kafka stream processor."""
-    from .._metrics import configure_logging
-
-    configure_logging(settings.log_level)
-    # aiokafka's own warnings (coordinator moves, retries) go out as the same JSON lines.
-    ours, theirs = logging.getLogger("pipeline"), logging.getLogger("aiokafka")
-    theirs.handlers[:] = ours.handlers
-    theirs.setLevel(logging.WARNING)
-    theirs.propagate = False
-    theirs.addFilter(_RateLimit())
-    parse_routes(settings.topic_map)
-    if settings.workers > 1:
-        return _run_workers(settings)
-    try:
-        anyio.run(serve, settings, backend="asyncio", backend_options={"use_uvloop": True})
-    except (KafkaError, BrokerUnreachable, BaseExceptionGroup) as exc:
-        # Task groups wrap what their tasks raise; Kafka errors are reported, anything else is
-        # a bug and keeps its traceback.
-        if isinstance(exc, BaseExceptionGroup):
-            known, rest = exc.split((KafkaError, BrokerUnreachable))
-            if rest is not None or known is None:
-                raise
-            exc = known.exceptions[0]
-        if isinstance(exc, BrokerUnreachable):
-            print(f"error: {exc}", file=sys.stderr)
-        log.error("kafka error", extra={"error": repr(exc)})
-        return 1
-    return 0
-
-
-class _RateLimit(logging.Filter):
-    """aiokafka logs every failed reconnect: thousands of lines a second while a broker is down.
-    Each distinct message passes at most once per `every` seconds; the next says how many were
-    held back."""
-
-    def __init__(self, every: float = 10.0) -> None:
-        super().__init__()
-        self.every = every
-        self.seen: dict[str, tuple[float, int]] = {}
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        now = time.monotonic()
-        key = record.msg if isinstance(record.msg, str) else repr(record.msg)
-        last, held = self.seen.get(key, (0.0, 0))
-        if now - last < self.every:
-            self.seen[key] = (last, held + 1)
-            return False
-        if len(self.seen) > 1000:
-            self.seen.clear()
-        self.seen[key] = (now, 0)
-        if held:
-            record.msg = f"{record.msg} ({held} more like it in the last {self.every:.0f}s)"
-        return True

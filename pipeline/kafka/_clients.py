@@ -1,0 +1,59 @@
+"""Connection options and start-up of aiokafka clients, shared by every stage."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import anyio
+from aiokafka.errors import KafkaConnectionError
+
+from .._config import Settings
+
+log = logging.getLogger("pipeline.kafka")
+
+
+def kafka_options(settings: Settings) -> dict[str, Any]:
+    """Connection options shared by every client."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "security_protocol": settings.security_protocol,
+    }
+    if settings.sasl_mechanism:
+        options["sasl_mechanism"] = settings.sasl_mechanism
+        options["sasl_plain_username"] = settings.sasl_username
+        options["sasl_plain_password"] = settings.sasl_password
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        from aiokafka.helpers import create_ssl_context
+
+        options["ssl_context"] = create_ssl_context(
+            cafile=settings.ssl_cafile, certfile=settings.ssl_certfile, keyfile=settings.ssl_keyfile
+        )
+    return options
+
+
+class BrokerUnreachable(Exception):
+    """The broker did not answer within the start-up timeout."""
+
+
+async def start_with_retry(client: Any, what: str, settings: Settings) -> None:
+    """Start an aiokafka client, waiting for the broker with a bounded, logged retry."""
+    deadline = time.monotonic() + settings.startup_timeout_s
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            await client.start()
+            return
+        except KafkaConnectionError as exc:
+            if time.monotonic() >= deadline:
+                raise BrokerUnreachable(
+                    f"Kafka at {settings.bootstrap_servers} not reachable after "
+                    f"{settings.startup_timeout_s}s ({what}): {exc}"
+                ) from None
+            log.warning(
+                "waiting for Kafka",
+                extra={"bootstrap": settings.bootstrap_servers, "client": what, "attempt": attempt},
+            )
+            await anyio.sleep(min(2.0, 0.2 * attempt))

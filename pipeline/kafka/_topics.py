@@ -1,0 +1,100 @@
+"""Topics checked at start (issue 12, item 7).
+
+Every topic the processor needs is looked up before any client subscribes or produces: a missing
+one stops start-up with a message that names it and the setting that named it, instead of a bare
+`UnknownTopicOrPartitionError` from a producer 40 s later; a topic the credentials may not
+describe names the topic and the operation refused. Topics the processor owns (the repartition
+topic) are created with `ensure_topic`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Mapping
+from typing import Any, Final
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+#: Kafka protocol error codes the checks tell apart (see the protocol guide's error table).
+UNKNOWN_TOPIC: Final = 3
+TOPIC_AUTHORIZATION_FAILED: Final = 29
+TOPIC_ALREADY_EXISTS: Final = 36
+CLUSTER_AUTHORIZATION_FAILED: Final = 31
+
+
+class TopicProblem(Exception):
+    """A topic the processor needs is missing or not accessible; the message names it."""
+
+
+def _problem(topic: str, role: str, code: int, operation: str) -> TopicProblem:
+    if code == UNKNOWN_TOPIC:
+        return TopicProblem(
+            f"{role} topic {topic!r} does not exist (create it, or fix the setting)"
+        )
+    if code in (TOPIC_AUTHORIZATION_FAILED, CLUSTER_AUTHORIZATION_FAILED):
+        return TopicProblem(f"not authorized to {operation} {role} topic {topic!r}")
+    return TopicProblem(f"{role} topic {topic!r}: {operation} failed with Kafka error code {code}")
+
+
+async def check_topics(admin: AIOKafkaAdminClient, roles: Mapping[str, str]) -> dict[str, int]:
+    """Partition counts of `roles` (topic → what it is for, e.g. "output (--output-topic)").
+
+    Raises TopicProblem for the first topic that is missing, unauthorized or has no partitions.
+    """
+    described = await admin.describe_topics(list(roles))
+    found = {t["topic"]: t for t in described}
+    counts = {}
+    for topic, role in roles.items():
+        entry = found.get(topic)
+        code = UNKNOWN_TOPIC if entry is None else int(entry["error_code"])
+        if code:
+            raise _problem(topic, role, code, "Describe")
+        assert entry is not None
+        if not entry["partitions"]:
+            raise TopicProblem(f"{role} topic {topic!r} has no partitions")
+        counts[topic] = len(entry["partitions"])
+    return counts
+
+
+async def matching_topics(admin: AIOKafkaAdminClient, pattern: str) -> list[str]:
+    """Topics that a pattern subscription would take now (none is not an error: topics matching
+    it are picked up when they appear)."""
+    regex = re.compile(pattern)
+    return sorted(t for t in await admin.list_topics() if regex.fullmatch(t))
+
+
+async def ensure_topic(
+    admin: AIOKafkaAdminClient,
+    name: str,
+    partitions: int,
+    config: Mapping[str, str] | None = None,
+    *,
+    like: str | None = None,
+    timeout_s: float = 30.0,
+) -> int:
+    """Create `name` unless it exists (as many replicas as topic `like`, e.g. the output topic,
+    else one); return its partition count once every partition has a leader (a client started
+    earlier would otherwise see a partial topic)."""
+    replicas = 1
+    if like is not None:
+        (entry,) = await admin.describe_topics([like])
+        replicas = max(1, len(entry["partitions"][0]["replicas"])) if entry["partitions"] else 1
+    response: Any = await admin.create_topics(
+        [NewTopic(name, partitions, replicas, topic_configs=dict(config or {}))]
+    )
+    for topic, code, *_ in response.topic_errors:
+        if code not in (0, TOPIC_ALREADY_EXISTS):
+            raise _problem(topic, "repartition", code, "Create")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        (entry,) = await admin.describe_topics([name])
+        parts = entry["partitions"]
+        if not entry["error_code"] and parts and all(p["leader"] >= 0 for p in parts):
+            return len(parts)
+        if time.monotonic() > deadline:
+            raise TopicProblem(
+                f"topic {name!r} has no leader for every partition after {timeout_s}s"
+            )
+        await asyncio.sleep(0.05)
