@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 import anyio
@@ -22,13 +22,15 @@ from aiokafka.admin import AIOKafkaAdminClient
 from schemas import PROVIDER_INDEX, STATUS_INDEX
 
 from .._config import Settings
-from ..core._batch import Core
+from .._health import Health
+from .._metrics import consumer_lag
+from ..core._batch import Core, CoreStats
 from ..core._window import Window, message_hash
 from ._clients import kafka_options, start_with_retry
 from ._fetch import input_records, install
 from ._limits import TopicLimits, topic_limits
 from ._partitioner import partitions_for
-from ._sink import PRODUCER_BATCH_BYTES, Sink
+from ._sink import PRODUCER_BATCH_BYTES, Sent, Sink
 from ._topics import check_topics, matching_topics
 
 log = logging.getLogger("pipeline.kafka")
@@ -161,6 +163,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         # The lock is held while a batch is in hand: waiting for it means the batch is committed.
         async with self.processor.lock:
             self.processor.ready.clear()
+            self.processor.health.set_ready(False)
             log.info("partitions revoked", extra={"partitions": sorted(str(tp) for tp in revoked)})
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
@@ -168,6 +171,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         # batch back until the window has everything the previous owners emitted.
         await self.processor.follower.catch_up()
         self.processor.ready.set()
+        self.processor.health.set_ready(True)
         log.info("partitions assigned", extra={"partitions": sorted(str(tp) for tp in assigned)})
 
 
@@ -181,15 +185,18 @@ class Processor:
         install()  # records aiokafka cannot parse become dead letters (see _fetch.py)
         self.follower = OutputFollower(settings, core.window)
         options = kafka_options(settings)
-        self.producer = AIOKafkaProducer(
-            **options,
-            enable_idempotence=True,
-            acks="all",
-            compression_type=None if settings.compression == "none" else settings.compression,
-            linger_ms=settings.linger_ms,
-            max_batch_size=PRODUCER_BATCH_BYTES,
-            max_request_size=8 * PRODUCER_BATCH_BYTES,
-        )
+
+        def producer(batch_bytes: int) -> AIOKafkaProducer:
+            return AIOKafkaProducer(
+                **options,
+                enable_idempotence=True,
+                acks="all",
+                compression_type=None if settings.compression == "none" else settings.compression,
+                linger_ms=settings.linger_ms,
+                max_batch_size=batch_bytes,
+                max_request_size=8 * PRODUCER_BATCH_BYTES,
+            )
+
         self.consumer = AIOKafkaConsumer(
             **options,
             group_id=settings.group_id,
@@ -201,11 +208,12 @@ class Processor:
             max_partition_fetch_bytes=4 * 1024 * 1024,
             fetch_max_bytes=32 * 1024 * 1024,
         )
-        self.sink = Sink(self.producer)
+        self.sink = Sink(producer, settings.dead_letter_topic)
         self.limits: dict[str, TopicLimits] = {}
         self.batches = 0
         self.positions: dict[TopicPartition, int] = {}
         self.on_batch: Callable[[float, float, dict[TopicPartition, int]], None] | None = None
+        self.health = Health(settings.liveness_timeout_s)
 
     async def check_topics(self) -> None:
         """Stop start-up on a missing or forbidden topic; learn the broker's record limits."""
@@ -227,12 +235,18 @@ class Processor:
             self.limits = await topic_limits(
                 admin, [settings.output_topic, settings.dead_letter_topic]
             )
+            out, dlq = self.limits[settings.output_topic], self.limits[settings.dead_letter_topic]
+            self.core.limit_records(
+                out.record_bytes, min(settings.dead_letter_max_bytes, dlq.record_bytes)
+            )
         finally:
             await admin.close()
 
     async def start(self) -> None:
         await self.check_topics()
-        await start_with_retry(self.producer, "producer", self.settings)
+        await self.sink.start(
+            self.limits, lambda producer: start_with_retry(producer, "producer", self.settings)
+        )
         await self.follower.start()
         await self.follower.catch_up()
         listener = _Rebalance(self)
@@ -250,6 +264,16 @@ class Processor:
                 "dead_letter": self.settings.dead_letter_topic,
             },
         )
+
+    # What the metrics read at scrape time (pipeline._metrics.Observed).
+    def stats(self) -> list[CoreStats]:
+        return [self.core.stats]
+
+    def windows(self) -> list[Window]:
+        return [self.core.window]
+
+    def lag(self) -> Iterator[tuple[str, int, int]]:
+        return consumer_lag(self.consumer, self.positions)
 
     def shares_inputs(self) -> bool:
         """True when other members of the group own some of the input partitions."""
@@ -271,20 +295,20 @@ class Processor:
         if unreadable:
             result.dead_letters.extend(unreadable)
             self.core.stats.dead_letters.update(d.error_class for d in unreadable)
-        futures: list[asyncio.Future[Any]] = []
+        sent: list[Sent] = []
         if result.outputs:
             topic = self.settings.output_topic
             count = await self.sink.partition_count(topic)
             parts = partitions_for([o.key for o in result.outputs], count)
-            futures += await self.sink.send(topic, result.outputs, parts)
+            sent += await self.sink.send(topic, result.outputs, parts)
         if result.dead_letters:
             topic = self.settings.dead_letter_topic
             count = await self.sink.partition_count(topic)
             dead = [(d.key, d.value, d.headers, d.timestamp_ms) for d in result.dead_letters]
             parts = partitions_for([d.key for d in result.dead_letters], count)
-            futures += await self.sink.send(topic, dead, parts)
-        if futures:
-            await asyncio.gather(*futures)
+            sent += await self.sink.send(topic, dead, parts)
+        # Every record acknowledged, or its dead letter (what the broker refuses): then commit.
+        await self.sink.flush(sent)
         offsets = {tp: messages[-1].offset + 1 for tp, messages in batches.items() if messages}
         commit_started = time.perf_counter()
         await self.consumer.commit(offsets)
@@ -297,9 +321,12 @@ class Processor:
     async def run(self) -> None:
         fetch_wait = self.settings.fetch_max_wait_ms
         max_records = self.settings.batch_max_records
+        health = self.health
+        health.beat()
         while not self.stopping.is_set():
             batches = await self.consumer.getmany(timeout_ms=fetch_wait, max_records=max_records)
             if not batches:
+                health.idle()
                 continue
             await self._acquire_ready()
             try:
@@ -310,6 +337,7 @@ class Processor:
                     await self.run_batch(batches)
             finally:
                 self.lock.release()
+            health.beat()
 
     async def _acquire_ready(self) -> None:
         """Take the batch lock at a moment when no rebalance is between revoke and assign."""
@@ -323,7 +351,7 @@ class Processor:
     async def stop(self) -> None:
         # Order matters: leave the group (commits are already done), then flush the producer.
         # Each is stopped even if another fails (or was never started: a stop during start-up).
-        for client in (self.consumer, self.producer, self.follower):
+        for client in (self.consumer, self.sink, self.follower):
             try:
                 await client.stop()
             except Exception as exc:
