@@ -199,3 +199,99 @@ async def test_broker_down_503_then_retry_succeeds_and_processor_emits_once(
     sids = sorted(int(e["message_key"]) for e in events)
     assert sids == sorted(10_000 + i for i in range(20)), sids
     assert await processor.stop() == 0
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+async def test_kill_9_under_load_loses_no_acknowledged_body(kafka_bootstrap: str, spawn) -> None:
+    topics = await make_topics(kafka_bootstrap, "ingress-kill", raw=3)
+    proc, url = await start_ingress(spawn, kafka_bootstrap, topics.raw)
+    acknowledged: list[bytes] = []
+    counter = iter(range(1_000_000))
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        while True:
+            body = yunpian_push(next(counter))
+            try:
+                response = await client.post("/v1/yunpian/push", content=body)
+            except httpx.HTTPError:
+                return  # the ingress is gone
+            if response.status_code == 200:
+                assert response.content == b"SUCCESS"
+                acknowledged.append(body)
+
+    # Bounded: 16 connections, one request at a time each.
+    limits = httpx.Limits(max_connections=16)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=10) as client:
+        loops = [asyncio.create_task(client_loop(client)) for _ in range(16)]
+        deadline = time.monotonic() + 60
+        while len(acknowledged) < 500:
+            assert time.monotonic() < deadline, len(acknowledged)
+            await asyncio.sleep(0.01)
+        proc.kill()  # SIGKILL mid-stream: requests are in flight
+        await asyncio.gather(*loops)
+    stored = {r.value for r in await drain(kafka_bootstrap, topics.raw)}
+    lost = [b for b in acknowledged if b not in stored]
+    assert not lost, f"{len(lost)} of {len(acknowledged)} acknowledged bodies not on the topic"
+
+
+async def test_flood_above_the_bounds_503s_with_flat_memory(kafka_bootstrap: str, spawn) -> None:
+    topics = await make_topics(kafka_bootstrap, "ingress-flood", raw=2)
+    proc, url = await start_ingress(
+        spawn,
+        kafka_bootstrap,
+        topics.raw,
+        "--max-in-flight",
+        "8",
+        "--max-in-flight-bytes",
+        str(4 * 1024 * 1024),
+        "--request-timeout-s",
+        "5",
+    )
+    port = int(url.rsplit(":", 1)[1])
+    # Eight uploads that never finish hold every slot: the next request is refused at once.
+    stalled = []
+    for _ in range(8):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /v1/yunpian/push HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab")
+        await writer.drain()
+        stalled.append((reader, writer))
+    await asyncio.sleep(0.5)
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+        refused = await client.post("/v1/yunpian/push", content=b"x")
+        assert refused.status_code == 503 and "retry-after" in refused.headers
+        # The stalled uploads time out (408) and free their slots.
+        for reader, writer in stalled:
+            head = await asyncio.wait_for(reader.read(100), 15)
+            assert head.startswith(b"HTTP/1.1 408"), head
+            writer.close()
+        assert (await client.post("/v1/yunpian/push", content=b"x")).status_code == 200
+
+    baseline = rss_kib(proc.pid)
+    body = b"sms_status=" + b"%7B" * 100_000  # 300 kB
+    statuses: list[int] = []
+    peak = baseline
+
+    async def flood(client: httpx.AsyncClient) -> None:
+        for _ in range(20):
+            statuses.append((await client.post("/v1/yunpian/push", content=body)).status_code)
+
+    limits = httpx.Limits(max_connections=64)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+        tasks = [asyncio.create_task(flood(client)) for _ in range(64)]
+        while not all(t.done() for t in tasks):
+            peak = max(peak, rss_kib(proc.pid))
+            await asyncio.sleep(0.02)
+        await asyncio.gather(*tasks)
+    assert set(statuses) <= {200, 503}, set(statuses)
+    assert statuses.count(503) > 0 and statuses.count(200) > 0, statuses.count(200)
+    # 1280 bodies of 300 kB went by (384 MB); at most ~4 MB of them are held at once.
+    assert peak - baseline < 150 * 1024, (baseline, peak)
+    assert proc.alive()
+    assert await proc.stop() == 0
