@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 import anyio
@@ -22,7 +22,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from schemas import PROVIDER_INDEX, STATUS_INDEX
 
 from .._config import Settings
-from ..core._batch import Core
+from .._health import Health
+from .._metrics import consumer_lag
+from ..core._batch import Core, CoreStats
 from ..core._window import Window, message_hash
 from ._clients import kafka_options, start_with_retry
 from ._fetch import input_records, install
@@ -161,6 +163,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         # The lock is held while a batch is in hand: waiting for it means the batch is committed.
         async with self.processor.lock:
             self.processor.ready.clear()
+            self.processor.health.set_ready(False)
             log.info("partitions revoked", extra={"partitions": sorted(str(tp) for tp in revoked)})
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
@@ -168,6 +171,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         # batch back until the window has everything the previous owners emitted.
         await self.processor.follower.catch_up()
         self.processor.ready.set()
+        self.processor.health.set_ready(True)
         log.info("partitions assigned", extra={"partitions": sorted(str(tp) for tp in assigned)})
 
 
@@ -209,6 +213,7 @@ class Processor:
         self.batches = 0
         self.positions: dict[TopicPartition, int] = {}
         self.on_batch: Callable[[float, float, dict[TopicPartition, int]], None] | None = None
+        self.health = Health(settings.liveness_timeout_s)
 
     async def check_topics(self) -> None:
         """Stop start-up on a missing or forbidden topic; learn the broker's record limits."""
@@ -260,6 +265,16 @@ class Processor:
             },
         )
 
+    # What the metrics read at scrape time (pipeline._metrics.Observed).
+    def stats(self) -> list[CoreStats]:
+        return [self.core.stats]
+
+    def windows(self) -> list[Window]:
+        return [self.core.window]
+
+    def lag(self) -> Iterator[tuple[str, int, int]]:
+        return consumer_lag(self.consumer, self.positions)
+
     def shares_inputs(self) -> bool:
         """True when other members of the group own some of the input partitions."""
         consumer = self.consumer
@@ -306,9 +321,12 @@ class Processor:
     async def run(self) -> None:
         fetch_wait = self.settings.fetch_max_wait_ms
         max_records = self.settings.batch_max_records
+        health = self.health
+        health.beat()
         while not self.stopping.is_set():
             batches = await self.consumer.getmany(timeout_ms=fetch_wait, max_records=max_records)
             if not batches:
+                health.idle()
                 continue
             await self._acquire_ready()
             try:
@@ -319,6 +337,7 @@ class Processor:
                     await self.run_batch(batches)
             finally:
                 self.lock.release()
+            health.beat()
 
     async def _acquire_ready(self) -> None:
         """Take the batch lock at a moment when no rebalance is between revoke and assign."""
