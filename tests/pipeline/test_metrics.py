@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import string
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline._endpoint import serve_http, serve_unix, serve_workers
+from pipeline._endpoint import MAX_CONNECTIONS, serve_http, serve_unix, serve_workers
 from pipeline._health import Health
 from pipeline._metrics import (
     OTHER,
@@ -316,6 +317,32 @@ def test_endpoint_survives_bad_clients_and_failing_parts() -> None:
         status, body, _ = get(port, "/readyz")
         assert status == 503 and "RuntimeError" in body
         assert get(port, "/livez")[0] == 200
+
+
+def test_connection_flood_is_shed() -> None:
+    health = Health(30)
+    with serve_http(CollectorRegistry(), health, "127.0.0.1", 0) as port:
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(MAX_CONNECTIONS)]
+        try:
+            deadline = time.monotonic() + 5
+            while True:  # the slots are taken once the server accepted them all
+                with socket.create_connection(("127.0.0.1", port)) as extra:
+                    extra.settimeout(5)
+                    if extra.recv(100) == b"":  # closed unserved
+                        break
+                assert time.monotonic() < deadline
+        finally:
+            for s in idle:
+                s.close()
+        deadline = time.monotonic() + 5
+        while True:  # slots come back as the idle clients go
+            try:
+                if get(port, "/livez")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
 
 
 def test_item9_metrics_host_binds_that_address() -> None:
