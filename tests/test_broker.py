@@ -47,8 +47,12 @@ async def _create_topic(bootstrap: str, topic: str, partitions: int) -> None:
 
 
 async def _produce(bootstrap: str, topic: str, values: list[bytes], compression: str) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all",
-                                compression_type=compression)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        enable_idempotence=True,
+        acks="all",
+        compression_type=compression,
+    )
     await producer.start()
     try:
         sends = [await producer.send(topic, v, key=v) for v in values]
@@ -70,8 +74,13 @@ async def _consume(consumer: AIOKafkaConsumer, count: int) -> Records:
 
 
 def _group_consumer(bootstrap: str, topic: str, group: str) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
-                            enable_auto_commit=False, auto_offset_reset="earliest")
+    return AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
 
 
 def test_round_trip_resumes_from_committed_offsets(kafka_bootstrap: str) -> None:
@@ -113,8 +122,7 @@ def test_round_trip_resumes_from_committed_offsets(kafka_bootstrap: str) -> None
     asyncio.run(asyncio.wait_for(scenario(), 90))
 
 
-def test_second_launcher_is_isolated(kafka_broker: LocalKafka | None,
-                                     kafka_bootstrap: str) -> None:
+def test_second_launcher_is_isolated(kafka_broker: LocalKafka | None, kafka_bootstrap: str) -> None:
     other = LocalKafka()
     try:
         other.start()
@@ -155,8 +163,12 @@ time.sleep(300)
 
 def test_killed_run_does_not_break_next_start(tmp_path: Path) -> None:
     data_dir = tmp_path / "kept"
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(data_dir)], stdout=subprocess.PIPE,
-                             stdin=subprocess.DEVNULL, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(data_dir)],
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         assert child.stdout is not None
         ready, _, _ = select.select([child.stdout], [], [], 90)
@@ -169,8 +181,11 @@ def test_killed_run_does_not_break_next_start(tmp_path: Path) -> None:
     while not _gone(java_pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _gone(java_pid), "the broker must die with its parent (PR_SET_PDEATHSIG)"
-    stale = [p for p in (cache_root() / "brokers").glob("*.json")
-             if json.loads(p.read_text())["owner"] == child.pid]
+    stale = [
+        p
+        for p in (cache_root() / "brokers").glob("*.json")
+        if json.loads(p.read_text())["owner"] == child.pid
+    ]
     assert stale, "the killed run left its registry entry behind"
 
     # A new broker on the very same (stale) data dir starts and works; the entry is reaped.
@@ -198,8 +213,10 @@ def test_reaper_only_touches_entries_of_dead_owners(tmp_path: Path) -> None:
     me = os.getpid()
     entries: dict[str, tuple[Path, dict[str, object]]] = {
         "dead": (tmp_path / "d1", {"owner": dead.pid, "owner_start": "1", "pid": bystander.pid}),
-        "alive": (tmp_path / "d2", {"owner": me, "owner_start": _broker._proc_start_time(me),
-                                    "pid": 0}),
+        "alive": (
+            tmp_path / "d2",
+            {"owner": me, "owner_start": _broker._proc_start_time(me), "pid": 0},
+        ),
     }
     try:
         for name, (path, info) in entries.items():
@@ -220,8 +237,9 @@ def test_reaper_only_touches_entries_of_dead_owners(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("how", ["JAVA points nowhere", "no java on PATH"])
-def test_missing_java_is_a_clear_error(how: str, tmp_path: Path,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_java_is_a_clear_error(
+    how: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if how == "JAVA points nowhere":
         monkeypatch.setenv("JAVA", str(tmp_path / "no-such-java"))
     else:
@@ -250,8 +268,9 @@ def test_failed_download_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Mo
     assert not (home / "COMPLETE").exists() and not (home / "libs").exists()
 
 
-def test_half_finished_download_is_redone_once(tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_half_finished_download_is_redone_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     real_libs = fetch_kafka()  # the shared cache, filled by the fixture broker's first start
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     home = tmp_path / "sms-pipeline" / f"kafka-{_broker.KAFKA_VERSION}"
@@ -276,9 +295,16 @@ CLI = "from pipeline._broker import main; raise SystemExit(main())"
 
 
 def test_broker_command_stops_cleanly_on_sigint_and_sigterm() -> None:
-    procs = {sig: subprocess.Popen([sys.executable, "-c", CLI], stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
-             for sig in (signal.SIGINT, signal.SIGTERM)}
+    procs = {
+        sig: subprocess.Popen(
+            [sys.executable, "-c", CLI],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         lines = {}
         for sig, proc in procs.items():
@@ -310,9 +336,24 @@ def _pytest_in(tmp_path: Path, body: str, **env: str | None) -> subprocess.Compl
             environ.pop(key, None)
         else:
             environ[key] = value
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           "--rootdir", str(tmp_path), "test_sample.py"], cwd=tmp_path,
-                          env=environ, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(tmp_path),
+            "test_sample.py",
+        ],
+        cwd=tmp_path,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_test_command_fails_when_a_test_fails(tmp_path: Path) -> None:
@@ -323,8 +364,9 @@ def test_test_command_fails_when_a_test_fails(tmp_path: Path) -> None:
 
 def test_test_command_fails_loudly_when_the_broker_cannot_start(tmp_path: Path) -> None:
     body = "def test_needs_kafka(kafka_bootstrap):\n    assert kafka_bootstrap\n"
-    result = _pytest_in(tmp_path, body, KAFKA_BOOTSTRAP_SERVERS=None,
-                        JAVA=str(tmp_path / "no-such-java"))
+    result = _pytest_in(
+        tmp_path, body, KAFKA_BOOTSTRAP_SERVERS=None, JAVA=str(tmp_path / "no-such-java")
+    )
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
     assert "1 error" in output and "Java 17+ is required" in output, output

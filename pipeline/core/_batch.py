@@ -208,11 +208,13 @@ class Core:
 
     def __init__(
         self,
-        window: Window,
+        window: Window | None,
         config: CoreConfig | None = None,
         wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
-        """``wall_ms``: the wall clock in ms (injected by tests), read once per batch."""
+        """``window`` None: no dedupe, every event is emitted (the route stage of topology
+        ``partitioned``, whose windows live in the dedupe stage). ``wall_ms``: the wall clock in
+        ms (injected by tests), read once per batch."""
         self.window = window
         self.decoder = Decoder(config)
         self.stats = self.decoder.stats
@@ -231,11 +233,6 @@ class Core:
         # Records whose events might not fit the output topic's limit (see `_fit`).
         large: dict[tuple[str, int, int], InputRecord] = {}
         small = self._small_record
-        now_ms = self.window.guarded_now(
-            [r.timestamp_ms for r in records],
-            self.wall_ms(),
-            self.decoder.config.clock_skew_tolerance_ms,
-        )
         for record in records:
             try:
                 decoded = decode(record)
@@ -258,12 +255,21 @@ class Core:
             return BatchResult([], dead)
 
         keys = [f"{e.provider}:{e.message_key}".encode() for e in events]
-        verdicts = self.window.check_batch(
-            self.window.hashes(keys),
-            [STATUS_INDEX[e.status] for e in events],
-            [PROVIDER_INDEX[e.provider] for e in events],
-            now_ms,
-        )
+        window = self.window
+        if window is None:
+            verdicts = bytearray((EMIT,)) * len(events)
+        else:
+            now_ms = window.guarded_now(
+                [r.timestamp_ms for r in records],
+                self.wall_ms(),
+                self.decoder.config.clock_skew_tolerance_ms,
+            )
+            verdicts = window.check_batch(
+                window.hashes(keys),
+                [STATUS_INDEX[e.status] for e in events],
+                [PROVIDER_INDEX[e.provider] for e in events],
+                now_ms,
+            )
         encode = _ENCODER.encode
         provider_header, status_header = _PROVIDER_HEADER, _STATUS_HEADER
         outputs = [

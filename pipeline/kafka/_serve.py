@@ -1,11 +1,10 @@
-"""The public face of the Kafka layer: run one processor (or N worker processes) until stopped."""
+"""The public face of the Kafka layer: run one process's stages (or N worker processes)."""
 
 from __future__ import annotations
 
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
 
 import anyio
 from aiokafka import TopicPartition
@@ -17,13 +16,135 @@ from .._config import Settings, core_config
 from .._metrics import Registry, serve_metrics, standard_metrics
 from ..core._batch import Core, parse_routes
 from ..core._window import Window
-from ._clients import BrokerUnreachable
+from ._clients import BrokerUnreachable, new_producer, start_with_retry
+from ._dedupe import Dedupe
+from ._fetch import install
 from ._logs import RateLimit
-from ._single import Processor
+from ._restore import Restorer
+from ._route import Route, repartition_topic
+from ._single import Single
+from ._sink import Sink
+from ._stage import SettingProblem, Stage, StageFailed
+from ._startup import co_partitioning_broken, prepare
 from ._topics import TopicProblem
 from ._workers import run_workers
 
 log = logging.getLogger("pipeline.kafka")
+
+#: How often topology `partitioned` looks at the partition counts it depends on.
+WATCH_INTERVAL_S = 2.0
+
+
+class Processor:
+    """Everything one process runs: topology `single` (one stage) or `partitioned` (route and
+    dedupe, sharing one producer)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stopping = anyio.Event()
+        install()  # records aiokafka cannot parse become dead letters (see _fetch.py)
+        self.producer = new_producer(settings)
+        self.sink = Sink(self.producer)
+        self.restorer = Restorer(settings)
+        config = core_config(settings)
+        single = settings.topology == "single"
+        window = Window(settings.window_max_messages, settings.window_ttl_s * 1000)
+        self.core = Core(window if single else None, config)
+        self.stages: list[Stage] = []
+        self.partitions = 0
+
+    def windows(self) -> list[Window]:
+        if self.core.window is not None:
+            return [self.core.window]
+        return [w for s in self.stages if isinstance(s, Dedupe) for w in s.windows.values()]
+
+    async def start(self) -> None:
+        settings = self.settings
+        layout = await prepare(settings)
+        self.partitions = layout.partitions
+        # layout.limits: the broker's record limits per topic, for the sink's sizing (_limits).
+        await self._open()
+        log.info(
+            "started",
+            extra={
+                "group": settings.group_id,
+                "topology": settings.topology,
+                "inputs": settings.input_pattern or settings.input_topics,
+                "output": settings.output_topic,
+                "dead_letter": settings.dead_letter_topic,
+                "partitions": layout.partitions,
+            },
+        )
+
+    async def _open(self) -> None:
+        """Start the clients; topology single rebuilds its window before it joins the group."""
+        settings = self.settings
+        await start_with_retry(self.producer, "producer", settings)
+        await self.restorer.start()
+        stopping = self.stopping
+        if settings.topology == "single":
+            single = Single(settings, self.core, self.sink, stopping)
+            self.stages = [single]
+            await single.restore(self.restorer, self.partitions)
+            single.subscribe()
+            await start_with_retry(single.consumer, "consumer", settings)
+            return
+        route = Route(settings, self.core, self.sink, stopping)
+        dedupe = Dedupe(settings, self.sink, self.restorer, self.partitions, stopping)
+        self.stages = [route, dedupe]
+        dedupe.subscribe()
+        await start_with_retry(dedupe.consumer, "dedupe consumer", settings)
+        route.subscribe()
+        await start_with_retry(route.consumer, "route consumer", settings)
+
+    async def watch_partitions(self) -> None:
+        """Topology `partitioned` stops when the output or repartition topic changes its
+        partition count: window p would no longer be output partition p."""
+        settings = self.settings
+        output, repartition = settings.output_topic, repartition_topic(settings)
+        cluster = self.producer.client.cluster
+        while True:
+            await anyio.sleep(WATCH_INTERVAL_S)
+            counts = [len(cluster.partitions_for_topic(t) or ()) for t in (output, repartition)]
+            if 0 not in counts and counts != [self.partitions] * 2:
+                raise SettingProblem(
+                    f"partition count changed while running (started with {self.partitions}): "
+                    + co_partitioning_broken(output, counts[0], repartition, counts[1])
+                )
+
+    async def run(self) -> None:
+        async with anyio.create_task_group() as tg:
+            for stage in self.stages:
+                tg.start_soon(stage.run)
+            if self.settings.topology == "partitioned":
+                tg.start_soon(self.watch_partitions)
+            await self.stopping.wait()
+            # Each stage finishes its batch in hand and returns; the watcher has nothing to do.
+            with anyio.move_on_after(self.settings.startup_timeout_s):
+                while any(s.lock.locked() for s in self.stages):
+                    await anyio.sleep(0.05)
+            tg.cancel_scope.cancel()
+        self.raise_failure()
+
+    def raise_failure(self) -> None:
+        for stage in self.stages:
+            stage.raise_failure()
+
+    async def stop(self) -> None:
+        # Order matters: leave the groups (commits are already done), then flush the producer.
+        # Each is stopped even if another fails (or was never started: a stop during start-up).
+        clients = [s.consumer for s in self.stages] + [self.restorer, self.producer]
+        for client in clients:
+            try:
+                await client.stop()
+            except Exception as exc:
+                log.warning(
+                    "stop failed", extra={"client": type(client).__name__, "error": repr(exc)}
+                )
+
+    @property
+    def batches(self) -> int:
+        return sum(s.batches for s in self.stages)
 
 
 async def _watch_signals(processor: Processor, startup: anyio.CancelScope) -> None:
@@ -38,31 +159,38 @@ async def _watch_signals(processor: Processor, startup: anyio.CancelScope) -> No
 
 
 def attach_metrics(registry: Registry, processor: Processor) -> None:
-    """Export the counters the core and window already keep (read at scrape time, not per item)."""
+    """Export the counters the core and windows already keep (read at scrape time)."""
     m = standard_metrics(registry)
-    stats, window = processor.core.stats, processor.core.window
+    stats = processor.core.stats
+
+    def per_provider(name: str) -> dict[str, int]:
+        totals = [0] * len(PROVIDERS)
+        for w in processor.windows():
+            for i, n in enumerate(getattr(w.counters, name)):
+                totals[i] += n
+        return dict(zip(PROVIDERS, totals, strict=True))
+
     m.records_in.attach(lambda: stats.records_in)
     m.receipts_in.attach(lambda: stats.receipts_in)
     m.events_out.attach(lambda: stats.events_out)
     m.dead_letters.attach(lambda: stats.dead_letters)
     m.skipped.attach(lambda: stats.skipped)
     m.unmapped_status.attach(lambda: stats.unmapped_statuses)
-    m.duplicates.attach(lambda: dict(zip(PROVIDERS, window.counters.duplicates, strict=True)))
-    m.stale.attach(lambda: dict(zip(PROVIDERS, window.counters.stale, strict=True)))
-    m.window_evicted_by_count.attach(
-        lambda: dict(zip(PROVIDERS, window.counters.evicted_by_count, strict=True))
-    )
-    m.window_expired.attach(lambda: dict(zip(PROVIDERS, window.counters.expired, strict=True)))
-    m.window_messages.attach(lambda: {(): len(window)})
-    consumer = processor.consumer
+    m.duplicates.attach(lambda: per_provider("duplicates"))
+    m.stale.attach(lambda: per_provider("stale"))
+    m.window_evicted_by_count.attach(lambda: per_provider("evicted_by_count"))
+    m.window_expired.attach(lambda: per_provider("expired"))
+    m.window_messages.attach(lambda: {(): sum(map(len, processor.windows()))})
 
     def lag() -> dict[tuple[str, str], float]:
         result = {}
-        for tp in consumer.assignment():
-            high = consumer.highwater(tp)
-            position = processor.positions.get(tp)
-            if high is not None and position is not None:
-                result[tp.topic, str(tp.partition)] = max(0, high - position)
+        for stage in processor.stages:
+            consumer = stage.consumer
+            for tp in consumer.assignment():
+                high = consumer.highwater(tp)
+                position = stage.positions.get(tp)
+                if high is not None and position is not None:
+                    result[tp.topic, str(tp.partition)] = max(0, high - position)
         return result
 
     m.consumer_lag.attach(lag)
@@ -72,39 +200,36 @@ def attach_metrics(registry: Registry, processor: Processor) -> None:
         m.commit_seconds.observe(commit_s)
         m.batches.inc()
 
-    processor.on_batch = on_batch
+    for stage in processor.stages:
+        stage.on_batch = on_batch
 
 
-async def serve(
-    settings: Settings, started: Callable[[Processor, int | None], Awaitable[None]] | None = None
-) -> None:
-    """Run one processor until SIGTERM/SIGINT; the batch in hand is finished and committed."""
-    window = Window(settings.window_max_messages, settings.window_ttl_s * 1000)
-    core = Core(window, core_config(settings))
-    processor = Processor(settings, core)
+async def serve(settings: Settings) -> None:
+    """Run one process's stages until SIGTERM/SIGINT; the batches in hand are committed."""
+    processor = Processor(settings)
     try:
         async with anyio.create_task_group() as tg:
             with anyio.CancelScope() as startup:
                 tg.start_soon(_watch_signals, processor, startup)
                 await processor.start()
+            processor.raise_failure()  # a stage may have failed during start-up
             if processor.stopping.is_set():
                 tg.cancel_scope.cancel()
                 return
-            tg.start_soon(processor.follower.follow, processor.shares_inputs)
-            port = None
             if settings.metrics_port is not None:
                 registry = Registry()
                 attach_metrics(registry, processor)
                 port = await tg.start(serve_metrics, registry, settings.metrics_port)
                 log.info("metrics served", extra={"port": port})
-            if started is not None:
-                await started(processor, port)
             await processor.run()
             tg.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True):
             await processor.stop()
     log.info("stopped", extra={"batches": processor.batches})
+
+
+_KNOWN = (KafkaError, BrokerUnreachable, TopicProblem, StageFailed)
 
 
 def run_kafka(settings: Settings) -> int:
@@ -123,17 +248,19 @@ def run_kafka(settings: Settings) -> int:
         return run_workers(settings)
     try:
         anyio.run(serve, settings, backend="asyncio", backend_options={"use_uvloop": True})
-    except (KafkaError, BrokerUnreachable, TopicProblem, BaseExceptionGroup) as exc:
+    except (*_KNOWN, BaseExceptionGroup) as exc:
         # Task groups wrap what their tasks raise; Kafka errors are reported, anything else is
         # a bug and keeps its traceback.
         if isinstance(exc, BaseExceptionGroup):
-            known, rest = exc.split((KafkaError, BrokerUnreachable, TopicProblem))
+            known, rest = exc.split(_KNOWN)
             if rest is not None or known is None:
                 raise
-            exc = known.exceptions[0]
-        if isinstance(exc, (BrokerUnreachable, TopicProblem)):
+            while isinstance(known, BaseExceptionGroup):
+                known = known.exceptions[0]
+            exc = known
+        if isinstance(exc, (BrokerUnreachable, TopicProblem, StageFailed)):
             print(f"error: {exc}", file=sys.stderr)
         log.error("kafka error", extra={"error": repr(exc)})
-        # A missing or forbidden topic is a setting to fix (exit 2, as for bad config).
-        return 2 if isinstance(exc, TopicProblem) else 1
+        # A missing topic or a deployment the topology refuses is a setting to fix (exit 2).
+        return 2 if isinstance(exc, (TopicProblem, SettingProblem)) else 1
     return 0

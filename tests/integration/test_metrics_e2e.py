@@ -61,7 +61,7 @@ async def test_metrics_match_the_topics(kafka_bootstrap: str, spawn) -> None:
     assert len(seen_batches) >= 5 and seen_batches[-1] > seen_batches[1] > 0, seen_batches
     assert (await asyncio.to_thread(scrape, port, "/nope"))[0] == 404
 
-    await wait_committed(kafka_bootstrap, topics.group, topics.raw, procs=[proc])
+    await wait_committed(kafka_bootstrap, topics.group, topics.raw, output=topics.out, procs=[proc])
     out = await drain(kafka_bootstrap, topics.out)
     dlq = await drain(kafka_bootstrap, topics.dlq)
     status, body = await asyncio.to_thread(scrape, port, "/metrics")

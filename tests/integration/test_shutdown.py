@@ -77,7 +77,7 @@ async def test_graceful_stop_commits_what_it_emitted(
     # 2. The next run takes over from the committed offsets and runs to the end; a clean stop
     #    then leaves the group's offsets at the end of every partition.
     proc = spawn(args)
-    await wait_committed(kafka_bootstrap, topics.group, topics.raw, procs=[proc])
+    await wait_committed(kafka_bootstrap, topics.group, topics.raw, output=topics.out, procs=[proc])
     assert await proc.stop() == 0
     assert await committed(kafka_bootstrap, topics.group, topics.raw) == ends
     out = await drain(kafka_bootstrap, topics.out)
@@ -132,7 +132,7 @@ async def test_rebalance_commits_what_is_done(kafka_bootstrap: str, spawn) -> No
     finally:
         if not feed.done():
             feed.cancel()
-    await wait_committed(kafka_bootstrap, topics.group, topics.raw, procs=[a])
+    await wait_committed(kafka_bootstrap, topics.group, topics.raw, output=topics.out, procs=[a])
     out = await drain(kafka_bootstrap, topics.out)
     check_outputs(out, want.outputs, 6)
     dlq = await drain(kafka_bootstrap, topics.dlq)

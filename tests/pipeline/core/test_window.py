@@ -42,8 +42,9 @@ class Model:
 
 
 def check(w: Window, events: Sequence[Event], now: int) -> list[int]:
-    return list(w.check_batch([e[0] for e in events], [e[1] for e in events],
-                              [e[2] for e in events], now))
+    return list(
+        w.check_batch([e[0] for e in events], [e[1] for e in events], [e[2] for e in events], now)
+    )
 
 
 def load(w: Window, events: Sequence[Event], now: int) -> None:
@@ -62,11 +63,33 @@ def msg(i: int, provider: int | None = None) -> tuple[int, int]:
 def test_rules_examples() -> None:
     w = Window(max_messages=100, ttl_ms=10_000)
     h, p = msg(1)
-    seq = ["SENT", "SENT", "PENDING", "UNKNOWN", "SENT", "DELIVERED", "UNKNOWN", "FAILED",
-           "DELIVERED", "EXPIRED", "PENDING"]
+    seq = [
+        "SENT",
+        "SENT",
+        "PENDING",
+        "UNKNOWN",
+        "SENT",
+        "DELIVERED",
+        "UNKNOWN",
+        "FAILED",
+        "DELIVERED",
+        "EXPIRED",
+        "PENDING",
+    ]
     got = check(w, [(h, S[s], p) for s in seq], 0)
-    assert got == [EMIT, DUPLICATE, STALE, EMIT, DUPLICATE, EMIT, DUPLICATE, EMIT, DUPLICATE,
-                   EMIT, STALE]
+    assert got == [
+        EMIT,
+        DUPLICATE,
+        STALE,
+        EMIT,
+        DUPLICATE,
+        EMIT,
+        DUPLICATE,
+        EMIT,
+        DUPLICATE,
+        EMIT,
+        STALE,
+    ]
     # Another message with the same statuses is independent; so is the same key elsewhere.
     h2, p2 = msg(2)
     assert check(w, [(h2, S["DELIVERED"], p2), (h2, S["SENT"], p2)], 1) == [EMIT, STALE]
@@ -81,8 +104,16 @@ def test_counters_per_provider() -> None:
     w = Window(max_messages=100, ttl_ms=10_000)
     ya, yp = msg(1, PROVIDER_INDEX["yunpian"])
     ta, tp = msg(2, PROVIDER_INDEX["tencent"])
-    check(w, [(ya, S["DELIVERED"], yp), (ya, S["DELIVERED"], yp), (ta, S["DELIVERED"], tp),
-              (ta, S["SENT"], tp)], 0)
+    check(
+        w,
+        [
+            (ya, S["DELIVERED"], yp),
+            (ya, S["DELIVERED"], yp),
+            (ta, S["DELIVERED"], tp),
+            (ta, S["SENT"], tp),
+        ],
+        0,
+    )
     d = w.counters.as_dict()
     assert set(d) == {"emitted", "duplicates", "stale", "evicted_by_count", "expired"}
     assert d["emitted"] == {p: int(p in ("yunpian", "tencent")) for p in PROVIDERS}
@@ -134,8 +165,10 @@ def test_model_random_long() -> None:
     hashes = [msg(i)[0] for i in range(500)]
     now = 0
     for _ in range(60):
-        batch = [(hashes[m], rnd.randrange(len(STATUSES)), m % NP)
-                 for m in (rnd.randrange(500) for _ in range(rnd.randrange(300)))]
+        batch = [
+            (hashes[m], rnd.randrange(len(STATUSES)), m % NP)
+            for m in (rnd.randrange(500) for _ in range(rnd.randrange(300)))
+        ]
         now += rnd.randrange(30_000)
         assert check(w, batch, now) == [model.check(h, s) for h, s, _ in batch]
     assert len(w) == len(model.emitted)
@@ -195,7 +228,10 @@ def test_moves_take_a_slot() -> None:
     assert check(w, [(d, S["SENT"], pd)], 2) == [EMIT]
     assert sum(w.counters.evicted_by_count) == 1
     assert check(w, [(a, S["DELIVERED"], pa), (c, S["SENT"], pc), (b, S["SENT"], pb)], 3) == [
-        DUPLICATE, DUPLICATE, EMIT]
+        DUPLICATE,
+        DUPLICATE,
+        EMIT,
+    ]
 
 
 def test_ttl_expiry_exactly_at_ttl() -> None:
@@ -291,9 +327,7 @@ def test_recent_messages_survive_many_rotations() -> None:
         if k % 3 == 0:  # some updates too, which move messages to the newest generation
             assert check(w, [(h, S["DELIVERED"], p)], k) == [EMIT]
         recent = msgs[max(0, k - 55) : k + 1]
-        assert check(w, [(rh, S["SENT"], rp) for rh, rp in recent], k) == [DUPLICATE] * len(
-            recent
-        )
+        assert check(w, [(rh, S["SENT"], rp) for rh, rp in recent], k) == [DUPLICATE] * len(recent)
         assert len(w) <= 64
     assert w.generations_held <= 8
 
@@ -329,8 +363,15 @@ def test_rebuild_makes_the_same_decisions(seed: int, cap: int, generations: int,
         t = t0
         for _ in range(n_batches):
             t += rnd.randrange(-5, 20)
-            out.append(([(hashes[m], rnd.randrange(len(STATUSES)), m % NP)
-                         for m in (rnd.randrange(40) for _ in range(rnd.randrange(15)))], t))
+            out.append(
+                (
+                    [
+                        (hashes[m], rnd.randrange(len(STATUSES)), m % NP)
+                        for m in (rnd.randrange(40) for _ in range(rnd.randrange(15)))
+                    ],
+                    t,
+                )
+            )
         return out
 
     original = Window(max_messages=cap, ttl_ms=ttl, generations=generations)
@@ -353,14 +394,18 @@ def test_rebuild_from_the_log_in_other_batches() -> None:
     original = Window(max_messages=10_000, ttl_ms=10**9)
     log: list[Event] = []
     for t in range(50):
-        batch = [(hashes[m], rnd.randrange(len(STATUSES)), m % NP)
-                 for m in (rnd.randrange(300) for _ in range(100))]
+        batch = [
+            (hashes[m], rnd.randrange(len(STATUSES)), m % NP)
+            for m in (rnd.randrange(300) for _ in range(100))
+        ]
         log += [e for e, v in zip(batch, check(original, batch, t), strict=True) if v == EMIT]
     rebuilt = Window(max_messages=10_000, ttl_ms=10**9)
     for i in range(0, len(log), 777):
         load(rebuilt, log[i : i + 777], 49)
-    follow = [(hashes[m], rnd.randrange(len(STATUSES)), m % NP)
-              for m in (rnd.randrange(300) for _ in range(2_000))]
+    follow = [
+        (hashes[m], rnd.randrange(len(STATUSES)), m % NP)
+        for m in (rnd.randrange(300) for _ in range(2_000))
+    ]
     assert check(rebuilt, follow, 60) == check(original, follow, 60)
 
 
@@ -369,7 +414,10 @@ def test_load_marks_even_stale_statuses() -> None:
     h, p = msg(0)
     load(w, [(h, S["DELIVERED"], p), (h, S["SENT"], p), (h, S["SENT"], p)], 0)
     assert check(w, [(h, S["SENT"], p), (h, S["PENDING"], p), (h, S["FAILED"], p)], 1) == [
-        DUPLICATE, STALE, EMIT]
+        DUPLICATE,
+        STALE,
+        EMIT,
+    ]
     assert sum(w.counters.emitted) == 1 and sum(w.counters.duplicates) == 1
 
 
@@ -513,8 +561,12 @@ def _stream(
 
 
 @settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 2**32), cap=st.sampled_from([8, 50, 1_000]),
-       generations=st.integers(1, 8), ttl=st.sampled_from([100, 10_000]))
+@given(
+    seed=st.integers(0, 2**32),
+    cap=st.sampled_from([8, 50, 1_000]),
+    generations=st.integers(1, 8),
+    ttl=st.sampled_from([100, 10_000]),
+)
 def test_restore_makes_the_same_decisions(seed: int, cap: int, generations: int, ttl: int) -> None:
     """A restored window is the same state (its dump is byte-equal) and decides the same as
     the original from then on, through moves, rotations, evictions and expiry."""
@@ -526,7 +578,11 @@ def test_restore_makes_the_same_decisions(seed: int, cap: int, generations: int,
     restored = Window.restore(data)
     assert restored.dump() == data
     assert (restored.max_messages, restored.ttl_ms, restored.generations, restored.hash_key) == (
-        cap, ttl, generations, KEY)
+        cap,
+        ttl,
+        generations,
+        KEY,
+    )
     assert len(restored) == len(original)
     assert restored.generations_held == original.generations_held
     for batch, t in _stream(rnd, original, 30, 1_000):
@@ -546,8 +602,13 @@ def test_restore_in_another_process() -> None:
         "keys = [b'uspeedo:a', b'yunpian:b', b'uspeedo:new'];"
         f"print(list(w.check_batch(w.hashes(keys), [{S['SENT']}] * 3, [0, 0, 0], 2)))"
     )
-    out = subprocess.run([sys.executable, "-c", code], input=w.dump(), capture_output=True,
-                         check=True, env={**os.environ, "PYTHONHASHSEED": "random"})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        input=w.dump(),
+        capture_output=True,
+        check=True,
+        env={**os.environ, "PYTHONHASHSEED": "random"},
+    )
     assert out.stdout.decode().strip() == str([DUPLICATE, DUPLICATE, EMIT])
 
 
@@ -564,7 +625,7 @@ def _dump_with_entries() -> bytes:
 
 
 def _patched(data: bytes, offset: int, new: bytes) -> bytes:
-    return data[:offset] + new + data[offset + len(new):]
+    return data[:offset] + new + data[offset + len(new) :]
 
 
 _HEAD_SIZE = 4 + 2 + 8 + 8 + 2 + 8 + 1 + 2 + 8 + 1 + 16  # header and key
@@ -607,7 +668,8 @@ def test_guarded_now_ignores_and_counts_stamps_too_far_ahead() -> None:
     assert w.guarded_now([WALL - 5, WALL + 5 * MINUTE], WALL, 5 * MINUTE) == WALL + 5 * MINUTE
     assert w.counters.clock_skew == 0
     assert w.guarded_now([WALL - 5, WALL + 5 * MINUTE + 1, WALL + 10 * YEAR], WALL, 5 * MINUTE) == (
-        WALL - 5)
+        WALL - 5
+    )
     assert w.counters.clock_skew == 2
     check(w, [(1, S["SENT"], 0)], WALL)
     # Nothing acceptable: the window's own time, so the clock does not move.
