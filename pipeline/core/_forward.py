@@ -7,6 +7,7 @@ codes, so the value is never decoded. I/O-free, like the rest of the core.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Final
 
@@ -65,16 +66,20 @@ def passing(
     records: Sequence[tuple[bytes | None, Iterable[tuple[str, bytes]], int]],
     wall_ms: int,
     tolerance_ms: int,
+    emitted: Counter[tuple[int, int]],
 ) -> list[int]:
     """Indexes of `records` (key, headers, timestamp) the window lets through, in order.
 
     A record without an identity (not one of ours: nothing else should be on the topic) is let
-    through rather than lost.
+    through rather than lost. `emitted` counts what passes by (provider, status) code.
     """
     ids = Identities(records)
     if not ids.keys:
         return list(range(len(records)))
     now = window.guarded_now(ids.stamps, wall_ms, tolerance_ms)
     verdicts = window.check_batch(window.hashes(ids.keys), ids.statuses, ids.providers, now)
+    emitted.update(
+        (p, s) for p, s, v in zip(ids.providers, ids.statuses, verdicts, strict=True) if v == EMIT
+    )
     dropped = {i for i, v in zip(ids.indexes, verdicts, strict=True) if v != EMIT}
     return [i for i in range(len(records)) if i not in dropped]

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from typing import Any
 
 import anyio
 from aiokafka import TopicPartition
+
+from schemas import PROVIDERS, STATUS_INDEX
 
 from .._config import Settings
 from ..core._forward import passing
@@ -23,6 +26,8 @@ from ._restore import Restorer
 from ._route import repartition_topic
 from ._sink import Record, Sink
 from ._stage import Stage
+
+STATUSES = sorted(STATUS_INDEX, key=STATUS_INDEX.__getitem__)
 
 
 def window_capacity(settings: Settings, partitions: int) -> int:
@@ -48,6 +53,12 @@ class Dedupe(Stage):
         self.windows: dict[int, Window] = {}
         self.topic = repartition_topic(settings)
         self.tolerance_ms = settings.clock_skew_tolerance_s * 1000
+        #: Events forwarded, by (provider, status) code (the route stage's core counts events
+        #: before dedupe).
+        self.emitted: Counter[tuple[int, int]] = Counter()
+
+    def events_out(self) -> Counter[tuple[str, str]]:
+        return Counter({(PROVIDERS[p], STATUSES[s]): n for (p, s), n in self.emitted.items()})
 
     def subscribe(self) -> None:
         self.consumer.subscribe([self.topic], listener=self.listener())
@@ -79,6 +90,7 @@ class Dedupe(Stage):
                 [(m.key, m.headers, m.timestamp) for m in messages],
                 wall_ms,
                 self.tolerance_ms,
+                self.emitted,
             )
             if keep:
                 # A list of headers: aiokafka's batch builder takes nothing else.

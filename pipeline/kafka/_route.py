@@ -41,12 +41,20 @@ class Route(Stage):
             self.consumer.subscribe(self.settings.input_topics, listener=self.listener())
 
     async def process(self, batches: dict[TopicPartition, list[Any]]) -> list[asyncio.Future[Any]]:
-        core = self.core
-        records, unreadable = input_records(batches, core.decoder.config.dead_letter_max_bytes)
-        result = core.process(records)
-        if unreadable:
-            result.dead_letters.extend(unreadable)
-            core.stats.dead_letters.update(d.error_class for d in unreadable)
-        return await self.sink.write(
-            self.topic, result.outputs, self.settings.dead_letter_topic, result.dead_letters
-        )
+        return await write_events(self.core, self.sink, batches, self.topic, self.settings)
+
+
+async def write_events(
+    core: Core,
+    sink: Sink,
+    batches: dict[TopicPartition, list[Any]],
+    topic: str,
+    settings: Settings,
+) -> list[asyncio.Future[Any]]:
+    """Raw records through the core; events to `topic`, dead letters to theirs (queued)."""
+    records, unreadable = input_records(batches, core.decoder.config.dead_letter_max_bytes)
+    result = core.process(records)
+    if unreadable:
+        result.dead_letters.extend(unreadable)
+        core.stats.dead_letters.update(d.error_class for d in unreadable)
+    return await sink.write(topic, result.outputs, settings.dead_letter_topic, result.dead_letters)

@@ -172,7 +172,8 @@ def attach_metrics(registry: Registry, processor: Processor) -> None:
 
     m.records_in.attach(lambda: stats.records_in)
     m.receipts_in.attach(lambda: stats.receipts_in)
-    m.events_out.attach(lambda: stats.events_out)
+    dedupe = [s for s in processor.stages if isinstance(s, Dedupe)]
+    m.events_out.attach(lambda: dedupe[0].events_out() if dedupe else stats.events_out)
     m.dead_letters.attach(lambda: stats.dead_letters)
     m.skipped.attach(lambda: stats.skipped)
     m.unmapped_status.attach(lambda: stats.unmapped_statuses)

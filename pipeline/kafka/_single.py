@@ -17,8 +17,8 @@ from aiokafka import TopicPartition
 from .._config import Settings
 from ..core._batch import Core
 from ._clients import new_group_consumer
-from ._fetch import input_records
 from ._restore import Restorer
+from ._route import write_events
 from ._sink import Sink
 from ._stage import SettingProblem, Stage
 
@@ -55,15 +55,6 @@ class Single(Stage):
             )
 
     async def process(self, batches: dict[TopicPartition, list[Any]]) -> list[asyncio.Future[Any]]:
-        core = self.core
-        records, unreadable = input_records(batches, core.decoder.config.dead_letter_max_bytes)
-        result = core.process(records)
-        if unreadable:
-            result.dead_letters.extend(unreadable)
-            core.stats.dead_letters.update(d.error_class for d in unreadable)
-        return await self.sink.write(
-            self.settings.output_topic,
-            result.outputs,
-            self.settings.dead_letter_topic,
-            result.dead_letters,
+        return await write_events(
+            self.core, self.sink, batches, self.settings.output_topic, self.settings
         )

@@ -39,7 +39,10 @@ async def test_metrics_match_the_topics(kafka_bootstrap: str, spawn) -> None:
 
     proc = spawn(run_args(kafka_bootstrap, topics, extra=["--batch-max-records", "100"]))
     port = await proc.metrics_port()
-    await proc.wait_log("partitions assigned", timeout=30)
+    # Both stages in the group (the dedupe stage joins first, then the route stage).
+    await proc.wait_log(
+        lambda d: d.get("msg") == "partitions assigned" and d.get("stage") == "route", timeout=30
+    )
     feed = asyncio.create_task(produce(kafka_bootstrap, records, spread_s=4.0))
 
     # While the stream flows: both endpoints answer, and the batch counter moves.
@@ -58,7 +61,8 @@ async def test_metrics_match_the_topics(kafka_bootstrap: str, spawn) -> None:
     finally:
         feed.cancel()
     # (a counter nobody incremented yet is not rendered: 0 before the first batch)
-    assert len(seen_batches) >= 5 and seen_batches[-1] > seen_batches[1] > 0, seen_batches
+    moving = [n for n in seen_batches if n > 0]
+    assert len(moving) >= 3 and moving[-1] > moving[0], seen_batches
     assert (await asyncio.to_thread(scrape, port, "/nope"))[0] == 404
 
     await wait_committed(kafka_bootstrap, topics.group, topics.raw, output=topics.out, procs=[proc])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from pipeline.core._forward import Identities, codes, passing
 from pipeline.core._window import Window
 
@@ -26,18 +28,21 @@ def test_copies_and_stale_are_dropped_in_order() -> None:
         rec(b"tencent:b", b"SENT"),
         rec(b"tencent:a", b"SENT"),  # stale after a final status
     ]
-    assert passing(window, batch, T, 300_000) == [0, 2]
-    assert passing(window, batch, T, 300_000) == []  # a replay passes nothing
+    emitted: Counter[tuple[int, int]] = Counter()
+    assert passing(window, batch, T, 300_000, emitted) == [0, 2]
+    assert sum(emitted.values()) == 2
+    assert passing(window, batch, T, 300_000, emitted) == []  # a replay passes nothing
+    assert sum(emitted.values()) == 2
 
 
 def test_records_without_identity_pass() -> None:
     window = Window(1000, 86_400_000)
     batch = [rec(None, b"DELIVERED"), rec(b"tencent:a", b"nonsense"), rec(b"tencent:a", b"SENT")]
-    assert passing(window, batch, T, 300_000) == [0, 1, 2]
+    assert passing(window, batch, T, 300_000, Counter()) == [0, 1, 2]
 
 
 def test_loaded_records_are_known() -> None:
     window = Window(1000, 86_400_000)
     Identities([rec(b"tencent:a", b"DELIVERED")[:3]]).load(window)
-    assert passing(window, [rec(b"tencent:a", b"DELIVERED")], T, 300_000) == []
-    assert passing(window, [rec(b"tencent:c", b"DELIVERED")], T, 300_000) == [0]
+    assert passing(window, [rec(b"tencent:a", b"DELIVERED")], T, 300_000, Counter()) == []
+    assert passing(window, [rec(b"tencent:c", b"DELIVERED")], T, 300_000, Counter()) == [0]
