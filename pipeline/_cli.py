@@ -11,7 +11,7 @@ import msgspec
 
 from schemas import ReceiptEvent
 
-from ._config import ConfigError, add_arguments, core_config, settings_from_args
+from ._config import ConfigError, add_arguments, core_config, load_settings, settings_from_args
 from .core._batch import Core, CoreConfig, Decoder, InputRecord
 from .normalise._errors import DecodeError, NotReceipts
 from .providers import REGISTRY
@@ -79,6 +79,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run_kafka(settings)
 
 
+def _cmd_ingress(args: argparse.Namespace) -> int:
+    from .ingress import IngressSettings
+    from .ingress._server import run_ingress
+
+    return run_ingress(load_settings(IngressSettings, vars(args)))
+
+
 def _cmd_broker(argv: list[str]) -> int:
     from ._broker import main as broker_main
 
@@ -100,6 +107,15 @@ def parser() -> argparse.ArgumentParser:
     )
     add_arguments(run)
     run.set_defaults(func=_cmd_run)
+
+    from .ingress import INGRESS_HELP, IngressSettings
+
+    ingress = sub.add_parser(
+        "ingress",
+        help="the webhook ingress: HTTP bodies onto the raw topic, answered after the broker's ack",
+    )
+    add_arguments(ingress, IngressSettings, INGRESS_HELP)
+    ingress.set_defaults(func=_cmd_ingress)
 
     norm = sub.add_parser("normalise", help="decode raw bodies and print canonical events")
     norm.add_argument("--provider", required=True, choices=sorted(REGISTRY))

@@ -5,11 +5,12 @@ bad value stops the program with a message that names the key and where it came 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 import msgspec
 
@@ -24,15 +25,10 @@ class ConfigError(ValueError):
     """A bad flag, environment variable or config-file value; the message names it."""
 
 
-class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    # Kafka
+class KafkaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What every Kafka-facing command shares (`run`, `ingress`): connection and producer."""
+
     bootstrap_servers: str = "127.0.0.1:9092"
-    input_topics: list[str] = msgspec.field(default_factory=lambda: ["sms-receipts-raw"])
-    input_pattern: str | None = None
-    output_topic: str = "sms-receipts"
-    dead_letter_topic: str = "sms-receipts-dlq"
-    group_id: str = "sms-receipt-pipeline"
-    isolation_level: Literal["read_committed", "read_uncommitted"] = "read_committed"
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
@@ -42,11 +38,22 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ssl_keyfile: str | None = None
     # zstd: aiokafka compresses lz4 at level 9, several times the CPU of zstd's level 3.
     compression: Literal["lz4", "zstd", "gzip", "none"] = "zstd"
+    startup_timeout_s: Positive = 60
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Settings(KafkaSettings, kw_only=True, forbid_unknown_fields=True):
+    # Kafka
+    input_topics: list[str] = msgspec.field(default_factory=lambda: ["sms-receipts-raw"])
+    input_pattern: str | None = None
+    output_topic: str = "sms-receipts"
+    dead_letter_topic: str = "sms-receipts-dlq"
+    group_id: str = "sms-receipt-pipeline"
+    isolation_level: Literal["read_committed", "read_uncommitted"] = "read_committed"
     # Batches are built whole (create_batch/send_batch); lingering would only add latency.
     linger_ms: Annotated[int, msgspec.Meta(ge=0)] = 0
     batch_max_records: Positive = 2000
     fetch_max_wait_ms: Annotated[int, msgspec.Meta(ge=0)] = 100
-    startup_timeout_s: Positive = 60
     # How long a crashed member keeps its partitions before the group reassigns them.
     session_timeout_ms: Annotated[int, msgspec.Meta(ge=6000, le=300000)] = 10_000
     # The core
@@ -64,7 +71,6 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # Process
     workers: Positive = 1
     metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] | None = None
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Embedded mode (no Kafka)
     source: str | None = None
     to: str | None = None
@@ -115,26 +121,31 @@ HELP: Final[dict[str, str]] = {
     "dead_letter": "embedded mode: dead-letter file (default: <to>.deadletter.jsonl, stderr for -)",
 }
 FLAG_NAMES: Final[dict[str, str]] = {"source": "--from", "to": "--to"}
-_FIELDS: Final = {f.name: f for f in msgspec.structs.fields(Settings)}
+S = TypeVar("S", bound=msgspec.Struct)
+Fields = dict[str, msgspec.structs.FieldInfo]
 
 
-def _default(name: str) -> Any:
-    field = _FIELDS[name]
+@functools.cache
+def _fields(settings_type: type[msgspec.Struct]) -> Fields:
+    return {f.name: f for f in msgspec.structs.fields(settings_type)}
+
+
+def _default(field: msgspec.structs.FieldInfo) -> Any:
     if field.default is msgspec.NODEFAULT:
         return field.default_factory() if callable(field.default_factory) else None
     return field.default
 
 
-def _kind(name: str) -> str:
-    default = _default(name)
+def _kind(field: msgspec.structs.FieldInfo) -> str:
+    default = _default(field)
     return (
         "list" if isinstance(default, list) else "dict" if isinstance(default, dict) else "scalar"
     )
 
 
-def _split_text(name: str, text: str) -> Any:
+def _split_text(field: msgspec.structs.FieldInfo, text: str) -> Any:
     """Environment and flag text into the field's shape; numbers are converted by msgspec."""
-    kind = _kind(name)
+    name, kind = field.name, _kind(field)
     if kind == "list":
         return [item.strip() for item in text.split(",") if item.strip()]
     if kind == "dict":
@@ -148,27 +159,38 @@ def _split_text(name: str, text: str) -> Any:
     return text
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per setting, each documented with its default."""
+def add_arguments(
+    parser: argparse.ArgumentParser,
+    settings_type: type[msgspec.Struct] = Settings,
+    help_text: Mapping[str, str] = HELP,
+) -> None:
+    """One flag per setting of `settings_type`, each documented with its default."""
     parser.add_argument(
         "--config", metavar="FILE", help="TOML file of settings (keys as below, with _)"
     )
-    for name in _FIELDS:
+    for name, field in _fields(settings_type).items():
         flag = FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
-        default = _default(name)
-        action = "append" if _kind(name) != "scalar" else "store"
+        default = _default(field)
+        action = "append" if _kind(field) != "scalar" else "store"
         parser.add_argument(
             flag,
             dest=name,
             action=action,
             default=argparse.SUPPRESS,
             metavar=name.upper(),
-            help=f"{HELP[name]} (default: {default!r}; env PIPELINE_{name.upper()})",
+            help=f"{help_text[name]} (default: {default!r}; env PIPELINE_{name.upper()})",
         )
 
 
 def load(flags: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
+    return load_settings(Settings, flags, environ)
+
+
+def load_settings(
+    settings_type: type[S], flags: Mapping[str, Any], environ: Mapping[str, str] | None = None
+) -> S:
     """Merge defaults < TOML file < environment < flags, and validate."""
+    fields = _fields(settings_type)
     environ = os.environ if environ is None else environ
     merged: dict[str, Any] = {}
     origin: dict[str, str] = {}
@@ -182,7 +204,7 @@ def load(flags: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> 
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {config_path}: {exc}") from None
         for key, value in table.items():
-            if key not in _FIELDS:
+            if key not in fields:
                 raise ConfigError(f"config file {config_path}: unknown key {key!r}")
             merged[key], origin[key] = value, f"config file {config_path}"
     if "KAFKA_BOOTSTRAP_SERVERS" in environ:
@@ -191,17 +213,17 @@ def load(flags: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> 
     for key, text in environ.items():
         if key.startswith("PIPELINE_") and key != "PIPELINE_CONFIG":
             name = key[len("PIPELINE_") :].lower()
-            if name not in _FIELDS:
+            if name not in fields:
                 raise ConfigError(f"unknown environment variable {key}")
-            merged[name], origin[name] = _split_text(name, text), f"env {key}"
+            merged[name], origin[name] = _split_text(fields[name], text), f"env {key}"
     for name, value in flags.items():
-        if name == "config" or name not in _FIELDS:
+        if name == "config" or name not in fields:
             continue
         if isinstance(value, list):  # repeated flags, each possibly comma-separated
-            parts = [_split_text(name, v) for v in value]
+            parts = [_split_text(fields[name], v) for v in value]
             value = (
                 {k: v for p in parts for k, v in p.items()}
-                if _kind(name) == "dict"
+                if _kind(fields[name]) == "dict"
                 else [item for part in parts for item in part]
             )
         merged[name], origin[name] = (
@@ -209,7 +231,7 @@ def load(flags: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> 
             "flag " + FLAG_NAMES.get(name, "--" + name.replace("_", "-")),
         )
     try:
-        return msgspec.convert(merged, Settings, strict=False)
+        return msgspec.convert(merged, settings_type, strict=False)
     except msgspec.ValidationError as exc:
         text = str(exc)
         match = re.search(r"\$\.(\w+)", text)

@@ -219,9 +219,17 @@ class Core:
         self.decoder = Decoder(config)
         self.stats = self.decoder.stats
         self.wall_ms = wall_ms
-        limit = self.decoder.config.output_max_bytes
+        config = self.decoder.config
+        self.limit_records(config.output_max_bytes, config.dead_letter_max_bytes)
+
+    def limit_records(self, output_max_bytes: int, dead_letter_max_bytes: int) -> None:
+        """Size output and dead-letter records against these limits (the Kafka layer learns
+        the topics' real ones at start)."""
+        config = self.decoder.config
+        config.output_max_bytes = output_max_bytes
+        config.dead_letter_max_bytes = dead_letter_max_bytes
         #: Body + header bytes under which no event can reach the output limit.
-        self._small_record = max(0, (limit - _FIXED_EVENT_BYTES) // _AMPLIFICATION)
+        self._small_record = max(0, (output_max_bytes - _FIXED_EVENT_BYTES) // _AMPLIFICATION)
 
     def process(self, records: Sequence[InputRecord]) -> BatchResult:
         """Decode, dedupe and encode one batch; every record yields events or a dead letter."""

@@ -65,7 +65,7 @@ async def start_with_retry(client: Any, what: str, settings: Settings) -> None:
 METADATA_MAX_AGE_MS: Final = 2000
 
 
-def new_producer(settings: Settings) -> AIOKafkaProducer:
+def new_producer(settings: Settings, batch_bytes: int = PRODUCER_BATCH_BYTES) -> AIOKafkaProducer:
     """The idempotent producer every stage of a process writes through."""
     return AIOKafkaProducer(
         **kafka_options(settings),
@@ -73,7 +73,7 @@ def new_producer(settings: Settings) -> AIOKafkaProducer:
         acks="all",
         compression_type=None if settings.compression == "none" else settings.compression,
         linger_ms=settings.linger_ms,
-        max_batch_size=PRODUCER_BATCH_BYTES,
+        max_batch_size=batch_bytes,
         max_request_size=8 * PRODUCER_BATCH_BYTES,
         metadata_max_age_ms=METADATA_MAX_AGE_MS,
     )

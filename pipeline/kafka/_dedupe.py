@@ -8,7 +8,6 @@ What passes is written to output partition p with the same key, value, headers a
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import Counter
 from typing import Any
@@ -24,7 +23,7 @@ from ..core._window import Window
 from ._clients import new_group_consumer
 from ._restore import Restorer
 from ._route import repartition_topic
-from ._sink import Record, Sink
+from ._sink import Record, Sent, Sink
 from ._stage import Stage
 
 STATUSES = sorted(STATUS_INDEX, key=STATUS_INDEX.__getitem__)
@@ -79,9 +78,9 @@ class Dedupe(Stage):
         for tp in partitions:
             self.windows.pop(tp.partition, None)
 
-    async def process(self, batches: dict[TopicPartition, list[Any]]) -> list[asyncio.Future[Any]]:
+    async def process(self, batches: dict[TopicPartition, list[Any]]) -> list[Sent]:
         wall_ms = time.time_ns() // 1_000_000
-        futures: list[asyncio.Future[Any]] = []
+        sent: list[Sent] = []
         topic = self.settings.output_topic
         for tp, messages in batches.items():
             window = self.windows[tp.partition]
@@ -98,5 +97,5 @@ class Dedupe(Stage):
                     (m.key, m.value, list(m.headers), m.timestamp)
                     for m in (messages[i] for i in keep)
                 ]
-                futures += await self.sink.send(topic, records, [tp.partition] * len(records))
-        return futures
+                sent += await self.sink.send(topic, records, [tp.partition] * len(records))
+        return sent

@@ -11,7 +11,7 @@ against them, instead of learning them from refusals.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
 import msgspec
@@ -25,12 +25,9 @@ DEFAULT_MAX_MESSAGE_BYTES: Final = 1024 * 1024 + 12
 DEFAULT_TIMESTAMP_AFTER_MAX_MS: Final = 3_600_000
 DEFAULT_TIMESTAMP_BEFORE_MAX_MS: Final = 2**63 - 1
 
-#: Bytes of a record batch holding one record, beyond the record's key, value and headers: the
-#: batch header (61) and the record's own varints at their widest (length, attributes,
-#: timestamp delta, offset delta, key and value lengths, header count), rounded up.
-RECORD_OVERHEAD: Final = 128
-#: Bytes of one header beyond its key and value (two length varints at their widest).
-HEADER_OVERHEAD: Final = 10
+#: Room kept in a topic's limit for the batch header (61 bytes) and compression framing
+#: (incompressible values grow a little); `record_size` of the core counts a record's own.
+BATCH_MARGIN: Final = 4096
 #: Records are kept this far inside the timestamp window: the broker judges by its own clock.
 CLOCK_MARGIN_MS: Final = 60_000
 
@@ -55,31 +52,14 @@ class TopicLimits(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def record_bytes(self) -> int:
-        """The most key + value + header bytes (see `record_size`) one record may carry."""
-        return self.max_message_bytes - RECORD_OVERHEAD
+        """The largest `record_size` (the core's) of a record the topic takes."""
+        return self.max_message_bytes - BATCH_MARGIN
 
     def stamp_window(self, now_ms: int) -> tuple[int, int]:
         """The record timestamps the broker accepts at `now_ms`, inside a clock margin."""
         after = max(0, self.timestamp_after_max_ms - CLOCK_MARGIN_MS)
         before = max(0, self.timestamp_before_max_ms - CLOCK_MARGIN_MS)
         return now_ms - before, now_ms + after
-
-
-def record_size(
-    key: bytes | None, value: bytes, headers: Iterable[tuple[str, bytes | None]]
-) -> int:
-    """A record's size as `TopicLimits.record_bytes` counts it (an upper bound of its share of
-    a one-record batch)."""
-    size = len(key or b"") + len(value)
-    for name, data in headers:
-        size += len(name.encode("utf-8", "replace")) + len(data or b"") + HEADER_OVERHEAD
-    return size
-
-
-def stamp_window(limits: Iterable[TopicLimits], now_ms: int) -> tuple[int, int]:
-    """The timestamps every one of `limits` accepts at `now_ms`."""
-    windows = [lim.stamp_window(now_ms) for lim in limits]
-    return max(lo for lo, _ in windows), min(hi for _, hi in windows)
 
 
 def _values(configs: Sequence[Any], names: dict[str, str]) -> dict[str, int]:

@@ -8,7 +8,6 @@ message meets the one window that owns it. Dead letters as in every topology.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import anyio
@@ -18,7 +17,7 @@ from .._config import Settings
 from ..core._batch import Core
 from ._clients import new_group_consumer
 from ._fetch import input_records
-from ._sink import Sink
+from ._sink import Sent, Sink
 from ._stage import Stage
 
 
@@ -40,7 +39,7 @@ class Route(Stage):
         else:
             self.consumer.subscribe(self.settings.input_topics, listener=self.listener())
 
-    async def process(self, batches: dict[TopicPartition, list[Any]]) -> list[asyncio.Future[Any]]:
+    async def process(self, batches: dict[TopicPartition, list[Any]]) -> list[Sent]:
         return await write_events(self.core, self.sink, batches, self.topic, self.settings)
 
 
@@ -50,11 +49,11 @@ async def write_events(
     batches: dict[TopicPartition, list[Any]],
     topic: str,
     settings: Settings,
-) -> list[asyncio.Future[Any]]:
+) -> list[Sent]:
     """Raw records through the core; events to `topic`, dead letters to theirs (queued)."""
     records, unreadable = input_records(batches, core.decoder.config.dead_letter_max_bytes)
     result = core.process(records)
     if unreadable:
         result.dead_letters.extend(unreadable)
         core.stats.dead_letters.update(d.error_class for d in unreadable)
-    return await sink.write(topic, result.outputs, settings.dead_letter_topic, result.dead_letters)
+    return await sink.write(topic, result.outputs, result.dead_letters)

@@ -43,8 +43,9 @@ class Processor:
         self.settings = settings
         self.stopping = anyio.Event()
         install()  # records aiokafka cannot parse become dead letters (see _fetch.py)
-        self.producer = new_producer(settings)
-        self.sink = Sink(self.producer)
+        self.sink = Sink(
+            lambda batch_bytes: new_producer(settings, batch_bytes), settings.dead_letter_topic
+        )
         self.restorer = Restorer(settings)
         config = core_config(settings)
         single = settings.topology == "single"
@@ -62,7 +63,15 @@ class Processor:
         settings = self.settings
         layout = await prepare(settings)
         self.partitions = layout.partitions
-        # layout.limits: the broker's record limits per topic, for the sink's sizing (_limits).
+        # Records are sized against the topics' real limits: the route stage's events go to the
+        # repartition topic and then to the output, so the smaller of the two bounds them.
+        limits = layout.limits
+        dlq = limits[settings.dead_letter_topic].record_bytes
+        events = min(
+            lim.record_bytes for t, lim in limits.items() if t != settings.dead_letter_topic
+        )
+        self.core.limit_records(events, min(settings.dead_letter_max_bytes, dlq))
+        await self.sink.start(limits, lambda p: start_with_retry(p, "producer", settings))
         await self._open()
         log.info(
             "started",
@@ -79,7 +88,6 @@ class Processor:
     async def _open(self) -> None:
         """Start the clients; topology single rebuilds its window before it joins the group."""
         settings = self.settings
-        await start_with_retry(self.producer, "producer", settings)
         await self.restorer.start()
         stopping = self.stopping
         if settings.topology == "single":
@@ -102,9 +110,9 @@ class Processor:
         partition count: window p would no longer be output partition p."""
         settings = self.settings
         output, repartition = settings.output_topic, repartition_topic(settings)
-        cluster = self.producer.client.cluster
         while True:
             await anyio.sleep(WATCH_INTERVAL_S)
+            cluster = self.sink.producer.client.cluster  # the sink may have renewed its producer
             counts = [len(cluster.partitions_for_topic(t) or ()) for t in (output, repartition)]
             if 0 not in counts and counts != [self.partitions] * 2:
                 raise SettingProblem(
@@ -133,7 +141,7 @@ class Processor:
     async def stop(self) -> None:
         # Order matters: leave the groups (commits are already done), then flush the producer.
         # Each is stopped even if another fails (or was never started: a stop during start-up).
-        clients = [s.consumer for s in self.stages] + [self.restorer, self.producer]
+        clients = [s.consumer for s in self.stages] + [self.restorer, self.sink]
         for client in clients:
             try:
                 await client.stop()

@@ -8,7 +8,6 @@ current partition count, so a topic that grows is written by its new count from 
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import anyio
@@ -19,7 +18,7 @@ from ..core._batch import Core
 from ._clients import new_group_consumer
 from ._restore import Restorer
 from ._route import write_events
-from ._sink import Sink
+from ._sink import Sent, Sink
 from ._stage import SettingProblem, Stage
 
 
@@ -54,7 +53,7 @@ class Single(Stage):
                 "--topology partitioned"
             )
 
-    async def process(self, batches: dict[TopicPartition, list[Any]]) -> list[asyncio.Future[Any]]:
+    async def process(self, batches: dict[TopicPartition, list[Any]]) -> list[Sent]:
         return await write_events(
             self.core, self.sink, batches, self.settings.output_topic, self.settings
         )

@@ -1,25 +1,94 @@
-"""Writes records with the producer's batch API."""
+"""Writes records with the producer's batch API, partitioned as Kafka's Java client does, and
+turns what the broker refuses into dead letters (issue 12, item 1).
+
+The normal path costs nothing per record beyond `append`: one future per partition batch,
+batches no larger than the topic takes. When the broker still refuses a batch
+(`MessageSizeTooLarge`, `RecordTooLarge`, `InvalidTimestamp`: a limit changed, a clock
+disagrees, an estimate fell short), the rare path runs: the idempotent producer is replaced (its
+sequence numbers for that partition are spoilt: every later batch would fail with
+`OutOfOrderSequenceNumber`), each record of the failed batches is checked against the limits,
+the offenders become dead letters (value cut to fit, class `EventTooLarge` or
+`InvalidTimestamp`, the source named), and everything is sent again, one record at a time if it
+must. The caller commits only once `flush` returns.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Any, Final
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Final, NamedTuple
 
-from ..core._batch import DeadLetter, OutputRecord
-from ._partitioner import partitions_for
+import msgspec
+from aiokafka.errors import (
+    InvalidTimestampError,
+    MessageSizeTooLargeError,
+    OutOfOrderSequenceNumber,
+    RecordTooLargeError,
+)
 
-Record = tuple[bytes | None, bytes, Sequence[tuple[str, bytes]], int]
+from ..core._batch import DeadLetter, OutputRecord, record_size
+from ._limits import TopicLimits
+from ._partitioner import partition_for, partitions_for
+
+log = logging.getLogger("pipeline.kafka")
 
 #: Size of one producer batch; large batches amortise the per-request cost.
 PRODUCER_BATCH_BYTES: Final = 1024 * 1024
 
+Record = tuple[bytes | None, bytes, Sequence[tuple[str, bytes]], int]
+#: What the broker answers for a record it will never take.
+REFUSALS: Final = (MessageSizeTooLargeError, RecordTooLargeError, InvalidTimestampError)
+#: Attempts of the rare path before the error is let through (the broker keeps refusing what
+#: the limits it reported say it takes).
+_ATTEMPTS: Final = 3
+_SOURCE_HEADERS: Final = ("source.topic", "source.partition", "source.offset")
+
+
+class Sent(NamedTuple):
+    """One queued batch: its future and what it holds."""
+
+    future: asyncio.Future[Any]
+    topic: str
+    partition: int
+    records: list[Record]
+
+
+class _EventSource(msgspec.Struct):
+    source: dict[str, Any]
+
+
+_SOURCE = msgspec.json.Decoder(_EventSource)
+
 
 class Sink:
-    """Writes records with the producer's batch API, partitioned as Kafka's Java client does."""
+    """The producer of output and dead-letter records; replaced when a refusal spoils it."""
 
-    def __init__(self, producer: Any) -> None:
-        self.producer = producer
+    def __init__(self, make_producer: Callable[[int], Any], dead_letter_topic: str) -> None:
+        """``make_producer(batch_bytes)``: a new, unstarted idempotent producer."""
+        self._make = make_producer
+        self.dead_letter_topic = dead_letter_topic
+        self.limits: dict[str, TopicLimits] = {}
+        self.producer: Any = None  # made by `start`, once the limits are known
+        self._start: Callable[[Any], Awaitable[None]] | None = None
+
+    def _batch_bytes(self) -> int:
+        # The builder's size bounds the whole batch, its header included.
+        return min([PRODUCER_BATCH_BYTES, *(lim.max_message_bytes for lim in self.limits.values())])
+
+    async def start(
+        self, limits: Mapping[str, TopicLimits], start: Callable[[Any], Awaitable[None]]
+    ) -> None:
+        """Start the producer with batches no larger than any of `limits` takes."""
+        self.limits = dict(limits)
+        self._start = start
+        self.producer = self._make(self._batch_bytes())
+        await start(self.producer)
+
+    async def stop(self) -> None:
+        if self.producer is not None:
+            await self.producer.stop()
 
     async def partition_count(self, topic: str) -> int:
         """The topic's partition count in the producer's current metadata (refreshed every few
@@ -30,48 +99,151 @@ class Sink:
         return len(parts)
 
     async def write(
-        self,
-        topic: str,
-        outputs: Sequence[OutputRecord],
-        dead_topic: str,
-        dead: Sequence[DeadLetter],
-    ) -> list[asyncio.Future[Any]]:
+        self, topic: str, outputs: Sequence[OutputRecord], dead: Sequence[DeadLetter]
+    ) -> list[Sent]:
         """Queue a batch's events (murmur2-partitioned by key) and dead letters (spread by their
-        source key); return the futures to wait for before committing."""
-        futures: list[asyncio.Future[Any]] = []
+        source key); `flush` what this returns before committing."""
+        sent: list[Sent] = []
         if outputs:
             count = await self.partition_count(topic)
-            futures += await self.send(
-                topic, outputs, partitions_for([o.key for o in outputs], count)
-            )
+            sent += await self.send(topic, outputs, partitions_for([o.key for o in outputs], count))
         if dead:
-            count = await self.partition_count(dead_topic)
+            count = await self.partition_count(self.dead_letter_topic)
             records = [(d.key, d.value, d.headers, d.timestamp_ms) for d in dead]
             parts = partitions_for([d.key for d in dead], count)
-            futures += await self.send(dead_topic, records, parts)
-        return futures
+            sent += await self.send(self.dead_letter_topic, records, parts)
+        return sent
 
     async def send(
-        self,
-        topic: str,
-        records: Sequence[Record],
-        partitions: Sequence[int],
-    ) -> list[asyncio.Future[Any]]:
-        """Queue `records` (key, value, headers, timestamp) and return one future per batch."""
-        by_partition: dict[int, list[int]] = {}
-        for i, p in enumerate(partitions):
-            by_partition.setdefault(p, []).append(i)
-        futures = []
-        producer = self.producer
-        for partition, indexes in by_partition.items():
-            batch = producer.create_batch()
-            for i in indexes:
-                key, value, headers, stamp = records[i]
-                while batch.append(key=key, value=value, timestamp=stamp, headers=headers) is None:
-                    if batch.record_count() == 0:
-                        raise ValueError(f"record of {len(value)} bytes does not fit a batch")
-                    futures.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch = producer.create_batch()
-            if batch.record_count():
-                futures.append(await producer.send_batch(batch, topic, partition=partition))
-        return futures
+        self, topic: str, records: Sequence[Record], partitions: Sequence[int]
+    ) -> list[Sent]:
+        """Queue `records` (key, value, headers, timestamp), one batch per partition and size."""
+        return await queue(self.producer, topic, records, partitions)
+
+    async def flush(self, sent: Sequence[Sent]) -> None:
+        """Return once the broker holds every record of `sent`, or a dead letter for it."""
+        # Each round dead-letters at least one record (or fails), so this bound is never met
+        # while the broker and its reported limits agree about anything.
+        rounds = 2 * sum(len(s.records) for s in sent) + 3
+        for _ in range(rounds):
+            results = await asyncio.gather(*(s.future for s in sent), return_exceptions=True)
+            failed = [
+                (s, r) for s, r in zip(sent, results, strict=True) if isinstance(r, BaseException)
+            ]
+            if not failed:
+                return
+            errors = [r for _, r in failed]
+            other = [e for e in errors if not isinstance(e, (*REFUSALS, OutOfOrderSequenceNumber))]
+            refusals = [e for e in errors if isinstance(e, REFUSALS)]
+            if other or not refusals:
+                raise (other or errors)[0]
+            log.warning(
+                "broker refused records; dead-lettering the offenders",
+                extra={"batches": len(failed), "error": repr(refusals[0])},
+            )
+            await self._renew()
+            sent = await self._resend(failed)
+        raise RuntimeError("the broker keeps refusing the dead letters of refused records")
+
+    async def _renew(self) -> None:
+        """A new producer (a new producer id, fresh sequence numbers)."""
+        old, self.producer = self.producer, self._make(self._batch_bytes())
+        await old.stop()
+        assert self._start is not None
+        await self._start(self.producer)
+
+    async def _resend(self, failed: Sequence[tuple[Sent, BaseException]]) -> list[Sent]:
+        """Send the records of `failed` again, the offenders as dead letters, each record in a
+        batch of its own: a record the limits pass but the broker refused alone (a limit
+        lowered since start, a clock apart) is an offender too."""
+        now = int(time.time() * 1000)
+        dead: list[Record] = []
+        sent: list[Sent] = []
+        for s, error in failed:
+            limits = self.limits.get(s.topic, TopicLimits())
+            lo, hi = limits.stamp_window(now)
+            alone = len(s.records) == 1 and isinstance(error, REFUSALS)
+            kept = []
+            for record in s.records:
+                key, value, headers, stamp = record
+                late = isinstance(error, InvalidTimestampError) and alone
+                if not late and (alone or record_size(key, value, headers) > limits.record_bytes):
+                    dead.append(self._refused(s.topic, record, "EventTooLarge", alone, now))
+                elif late or not lo <= stamp <= hi:
+                    dead.append(self._refused(s.topic, record, "InvalidTimestamp", alone, now))
+                else:
+                    kept.append(record)
+            for record in kept:
+                sent += await self.send(s.topic, [record], [s.partition])
+        if dead:
+            count = await self.partition_count(self.dead_letter_topic)
+            for record in dead:
+                part = partition_for(record[0], count) if record[0] is not None else 0
+                sent += await self.send(self.dead_letter_topic, [record], [part])
+        return sent
+
+    def _refused(self, topic: str, record: Record, error: str, refused: bool, now: int) -> Record:
+        """The dead letter of `record`, which `topic` refuses (`refused`: the broker refused
+        it alone): keyed by its source, its value cut to fit the dead-letter topic (to half of
+        that if the broker refused it alone), the reason and source added (a dead letter keeps
+        its own), stamped now if the dead-letter topic would refuse its timestamp."""
+        key, value, headers, stamp = record
+        limits = self.limits.get(self.dead_letter_topic, TopicLimits())
+        if topic == self.dead_letter_topic:
+            # Already a dead letter: its reason and source are its last headers.
+            own, reason = list(headers[:-5]), list(headers[-5:])
+            if refused or record_size(None, b"", own) > limits.record_bytes // 2:
+                own = [h for h in own if h[0] == "error.original_size"]
+        else:
+            own = list(headers)
+            source = _source_of(value)
+            why = "too large for" if error == "EventTooLarge" else "stamped out of the window of"
+            message = f"{why} topic {topic!r} ({len(value)} bytes, timestamp {stamp})"
+            reason = [("error.class", error.encode()), ("error.message", message.encode()), *source]
+            # As the core keys its dead letters: `topic:partition:offset` of the source.
+            key = b":".join(v for _, v in source) if source else None
+        room = limits.record_bytes - record_size(key, b"", [*own, *reason]) - 32
+        if refused and topic == self.dead_letter_topic:
+            room = min(room, len(value) // 2)
+        if len(value) > room:
+            if not any(k == "error.original_size" for k, _ in own):
+                own.append(("error.original_size", str(len(value)).encode()))
+            value = value[: max(0, room)]
+        lo, hi = limits.stamp_window(now)
+        late = refused and error == "InvalidTimestamp"
+        return key, value, [*own, *reason], now if late or not lo <= stamp <= hi else stamp
+
+
+async def queue(
+    producer: Any, topic: str, records: Sequence[Record], partitions: Sequence[int]
+) -> list[Sent]:
+    """Queue `records` on `producer`, one batch per partition and size; one future per batch."""
+    by_partition: dict[int, list[int]] = {}
+    for i, p in enumerate(partitions):
+        by_partition.setdefault(p, []).append(i)
+    sent = []
+    for partition, indexes in by_partition.items():
+        batch = producer.create_batch()
+        held: list[Record] = []
+        for i in indexes:
+            record = records[i]
+            key, value, headers, stamp = record
+            # A full batch refuses the record; an empty one takes any (the broker judges).
+            while batch.append(key=key, value=value, timestamp=stamp, headers=headers) is None:
+                future = await producer.send_batch(batch, topic, partition=partition)
+                sent.append(Sent(future, topic, partition, held))
+                batch, held = producer.create_batch(), []
+            held.append(record)
+        if held:
+            future = await producer.send_batch(batch, topic, partition=partition)
+            sent.append(Sent(future, topic, partition, held))
+    return sent
+
+
+def _source_of(event: bytes) -> list[tuple[str, bytes]]:
+    """The source headers of an output record, from its event's `source` (rare path only)."""
+    try:
+        source = _SOURCE.decode(event).source
+        return [(name, str(source[name.split(".")[1]]).encode()) for name in _SOURCE_HEADERS]
+    except (msgspec.DecodeError, KeyError):
+        return []

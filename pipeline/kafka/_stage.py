@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalGenerationError, UnknownMemberIdError
 
 from .._config import Settings
-from ._sink import Sink
+from ._sink import Sent, Sink
 
 log = logging.getLogger("pipeline.kafka")
 
@@ -64,17 +64,16 @@ class Stage:
     async def revoked(self, partitions: set[TopicPartition]) -> None:
         """After the batch in hand is committed, before `partitions` go (drop state)."""
 
-    async def process(self, batches: dict[TopicPartition, list[Any]]) -> list[asyncio.Future[Any]]:
-        """Queue what the batch causes; return the futures to wait for before committing."""
+    async def process(self, batches: dict[TopicPartition, list[Any]]) -> list[Sent]:
+        """Queue what the batch causes; return what to flush before committing."""
         raise NotImplementedError
 
     # -- the loop --------------------------------------------------------------------------
 
     async def run_batch(self, batches: dict[TopicPartition, list[Any]]) -> None:
         started = time.perf_counter()
-        futures = await self.process(batches)
-        if futures:
-            await asyncio.gather(*futures)
+        # Every record acknowledged, or its dead letter (what the broker refuses): then commit.
+        await self.sink.flush(await self.process(batches))
         offsets = {tp: messages[-1].offset + 1 for tp, messages in batches.items() if messages}
         commit_started = time.perf_counter()
         try:

@@ -28,14 +28,14 @@ from typing import Any, Final
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import InvalidProducerEpoch, KafkaError, ProducerFenced
 
+from ._sink import PRODUCER_BATCH_BYTES, queue
+
 __all__ = ["PartitionLost", "PartitionWriters", "transactional_id"]
 
 log = logging.getLogger("pipeline.kafka")
 
 #: Errors by which the broker says another producer now holds our transactional id.
 FENCED: Final = (ProducerFenced, InvalidProducerEpoch)
-#: One producer batch; large batches amortise the per-request cost.
-BATCH_BYTES: Final = 1024 * 1024
 
 Record = tuple[bytes | None, bytes, Sequence[tuple[str, bytes]], int]
 
@@ -63,7 +63,7 @@ class PartitionWriters:
     def __init__(self, group: str, output_topic: str, options: Mapping[str, Any]) -> None:
         self.group = group
         self.output_topic = output_topic
-        self._options = {"max_batch_size": BATCH_BYTES, **options}
+        self._options = {"max_batch_size": PRODUCER_BATCH_BYTES, **options}
         self._producers: dict[int, Any] = {}
 
     @property
@@ -107,9 +107,9 @@ class PartitionWriters:
         try:
             await producer.begin_transaction()
             try:
-                futures = await self._send(producer, partition, records)
+                sent = await queue(producer, self.output_topic, records, [partition] * len(records))
                 # Every batch acknowledged before the offsets and the commit (one await).
-                await asyncio.gather(*futures)
+                await asyncio.gather(*(s.future for s in sent))
                 if offsets:
                     await producer.send_offsets_to_transaction(dict(offsets), group_id)
                 await producer.commit_transaction()
@@ -128,23 +128,6 @@ class PartitionWriters:
     async def close_all(self) -> None:
         for partition in list(self._producers):
             await self._drop(partition)
-
-    async def _send(
-        self, producer: Any, partition: int, records: Sequence[Record]
-    ) -> list[asyncio.Future[Any]]:
-        """Queue ``records`` in whole batches; one future per batch."""
-        topic = self.output_topic
-        futures = []
-        batch = producer.create_batch()
-        for key, value, headers, stamp in records:
-            while batch.append(key=key, value=value, timestamp=stamp, headers=headers) is None:
-                if batch.record_count() == 0:
-                    raise ValueError(f"record of {len(value)} bytes does not fit a batch")
-                futures.append(await producer.send_batch(batch, topic, partition=partition))
-                batch = producer.create_batch()
-        if batch.record_count():
-            futures.append(await producer.send_batch(batch, topic, partition=partition))
-        return futures
 
     async def _abort(self, producer: Any, partition: int) -> None:
         """Abort the open transaction and close the producer: after a failed batch aiokafka's

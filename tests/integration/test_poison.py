@@ -3,8 +3,11 @@ with its reason, every good event out, and the processor never goes down."""
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import random
+import time
 from collections import Counter
 
 import pytest
@@ -25,7 +28,7 @@ from .conftest import (
     run_args,
     wait_committed,
 )
-from .hostile import hostile
+from .hostile import RawKey, hostile, raw_header_keys
 
 pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
 
@@ -33,9 +36,11 @@ pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
 async def test_poison_is_dead_lettered_and_never_stops_the_processor(
     kafka_bootstrap: str, spawn
 ) -> None:
-    # Every topic takes 9 MiB records: the raw one (the ingress landed them) and the dead-letter
-    # one (a dead letter carries the original bytes).
-    topics = await make_topics(kafka_bootstrap, "poison", raw=4, out=6, dlq=2, big=True)
+    # The raw topic takes 9 MiB records (the ingress landed them); output and dead-letter topics
+    # are at the broker's default limits (1 MiB).
+    # It also takes stamps up to a week ahead: the output topic (default: 1 h) refuses those.
+    raw_config = {"max.message.bytes": str(BIG), "message.timestamp.after.max.ms": "604800000"}
+    topics = await make_topics(kafka_bootstrap, "poison", raw_config=raw_config)
     good = corpus_records(51, 10_000)
     bad = hostile(good, 2_000, seed=5, stamp=good[len(good) // 2].timestamp_ms, huge=3)
     kinds = Counter(kind for kind, _, _ in bad)
@@ -52,14 +57,47 @@ async def test_poison_is_dead_lettered_and_never_stops_the_processor(
         g = slot
         mixed.append(bad[i][2])
     mixed += good[g:]
+    # Issue 12, items 1 and 2: a valid receipt whose event no output record can hold (a 3 MB
+    # Tencent `description`), one stamped 2 h ahead (its event carries that stamp), and a record
+    # whose header key is not UTF-8 (aiokafka cannot read it): each is dead-lettered, and the
+    # rest flows on.
+    labels = ("provider", "endpoint")
+    tencent = next(
+        r for r in good if [dict(r.headers).get(k) for k in labels] == [b"tencent", b"callback"]
+    )
+    report = json.loads(tencent.value)[0]
+    # Incompressible: the output topic's limit applies to compressed batches.
+    report.update(description=base64.b64encode(os.urandom(2_250_000)).decode(), sid="huge:1")
+    huge = tencent._replace(value=json.dumps([report]).encode())
+    unreadable = tencent._replace(headers=[(RawKey(b"pro\xffvider"), b"tencent")], value=b"{}")
+    report.update(description="fine", sid="ahead:1")
+    now = int(time.time() * 1000)
+    ahead = tencent._replace(value=json.dumps([report]).encode(), timestamp_ms=now + 7_200_000)
+    mixed[len(mixed) // 3 : len(mixed) // 3] = [huge]
+    mixed[len(mixed) // 2 : len(mixed) // 2] = [unreadable]
+    mixed[2 * len(mixed) // 3 : 2 * len(mixed) // 3] = [ahead]
     records = plan(mixed, topics.raw, 4)
+    huge_at, unreadable_at, ahead_at = (
+        next((r.partition, r.offset) for m, r in zip(mixed, records, strict=True) if m is x)
+        for x in (huge, unreadable, ahead)
+    )
     position = {id(m): (r.partition, r.offset) for m, r in zip(mixed, records, strict=True)}
     designed = {position[id(r)]: error for _, error, r in bad}
     assert len(designed) == len(bad)
 
     # The reference core dead-letters every hostile record with the class it was made for,
     # and the good traffic gives the same events as without the hostile records.
-    want = expected(records)
+    want = expected([r for r in records if (r.partition, r.offset) != unreadable_at])
+    # The core dead-letters the oversized event itself (EventTooLarge); the one stamped ahead is
+    # emitted by the core and refused by the broker: neither is in the output.
+    limit = DEFAULT_RECORD_MAX_BYTES
+    want_outputs = [
+        o
+        for o in want.outputs
+        if record_size(o.key, o.value, o.headers) <= limit and o.timestamp_ms < now + 3_600_000
+    ]
+    assert len(want_outputs) == len(want.outputs) - 1  # the one stamped ahead
+    want_dead = [d for d in want.dead_letters if d.error_class != "EventTooLarge"]
     classes = {}
     for d in want.dead_letters:
         h = dict(d.headers[-5:])
@@ -71,9 +109,10 @@ async def test_poison_is_dead_lettered_and_never_stops_the_processor(
     def identities(outputs: list) -> set:
         return {(o.key, dict(o.headers)["status"]) for o in outputs}
 
-    assert identities(want.outputs) == identities(only_good.outputs)
+    assert identities(want_outputs) == identities(only_good.outputs)
 
-    await produce(kafka_bootstrap, records, max_request_size=BIG)
+    with raw_header_keys():
+        await produce(kafka_bootstrap, records, max_request_size=BIG)
     proc = spawn(run_args(kafka_bootstrap, topics, extra=["--batch-max-records", "500"]))
     pid = proc.pid
     await wait_committed(
@@ -82,10 +121,28 @@ async def test_poison_is_dead_lettered_and_never_stops_the_processor(
     out = await drain(kafka_bootstrap, topics.out)
     dlq = await drain(kafka_bootstrap, topics.dlq)
 
-    check_outputs(out, want.outputs, 6)
-    check_dead_letters(dlq, want.dead_letters)
+    check_outputs(out, want_outputs, 6)
+    refused = {
+        cls: [m for m in dlq if dict(m.headers)["error.class"] == cls]
+        for cls in (b"EventTooLarge", b"UnreadableRecord", b"InvalidTimestamp")
+    }
+    for cls, at in (
+        (b"EventTooLarge", huge_at),
+        (b"UnreadableRecord", unreadable_at),
+        (b"InvalidTimestamp", ahead_at),
+    ):
+        (m,) = refused[cls]
+        h = dict(m.headers)
+        assert (int(h["source.partition"]), int(h["source.offset"])) == at, cls
+    assert dict(refused[b"UnreadableRecord"][0].headers)["pro\ufffdvider"] == b"tencent"
+    # Stamped when it was refused: the dead-letter topic would refuse the stamp too.
+    assert refused[b"InvalidTimestamp"][0].timestamp < now + 600_000
+    check_dead_letters([m for m in dlq if not any(m in r for r in refused.values())], want_dead)
     by_class = Counter(dict(m.headers)["error.class"].decode() for m in dlq)
-    assert by_class == Counter(d.error_class for d in want.dead_letters)
+    assert by_class == Counter(
+        [d.error_class for d in want_dead]
+        + ["EventTooLarge", "UnreadableRecord", "InvalidTimestamp"]
+    )
     for error, n in Counter(designed.values()).items():
         assert by_class[error] >= n, (error, by_class)
     assert by_class["BodyTooLarge"] == 3 and by_class["UnsafeXml"] == kinds["xml_attack"]

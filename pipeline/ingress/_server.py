@@ -1,0 +1,102 @@
+"""`python -m pipeline ingress`: the producer, then uvicorn (httptools) on a socket we bind, until
+SIGTERM/SIGINT; then stop accepting, finish the requests in flight, flush, exit 0.
+
+uvicorn with httptools was chosen by measurement over granian (benchmarks/RESULTS.md, Ingress):
+at the same request rate it spent half the CPU per request here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Iterator
+
+import uvicorn
+
+from .._metrics import configure_logging
+from ..kafka._clients import BrokerUnreachable
+from ._app import Ingress
+from ._metrics import IngressMetrics
+from ._producer import Writer
+from ._routes import PROVIDERS
+from ._settings import IngressSettings, check
+
+log = logging.getLogger("pipeline.ingress")
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # Ours are installed on the loop (see serve); uvicorn's would re-raise the signal after
+        # its shutdown and kill the process before the producer is flushed.
+        yield
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+async def serve(settings: IngressSettings) -> int:
+    metrics = IngressMetrics()
+    writer = Writer(settings, on_batch=metrics.batch_records.observe)
+    try:
+        await writer.start()
+    except BrokerUnreachable as exc:
+        log.error("broker unreachable", extra={"error": str(exc)})
+        await writer.producer.stop()
+        return 1
+    app = Ingress(settings, writer, metrics)
+    config = uvicorn.Config(
+        app,
+        http="httptools",
+        lifespan="off",
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        timeout_keep_alive=settings.keep_alive_s,
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
+        # A backstop above ours: connections past it get uvicorn's own 503.
+        limit_concurrency=settings.max_in_flight * 2 + 100,
+        ssl_certfile=settings.tls_certfile,
+        ssl_keyfile=settings.tls_keyfile,
+    )
+    server = _Server(config)
+    sock = _bind(settings.host, settings.port)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, setattr, server, "should_exit", True)
+    port = sock.getsockname()[1]
+    log.info(
+        "ingress listening",
+        extra={"host": settings.host, "port": port, "tls": settings.tls_certfile is not None},
+    )
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        log.info("ingress stopping: flushing the producer", extra={"in_flight": app.in_flight})
+        await writer.stop()
+    log.info("ingress stopped")
+    return 0
+
+
+def run_ingress(settings: IngressSettings) -> int:
+    check(settings, PROVIDERS)
+    configure_logging(settings.log_level)
+    ours = logging.getLogger("pipeline")
+    for name in ("uvicorn", "aiokafka"):
+        theirs = logging.getLogger(name)
+        theirs.handlers = list(ours.handlers)
+        theirs.setLevel(logging.WARNING)
+        theirs.propagate = False
+    import uvloop
+
+    return uvloop.run(serve(settings))

@@ -1,0 +1,162 @@
+"""Records the broker refuses (issue 12, item 1) end in the dead-letter topic, at the broker's
+default limits: the sink replaces its spoilt producer, dead-letters the offenders and sends the
+rest, in order."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from pipeline.kafka._limits import TopicLimits, topic_limits
+from pipeline.kafka._sink import Sink
+
+from .conftest import create_topics, drain, unique
+
+pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
+
+
+def event(offset: int, pad: int = 0) -> bytes:
+    source = {"topic": "raw", "partition": 2, "offset": offset, "index": 0}
+    return json.dumps({"source": source, "pad": "x" * pad}).encode()
+
+
+async def test_item1_refused_records_are_dead_lettered_and_the_rest_sent(
+    kafka_bootstrap: str,
+) -> None:
+    out, dlq = unique("sink-out"), unique("sink-dlq")
+    await create_topics(kafka_bootstrap, {out: 2, dlq: 1})  # Kafka's default limits
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        limits = await topic_limits(admin, [out, dlq])
+    finally:
+        await admin.close()
+    made: list[Any] = []
+
+    def producer(batch_bytes: int) -> AIOKafkaProducer:
+        made.append(
+            AIOKafkaProducer(
+                bootstrap_servers=kafka_bootstrap,
+                enable_idempotence=True,
+                acks="all",
+                max_batch_size=batch_bytes,
+                max_request_size=8 << 20,
+            )
+        )
+        return made[-1]
+
+    async def start(p: AIOKafkaProducer) -> None:
+        await p.start()
+
+    sink = Sink(producer, dlq)
+    await sink.start(limits, start)
+    now = int(time.time() * 1000)
+    headers = [("event_id", b"e"), ("provider", b"tencent"), ("status", b"DELIVERED")]
+    records = [
+        (
+            b"k%d" % i,
+            event(i, 3_000_000 if i == 2 else 10),
+            headers,
+            now + (7_200_000 if i == 4 else 0),
+        )
+        for i in range(7)
+    ]
+    dead_letter = (
+        None,
+        b"y" * 2_000_000,
+        [
+            ("provider", b"x"),
+            ("error.class", b"MalformedBody"),
+            ("error.message", b"m"),
+            ("source.topic", b"raw"),
+            ("source.partition", b"1"),
+            ("source.offset", b"9"),
+        ],
+        now,
+    )
+    try:
+        sent = await sink.send(out, records, [0, 0, 0, 1, 0, 0, 1])
+        sent += await sink.send(dlq, [dead_letter], [0])
+        await sink.flush(sent)
+        assert len(made) == 2  # the refusal spoilt the first producer's sequence numbers
+        assert made[0]._message_accumulator._batch_size == 1 << 20  # fits the 1 MiB default
+        # The new producer works as the first did.
+        await sink.flush(await sink.send(out, [(b"k7", event(7), headers, now)], [0]))
+    finally:
+        await sink.stop()
+
+    got = await drain(kafka_bootstrap, out)
+    by_partition = {p: [m.key for m in got if m.partition == p] for p in (0, 1)}
+    assert by_partition == {0: [b"k0", b"k1", b"k5", b"k7"], 1: [b"k3", b"k6"]}
+    dead = {dict(m.headers)["error.class"]: m for m in await drain(kafka_bootstrap, dlq)}
+    assert sorted(dead) == [b"EventTooLarge", b"InvalidTimestamp", b"MalformedBody"]
+    for m in dead.values():
+        names = [k for k, _ in m.headers]
+        assert names[-5:] == [
+            "error.class",
+            "error.message",
+            "source.topic",
+            "source.partition",
+            "source.offset",
+        ]
+        assert len(m.value) + sum(len(k) + len(v) for k, v in m.headers) < limits[dlq].record_bytes
+    big = dict(dead[b"EventTooLarge"].headers)
+    assert (big["source.topic"], big["source.partition"], big["source.offset"]) == (
+        b"raw",
+        b"2",
+        b"2",
+    )
+    assert int(big["error.original_size"]) > 3_000_000
+    assert dead[b"EventTooLarge"].key == b"raw:2:2"  # keyed by its source, as the core keys
+    assert dead[b"EventTooLarge"].value == event(2, 3_000_000)[: len(dead[b"EventTooLarge"].value)]
+    late = dead[b"InvalidTimestamp"]
+    assert dict(late.headers)["source.offset"] == b"4" and late.value == event(4, 10)
+    assert abs(late.timestamp - now) < 600_000  # stamped now: the dead-letter topic takes it
+    cut = dead[b"MalformedBody"]
+    assert int(dict(cut.headers)["error.original_size"]) == 2_000_000
+    assert cut.value == b"y" * len(cut.value)
+
+
+async def test_item1_record_refused_alone_is_dead_lettered_even_if_limits_said_it_fits(
+    kafka_bootstrap: str,
+) -> None:
+    # The output topic's limit was lowered since start (it is 1 MiB; the sink believes 16 MiB).
+    out, dlq = unique("sink-lowered-out"), unique("sink-lowered-dlq")
+    await create_topics(kafka_bootstrap, {out: 1, dlq: 1})
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        limits = await topic_limits(admin, [out, dlq])
+    finally:
+        await admin.close()
+    limits[out] = TopicLimits(max_message_bytes=16 << 20)
+
+    def producer(batch_bytes: int) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=kafka_bootstrap,
+            enable_idempotence=True,
+            max_batch_size=batch_bytes,
+            max_request_size=8 << 20,
+        )
+
+    async def start(p: AIOKafkaProducer) -> None:
+        await p.start()
+
+    sink = Sink(producer, dlq)
+    await sink.start(limits, start)
+    now = int(time.time() * 1000)
+    records = [(b"k%d" % i, event(i, 2_000_000 if i == 1 else 10), [], now) for i in range(3)]
+    try:
+        await sink.flush(await sink.send(out, records, [0, 0, 0]))
+    finally:
+        await sink.stop()
+    assert [m.key for m in await drain(kafka_bootstrap, out)] == [b"k0", b"k2"]
+    (dead,) = await drain(kafka_bootstrap, dlq)
+    h = dict(dead.headers)
+    assert (h["error.class"], h["source.offset"], dead.key) == (b"EventTooLarge", b"1", b"raw:2:1")
+    assert int(h["error.original_size"]) == len(event(1, 2_000_000))
