@@ -12,6 +12,7 @@ import msgspec
 from schemas import ReceiptEvent
 
 from ._config import ConfigError, add_arguments, core_config, load_settings, settings_from_args
+from ._logging import configure_logging
 from .core._batch import Core, CoreConfig, Decoder, InputRecord
 from .normalise._errors import DecodeError, NotReceipts
 from .providers import REGISTRY
@@ -64,6 +65,7 @@ def _cmd_normalise(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    configure_logging("WARNING")  # start-up warnings (unknown env variables) as JSON lines too
     settings = settings_from_args(args)
     config = core_config(settings)
     if settings.source is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import logging
 import os
 import re
 import tomllib
@@ -19,6 +20,7 @@ from .normalise._errors import DEFAULT_MAX_BODY_BYTES, DEFAULT_RECORD_MAX_BYTES,
 from .normalise._timefmt import zone
 
 Positive = Annotated[int, msgspec.Meta(ge=1)]
+_log = logging.getLogger("pipeline.config")
 
 
 class ConfigError(ValueError):
@@ -71,6 +73,8 @@ class Settings(KafkaSettings, kw_only=True, forbid_unknown_fields=True):
     # Process
     workers: Positive = 1
     metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] | None = None
+    metrics_host: str = "127.0.0.1"
+    liveness_timeout_s: Positive = 120
     # Embedded mode (no Kafka)
     source: str | None = None
     to: str | None = None
@@ -114,7 +118,12 @@ HELP: Final[dict[str, str]] = {
     "when it is created (0: as many as the output topic)",
     "repartition_retention_s": "retention of the repartition topic when it is created",
     "workers": "processes in the consumer group",
-    "metrics_port": "serve Prometheus /metrics and /healthz on this port (0: any free port)",
+    "metrics_port": "serve Prometheus /metrics, /livez and /readyz on this port (0: any free "
+    "port); with --workers, one endpoint for all of them",
+    "metrics_host": "address the metrics endpoint binds (0.0.0.0: every interface, e.g. in a "
+    "container)",
+    "liveness_timeout_s": "/livez fails when a loop made no progress (a batch, or a poll that "
+    "found nothing) for this long, in s",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
     "source": "embedded mode: kcat -J JSON lines, a directory of raw bodies, or - (stdin)",
     "to": "embedded mode: where events go as JSON lines (- for stdout)",
@@ -214,7 +223,10 @@ def load_settings(
         if key.startswith("PIPELINE_") and key != "PIPELINE_CONFIG":
             name = key[len("PIPELINE_") :].lower()
             if name not in fields:
-                raise ConfigError(f"unknown environment variable {key}")
+                # Kubernetes injects PIPELINE_SERVICE_HOST, PIPELINE_PORT, ... for a Service
+                # named `pipeline`: not ours to refuse.
+                _log.warning("ignoring unknown environment variable %s", key)
+                continue
             merged[name], origin[name] = _split_text(fields[name], text), f"env {key}"
     for name, value in flags.items():
         if name == "config" or name not in fields:

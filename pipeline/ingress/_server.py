@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import uvicorn
 
-from .._metrics import configure_logging
+from .._logging import configure_logging
 from ..kafka._clients import BrokerUnreachable
 from ._app import Ingress
 from ._metrics import IngressMetrics
@@ -90,13 +90,12 @@ async def serve(settings: IngressSettings) -> int:
 
 def run_ingress(settings: IngressSettings) -> int:
     check(settings, PROVIDERS)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level)  # aiokafka's too, rate-limited
     ours = logging.getLogger("pipeline")
-    for name in ("uvicorn", "aiokafka"):
-        theirs = logging.getLogger(name)
-        theirs.handlers = list(ours.handlers)
-        theirs.setLevel(logging.WARNING)
-        theirs.propagate = False
+    theirs = logging.getLogger("uvicorn")
+    theirs.handlers = list(ours.handlers)
+    theirs.setLevel(logging.WARNING)
+    theirs.propagate = False
     import uvloop
 
     return uvloop.run(serve(settings))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Final, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -52,8 +53,10 @@ class Restorer:
             fetch_max_bytes=16 * 1024 * 1024,
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
-        #: Every restore so far (newest last), for the log and metrics.
+        #: Every restore so far (newest last), for the log.
         self.done: list[Restored] = []
+        #: Called with (seconds, records) after each restore (the metrics).
+        self.on_restore: Callable[[float, int], None] | None = None
 
     async def start(self) -> None:
         await start_with_retry(self.consumer, "restore", self.settings)
@@ -81,6 +84,8 @@ class Restorer:
             records = await self._load(tp, start, end, window)
         done = Restored(partition, records, time.monotonic() - started, start, end)
         self.done.append(done)
+        if self.on_restore is not None:
+            self.on_restore(done.seconds, records)
         log.info(
             "window restored",
             extra={

@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import signal
 import sys
+from collections.abc import Callable, Iterator, Mapping
 
 import anyio
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
-from schemas import PROVIDERS
-
 from .._config import Settings, core_config
-from .._metrics import Registry, serve_metrics, standard_metrics
-from ..core._batch import Core, parse_routes
+from .._endpoint import serve_http, serve_unix
+from .._health import Health
+from .._logging import configure_logging
+from .._metrics import StatsView, consumer_lag, observe_kafka
+from ..core._batch import Core, CoreStats, parse_routes
 from ..core._window import Window
 from ._clients import BrokerUnreachable, new_producer, start_with_retry
 from ._dedupe import Dedupe
 from ._fetch import install
-from ._logs import RateLimit
 from ._restore import Restorer
 from ._route import Route, repartition_topic
 from ._single import Single
@@ -53,11 +56,22 @@ class Processor:
         self.core = Core(window if single else None, config)
         self.stages: list[Stage] = []
         self.partitions = 0
+        self.health = Health(settings.liveness_timeout_s)
+        self.on_batch: Callable[[float, float, dict[TopicPartition, int]], None] | None = None
+
+    # What the metrics read at scrape time (pipeline._metrics.Observed).
+    def stats(self) -> list[StatsView]:
+        dedupe = [s for s in self.stages if isinstance(s, Dedupe)]
+        return [self.core.stats if not dedupe else _Forwarded(self.core.stats, dedupe[0])]
 
     def windows(self) -> list[Window]:
         if self.core.window is not None:
             return [self.core.window]
         return [w for s in self.stages if isinstance(s, Dedupe) for w in s.windows.values()]
+
+    def lag(self) -> Iterator[tuple[str, int, int]]:
+        for stage in self.stages:
+            yield from consumer_lag(stage.consumer, stage.positions)
 
     async def start(self) -> None:
         settings = self.settings
@@ -93,6 +107,7 @@ class Processor:
         if settings.topology == "single":
             single = Single(settings, self.core, self.sink, stopping)
             self.stages = [single]
+            self._observe()
             await single.restore(self.restorer, self.partitions)
             single.subscribe()
             await start_with_retry(single.consumer, "consumer", settings)
@@ -100,10 +115,17 @@ class Processor:
         route = Route(settings, self.core, self.sink, stopping)
         dedupe = Dedupe(settings, self.sink, self.restorer, self.partitions, stopping)
         self.stages = [route, dedupe]
+        self._observe()
         dedupe.subscribe()
         await start_with_retry(dedupe.consumer, "dedupe consumer", settings)
         route.subscribe()
         await start_with_retry(route.consumer, "route consumer", settings)
+
+    def _observe(self) -> None:
+        for stage in self.stages:
+            stage.health = self.health
+            stage.on_batch = self.on_batch
+            self.health.set_ready(False, stage.name)
 
     async def watch_partitions(self) -> None:
         """Topology `partitioned` stops when the output or repartition topic changes its
@@ -155,6 +177,24 @@ class Processor:
         return sum(s.batches for s in self.stages)
 
 
+class _Forwarded:
+    """The route stage's counters, with the events out that the dedupe stage forwarded (the
+    route's core counts every event, before dedupe)."""
+
+    def __init__(self, stats: CoreStats, dedupe: Dedupe) -> None:
+        self._stats, self._dedupe = stats, dedupe
+        self.records_in, self.receipts_in = stats.records_in, stats.receipts_in
+        self.dead_letters, self.skipped = stats.dead_letters, stats.skipped
+
+    @property
+    def unmapped_statuses(self) -> Mapping[str, int]:
+        return self._stats.unmapped_statuses
+
+    @property
+    def events_out(self) -> Mapping[tuple[str, str], int]:
+        return self._dedupe.events_out()
+
+
 async def _watch_signals(processor: Processor, startup: anyio.CancelScope) -> None:
     """First SIGTERM/SIGINT: finish the batch in hand and stop. During start-up (waiting for the
     broker, rebuilding the window) there is no batch: start-up is abandoned at once."""
@@ -166,97 +206,60 @@ async def _watch_signals(processor: Processor, startup: anyio.CancelScope) -> No
             return
 
 
-def attach_metrics(registry: Registry, processor: Processor) -> None:
-    """Export the counters the core and windows already keep (read at scrape time)."""
-    m = standard_metrics(registry)
-    stats = processor.core.stats
+async def serve(settings: Settings, metrics_socket: str | None = None) -> None:
+    """Run one process's stages until SIGTERM/SIGINT; the batches in hand are committed.
 
-    def per_provider(name: str) -> dict[str, int]:
-        totals = [0] * len(PROVIDERS)
-        for w in processor.windows():
-            for i, n in enumerate(getattr(w.counters, name)):
-                totals[i] += n
-        return dict(zip(PROVIDERS, totals, strict=True))
-
-    m.records_in.attach(lambda: stats.records_in)
-    m.receipts_in.attach(lambda: stats.receipts_in)
-    dedupe = [s for s in processor.stages if isinstance(s, Dedupe)]
-    m.events_out.attach(lambda: dedupe[0].events_out() if dedupe else stats.events_out)
-    m.dead_letters.attach(lambda: stats.dead_letters)
-    m.skipped.attach(lambda: stats.skipped)
-    m.unmapped_status.attach(lambda: stats.unmapped_statuses)
-    m.duplicates.attach(lambda: per_provider("duplicates"))
-    m.stale.attach(lambda: per_provider("stale"))
-    m.window_evicted_by_count.attach(lambda: per_provider("evicted_by_count"))
-    m.window_expired.attach(lambda: per_provider("expired"))
-    m.window_messages.attach(lambda: {(): sum(map(len, processor.windows()))})
-
-    def lag() -> dict[tuple[str, str], float]:
-        result = {}
-        for stage in processor.stages:
-            consumer = stage.consumer
-            for tp in consumer.assignment():
-                high = consumer.highwater(tp)
-                position = stage.positions.get(tp)
-                if high is not None and position is not None:
-                    result[tp.topic, str(tp.partition)] = max(0, high - position)
-        return result
-
-    m.consumer_lag.attach(lag)
-
-    def on_batch(batch_s: float, commit_s: float, offsets: dict[TopicPartition, int]) -> None:
-        m.batch_seconds.observe(batch_s)
-        m.commit_seconds.observe(commit_s)
-        m.batches.inc()
-
-    for stage in processor.stages:
-        stage.on_batch = on_batch
-
-
-async def serve(settings: Settings) -> None:
-    """Run one process's stages until SIGTERM/SIGINT; the batches in hand are committed."""
+    The metrics endpoint (`--metrics-port`, or the worker's `metrics_socket`) answers from
+    the start: /livez and /readyz are what an orchestrator asks during a long start-up.
+    """
     processor = Processor(settings)
-    try:
-        async with anyio.create_task_group() as tg:
-            with anyio.CancelScope() as startup:
-                tg.start_soon(_watch_signals, processor, startup)
-                await processor.start()
-            processor.raise_failure()  # a stage may have failed during start-up
-            if processor.stopping.is_set():
+    metrics = observe_kafka(processor, processor.health)
+    processor.on_batch = metrics.on_batch
+    processor.restorer.on_restore = metrics.on_restore
+    with contextlib.ExitStack() as endpoint:
+        if metrics_socket is not None:
+            endpoint.enter_context(serve_unix(metrics.registry, metrics_socket))
+        elif settings.metrics_port is not None:
+            port = endpoint.enter_context(
+                serve_http(
+                    metrics.registry, processor.health, settings.metrics_host, settings.metrics_port
+                )
+            )
+            log.info("metrics served", extra={"host": settings.metrics_host, "port": port})
+        try:
+            async with anyio.create_task_group() as tg:
+                with anyio.CancelScope() as startup:
+                    tg.start_soon(_watch_signals, processor, startup)
+                    await processor.start()
+                processor.raise_failure()  # a stage may have failed during start-up
+                if processor.stopping.is_set():
+                    tg.cancel_scope.cancel()
+                    return
+                await processor.run()
                 tg.cancel_scope.cancel()
-                return
-            if settings.metrics_port is not None:
-                registry = Registry()
-                attach_metrics(registry, processor)
-                port = await tg.start(serve_metrics, registry, settings.metrics_port)
-                log.info("metrics served", extra={"port": port})
-            await processor.run()
-            tg.cancel_scope.cancel()
-    finally:
-        with anyio.CancelScope(shield=True):
-            await processor.stop()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await processor.stop()
     log.info("stopped", extra={"batches": processor.batches})
 
 
 _KNOWN = (KafkaError, BrokerUnreachable, TopicProblem, StageFailed)
 
 
-def run_kafka(settings: Settings) -> int:
-    """`python -m pipeline run` without --from: the Kafka stream processor."""
-    from .._metrics import configure_logging
-
-    configure_logging(settings.log_level)
+def run_kafka(settings: Settings, metrics_socket: str | None = None) -> int:
+    """`python -m pipeline run` without --from: the Kafka stream processor (a worker of
+    `--workers N` serves its metrics on `metrics_socket`, for the parent's endpoint)."""
     # aiokafka's own warnings (coordinator moves, retries) go out as the same JSON lines.
-    ours, theirs = logging.getLogger("pipeline"), logging.getLogger("aiokafka")
-    theirs.handlers[:] = ours.handlers
-    theirs.setLevel(logging.WARNING)
-    theirs.propagate = False
-    theirs.addFilter(RateLimit())
+    configure_logging(settings.log_level)
     parse_routes(settings.topic_map)
     if settings.workers > 1:
         return run_workers(settings)
     try:
-        anyio.run(serve, settings, backend="asyncio", backend_options={"use_uvloop": True})
+        anyio.run(
+            functools.partial(serve, settings, metrics_socket=metrics_socket),
+            backend="asyncio",
+            backend_options={"use_uvloop": True},
+        )
     except (*_KNOWN, BaseExceptionGroup) as exc:
         # Task groups wrap what their tasks raise; Kafka errors are reported, anything else is
         # a bug and keeps its traceback.

@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalGenerationError, UnknownMemberIdError
 
 from .._config import Settings
+from .._health import Health
 from ._sink import Sent, Sink
 
 log = logging.getLogger("pipeline.kafka")
@@ -52,6 +53,8 @@ class Stage:
         self.batches = 0
         self.positions: dict[TopicPartition, int] = {}
         self.on_batch: Callable[[float, float, dict[TopicPartition, int]], None] | None = None
+        #: /livez and /readyz: this stage's loop beats, and it is ready once assigned and restored.
+        self.health = Health(settings.liveness_timeout_s)
 
     def listener(self) -> ConsumerRebalanceListener:
         return _Listener(self)
@@ -94,10 +97,15 @@ class Stage:
     async def run(self) -> None:
         fetch_wait = self.settings.fetch_max_wait_ms
         max_records = self.settings.batch_max_records
+        health, name = self.health, self.name
+        health.beat(name)
         while not self.stopping.is_set():
             self.raise_failure()
             batches = await self.consumer.getmany(timeout_ms=fetch_wait, max_records=max_records)
-            if not batches or not await self._acquire_ready():
+            if not batches:
+                health.idle(name)
+                continue
+            if not await self._acquire_ready():
                 continue
             try:
                 # A rebalance may have run while the batch was fetched: drop what is not ours.
@@ -107,6 +115,7 @@ class Stage:
                     await self.run_batch(batches)
             finally:
                 self.lock.release()
+            health.beat(name)
         self.raise_failure()
 
     def raise_failure(self) -> None:
@@ -167,6 +176,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         # The lock is held while a batch is in hand: waiting for it means the batch is committed.
         async with stage.lock:
             stage.ready.clear()
+            stage.health.set_ready(False, stage.name)
             log.info(
                 "partitions revoked",
                 extra={"stage": stage.name, "partitions": sorted(str(tp) for tp in revoked)},
@@ -180,6 +190,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         await stage.guarded("assign", lambda: stage.assigned(set(assigned)))
         if stage.failed is None:
             stage.ready.set()
+            stage.health.set_ready(True, stage.name)
         log.info(
             "partitions assigned",
             extra={"stage": stage.name, "partitions": sorted(str(tp) for tp in assigned)},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -12,11 +13,12 @@ from typing import Any
 import msgspec
 
 from .._config import Settings
+from .._endpoint import serve_workers
 
 log = logging.getLogger("pipeline.kafka")
 
 
-def _worker(settings_data: dict[str, Any], parent: int) -> None:
+def _worker(settings_data: dict[str, Any], parent: int, metrics_socket: str | None) -> None:
     # Fix (issue 5, tests/integration/test_two_instances.py): a worker outlived a parent killed
     # with SIGKILL (or by the OOM killer) and went on consuming unsupervised; a restarted
     # parent then added its workers to the orphans. Linux sends this worker SIGTERM (a
@@ -30,19 +32,35 @@ def _worker(settings_data: dict[str, Any], parent: int) -> None:
     from ._serve import run_kafka  # the parent's entry point, imported late: it imports us
 
     settings = msgspec.convert(settings_data, Settings)
-    sys.exit(run_kafka(settings))
+    sys.exit(run_kafka(settings, metrics_socket))
 
 
 def run_workers(settings: Settings) -> int:
-    """N processes in one consumer group; a signal stops them all, one failure stops the rest."""
+    """N processes in one consumer group; a signal stops them all, one failure stops the rest.
+    With `--metrics-port`, the parent serves one endpoint with every worker's series."""
+    with contextlib.ExitStack() as endpoint:
+        sockets: list[str | None] = [None] * settings.workers
+        if settings.metrics_port is not None:
+            paths, port = endpoint.enter_context(
+                serve_workers(settings.workers, settings.metrics_host, settings.metrics_port)
+            )
+            sockets[:] = paths
+            log.info(
+                "metrics served",
+                extra={"host": settings.metrics_host, "port": port, "workers": settings.workers},
+            )
+        return _supervise(settings, sockets)
+
+
+def _supervise(settings: Settings, sockets: list[str | None]) -> int:
     ctx = multiprocessing.get_context("spawn")
     procs = []
-    for i in range(settings.workers):
+    for i, path in enumerate(sockets):
         data = msgspec.to_builtins(settings)
         data["workers"] = 1
-        if settings.metrics_port:
-            data["metrics_port"] = settings.metrics_port + i
-        proc = ctx.Process(target=_worker, args=(data, os.getpid()), name=f"pipeline-worker-{i}")
+        data["metrics_port"] = None
+        args = (data, os.getpid(), path)
+        proc = ctx.Process(target=_worker, args=args, name=f"pipeline-worker-{i}")
         proc.start()
         procs.append(proc)
 

@@ -1,491 +1,380 @@
-"""pipeline._metrics: exposition format (parsed back), the HTTP server, JSON logging."""
+"""pipeline._metrics and pipeline._endpoint: the families read from the core and window
+(parsed back with prometheus_client's parser), closed label sets, the HTTP endpoint with its
+probes, and the workers' single endpoint."""
 
 from __future__ import annotations
 
-import collections
-import functools
-import json
-import logging
-import math
-import re
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+import socket
+import string
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
 
-import anyio
 import pytest
-from anyio.abc import SocketStream
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
+from pipeline._endpoint import serve_http, serve_unix, serve_workers
+from pipeline._health import Health
 from pipeline._metrics import (
-    Counter,
-    Gauge,
-    Histogram,
-    JsonFormatter,
-    Registry,
-    Sample,
-    configure_logging,
-    counter_collector,
-    gauge_collector,
-    serve_metrics,
-    standard_metrics,
+    OTHER,
+    KafkaMetrics,
+    PipelineCollector,
+    bounded,
+    consumer_lag,
+    error_classes,
+    observe_kafka,
 )
+from pipeline.core._batch import CoreStats
+from pipeline.core._window import Window
+from pipeline.providers import SKIP_KINDS
+from schemas import PROVIDERS, STATUS_INDEX
 
-# ------------------------------------------------------------------ a small exposition parser
-
-_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
-_HELP = re.compile(rf"# HELP ({_NAME}) (.*)")
-_TYPE = re.compile(rf"# TYPE ({_NAME}) (counter|gauge|histogram|summary|untyped)")
-_SAMPLE = re.compile(rf"({_NAME})(?:\{{(.*)\}})? (\S+)")
-_PAIR = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"(,|$)')
-_UNESCAPE = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
-
-Key = tuple[str, tuple[tuple[str, str], ...]]
+Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
-class Family:
-    def __init__(self, name: str, help_text: str, kind: str) -> None:
-        self.name, self.help, self.kind = name, help_text, kind
-        self.samples: dict[Key, float] = {}
-        self.order: list[Key] = []
+def series(text: str) -> Series:
+    out: Series = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            key = (s.name, tuple(sorted(s.labels.items())))
+            assert key not in out, f"duplicate series {key}"
+            out[key] = s.value
+    return out
 
 
-def _labels(text: str) -> tuple[tuple[str, str], ...]:
-    out: list[tuple[str, str]] = []
-    pos = 0
-    while pos < len(text):
-        m = _PAIR.match(text, pos)
-        assert m, f"bad labels at {text[pos:]!r}"
-        value = re.sub(r'\\[\\"n]', lambda e: _UNESCAPE[e.group()], m.group(2))
-        out.append((m.group(1), value))
-        pos = m.end()
-    assert len({k for k, _ in out}) == len(out), "duplicate label"
-    return tuple(out)
+def value(text: str, name: str, **labels: str) -> float:
+    return series(text)[(name, tuple(sorted(labels.items())))]
 
 
-def _value(text: str) -> float:
-    special = {"+Inf": math.inf, "-Inf": -math.inf, "NaN": math.nan}
-    return special[text] if text in special else float(text)
+class Observed:
+    """Two cores and two windows (as a partitioned topology has), and a lag source."""
+
+    def __init__(self) -> None:
+        self.cores = [CoreStats(), CoreStats()]
+        self.wins = [Window(1000, 60_000), Window(1000, 60_000)]
+        self.behind: list[tuple[str, int, int]] = []
+
+    def stats(self) -> list[CoreStats]:
+        return self.cores
+
+    def windows(self) -> list[Window]:
+        return self.wins
+
+    def lag(self) -> list[tuple[str, int, int]]:
+        return self.behind
 
 
-def parse(body: bytes) -> dict[str, Family]:
-    """Strict enough for our output: HELP then TYPE then samples, each family exactly once."""
-    text = body.decode()
-    assert text == "" or text.endswith("\n")
-    families: dict[str, Family] = {}
-    current: Family | None = None
-    pending_help: tuple[str, str] | None = None
-    for line in text.split("\n")[:-1]:  # only \n ends a line: a raw \r is a legal label byte
-        if m := _HELP.fullmatch(line):
-            assert pending_help is None and m.group(1) not in families
-            help_text = re.sub(r"\\[\\n]", lambda e: _UNESCAPE[e.group()], m.group(2))
-            pending_help = (m.group(1), help_text)
-        elif m := _TYPE.fullmatch(line):
-            assert pending_help and pending_help[0] == m.group(1), line
-            current = families[m.group(1)] = Family(m.group(1), pending_help[1], m.group(2))
-            pending_help = None
-        elif m := _SAMPLE.fullmatch(line):
-            assert current is not None and pending_help is None, line
-            name = m.group(1)
-            allowed = {current.name}
-            if current.kind == "histogram":
-                allowed = {current.name + s for s in ("_bucket", "_sum", "_count")}
-            assert name in allowed, line
-            key = (name, _labels(m.group(2) or ""))
-            assert key not in current.samples, f"duplicate series {line}"
-            current.samples[key] = _value(m.group(3))
-            current.order.append(key)
-        else:
-            raise AssertionError(f"unparseable line {line!r}")
-    return families
+def render(metrics: KafkaMetrics) -> str:
+    return generate_latest(metrics.registry).decode()
 
 
-def value(families: dict[str, Family], name: str, **labels: str) -> float:
-    """One sample's value; `name` may be a histogram's _bucket/_sum/_count series."""
-    family = families.get(name) or families[re.sub(r"_(bucket|sum|count)$", "", name)]
-    return family.samples[(name, tuple(labels.items()))]
+def test_families_read_the_live_counters() -> None:
+    obs = Observed()
+    health = Health(30)
+    m = observe_kafka(obs, health)
+    a, b = obs.cores
+    a.records_in["uspeedo"] += 3
+    b.records_in["uspeedo"] += 2
+    b.records_in["unknown"] += 1
+    a.events_out["uspeedo", "DELIVERED"] += 4
+    a.dead_letters["MalformedBody"] += 1
+    b.skipped["tencent.reply"] += 2
+    obs.wins[0].counters.duplicates[0] += 5
+    obs.wins[1].counters.duplicates[0] += 1
+    obs.wins[1].counters.stale[4] += 7
+    obs.wins[1].counters.clock_skew += 9
+    obs.behind = [("raw", 0, 12), ("raw", 3, 0)]
+    m.on_batch(0.002, 0.02, {})
+    m.on_restore(1.5, 1234)
+    text = render(m)
+    assert value(text, "pipeline_records_in_total", provider="uspeedo") == 5  # summed over cores
+    assert value(text, "pipeline_records_in_total", provider="unknown") == 1
+    assert value(text, "pipeline_events_out_total", provider="uspeedo", status="DELIVERED") == 4
+    assert value(text, "pipeline_dead_letters_total", error_class="MalformedBody") == 1
+    assert value(text, "pipeline_skipped_total", kind="tencent.reply") == 2
+    assert value(text, "pipeline_duplicates_total", provider=PROVIDERS[0]) == 6
+    assert value(text, "pipeline_stale_total", provider=PROVIDERS[4]) == 7
+    assert value(text, "pipeline_clock_skew_total") == 9
+    assert value(text, "pipeline_consumer_lag", topic="raw", partition="0") == 12
+    assert value(text, "pipeline_consumer_lag", topic="raw", partition="3") == 0
+    assert value(text, "pipeline_batches_total") == 1
+    assert value(text, "pipeline_batch_seconds_bucket", le="0.0025") == 1
+    assert value(text, "pipeline_commit_seconds_count") == 1
+    assert value(text, "pipeline_restore_seconds_sum") == 1.5
+    assert value(text, "pipeline_restore_records_total") == 1234
+    assert value(text, "pipeline_live") == 1 and value(text, "pipeline_ready") == 0
+    a.records_in["uspeedo"] += 10  # scrape time reads the counters, nothing is copied before
+    assert value(render(m), "pipeline_records_in_total", provider="uspeedo") == 15
 
 
-# ------------------------------------------------------------------------------ registry
-
-
-def test_counter_and_gauge_render() -> None:
-    reg = Registry()
-    c = reg.counter("jobs_total", "Jobs done.", ("provider", "status"))
-    g = reg.gauge("lag", "Lag.", ("topic", "partition"))
-    plain = reg.counter("batches_total", "Batches.")
-    c.inc(("a", "ok"))
-    c.inc(("a", "ok"), 4)
-    c.inc(("b", "failed"), 0.5)
-    g.set(("t", "0"), 12)
-    g.set(("t", "1"), 3)
-    g.set(("t", "1"), 7)
-    g.inc(("t", "2"))
-    g.remove(("t", "2"))
-    plain.inc()
-    fams = parse(reg.render())
-    assert fams["jobs_total"].kind == "counter" and fams["jobs_total"].help == "Jobs done."
-    assert value(fams, "jobs_total", provider="a", status="ok") == 5
-    assert value(fams, "jobs_total", provider="b", status="failed") == 0.5
-    assert fams["lag"].kind == "gauge"
-    assert value(fams, "lag", topic="t", partition="0") == 12
-    assert value(fams, "lag", topic="t", partition="1") == 7
-    assert len(fams["lag"].samples) == 2
-    assert value(fams, "batches_total") == 1
-    assert b"batches_total 1\n" in reg.render()  # integral values print without ".0"
-
-
-def test_empty_metric_still_has_help_and_type() -> None:
-    reg = Registry()
-    reg.counter("nothing_total", "Nothing yet.", ("x",))
-    assert reg.render() == b"# HELP nothing_total Nothing yet.\n# TYPE nothing_total counter\n"
-
-
-def test_label_and_help_escaping() -> None:
-    reg = Registry()
-    c = reg.counter("esc_total", 'Help with \\ backslash, "quotes"\nand newline.', ("v",))
-    nasty = 'a\\b"c\nd}e,f="g'
-    c.inc((nasty,), 2)
-    body = reg.render()
-    assert b'esc_total{v="a\\\\b\\"c\\nd}e,f=\\"g"} 2\n' in body
-    assert b'# HELP esc_total Help with \\\\ backslash, "quotes"\\nand newline.\n' in body
-    fams = parse(body)
-    assert fams["esc_total"].help == 'Help with \\ backslash, "quotes"\nand newline.'
-    assert value(fams, "esc_total", v=nasty) == 2
-
-
-@given(st.lists(st.text(), min_size=1, max_size=5, unique=True))
-def test_label_values_round_trip(values: list[str]) -> None:
-    reg = Registry()
-    g = reg.gauge("rt", "Round trip.", ("v",))
-    for i, v in enumerate(values):
-        g.set((v,), i)
-    fams = parse(reg.render())
-    assert {k[1][0][1]: x for k, x in fams["rt"].samples.items()} == {
-        v: i for i, v in enumerate(values)
+def test_metric_names_and_types() -> None:
+    """The names the README lists, with their types and labels (dashboards depend on them)."""
+    families = {
+        f.name: f for f in text_string_to_metric_families(render(observe_kafka(Observed())))
     }
-
-
-def test_histogram_buckets_cumulative() -> None:
-    reg = Registry()
-    h = reg.histogram("lat_seconds", "Latency.", (0.01, 0.1, 1))
-    for v in (0.005, 0.01, 0.05, 0.1, 0.5, 3, 7):
-        h.observe(v)
-    fams = parse(reg.render())
-    fam = fams["lat_seconds"]
-    assert fam.kind == "histogram"
-    buckets = [(k[1], x) for k, x in fam.samples.items() if k[0] == "lat_seconds_bucket"]
-    assert [dict(lbl)["le"] for lbl, _ in buckets] == ["0.01", "0.1", "1", "+Inf"]
-    counts = [x for _, x in buckets]
-    assert counts == [2, 4, 5, 7]  # le is inclusive: 0.01 and 0.1 fall in their own bucket
-    assert counts == sorted(counts)
-    assert counts[-1] == value(fams, "lat_seconds_count") == 7
-    assert value(fams, "lat_seconds_sum") == pytest.approx(10.665)
-
-
-@given(st.lists(st.floats(min_value=0, max_value=100), max_size=50))
-def test_histogram_invariants(observations: list[float]) -> None:
-    reg = Registry()
-    h = reg.histogram("h_seconds", "H.", (0.5, 1, 5, 50), ("op",))
-    for v in observations:
-        h.observe(v, ("x",))
-    fams = parse(reg.render())
-    if not observations:
-        assert fams["h_seconds"].samples == {}
-        return
-    buckets = [x for k, x in fams["h_seconds"].samples.items() if k[0] == "h_seconds_bucket"]
-    assert buckets == sorted(buckets)
-    assert buckets[-1] == value(fams, "h_seconds_count", op="x") == len(observations)
-    for bound, count in zip((0.5, 1, 5, 50), buckets, strict=False):
-        assert count == sum(1 for v in observations if v <= bound)
-
-
-def test_histogram_timer() -> None:
-    reg = Registry()
-    h = reg.histogram("t_seconds", "T.", (10,))
-    with h.time():
-        pass
-    assert value(parse(reg.render()), "t_seconds_count") == 1
-
-
-def test_validation() -> None:
-    reg = Registry()
-    c = reg.counter("ok_total", "Ok.", ("a",))
-    with pytest.raises(ValueError):
-        c.inc(("x", "y"))
-    with pytest.raises(ValueError):
-        c.inc(("x",), -1)
-    with pytest.raises(ValueError):
-        reg.counter("ok_total", "Again.")
-    with pytest.raises(ValueError):
-        reg.counter("bad-name", "Bad.")
-    with pytest.raises(ValueError):
-        reg.counter("x_total", "Bad label.", ("__reserved",))
-    with pytest.raises(ValueError):
-        Histogram("h", "H.", (1, 0.5))
-    with pytest.raises(ValueError):
-        Histogram("h", "H.", (1,), ("le",))
-    reg.histogram("h", "H.")
-    with pytest.raises(ValueError):
-        reg.gauge("h_count", "Clashes with the histogram's samples.")
-    with pytest.raises(ValueError):
-        Gauge("g", "G.", ("a",)).set((), 1)
-
-
-def test_attached_sources_and_collectors() -> None:
-    reg = Registry()
-    records: collections.Counter[str] = collections.Counter({"uspeedo": 3})
-    events: collections.Counter[tuple[str, str]] = collections.Counter({("uspeedo", "ok"): 2})
-    c = reg.counter("records_total", "Records.", ("provider",))
-    c.attach(lambda: records)
-    c.inc(("uspeedo",), 10)  # own bookkeeping adds to the source
-    reg.add_collector(
-        counter_collector("events_total", "Events.", ("provider", "status"), lambda: events)
-    )
-    reg.add_collector(gauge_collector("window_size", "Size.", (), lambda: {(): 42}))
-    reg.add_collector(lambda: [Sample("custom", "untyped", "Custom.", {"k": 'q"uote'}, 1.5)])
-    records["uspeedo"] += 1
-    events[("other", "failed")] += 1  # scrape time reads the live counters
-    fams = parse(reg.render())
-    assert value(fams, "records_total", provider="uspeedo") == 14
-    assert value(fams, "events_total", provider="uspeedo", status="ok") == 2
-    assert value(fams, "events_total", provider="other", status="failed") == 1
-    assert fams["events_total"].kind == "counter"
-    assert value(fams, "window_size") == 42 and fams["window_size"].kind == "gauge"
-    assert value(fams, "custom", k='q"uote') == 1.5
-
-
-def test_collector_clash_fails_loudly() -> None:
-    reg = Registry()
-    reg.counter("a_total", "A.")
-    reg.add_collector(counter_collector("a_total", "A again.", (), lambda: {(): 1}))
-    with pytest.raises(ValueError):
-        reg.render()
-    reg2 = Registry()
-    reg2.add_collector(counter_collector("b_total", "B.", ("x",), lambda: {("1", "2"): 1}))
-    with pytest.raises(ValueError):
-        reg2.render()
-
-
-def test_standard_metrics_names() -> None:
-    reg = Registry()
-    m = standard_metrics(reg)
-    m.events_out.inc(("uspeedo", "delivered"), 3)
-    m.consumer_lag.set(("in", "0"), 5)
-    m.batch_seconds.observe(0.002)
-    m.commit_seconds.observe(0.02)
-    m.window_messages.attach(lambda: {(): 9})
-    m.batches.inc()
-    fams = parse(reg.render())
     expected = {
-        "pipeline_records_in_total": ("counter", ("provider",)),
-        "pipeline_receipts_in_total": ("counter", ("provider",)),
-        "pipeline_events_out_total": ("counter", ("provider", "status")),
-        "pipeline_duplicates_total": ("counter", ("provider",)),
-        "pipeline_stale_total": ("counter", ("provider",)),
-        "pipeline_dead_letters_total": ("counter", ("error_class",)),
-        "pipeline_skipped_total": ("counter", ("kind",)),
-        "pipeline_unmapped_status_total": ("counter", ("provider",)),
-        "pipeline_window_messages": ("gauge", ()),
-        "pipeline_window_evicted_by_count_total": ("counter", ("provider",)),
-        "pipeline_window_expired_total": ("counter", ("provider",)),
-        "pipeline_batch_seconds": ("histogram", ()),
-        "pipeline_commit_seconds": ("histogram", ()),
-        "pipeline_consumer_lag": ("gauge", ("topic", "partition")),
-        "pipeline_batches_total": ("counter", ()),
+        "pipeline_records_in": "counter",
+        "pipeline_receipts_in": "counter",
+        "pipeline_events_out": "counter",
+        "pipeline_duplicates": "counter",
+        "pipeline_stale": "counter",
+        "pipeline_dead_letters": "counter",
+        "pipeline_skipped": "counter",
+        "pipeline_unmapped_status": "counter",
+        "pipeline_window_messages": "gauge",
+        "pipeline_window_evicted_by_count": "counter",
+        "pipeline_window_expired": "counter",
+        "pipeline_clock_skew": "counter",
+        "pipeline_batch_seconds": "histogram",
+        "pipeline_commit_seconds": "histogram",
+        "pipeline_consumer_lag": "gauge",
+        "pipeline_batches": "counter",
+        "pipeline_restore_seconds": "histogram",
+        "pipeline_restore_records": "counter",
     }
-    assert {n: f.kind for n, f in fams.items()} == {n: k for n, (k, _) in expected.items()}
-    metrics = {n: getattr(m, f) for f in m.__dataclass_fields__ for n in [getattr(m, f).name]}
-    assert {n: metric.label_names for n, metric in metrics.items()} == {
-        n: labels for n, (_, labels) in expected.items()
+    assert {n: f.type for n, f in families.items()} == expected
+
+
+def test_no_created_series() -> None:
+    assert "_created" not in render(observe_kafka(Observed()))
+
+
+def test_bounded_maps_unknown_values_to_other() -> None:
+    allowed = (frozenset({"a", "b"}), frozenset({"x"}))
+    got = bounded({("a", "x"): 1, ("a", "evil"): 2, ("zz", "x"): 3, ("yy", "x"): 4}, allowed)
+    assert got == {("a", "x"): 1, ("a", OTHER): 2, (OTHER, "x"): 7}
+    assert bounded({"b": 1, "q": 2}, allowed[:1]) == {("b",): 1, (OTHER,): 2}
+
+
+def test_error_classes_are_the_decode_errors() -> None:
+    from pipeline.kafka._fetch import UnreadableRecord
+
+    classes = error_classes()
+    assert {"MalformedBody", "BodyTooLarge", "PartialBody", "EventTooLarge"} <= classes
+    assert UnreadableRecord.__name__ in classes
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.text(min_size=1), st.text(min_size=1), st.integers(1, 5)),
+        min_size=50,
+        max_size=400,
+    )
+)
+def test_item6_metrics_series_bounded(values: list[tuple[str, str, int]]) -> None:
+    """Attacker-chosen provider, status, error-class and skip-kind values: every label value
+    is from its closed set (so the series count has a bound whatever the input), and nothing
+    is lost (the sums)."""
+    obs = Observed()
+    m = observe_kafka(obs)
+    stats = obs.cores[0]
+    for a, b, n in values:
+        stats.records_in[a] += n
+        stats.events_out[a, b] += n
+        stats.dead_letters[b] += n
+        stats.skipped[a + b] += n
+    got = series(render(m))
+    providers = {*PROVIDERS, "unknown", OTHER}
+    allowed = {
+        "provider": providers,
+        "status": {*STATUS_INDEX, OTHER},
+        "error_class": {*error_classes(), OTHER},
+        "kind": {*SKIP_KINDS, OTHER},
     }
-    assert value(fams, "pipeline_events_out_total", provider="uspeedo", status="delivered") == 3
-    assert value(fams, "pipeline_window_messages") == 9
-    assert value(fams, "pipeline_batch_seconds_bucket", le="0.0025") == 1
-    assert isinstance(m.records_in, Counter)
+    for name, labels in got:
+        for label, v in labels:
+            if label in allowed:
+                assert v in allowed[label], (name, label, v)
+    bound = (
+        len(providers) * (2 + len(allowed["status"]))
+        + len(allowed["error_class"])
+        + len(allowed["kind"])
+    )
+    core = ("records_in", "events_out", "dead_letters", "skipped")
+    assert (
+        sum(1 for n, _ in got if n.removeprefix("pipeline_").removesuffix("_total") in core)
+        <= bound
+    )
+    total = sum(n for _, _, n in values)
+    for name in core:
+        assert sum(v for (n, _), v in got.items() if n == f"pipeline_{name}_total") == total
+
+
+def test_item6_distinct_skip_kinds_one_series() -> None:
+    obs = Observed()
+    m = observe_kafka(obs)
+    for i in range(20_000):
+        obs.cores[0].skipped[f"ultiroam.{i}"] += 1
+    skipped = {k: v for k, v in series(render(m)).items() if k[0] == "pipeline_skipped_total"}
+    assert skipped == {("pipeline_skipped_total", (("kind", OTHER),)): 20_000}
+
+
+class _TP:
+    def __init__(self, topic: str, partition: int) -> None:
+        self.topic, self.partition = topic, partition
+
+
+class _Consumer:
+    def __init__(self, highs: dict[Any, int | None]) -> None:
+        self.highs = highs
+
+    def assignment(self) -> set[Any]:
+        return set(self.highs)
+
+    def highwater(self, tp: Any) -> int | None:
+        return self.highs[tp]
+
+
+def test_consumer_lag() -> None:
+    t0, t1, t2 = _TP("in", 0), _TP("in", 1), _TP("in", 2)
+    consumer = _Consumer({t0: 100, t1: None, t2: 5})
+    got = sorted(consumer_lag(consumer, {t0: 60, t1: 3, t2: 9}))
+    assert got == [("in", 0, 40), ("in", 2, 0)]  # no high watermark yet: no series
+
+
+def test_second_collector_of_same_names_refused() -> None:
+    m = observe_kafka(Observed())
+    with pytest.raises(ValueError):
+        m.registry.register(PipelineCollector(Observed()))
 
 
 # ---------------------------------------------------------------------------------- HTTP
 
 
-@pytest.fixture(params=["asyncio", pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop")])
-def anyio_backend(request: pytest.FixtureRequest) -> object:
-    return request.param  # production runs on uvloop; plain asyncio is what tests elsewhere use
-
-
-@asynccontextmanager
-async def running(
-    reg: Registry, health: Callable[[], tuple[bool, str]], read_timeout: float = 5.0
-) -> AsyncIterator[int]:
-    async with anyio.create_task_group() as tg:
-        port = await tg.start(
-            functools.partial(serve_metrics, read_timeout=read_timeout), reg, 0, "127.0.0.1", health
-        )
-        yield port
-        tg.cancel_scope.cancel()
-
-
-async def request(port: int, raw: bytes) -> tuple[int, dict[str, str], bytes]:
-    with anyio.fail_after(5):
-        async with await anyio.connect_tcp("127.0.0.1", port) as s:
-            await s.send(raw)
-            data = b""
-            try:
-                while True:
-                    data += await s.receive()
-            except (anyio.EndOfStream, anyio.BrokenResourceError):
-                pass
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode().split("\r\n")
-    assert lines[0].startswith("HTTP/1.1 ")
-    headers = dict(line.split(": ", 1) for line in lines[1:])
-    assert int(headers["Content-Length"]) == len(body) or raw.startswith(b"HEAD")
-    assert headers["Connection"] == "close"
-    return int(lines[0].split()[1]), headers, body
-
-
-def get(path: str) -> bytes:
-    return f"GET {path} HTTP/1.1\r\nHost: x\r\nUser-Agent: test\r\n\r\n".encode()
-
-
-@pytest.mark.anyio
-async def test_server_routes() -> None:
-    reg = Registry()
-    reg.counter("hits_total", "Hits.", ("p",)).inc(("a",), 3)
-    state: tuple[bool, str] = (True, "")
-    async with running(reg, lambda: state) as port:
-        assert port > 0
-        status, headers, body = await request(port, get("/metrics"))
-        assert status == 200
-        assert headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
-        assert value(parse(body), "hits_total", p="a") == 3
-        status, _, _ = await request(port, get("/metrics?name[]=x"))
-        assert status == 200
-        status, _, body = await request(port, get("/healthz"))
-        assert (status, body.strip()) == (200, b"ok")
-        state = (False, "consumer not assigned")
-        status, _, body = await request(port, get("/healthz"))
-        assert (status, body.strip()) == (503, b"consumer not assigned")
-        status, _, _ = await request(port, get("/nope"))
-        assert status == 404
-        status, headers, _ = await request(port, b"POST /metrics HTTP/1.1\r\n\r\n")
-        assert status == 405 and headers["Allow"] == "GET, HEAD"
-        status, headers, body = await request(port, b"HEAD /metrics HTTP/1.1\r\n\r\n")
-        assert status == 200 and body == b"" and int(headers["Content-Length"]) > 0
-
-
-@pytest.mark.anyio
-async def test_server_survives_bad_clients() -> None:
-    reg = Registry()
-    reg.counter("hits_total", "Hits.").inc()
-
-    def broken_health() -> tuple[bool, str]:
-        raise RuntimeError("boom")
-
-    async with running(reg, broken_health, read_timeout=0.3) as port:
-        # A client that connects and says nothing: others are served meanwhile, and it is
-        # dropped (with a 408) after the read timeout.
-        async with await anyio.connect_tcp("127.0.0.1", port) as idle:
-            status, _, _ = await request(port, get("/metrics"))
-            assert status == 200
-            with anyio.fail_after(3):
-                reply = b""
-                try:
-                    while True:
-                        reply += await idle.receive()
-                except (anyio.EndOfStream, anyio.BrokenResourceError):
-                    pass
-            assert reply.startswith(b"HTTP/1.1 408 ")
-        status, _, _ = await request(port, b"\x00\xff\xfegarbage\r\n\r\n")
-        assert status == 400
-        status, _, _ = await request(port, b"GET /metrics SPDY/9\r\n\r\n")
-        assert status == 400
-        status, _, _ = await request(port, b"GET /" + b"a" * 20000)
-        assert status == 431
-        # Connect and hang up at once, and half a request then hang up.
-        async with await anyio.connect_tcp("127.0.0.1", port):
-            pass
-        async with await anyio.connect_tcp("127.0.0.1", port) as s:
-            await s.send(b"GET /metr")
-        status, _, body = await request(port, get("/healthz"))
-        assert status == 503 and b"RuntimeError" in body
-        status, _, body = await request(port, get("/metrics"))
-        assert status == 200 and b"hits_total 1\n" in body
-
-
-@pytest.mark.anyio
-async def test_render_failure_is_500() -> None:
-    reg = Registry()
-    reg.add_collector(lambda: [Sample("bad name", "gauge", "x", {}, 1)])
-    async with running(reg, lambda: (True, "")) as port:
-        status, _, _ = await request(port, get("/metrics"))
-        assert status == 500
-        status, _, _ = await request(port, get("/healthz"))
-        assert status == 200
-
-
-@pytest.mark.anyio
-async def test_accept_error_does_not_end_server(monkeypatch: pytest.MonkeyPatch) -> None:
-    from anyio._backends import _asyncio
-
-    real = _asyncio.TCPSocketListener.accept
-    failures = [OSError(24, "Too many open files")]
-
-    async def flaky(self: _asyncio.TCPSocketListener) -> SocketStream:
-        stream = await real(self)
-        if failures:
-            await stream.aclose()
-            raise failures.pop()
-        return stream
-
-    monkeypatch.setattr(_asyncio.TCPSocketListener, "accept", flaky)
-    async with running(Registry(), lambda: (True, "")) as port:
-        with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError, AssertionError)):
-            await request(port, get("/healthz"))  # this one is lost to the failed accept
-        status, _, _ = await request(port, get("/healthz"))  # after the back-off
-        assert status == 200
-
-
-# ------------------------------------------------------------------------------- logging
+def get(port: int, path: str, method: str = "GET") -> tuple[int, str, dict[str, str]]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            return resp.status, resp.read().decode(), dict(resp.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(), dict(exc.headers)
 
 
 @pytest.fixture
-def restore_pipeline_logger() -> Iterator[None]:
-    logger = logging.getLogger("pipeline")
-    saved = (logger.handlers[:], logger.level, logger.propagate)
-    yield
-    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
+def clock() -> list[float]:
+    return [1000.0]
 
 
-def test_json_logging(capsys: pytest.CaptureFixture[str], restore_pipeline_logger: None) -> None:
-    configure_logging("info")
-    configure_logging("INFO")  # idempotent: one handler, not two
-    log = logging.getLogger("pipeline.loop")
-    log.debug("not shown")
-    log.info("assigned %d partitions", 3, extra={"topic": "receipts", "partitions": [0, 1, 2]})
-    try:
-        raise RuntimeError("commit\nfailed")
-    except RuntimeError:
-        log.exception("commit failed", extra={"level": "clash", "obj": object()})
-    lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == 2
-    first, second = (json.loads(line) for line in lines)
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", first["ts"])
-    assert first["level"] == "INFO" and first["logger"] == "pipeline.loop"
-    assert first["msg"] == "assigned 3 partitions"
-    assert first["topic"] == "receipts" and first["partitions"] == [0, 1, 2]
-    assert second["level"] == "ERROR" and second["extra_level"] == "clash"
-    assert "RuntimeError: commit\nfailed" in second["exc"]
-    assert second["obj"].startswith("<object object")
+def test_item8_endpoint_serves_metrics_livez_readyz(clock: list[float]) -> None:
+    health = Health(30, clock=lambda: clock[0])
+    obs = Observed()
+    obs.cores[0].records_in["yunpian"] += 2
+    m = observe_kafka(obs, health)
+    with serve_http(m.registry, health, "127.0.0.1", 0) as port:
+        status, body, headers = get(port, "/metrics")
+        assert status == 200 and headers["Content-Type"].startswith("text/plain")
+        assert value(body, "pipeline_records_in_total", provider="yunpian") == 2
+        assert get(port, "/livez")[:2] == (200, "starting\n")
+        assert get(port, "/readyz")[:2] == (503, "not started\n")
+        health.beat()
+        health.set_ready(True)
+        assert get(port, "/livez")[:2] == (200, "ok\n")
+        assert get(port, "/readyz")[:2] == (200, "ok\n")
+        clock[0] += 31  # wedged: no beat, no idle poll
+        status, body, _ = get(port, "/livez")
+        assert status == 503 and "no progress for 31s" in body
+        health.idle()
+        assert get(port, "/livez")[:2] == (200, "idle\n")
+        health.set_ready(False)  # revoked, waiting for the new assignment
+        assert get(port, "/readyz")[0] == 503
+        assert get(port, "/nope")[0] == 404
+        status, _, headers = get(port, "/livez", method="POST")
+        assert status == 405 and headers["Allow"] == "GET"
 
 
-def test_json_formatter_degrades_on_unencodable() -> None:
-    record = logging.LogRecord("pipeline", logging.WARNING, "f", 1, "big", None, None)
-    record.huge = 1 << 70
-    doc = json.loads(JsonFormatter().format(record))
-    assert doc["huge"] == str(1 << 70) and doc["level"] == "WARNING"
+def test_endpoint_survives_bad_clients_and_failing_parts() -> None:
+    class Broken(Observed):
+        def lag(self) -> list[tuple[str, int, int]]:
+            raise RuntimeError("boom")
+
+    class BrokenHealth(Health):
+        def ready(self) -> tuple[bool, str]:
+            raise RuntimeError("boom")
+
+    health = BrokenHealth(30)
+    m = observe_kafka(Broken(), health)
+    with serve_http(m.registry, health, "127.0.0.1", 0) as port:
+        # One client says nothing, another sends garbage: others are served meanwhile.
+        with socket.create_connection(("127.0.0.1", port)) as idle:
+            assert get(port, "/livez")[0] == 200
+            with socket.create_connection(("127.0.0.1", port)) as bad:
+                bad.sendall(b"\x00\xff garbage\r\n\r\n")
+                bad.settimeout(5)
+                assert b"400" in bad.recv(1000)  # Bad request
+            idle.sendall(b"GET /livez HTTP/1.0\r\n\r\n")
+            idle.settimeout(5)
+            assert b" 200 " in idle.recv(100)
+        assert get(port, "/metrics")[0] == 500  # a failing source fails the scrape, loudly
+        status, body, _ = get(port, "/readyz")
+        assert status == 503 and "RuntimeError" in body
+        assert get(port, "/livez")[0] == 200
 
 
-def test_unknown_level_rejected(restore_pipeline_logger: None) -> None:
-    with pytest.raises(ValueError):
-        configure_logging("LOUD")
+def test_item9_metrics_host_binds_that_address() -> None:
+    registry = CollectorRegistry()
+    health = Health(30)
+    with serve_http(registry, health, "127.0.0.2", 0) as port:
+        with socket.create_connection(("127.0.0.2", port), timeout=5):
+            pass
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+# ------------------------------------------------------------------------------- workers
+
+
+def test_item11_workers_one_endpoint() -> None:
+    """Two workers serving their expositions on private sockets; the parent's one endpoint
+    has every worker's series with a `worker` label, and its probes are all workers'."""
+    workers = [Observed(), Observed()]
+    healths = [Health(30), Health(30)]
+    workers[0].cores[0].records_in["tencent"] += 3
+    workers[1].cores[0].records_in["tencent"] += 4
+    with serve_workers(2, "127.0.0.1", 0) as (paths, port):
+        assert len(set(paths)) == 2
+        status, body, _ = get(port, "/metrics")
+        assert status == 200
+        assert value(body, "pipeline_worker_up", worker="0") == 0  # not started yet
+        assert get(port, "/readyz")[0] == 503
+        regs = [observe_kafka(w, h).registry for w, h in zip(workers, healths, strict=True)]
+        with serve_unix(regs[0], paths[0]), serve_unix(regs[1], paths[1]):
+            body = get(port, "/metrics")[1]
+            assert value(body, "pipeline_records_in_total", provider="tencent", worker="0") == 3
+            assert value(body, "pipeline_records_in_total", provider="tencent", worker="1") == 4
+            assert value(body, "pipeline_worker_up", worker="1") == 1
+            assert value(body, "pipeline_batch_seconds_count", worker="1") == 0
+            assert get(port, "/livez")[0] == 200
+            assert get(port, "/readyz")[:2] == (503, "worker 0 not ready; worker 1 not ready\n")
+            for h in healths:
+                h.set_ready(True)
+            assert get(port, "/readyz")[:2] == (200, "ok\n")
+            healths[1].beat()
+            healths[1].bound_s = -1  # worker 1 wedged
+            status, body, _ = get(port, "/livez")
+            assert (status, body) == (503, "worker 1 not live\n")
+        assert get(port, "/readyz")[0] == 503  # workers gone
+    assert not Path(paths[0]).parent.exists()  # the private directory is removed
+
+
+def test_worker_socket_directory_is_private() -> None:
+    with serve_workers(1, "127.0.0.1", 0) as (paths, _):
+        assert Path(paths[0]).parent.stat().st_mode & 0o077 == 0
+
+
+def test_label_escaping_survives_the_merge() -> None:
+    """A label value with quotes and newlines (a topic name can hold dots and dashes only,
+    but the parser must not be the weak link) goes through worker → parent intact."""
+    obs = Observed()
+    obs.behind = [("in-" + string.punctuation.replace("\\", ""), 1, 5)]
+    with (
+        serve_workers(1, "127.0.0.1", 0) as (paths, port),
+        serve_unix(observe_kafka(obs).registry, paths[0]),
+    ):
+        body = get(port, "/metrics")[1]
+    topic = obs.behind[0][0]
+    assert value(body, "pipeline_consumer_lag", topic=topic, partition="1", worker="0") == 5
