@@ -38,6 +38,8 @@ _log = logging.getLogger("pipeline.metrics")
 
 #: A client that sends nothing (or stops reading) is dropped after this long.
 CLIENT_TIMEOUT_S: Final = 10.0
+#: Connections served at once; more are closed at once.
+MAX_CONNECTIONS: Final = 32
 #: How long the parent waits for one worker's exposition.
 WORKER_TIMEOUT_S: Final = 2.0
 # Always in a new list: wsgiref appends Content-Length to the list it is given.
@@ -52,6 +54,29 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class _Server(ThreadingWSGIServer):
+    """At most MAX_CONNECTIONS at once (a thread each): a flood of connections is shed, it
+    does not grow threads without bound beside the event loop."""
+
+    def server_activate(self) -> None:
+        super().server_activate()
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         # socketserver prints a traceback to stderr (a client that hung up, mostly): one line.
         _log.debug("metrics request failed", exc_info=True)

@@ -156,7 +156,12 @@ def consumer_lag(
     (`positions`, TopicPartition → next offset)."""
     done = dict(positions)
     for tp in list(consumer.assignment()):
-        high, position = consumer.highwater(tp), done.get(tp)
+        try:
+            high = consumer.highwater(tp)
+        except (AssertionError, AttributeError):
+            # Revoked between the two calls (aiokafka asserts it is assigned): no lag to tell.
+            continue
+        position = done.get(tp)
         if high is not None and position is not None:
             yield tp.topic, tp.partition, max(0, high - position)
 

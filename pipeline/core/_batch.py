@@ -262,43 +262,16 @@ class Core:
         if not events:
             return BatchResult([], dead)
 
-        keys = [f"{e.provider}:{e.message_key}".encode() for e in events]
         window = self.window
-        if window is None:
-            verdicts = bytearray((EMIT,)) * len(events)
-        else:
+        now_ms = 0
+        if window is not None:
             now_ms = window.guarded_now(
                 [r.timestamp_ms for r in records],
                 self.wall_ms(),
                 self.decoder.config.clock_skew_tolerance_ms,
             )
-            verdicts = window.check_batch(
-                window.hashes(keys),
-                [STATUS_INDEX[e.status] for e in events],
-                [PROVIDER_INDEX[e.provider] for e in events],
-                now_ms,
-            )
-        encode = _ENCODER.encode
-        provider_header, status_header = _PROVIDER_HEADER, _STATUS_HEADER
-        outputs = [
-            OutputRecord(
-                key,
-                encode(event),
-                # A list: aiokafka's batch builder takes nothing else.
-                [
-                    ("event_id", event.event_id.encode()),
-                    provider_header[event.provider],
-                    status_header[event.status],
-                ],
-                stamp,
-            )
-            for event, key, verdict, stamp in zip(events, keys, verdicts, stamps, strict=True)
-            if verdict == EMIT
-        ]
-        # Counted once per batch, in C (Counter.update over an iterator), not per event.
-        stats.events_out.update(
-            (e.provider, e.status) for e, v in zip(events, verdicts, strict=True) if v == EMIT
-        )
+        keys, verdicts = window_verdicts(window, events, now_ms)
+        outputs = emitted_outputs(events, keys, verdicts, stamps, stats.events_out)
         if large:
             outputs = self._fit(outputs, events, verdicts, large, dead)
         return BatchResult(outputs, dead)
@@ -388,6 +361,55 @@ def _positions(reports: Sequence[int]) -> bytes:
         prev = n
     text = ",".join(parts)
     return (text if len(text) <= _MAX_REPORTS_TEXT else text[:_MAX_REPORTS_TEXT] + "...").encode()
+
+
+def window_verdicts(
+    window: Window | None, events: Sequence[ReceiptEvent], now_ms: int
+) -> tuple[list[bytes], bytearray]:
+    """The events' keys and the window's verdict on each (the dedupe stage); no window: every
+    event is emitted (the route stage of topology `partitioned`)."""
+    keys = [f"{e.provider}:{e.message_key}".encode() for e in events]
+    if window is None:
+        return keys, bytearray((EMIT,)) * len(events)
+    verdicts = window.check_batch(
+        window.hashes(keys),
+        [STATUS_INDEX[e.status] for e in events],
+        [PROVIDER_INDEX[e.provider] for e in events],
+        now_ms,
+    )
+    return keys, verdicts
+
+
+def emitted_outputs(
+    events: Sequence[ReceiptEvent],
+    keys: Sequence[bytes],
+    verdicts: Sequence[int],
+    stamps: Sequence[int],
+    events_out: Counter[tuple[str, str]],
+) -> list[OutputRecord]:
+    """The output records of the events the window emits (the encode stage), counted."""
+    encode = _ENCODER.encode
+    provider_header, status_header = _PROVIDER_HEADER, _STATUS_HEADER
+    outputs = [
+        OutputRecord(
+            key,
+            encode(event),
+            # A list: aiokafka's batch builder takes nothing else.
+            [
+                ("event_id", event.event_id.encode()),
+                provider_header[event.provider],
+                status_header[event.status],
+            ],
+            stamp,
+        )
+        for event, key, verdict, stamp in zip(events, keys, verdicts, stamps, strict=True)
+        if verdict == EMIT
+    ]
+    # Counted once per batch, in C (Counter.update over an iterator), not per event.
+    events_out.update(
+        (e.provider, e.status) for e, v in zip(events, verdicts, strict=True) if v == EMIT
+    )
+    return outputs
 
 
 def dead_letter(

@@ -26,11 +26,13 @@ from aiokafka.errors import (
     MessageSizeTooLargeError,
     OutOfOrderSequenceNumber,
     RecordTooLargeError,
+    TopicAuthorizationFailedError,
 )
 
 from ..core._batch import DeadLetter, OutputRecord, record_size
 from ._limits import TopicLimits
 from ._partitioner import partition_for, partitions_for
+from ._topics import TopicProblem
 
 log = logging.getLogger("pipeline.kafka")
 
@@ -135,6 +137,9 @@ class Sink:
             errors = [r for _, r in failed]
             other = [e for e in errors if not isinstance(e, (*REFUSALS, OutOfOrderSequenceNumber))]
             refusals = [e for e in errors if isinstance(e, REFUSALS)]
+            for s, error in failed:
+                if isinstance(error, TopicAuthorizationFailedError):
+                    raise TopicProblem(f"not authorized to Write topic {s.topic!r}") from error
             if other or not refusals:
                 raise (other or errors)[0]
             log.warning(

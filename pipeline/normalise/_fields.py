@@ -22,14 +22,18 @@ UNMAPPED_STATUSES: Final[Counter[str]] = Counter()
 _SEPARATORS = str.maketrans("", "", " -()")
 
 
+# Copying a configured hash is cheaper than constructing one (parameter set-up) per report.
+_EVENT_ID_HASH: Final = hashlib.blake2b(digest_size=16)
+
+
 def event_id(provider: str, message_key: str, status: str) -> str:
     """32 hex chars, a 128-bit digest of the dedupe identity, stable across processes.
 
     The unit separator cannot be ambiguous: provider and status come from fixed sets without it.
     """
-    return hashlib.blake2b(
-        f"{provider}\x1f{message_key}\x1f{status}".encode(), digest_size=16
-    ).hexdigest()
+    digest = _EVENT_ID_HASH.copy()
+    digest.update(f"{provider}\x1f{message_key}\x1f{status}".encode())
+    return digest.hexdigest()
 
 
 NationalRule = Callable[[str], str | None]

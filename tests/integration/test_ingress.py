@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import ssl
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -294,4 +297,81 @@ async def test_flood_above_the_bounds_503s_with_flat_memory(kafka_bootstrap: str
     # 1280 bodies of 300 kB went by (384 MB); at most ~4 MB of them are held at once.
     assert peak - baseline < 150 * 1024, (baseline, peak)
     assert proc.alive()
+    assert await proc.stop() == 0
+
+
+async def test_sigterm_under_load_finishes_in_flight_and_flushes(
+    kafka_bootstrap: str, spawn
+) -> None:
+    topics = await make_topics(kafka_bootstrap, "ingress-term", raw=2)
+    proc, url = await start_ingress(spawn, kafka_bootstrap, topics.raw)
+    answered: list[bytes] = []
+    counter = iter(range(1_000_000))
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        while True:
+            body = yunpian_push(next(counter))
+            try:
+                response = await client.post("/v1/yunpian/push", content=body)
+            except httpx.HTTPError:
+                return  # no longer accepting
+            if response.status_code != 200:
+                return
+            answered.append(body)
+
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+        loops = [asyncio.create_task(client_loop(client)) for _ in range(8)]
+        while len(answered) < 200:
+            await asyncio.sleep(0.01)
+        proc.signal(signal.SIGTERM)
+        assert await proc.wait(30) == 0
+        await asyncio.gather(*loops)
+    assert proc.messages("ingress stopped")
+    stored = {r.value for r in await drain(kafka_bootstrap, topics.raw)}
+    assert all(b in stored for b in answered)
+
+
+async def test_tls_from_the_server_options(kafka_bootstrap: str, spawn, tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+    topics = await make_topics(kafka_bootstrap, "ingress-tls", raw=1)
+    proc, url = await start_ingress(
+        spawn,
+        kafka_bootstrap,
+        topics.raw,
+        "--tls-certfile",
+        str(cert),
+        "--tls-keyfile",
+        str(key),
+    )
+    https = url.replace("http://", "https://")
+    async with httpx.AsyncClient(
+        base_url=https, verify=ssl.create_default_context(cafile=str(cert))
+    ) as client:
+        response = await client.post("/v1/tencent/callback", content=TENCENT_CALLBACK)
+        assert (response.status_code, response.content) == (200, b'{"result":0,"errmsg":"OK"}')
+    records = await drain(kafka_bootstrap, topics.raw, count=1)
+    assert records[0].value == TENCENT_CALLBACK
     assert await proc.stop() == 0

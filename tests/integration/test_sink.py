@@ -4,6 +4,7 @@ rest, in order."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -11,9 +12,11 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import TopicAuthorizationFailedError
 
 from pipeline.kafka._limits import TopicLimits, topic_limits
-from pipeline.kafka._sink import Sink
+from pipeline.kafka._sink import Sent, Sink
+from pipeline.kafka._topics import TopicProblem
 
 from .conftest import create_topics, drain, unique
 
@@ -160,3 +163,12 @@ async def test_item1_record_refused_alone_is_dead_lettered_even_if_limits_said_i
     h = dict(dead.headers)
     assert (h["error.class"], h["source.offset"], dead.key) == (b"EventTooLarge", b"1", b"raw:2:1")
     assert int(h["error.original_size"]) == len(event(1, 2_000_000))
+
+
+async def test_item7_write_refused_by_authorization_names_topic_and_operation() -> None:
+    # What aiokafka hands back for a batch the credentials may not write (no ACL broker here).
+    refused: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    refused.set_exception(TopicAuthorizationFailedError())
+    sink = Sink(lambda batch_bytes: None, "dlq")
+    with pytest.raises(TopicProblem, match=r"^not authorized to Write topic 'sms-out'$"):
+        await sink.flush([Sent(refused, "sms-out", 0, [])])

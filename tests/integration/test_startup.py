@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 
-from .conftest import free_port
+from .conftest import free_port, make_topics, run_args, scrape
 
 pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
 
@@ -78,3 +79,37 @@ async def test_bad_setting_exits_2_naming_it(
     for name in names:
         assert name in text, (name, text[-2000:])
     assert "Traceback" not in text, text[-3000:]
+
+
+async def test_item9_unknown_env_warns(kafka_bootstrap: str, spawn) -> None:
+    """The environment Kubernetes gives a pod behind a Service named `pipeline`: the unknown
+    PIPELINE_* variables are warned about (JSON lines) and ignored, the processor runs, and
+    its endpoint binds the address PIPELINE_METRICS_HOST names."""
+    topics = await make_topics(kafka_bootstrap, "k8s-env", raw=1, out=1, dlq=1)
+    env = {
+        "PIPELINE_SERVICE_HOST": "10.96.0.12",
+        "PIPELINE_SERVICE_PORT": "9108",
+        "PIPELINE_PORT": "tcp://10.96.0.12:9108",
+        "PIPELINE_PORT_9108_TCP_ADDR": "10.96.0.12",
+        "PIPELINE_METRICS_HOST": "127.0.0.1",
+    }
+    proc = spawn(run_args(kafka_bootstrap, topics), env)
+    port = await proc.metrics_port()
+    assert proc.messages("metrics served")[0]["host"] == "127.0.0.1"
+    await proc.wait_log("partitions assigned", timeout=40)
+    warned = sorted(
+        d["msg"]
+        for d in proc.logs
+        if d.get("logger") == "pipeline.config" and "ignoring" in d["msg"]
+    )
+    assert warned == [
+        f"ignoring unknown environment variable {k}"
+        for k in sorted(env)
+        if k != "PIPELINE_METRICS_HOST"
+    ], proc.text()[-2000:]
+    deadline = time.monotonic() + 20
+    while (await asyncio.to_thread(scrape, port, "/readyz"))[0] != 200:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.2)
+    assert await proc.stop() == 0
+    assert proc.crashes() == []
