@@ -66,6 +66,10 @@ class Settings(KafkaSettings, kw_only=True, forbid_unknown_fields=True):
     dead_letter_max_bytes: Positive = DEFAULT_RECORD_MAX_BYTES
     time_zones: dict[str, str] = msgspec.field(default_factory=dict)
     topic_map: dict[str, str] = msgspec.field(default_factory=dict)
+    # Topology (DESIGN.md section 5)
+    topology: Literal["partitioned", "single"] = "partitioned"
+    repartition_replication_factor: Annotated[int, msgspec.Meta(ge=0, le=32)] = 0
+    repartition_retention_s: Positive = 86_400
     # Process
     workers: Positive = 1
     metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] | None = None
@@ -108,6 +112,11 @@ HELP: Final[dict[str, str]] = {
     "and framing): a dead letter's value is cut, and oversize original headers dropped, to fit",
     "time_zones": "zones for naive times: provider[/account]=Zone, comma-separated or repeated",
     "topic_map": "provider of unlabelled topics: topic=provider[.endpoint], comma-separated",
+    "topology": "partitioned (route + dedupe stages, any number of instances) or single "
+    "(one stage, one window, exactly one instance: refuses to share its group)",
+    "repartition_replication_factor": "replicas of the repartition topic <output>.by-message "
+    "when it is created (0: as many as the output topic)",
+    "repartition_retention_s": "retention of the repartition topic when it is created",
     "workers": "processes in the consumer group",
     "metrics_port": "serve Prometheus /metrics, /livez and /readyz on this port (0: any free "
     "port); with --workers, one endpoint for all of them",

@@ -175,6 +175,7 @@ def run_embedded(core: Core, source: str, to: str, dead_letter_path: str | None)
 
 def summary(core: Core, records_in: int, seconds: float) -> str:
     """The end-of-run report: totals, then one row per provider."""
+    assert core.window is not None  # files mode always dedupes
     stats, counters = core.stats, core.window.counters.as_dict()
     providers = sorted(
         set(stats.records_in) | set(stats.receipts_in) | {p for p, _ in stats.events_out}

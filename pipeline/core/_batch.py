@@ -208,11 +208,13 @@ class Core:
 
     def __init__(
         self,
-        window: Window,
+        window: Window | None,
         config: CoreConfig | None = None,
         wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
-        """``wall_ms``: the wall clock in ms (injected by tests), read once per batch."""
+        """``window`` None: no dedupe, every event is emitted (the route stage of topology
+        ``partitioned``, whose windows live in the dedupe stage). ``wall_ms``: the wall clock in
+        ms (injected by tests), read once per batch."""
         self.window = window
         self.decoder = Decoder(config)
         self.stats = self.decoder.stats
@@ -239,11 +241,6 @@ class Core:
         # Records whose events might not fit the output topic's limit (see `_fit`).
         large: dict[tuple[str, int, int], InputRecord] = {}
         small = self._small_record
-        now_ms = self.window.guarded_now(
-            [r.timestamp_ms for r in records],
-            self.wall_ms(),
-            self.decoder.config.clock_skew_tolerance_ms,
-        )
         for record in records:
             try:
                 decoded = decode(record)
@@ -265,7 +262,15 @@ class Core:
         if not events:
             return BatchResult([], dead)
 
-        keys, verdicts = window_verdicts(self.window, events, now_ms)
+        window = self.window
+        now_ms = 0
+        if window is not None:
+            now_ms = window.guarded_now(
+                [r.timestamp_ms for r in records],
+                self.wall_ms(),
+                self.decoder.config.clock_skew_tolerance_ms,
+            )
+        keys, verdicts = window_verdicts(window, events, now_ms)
         outputs = emitted_outputs(events, keys, verdicts, stamps, stats.events_out)
         if large:
             outputs = self._fit(outputs, events, verdicts, large, dead)
@@ -361,10 +366,13 @@ def _positions(reports: Sequence[int]) -> bytes:
 
 
 def window_verdicts(
-    window: Window, events: Sequence[ReceiptEvent], now_ms: int
+    window: Window | None, events: Sequence[ReceiptEvent], now_ms: int
 ) -> tuple[list[bytes], bytearray]:
-    """The events' keys and the window's verdict on each (the dedupe stage)."""
+    """The events' keys and the window's verdict on each (the dedupe stage); no window: every
+    event is emitted (the route stage of topology `partitioned`)."""
     keys = [f"{e.provider}:{e.message_key}".encode() for e in events]
+    if window is None:
+        return keys, bytearray((EMIT,)) * len(events)
     verdicts = window.check_batch(
         window.hashes(keys),
         [STATUS_INDEX[e.status] for e in events],

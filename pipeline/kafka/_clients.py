@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Final
 
 import anyio
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
 from .._config import Settings
+from ._sink import PRODUCER_BATCH_BYTES
 
 log = logging.getLogger("pipeline.kafka")
 
@@ -57,3 +59,36 @@ async def start_with_retry(client: Any, what: str, settings: Settings) -> None:
                 extra={"bootstrap": settings.bootstrap_servers, "client": what, "attempt": attempt},
             )
             await anyio.sleep(min(2.0, 0.2 * attempt))
+
+
+#: How often clients refresh metadata: a partition count change is seen within this.
+METADATA_MAX_AGE_MS: Final = 2000
+
+
+def new_producer(settings: Settings, batch_bytes: int = PRODUCER_BATCH_BYTES) -> AIOKafkaProducer:
+    """The idempotent producer every stage of a process writes through."""
+    return AIOKafkaProducer(
+        **kafka_options(settings),
+        enable_idempotence=True,
+        acks="all",
+        compression_type=None if settings.compression == "none" else settings.compression,
+        linger_ms=settings.linger_ms,
+        max_batch_size=batch_bytes,
+        max_request_size=8 * PRODUCER_BATCH_BYTES,
+        metadata_max_age_ms=METADATA_MAX_AGE_MS,
+    )
+
+
+def new_group_consumer(settings: Settings, group: str) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        **kafka_options(settings),
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level=settings.isolation_level,
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=max(100, settings.session_timeout_ms // 3),
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        fetch_max_bytes=32 * 1024 * 1024,
+        metadata_max_age_ms=METADATA_MAX_AGE_MS,
+    )

@@ -1,4 +1,4 @@
-"""The public face of the Kafka layer: run one processor (or N worker processes) until stopped."""
+"""The public face of the Kafka layer: run one process's stages (or N worker processes)."""
 
 from __future__ import annotations
 
@@ -7,23 +7,192 @@ import functools
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Iterator, Mapping
 
 import anyio
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
 from .._config import Settings, core_config
 from .._endpoint import serve_http, serve_unix
+from .._health import Health
 from .._logging import configure_logging
-from .._metrics import observe_kafka
-from ..core._batch import Core, parse_routes
+from .._metrics import StatsView, consumer_lag, observe_kafka
+from ..core._batch import Core, CoreStats, parse_routes
 from ..core._window import Window
-from ._clients import BrokerUnreachable
-from ._single import Processor
+from ._clients import BrokerUnreachable, new_producer, start_with_retry
+from ._dedupe import Dedupe
+from ._fetch import install
+from ._restore import Restorer
+from ._route import Route, repartition_topic
+from ._single import Single
+from ._sink import Sink
+from ._stage import SettingProblem, Stage, StageFailed
+from ._startup import co_partitioning_broken, prepare
 from ._topics import TopicProblem
 from ._workers import run_workers
 
 log = logging.getLogger("pipeline.kafka")
+
+#: How often topology `partitioned` looks at the partition counts it depends on.
+WATCH_INTERVAL_S = 2.0
+
+
+class Processor:
+    """Everything one process runs: topology `single` (one stage) or `partitioned` (route and
+    dedupe, sharing one producer)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stopping = anyio.Event()
+        install()  # records aiokafka cannot parse become dead letters (see _fetch.py)
+        self.sink = Sink(
+            lambda batch_bytes: new_producer(settings, batch_bytes), settings.dead_letter_topic
+        )
+        self.restorer = Restorer(settings)
+        config = core_config(settings)
+        single = settings.topology == "single"
+        window = Window(settings.window_max_messages, settings.window_ttl_s * 1000)
+        self.core = Core(window if single else None, config)
+        self.stages: list[Stage] = []
+        self.partitions = 0
+        self.health = Health(settings.liveness_timeout_s)
+        self.on_batch: Callable[[float, float, dict[TopicPartition, int]], None] | None = None
+
+    # What the metrics read at scrape time (pipeline._metrics.Observed).
+    def stats(self) -> list[StatsView]:
+        dedupe = [s for s in self.stages if isinstance(s, Dedupe)]
+        return [self.core.stats if not dedupe else _Forwarded(self.core.stats, dedupe[0])]
+
+    def windows(self) -> list[Window]:
+        if self.core.window is not None:
+            return [self.core.window]
+        return [w for s in self.stages if isinstance(s, Dedupe) for w in s.windows.values()]
+
+    def lag(self) -> Iterator[tuple[str, int, int]]:
+        for stage in self.stages:
+            yield from consumer_lag(stage.consumer, stage.positions)
+
+    async def start(self) -> None:
+        settings = self.settings
+        layout = await prepare(settings)
+        self.partitions = layout.partitions
+        # Records are sized against the topics' real limits: the route stage's events go to the
+        # repartition topic and then to the output, so the smaller of the two bounds them.
+        limits = layout.limits
+        dlq = limits[settings.dead_letter_topic].record_bytes
+        events = min(
+            lim.record_bytes for t, lim in limits.items() if t != settings.dead_letter_topic
+        )
+        self.core.limit_records(events, min(settings.dead_letter_max_bytes, dlq))
+        await self.sink.start(limits, lambda p: start_with_retry(p, "producer", settings))
+        await self._open()
+        log.info(
+            "started",
+            extra={
+                "group": settings.group_id,
+                "topology": settings.topology,
+                "inputs": settings.input_pattern or settings.input_topics,
+                "output": settings.output_topic,
+                "dead_letter": settings.dead_letter_topic,
+                "partitions": layout.partitions,
+            },
+        )
+
+    async def _open(self) -> None:
+        """Start the clients; topology single rebuilds its window before it joins the group."""
+        settings = self.settings
+        await self.restorer.start()
+        stopping = self.stopping
+        if settings.topology == "single":
+            single = Single(settings, self.core, self.sink, stopping)
+            self.stages = [single]
+            self._observe()
+            await single.restore(self.restorer, self.partitions)
+            single.subscribe()
+            await start_with_retry(single.consumer, "consumer", settings)
+            return
+        route = Route(settings, self.core, self.sink, stopping)
+        dedupe = Dedupe(settings, self.sink, self.restorer, self.partitions, stopping)
+        self.stages = [route, dedupe]
+        self._observe()
+        dedupe.subscribe()
+        await start_with_retry(dedupe.consumer, "dedupe consumer", settings)
+        route.subscribe()
+        await start_with_retry(route.consumer, "route consumer", settings)
+
+    def _observe(self) -> None:
+        for stage in self.stages:
+            stage.health = self.health
+            stage.on_batch = self.on_batch
+            self.health.set_ready(False, stage.name)
+
+    async def watch_partitions(self) -> None:
+        """Topology `partitioned` stops when the output or repartition topic changes its
+        partition count: window p would no longer be output partition p."""
+        settings = self.settings
+        output, repartition = settings.output_topic, repartition_topic(settings)
+        while True:
+            await anyio.sleep(WATCH_INTERVAL_S)
+            cluster = self.sink.producer.client.cluster  # the sink may have renewed its producer
+            counts = [len(cluster.partitions_for_topic(t) or ()) for t in (output, repartition)]
+            if 0 not in counts and counts != [self.partitions] * 2:
+                raise SettingProblem(
+                    f"partition count changed while running (started with {self.partitions}): "
+                    + co_partitioning_broken(output, counts[0], repartition, counts[1])
+                )
+
+    async def run(self) -> None:
+        async with anyio.create_task_group() as tg:
+            for stage in self.stages:
+                tg.start_soon(stage.run)
+            if self.settings.topology == "partitioned":
+                tg.start_soon(self.watch_partitions)
+            await self.stopping.wait()
+            # Each stage finishes its batch in hand and returns; the watcher has nothing to do.
+            with anyio.move_on_after(self.settings.startup_timeout_s):
+                while any(s.lock.locked() for s in self.stages):
+                    await anyio.sleep(0.05)
+            tg.cancel_scope.cancel()
+        self.raise_failure()
+
+    def raise_failure(self) -> None:
+        for stage in self.stages:
+            stage.raise_failure()
+
+    async def stop(self) -> None:
+        # Order matters: leave the groups (commits are already done), then flush the producer.
+        # Each is stopped even if another fails (or was never started: a stop during start-up).
+        clients = [s.consumer for s in self.stages] + [self.restorer, self.sink]
+        for client in clients:
+            try:
+                await client.stop()
+            except Exception as exc:
+                log.warning(
+                    "stop failed", extra={"client": type(client).__name__, "error": repr(exc)}
+                )
+
+    @property
+    def batches(self) -> int:
+        return sum(s.batches for s in self.stages)
+
+
+class _Forwarded:
+    """The route stage's counters, with the events out that the dedupe stage forwarded (the
+    route's core counts every event, before dedupe)."""
+
+    def __init__(self, stats: CoreStats, dedupe: Dedupe) -> None:
+        self._stats, self._dedupe = stats, dedupe
+        self.records_in, self.receipts_in = stats.records_in, stats.receipts_in
+        self.dead_letters, self.skipped = stats.dead_letters, stats.skipped
+
+    @property
+    def unmapped_statuses(self) -> Mapping[str, int]:
+        return self._stats.unmapped_statuses
+
+    @property
+    def events_out(self) -> Mapping[tuple[str, str], int]:
+        return self._dedupe.events_out()
 
 
 async def _watch_signals(processor: Processor, startup: anyio.CancelScope) -> None:
@@ -37,23 +206,17 @@ async def _watch_signals(processor: Processor, startup: anyio.CancelScope) -> No
             return
 
 
-async def serve(
-    settings: Settings,
-    started: Callable[[Processor, int | None], Awaitable[None]] | None = None,
-    metrics_socket: str | None = None,
-) -> None:
-    """Run one processor until SIGTERM/SIGINT; the batch in hand is finished and committed.
+async def serve(settings: Settings, metrics_socket: str | None = None) -> None:
+    """Run one process's stages until SIGTERM/SIGINT; the batches in hand are committed.
 
     The metrics endpoint (`--metrics-port`, or the worker's `metrics_socket`) answers from
     the start: /livez and /readyz are what an orchestrator asks during a long start-up.
     """
-    window = Window(settings.window_max_messages, settings.window_ttl_s * 1000)
-    core = Core(window, core_config(settings))
-    processor = Processor(settings, core)
+    processor = Processor(settings)
     metrics = observe_kafka(processor, processor.health)
     processor.on_batch = metrics.on_batch
+    processor.restorer.on_restore = metrics.on_restore
     with contextlib.ExitStack() as endpoint:
-        port = None
         if metrics_socket is not None:
             endpoint.enter_context(serve_unix(metrics.registry, metrics_socket))
         elif settings.metrics_port is not None:
@@ -68,18 +231,19 @@ async def serve(
                 with anyio.CancelScope() as startup:
                     tg.start_soon(_watch_signals, processor, startup)
                     await processor.start()
+                processor.raise_failure()  # a stage may have failed during start-up
                 if processor.stopping.is_set():
                     tg.cancel_scope.cancel()
                     return
-                tg.start_soon(processor.follower.follow, processor.shares_inputs)
-                if started is not None:
-                    await started(processor, port)
                 await processor.run()
                 tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
                 await processor.stop()
     log.info("stopped", extra={"batches": processor.batches})
+
+
+_KNOWN = (KafkaError, BrokerUnreachable, TopicProblem, StageFailed)
 
 
 def run_kafka(settings: Settings, metrics_socket: str | None = None) -> int:
@@ -96,17 +260,19 @@ def run_kafka(settings: Settings, metrics_socket: str | None = None) -> int:
             backend="asyncio",
             backend_options={"use_uvloop": True},
         )
-    except (KafkaError, BrokerUnreachable, TopicProblem, BaseExceptionGroup) as exc:
+    except (*_KNOWN, BaseExceptionGroup) as exc:
         # Task groups wrap what their tasks raise; Kafka errors are reported, anything else is
         # a bug and keeps its traceback.
         if isinstance(exc, BaseExceptionGroup):
-            known, rest = exc.split((KafkaError, BrokerUnreachable, TopicProblem))
+            known, rest = exc.split(_KNOWN)
             if rest is not None or known is None:
                 raise
-            exc = known.exceptions[0]
-        if isinstance(exc, (BrokerUnreachable, TopicProblem)):
+            while isinstance(known, BaseExceptionGroup):
+                known = known.exceptions[0]
+            exc = known
+        if isinstance(exc, (BrokerUnreachable, TopicProblem, StageFailed)):
             print(f"error: {exc}", file=sys.stderr)
         log.error("kafka error", extra={"error": repr(exc)})
-        # A missing or forbidden topic is a setting to fix (exit 2, as for bad config).
-        return 2 if isinstance(exc, TopicProblem) else 1
+        # A missing topic or a deployment the topology refuses is a setting to fix (exit 2).
+        return 2 if isinstance(exc, (TopicProblem, SettingProblem)) else 1
     return 0

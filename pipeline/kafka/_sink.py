@@ -29,9 +29,9 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
 )
 
-from ..core._batch import record_size
+from ..core._batch import DeadLetter, OutputRecord, record_size
 from ._limits import TopicLimits
-from ._partitioner import partition_for
+from ._partitioner import partition_for, partitions_for
 from ._topics import TopicProblem
 
 log = logging.getLogger("pipeline.kafka")
@@ -73,7 +73,6 @@ class Sink:
         self.dead_letter_topic = dead_letter_topic
         self.limits: dict[str, TopicLimits] = {}
         self.producer: Any = None  # made by `start`, once the limits are known
-        self._partitions: dict[str, int] = {}
         self._start: Callable[[Any], Awaitable[None]] | None = None
 
     def _batch_bytes(self) -> int:
@@ -94,12 +93,28 @@ class Sink:
             await self.producer.stop()
 
     async def partition_count(self, topic: str) -> int:
-        count = self._partitions.get(topic)
-        if count is None:
+        """The topic's partition count in the producer's current metadata (refreshed every few
+        seconds), so a topic that grows is written by its new count, not the one seen first."""
+        parts = self.producer.client.cluster.partitions_for_topic(topic)
+        if not parts:
             parts = await self.producer.partitions_for(topic)
-            count = len(parts)
-            self._partitions[topic] = count
-        return count
+        return len(parts)
+
+    async def write(
+        self, topic: str, outputs: Sequence[OutputRecord], dead: Sequence[DeadLetter]
+    ) -> list[Sent]:
+        """Queue a batch's events (murmur2-partitioned by key) and dead letters (spread by their
+        source key); `flush` what this returns before committing."""
+        sent: list[Sent] = []
+        if outputs:
+            count = await self.partition_count(topic)
+            sent += await self.send(topic, outputs, partitions_for([o.key for o in outputs], count))
+        if dead:
+            count = await self.partition_count(self.dead_letter_topic)
+            records = [(d.key, d.value, d.headers, d.timestamp_ms) for d in dead]
+            parts = partitions_for([d.key for d in dead], count)
+            sent += await self.send(self.dead_letter_topic, records, parts)
+        return sent
 
     async def send(
         self, topic: str, records: Sequence[Record], partitions: Sequence[int]

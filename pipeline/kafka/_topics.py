@@ -72,17 +72,17 @@ async def ensure_topic(
     config: Mapping[str, str] | None = None,
     *,
     like: str | None = None,
+    replicas: int = 0,
     timeout_s: float = 30.0,
 ) -> int:
     """Create `name` unless it exists (as many replicas as topic `like`, e.g. the output topic,
     else one); return its partition count once every partition has a leader (a client started
-    earlier would otherwise see a partial topic)."""
-    replicas = 1
-    if like is not None:
+    earlier would otherwise see a partial topic). `replicas` > 0 overrides `like`."""
+    if not replicas and like is not None:
         (entry,) = await admin.describe_topics([like])
         replicas = max(1, len(entry["partitions"][0]["replicas"])) if entry["partitions"] else 1
     response: Any = await admin.create_topics(
-        [NewTopic(name, partitions, replicas, topic_configs=dict(config or {}))]
+        [NewTopic(name, partitions, replicas or 1, topic_configs=dict(config or {}))]
     )
     for topic, code, *_ in response.topic_errors:
         if code not in (0, TOPIC_ALREADY_EXISTS):

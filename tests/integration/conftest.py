@@ -558,14 +558,26 @@ async def wait_committed(
     group: str,
     topic: str,
     *,
+    output: str | None = None,
     timeout: float = 60.0,
     procs: Sequence[Proc] = (),
 ) -> dict[int, int]:
-    """Wait until `group` has committed the end of every partition of `topic`.
+    """Wait until `group` has committed the end of every partition of `topic` and, with
+    `output` under topology partitioned, the dedupe stage (`<group>.dedupe`) the end of the
+    repartition topic `<output>.by-message`.
 
     Offsets are committed only after the outputs they caused are acknowledged, so from then on
     the output and dead-letter topics are complete.
     """
+    done = await _wait_group(bootstrap, group, topic, timeout, procs)
+    if output is not None and await end_offsets(bootstrap, f"{output}.by-message"):
+        await _wait_group(bootstrap, f"{group}.dedupe", f"{output}.by-message", timeout, procs)
+    return done
+
+
+async def _wait_group(
+    bootstrap: str, group: str, topic: str, timeout: float, procs: Sequence[Proc]
+) -> dict[int, int]:
     ends = await end_offsets(bootstrap, topic)
     deadline = time.monotonic() + timeout
     while True:

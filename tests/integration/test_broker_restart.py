@@ -72,7 +72,9 @@ async def test_broker_restart_mid_stream(own_broker: RestartableKafka, spawn) ->
     print(f"outputs when the broker came back: {before} of {len(want.outputs)}")
     await produce(bootstrap, records[cut:])
 
-    await wait_committed(bootstrap, topics.group, topics.raw, procs=[proc], timeout=120)
+    await wait_committed(
+        bootstrap, topics.group, topics.raw, output=topics.out, procs=[proc], timeout=120
+    )
     out = await drain(bootstrap, topics.out)
     check_outputs(out, want.outputs, 6)
     dlq = await drain(bootstrap, topics.dlq)

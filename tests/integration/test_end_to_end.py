@@ -54,7 +54,7 @@ async def test_every_event_once_and_every_dead_letter(kafka_bootstrap: str, spaw
 
     await produce(kafka_bootstrap, records)
     proc = spawn(run_args(kafka_bootstrap, topics, extra=["--batch-max-records", "300"]))
-    await wait_committed(kafka_bootstrap, topics.group, topics.raw, procs=[proc])
+    await wait_committed(kafka_bootstrap, topics.group, topics.raw, output=topics.out, procs=[proc])
     out = await drain(kafka_bootstrap, topics.out)
     dlq = await drain(kafka_bootstrap, topics.dlq)
 

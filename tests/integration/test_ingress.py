@@ -196,7 +196,7 @@ async def test_broker_down_503_then_retry_succeeds_and_processor_emits_once(
     raw = await drain(bootstrap, topics.raw)
     assert set(bodies) <= {r.value for r in raw}
     processor = spawn(run_args(bootstrap, topics))
-    await wait_committed(bootstrap, topics.group, topics.raw, procs=[processor])
+    await wait_committed(bootstrap, topics.group, topics.raw, output=topics.out, procs=[processor])
     out = await drain(bootstrap, topics.out)
     events = [json.loads(r.value) for r in out]
     sids = sorted(int(e["message_key"]) for e in events)

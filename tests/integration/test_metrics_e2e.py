@@ -39,7 +39,13 @@ async def test_metrics_match_the_topics(kafka_bootstrap: str, spawn) -> None:
 
     proc = spawn(run_args(kafka_bootstrap, topics, extra=["--batch-max-records", "100"]))
     port = await proc.metrics_port()
-    await proc.wait_log("partitions assigned", timeout=30)
+    # Both stages in their groups, assigned and restored.
+    await proc.wait_log(
+        lambda d: (
+            {"route", "dedupe"} <= {m.get("stage") for m in proc.messages("partitions assigned")}
+        ),
+        timeout=30,
+    )
     feed = asyncio.create_task(produce(kafka_bootstrap, records, spread_s=4.0))
 
     # While the stream flows: both endpoints answer, and the batch counter moves.
@@ -63,7 +69,7 @@ async def test_metrics_match_the_topics(kafka_bootstrap: str, spawn) -> None:
     assert len(set(seen_batches)) >= 3, seen_batches  # it moved while the stream flowed
     assert (await asyncio.to_thread(scrape, port, "/nope"))[0] == 404
 
-    await wait_committed(kafka_bootstrap, topics.group, topics.raw, procs=[proc])
+    await wait_committed(kafka_bootstrap, topics.group, topics.raw, output=topics.out, procs=[proc])
     out = await drain(kafka_bootstrap, topics.out)
     dlq = await drain(kafka_bootstrap, topics.dlq)
     status, body = await asyncio.to_thread(scrape, port, "/metrics")
@@ -110,7 +116,7 @@ async def test_item11_workers_one_endpoint(kafka_bootstrap: str, spawn) -> None:
     assert len(proc.messages("metrics served")) == 1  # the parent's, not one per worker
     await proc.wait_log(lambda d: len(proc.messages("partitions assigned")) >= 2, timeout=40)
     await produce(kafka_bootstrap, records)
-    await wait_committed(kafka_bootstrap, topics.group, topics.raw, procs=[proc])
+    await wait_committed(kafka_bootstrap, topics.group, topics.raw, output=topics.out, procs=[proc])
 
     deadline = time.monotonic() + 20
     while (await asyncio.to_thread(scrape, port, "/readyz"))[0] != 200:

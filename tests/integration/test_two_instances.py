@@ -112,7 +112,7 @@ async def test_retry_on_a_partition_of_the_other_instance(kafka_bootstrap: str, 
     want = expected(sent)
     assert len(want.outputs) > 300
 
-    await wait_committed(kafka_bootstrap, topics.group, topics.raw, procs=[a, b])
+    await wait_committed(kafka_bootstrap, topics.group, topics.raw, output=topics.out, procs=[a, b])
     out = await drain(kafka_bootstrap, topics.out)
     check_outputs(out, want.outputs, 6)
     # Each instance did process copies: none of them fetched nothing.
@@ -163,7 +163,7 @@ async def test_two_workers_in_one_process(kafka_bootstrap: str, spawn) -> None:
     workers = [pid for pid in children(proc.pid) if b"spawn_main" in cmdline(pid)]
     assert len(workers) == 2, [cmdline(pid) for pid in children(proc.pid)]
     await produce(kafka_bootstrap, records)
-    await wait_committed(kafka_bootstrap, topics.group, topics.raw, procs=[proc])
+    await wait_committed(kafka_bootstrap, topics.group, topics.raw, output=topics.out, procs=[proc])
 
     out = await drain(kafka_bootstrap, topics.out)
     check_outputs(out, want.outputs, 6)

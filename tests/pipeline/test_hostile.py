@@ -268,8 +268,8 @@ def test_item12_dead_letters_keyed_by_source() -> None:
     assert keys == [f"raw:2:{n}".encode() for n in range(20)]
     # Spread by that key (murmur2, as the producer would), not all on partition 0.
     assert len({partition_for(k, 12) for k in keys}) > 5
-    source = (ROOT / "pipeline/kafka/_single.py").read_text()
-    assert "partitions_for([d.key for d in result.dead_letters], count)" in source
+    source = (ROOT / "pipeline/kafka/_sink.py").read_text()
+    assert "partitions_for([d.key for d in dead], count)" in source
 
 
 # -- item 14 ------------------------------------------------------------------------------------

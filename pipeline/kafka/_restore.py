@@ -1,0 +1,128 @@
+"""Window p rebuilt from output partition p (its changelog) before p's first batch.
+
+The read starts at the later of: the offset of (newest record time in p − ttl), and end − a
+bound derived from the window's capacity; never from the wall clock, so input stamped long ago
+(a backlog, a replay) still finds the events it caused. Keys and headers only are looked at:
+values are never decoded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Final, NamedTuple
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from .._config import Settings
+from ..core._forward import Identities
+from ..core._window import Window
+from ._clients import kafka_options, start_with_retry
+
+log = logging.getLogger("pipeline.kafka")
+
+#: Output records per message the bound allows for: a submit result and a final status.
+RECORDS_PER_MESSAGE: Final = 2
+#: Records looked at from the end of a partition to find its newest record time.
+TAIL: Final = 64
+
+
+class Restored(NamedTuple):
+    partition: int
+    records: int
+    seconds: float
+    start: int
+    end: int
+
+
+def bound(capacity: int) -> int:
+    """The most output records a restore of a window of `capacity` messages reads."""
+    return capacity * RECORDS_PER_MESSAGE
+
+
+class Restorer:
+    """Reads output partitions into windows, one at a time, on a consumer of its own (no group)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.consumer = AIOKafkaConsumer(
+            **kafka_options(settings),
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            fetch_max_bytes=16 * 1024 * 1024,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        #: Every restore so far (newest last), for the log.
+        self.done: list[Restored] = []
+        #: Called with (seconds, records) after each restore (the metrics).
+        self.on_restore: Callable[[float, int], None] | None = None
+
+    async def start(self) -> None:
+        await start_with_retry(self.consumer, "restore", self.settings)
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+
+    async def restore(self, partition: int, window: Window, capacity: int) -> Restored:
+        started = time.monotonic()
+        consumer = self.consumer
+        tp = TopicPartition(self.settings.output_topic, partition)
+        consumer.assign([tp])
+        begin = (await consumer.beginning_offsets([tp]))[tp]
+        end = (await consumer.end_offsets([tp]))[tp]
+        start = end
+        records = 0
+        if end > begin:
+            newest = await self._newest_time(tp, max(begin, end - TAIL), end)
+            start = max(begin, end - bound(capacity))
+            if newest is not None:
+                cutoff = newest - self.settings.window_ttl_s * 1000
+                found = await consumer.offsets_for_times({tp: max(0, cutoff)})
+                hit = found.get(tp)
+                start = max(start, hit.offset if hit is not None else end)
+            records = await self._load(tp, start, end, window)
+        done = Restored(partition, records, time.monotonic() - started, start, end)
+        self.done.append(done)
+        if self.on_restore is not None:
+            self.on_restore(done.seconds, records)
+        log.info(
+            "window restored",
+            extra={
+                "partition": partition,
+                "records": records,
+                "messages": len(window),
+                "from_offset": start,
+                "end_offset": end,
+                "seconds": round(done.seconds, 3),
+            },
+        )
+        return done
+
+    async def _newest_time(self, tp: TopicPartition, start: int, end: int) -> int | None:
+        newest = None
+        for m in await self._read(tp, start, end):
+            if newest is None or m.timestamp > newest:
+                newest = m.timestamp
+        return newest
+
+    async def _load(self, tp: TopicPartition, start: int, end: int, window: Window) -> int:
+        consumer = self.consumer
+        consumer.seek(tp, start)
+        count = 0
+        while await consumer.position(tp) < end:
+            batches = await consumer.getmany(tp, timeout_ms=200, max_records=50_000)
+            for messages in batches.values():
+                messages = [m for m in messages if m.offset < end]
+                Identities((m.key, m.headers, m.timestamp) for m in messages).load(window)
+                count += len(messages)
+        return count
+
+    async def _read(self, tp: TopicPartition, start: int, end: int) -> list[Any]:
+        consumer = self.consumer
+        consumer.seek(tp, start)
+        got: list[Any] = []
+        while await consumer.position(tp) < end:
+            batches = await consumer.getmany(tp, timeout_ms=200)
+            got += [m for messages in batches.values() for m in messages if m.offset < end]
+        return got

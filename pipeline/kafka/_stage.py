@@ -1,0 +1,197 @@
+"""What every consuming stage shares: the batch loop, ownership hand-over, and its guards.
+
+One batch at a time: `getmany` → the stage's work → wait for every ack → commit the batch's
+offsets. The batch lock is held while a batch is in hand, so a revocation waits for it: what a
+member releases is committed first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+import anyio
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalGenerationError, UnknownMemberIdError
+
+from .._config import Settings
+from .._health import Health
+from ._sink import Sent, Sink
+
+log = logging.getLogger("pipeline.kafka")
+
+#: Attempts at a rebalance callback before the process gives up (aiokafka swallows failures).
+LISTENER_ATTEMPTS: Final = 3
+
+
+class StageFailed(Exception):
+    """A stage cannot go on; the process exits non-zero with this message."""
+
+
+class SettingProblem(StageFailed):
+    """A stop that a setting or the deployment must fix (exit 2)."""
+
+
+class Stage:
+    """A consumer group member whose batches are written through `sink`, committed after acks."""
+
+    name = "stage"
+
+    def __init__(
+        self, settings: Settings, consumer: AIOKafkaConsumer, sink: Sink, stopping: anyio.Event
+    ) -> None:
+        self.settings = settings
+        self.consumer = consumer
+        self.sink = sink
+        self.stopping = stopping
+        self.lock = asyncio.Lock()
+        self.ready = asyncio.Event()
+        self.failed: BaseException | None = None
+        self.batches = 0
+        self.positions: dict[TopicPartition, int] = {}
+        self.on_batch: Callable[[float, float, dict[TopicPartition, int]], None] | None = None
+        #: /livez and /readyz: this stage's loop beats, and it is ready once assigned and restored.
+        self.health = Health(settings.liveness_timeout_s)
+
+    def listener(self) -> ConsumerRebalanceListener:
+        return _Listener(self)
+
+    # -- hooks -----------------------------------------------------------------------------
+
+    async def assigned(self, partitions: set[TopicPartition]) -> None:
+        """Before the first batch of `partitions` (restore state)."""
+
+    async def revoked(self, partitions: set[TopicPartition]) -> None:
+        """After the batch in hand is committed, before `partitions` go (drop state)."""
+
+    async def process(self, batches: dict[TopicPartition, list[Any]]) -> list[Sent]:
+        """Queue what the batch causes; return what to flush before committing."""
+        raise NotImplementedError
+
+    # -- the loop --------------------------------------------------------------------------
+
+    async def run_batch(self, batches: dict[TopicPartition, list[Any]]) -> None:
+        started = time.perf_counter()
+        # Every record acknowledged, or its dead letter (what the broker refuses): then commit.
+        await self.sink.flush(await self.process(batches))
+        offsets = {tp: messages[-1].offset + 1 for tp, messages in batches.items() if messages}
+        commit_started = time.perf_counter()
+        try:
+            await self.consumer.commit(offsets)
+        except (CommitFailedError, IllegalGenerationError, UnknownMemberIdError) as exc:
+            # The group moved on without us (evicted, e.g. a long pause): the new owner replays
+            # the batch, and its window (restored from the output) drops what we wrote.
+            log.warning(
+                "commit refused, partitions moved", extra={"stage": self.name, "error": repr(exc)}
+            )
+            return
+        self.positions.update(offsets)
+        done = time.perf_counter()
+        self.batches += 1
+        if self.on_batch is not None:
+            self.on_batch(done - started, done - commit_started, offsets)
+
+    async def run(self) -> None:
+        fetch_wait = self.settings.fetch_max_wait_ms
+        max_records = self.settings.batch_max_records
+        health, name = self.health, self.name
+        health.beat(name)
+        while not self.stopping.is_set():
+            self.raise_failure()
+            batches = await self.consumer.getmany(timeout_ms=fetch_wait, max_records=max_records)
+            if not batches:
+                health.idle(name)
+                continue
+            if not await self._acquire_ready():
+                continue
+            try:
+                # A rebalance may have run while the batch was fetched: drop what is not ours.
+                owned = self.consumer.assignment()
+                batches = {tp: m for tp, m in batches.items() if tp in owned and m}
+                if batches:
+                    await self.run_batch(batches)
+            finally:
+                self.lock.release()
+            health.beat(name)
+        self.raise_failure()
+
+    def raise_failure(self) -> None:
+        if self.failed is not None:
+            raise self.failed
+
+    async def _acquire_ready(self) -> bool:
+        """Take the batch lock at a moment when no rebalance is between revoke and assign;
+        False when stopping (a stop is honoured in this wait too)."""
+        while not self.stopping.is_set():
+            with anyio.move_on_after(0.2):
+                await self.ready.wait()
+            if not self.ready.is_set():
+                continue
+            await self.lock.acquire()
+            if self.ready.is_set():
+                return True
+            self.lock.release()
+        return False
+
+    async def guarded(self, what: str, step: Callable[[], Awaitable[None]]) -> None:
+        """Run a rebalance step, retried; a persisting failure stops the process (aiokafka
+        would swallow it and leave the stage waiting forever)."""
+        for attempt in range(1, LISTENER_ATTEMPTS + 1):
+            try:
+                await step()
+                return
+            except StageFailed as exc:
+                self.fail(exc)
+                return
+            except Exception as exc:
+                log.warning(
+                    "rebalance step failed",
+                    extra={
+                        "stage": self.name,
+                        "step": what,
+                        "attempt": attempt,
+                        "error": repr(exc),
+                    },
+                )
+                if attempt == LISTENER_ATTEMPTS:
+                    self.fail(StageFailed(f"{self.name}: {what} failed {attempt} times: {exc!r}"))
+                    return
+                await asyncio.sleep(0.5 * attempt)
+
+    def fail(self, exc: BaseException) -> None:
+        self.failed = exc
+        self.stopping.set()
+        self.ready.set()  # wake the loop, which raises it
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, stage: Stage) -> None:
+        self.stage = stage
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        stage = self.stage
+        # The lock is held while a batch is in hand: waiting for it means the batch is committed.
+        async with stage.lock:
+            stage.ready.clear()
+            stage.health.set_ready(False, stage.name)
+            log.info(
+                "partitions revoked",
+                extra={"stage": stage.name, "partitions": sorted(str(tp) for tp in revoked)},
+            )
+            await stage.guarded("revoke", lambda: stage.revoked(set(revoked)))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        stage = self.stage
+        # aiokafka may fetch for the new assignment before this returns; `ready` holds the
+        # batch back until the stage's state for it is restored.
+        await stage.guarded("assign", lambda: stage.assigned(set(assigned)))
+        if stage.failed is None:
+            stage.ready.set()
+            stage.health.set_ready(True, stage.name)
+        log.info(
+            "partitions assigned",
+            extra={"stage": stage.name, "partitions": sorted(str(tp) for tp in assigned)},
+        )
