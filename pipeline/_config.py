@@ -75,6 +75,8 @@ class Settings(KafkaSettings, kw_only=True, forbid_unknown_fields=True):
     metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] | None = None
     metrics_host: str = "127.0.0.1"
     liveness_timeout_s: Positive = 120
+    # Topology partitioned: dedupe writes and commits in one transaction per partition.
+    exactly_once: bool = False
     # Embedded mode (no Kafka)
     source: str | None = None
     to: str | None = None
@@ -125,6 +127,9 @@ HELP: Final[dict[str, str]] = {
     "liveness_timeout_s": "/livez fails when a loop made no progress (a batch, or a poll that "
     "found nothing) for this long, in s",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
+    "exactly_once": "topology partitioned: the dedupe stage writes each batch and commits its "
+    "offsets in one transaction per output partition, fencing a member that lost the partition "
+    "(read the output read_committed)",
     "source": "embedded mode: kcat -J JSON lines, a directory of raw bodies, or - (stdin)",
     "to": "embedded mode: where events go as JSON lines (- for stdout)",
     "dead_letter": "embedded mode: dead-letter file (default: <to>.deadletter.jsonl, stderr for -)",
@@ -180,6 +185,12 @@ def add_arguments(
     for name, field in _fields(settings_type).items():
         flag = FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
         default = _default(field)
+        text = f"{help_text[name]} (default: {default!r}; env PIPELINE_{name.upper()})"
+        if isinstance(default, bool):  # a switch: the flag turns it on
+            parser.add_argument(
+                flag, dest=name, action="store_true", default=argparse.SUPPRESS, help=text
+            )
+            continue
         action = "append" if _kind(field) != "scalar" else "store"
         parser.add_argument(
             flag,
@@ -187,7 +198,7 @@ def add_arguments(
             action=action,
             default=argparse.SUPPRESS,
             metavar=name.upper(),
-            help=f"{help_text[name]} (default: {default!r}; env PIPELINE_{name.upper()})",
+            help=text,
         )
 
 

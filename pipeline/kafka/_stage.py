@@ -67,9 +67,25 @@ class Stage:
     async def revoked(self, partitions: set[TopicPartition]) -> None:
         """After the batch in hand is committed, before `partitions` go (drop state)."""
 
+    async def stop(self) -> None:
+        """After the consumer left the group: release what the stage holds."""
+
     async def process(self, batches: dict[TopicPartition, list[Any]]) -> list[Sent]:
         """Queue what the batch causes; return what to flush before committing."""
         raise NotImplementedError
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> bool:
+        """Commit the batch's offsets (the next to consume); False if the group refused."""
+        try:
+            await self.consumer.commit(offsets)
+        except (CommitFailedError, IllegalGenerationError, UnknownMemberIdError) as exc:
+            # The group moved on without us (evicted, e.g. a long pause): the new owner replays
+            # the batch, and its window (restored from the output) drops what we wrote.
+            log.warning(
+                "commit refused, partitions moved", extra={"stage": self.name, "error": repr(exc)}
+            )
+            return False
+        return True
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -79,14 +95,7 @@ class Stage:
         await self.sink.flush(await self.process(batches))
         offsets = {tp: messages[-1].offset + 1 for tp, messages in batches.items() if messages}
         commit_started = time.perf_counter()
-        try:
-            await self.consumer.commit(offsets)
-        except (CommitFailedError, IllegalGenerationError, UnknownMemberIdError) as exc:
-            # The group moved on without us (evicted, e.g. a long pause): the new owner replays
-            # the batch, and its window (restored from the output) drops what we wrote.
-            log.warning(
-                "commit refused, partitions moved", extra={"stage": self.name, "error": repr(exc)}
-            )
+        if not await self.commit(offsets):
             return
         self.positions.update(offsets)
         done = time.perf_counter()
