@@ -109,7 +109,11 @@ class PartitionWriters:
             try:
                 sent = await queue(producer, self.output_topic, records, [partition] * len(records))
                 # Every batch acknowledged before the offsets and the commit (one await).
-                await asyncio.gather(*(s.future for s in sent))
+                # Every batch's outcome retrieved: a fenced producer fails them all.
+                results = await asyncio.gather(*(s.future for s in sent), return_exceptions=True)
+                failed = next((r for r in results if isinstance(r, BaseException)), None)
+                if failed is not None:
+                    raise failed
                 if offsets:
                     await producer.send_offsets_to_transaction(dict(offsets), group_id)
                 await producer.commit_transaction()
@@ -147,4 +151,9 @@ class PartitionWriters:
     async def _drop(self, partition: int) -> None:
         producer = self._producers.pop(partition, None)
         if producer is not None:
+            # aiokafka fails its transaction waiter too when fenced, and nobody awaits it once
+            # a batch's future failed first: mark it seen ("exception was never retrieved").
+            waiter = getattr(producer._txn_manager, "_transaction_waiter", None)
+            if waiter is not None and waiter.done() and not waiter.cancelled():
+                waiter.exception()
             await producer.stop()
