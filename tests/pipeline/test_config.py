@@ -138,3 +138,14 @@ def test_item9_service_link_on_a_known_key_is_ignored() -> None:
     ]
     with pytest.raises(ConfigError, match="port"):
         load_settings(IngressSettings, {}, {"PIPELINE_PORT": "eighty"})
+
+
+def test_exactly_once_is_a_switch(tmp_path: Path) -> None:
+    assert load(flags(), environ={}).exactly_once is False
+    assert load(flags("--exactly-once"), environ={}).exactly_once is True
+    assert load(flags(), environ={"PIPELINE_EXACTLY_ONCE": "true"}).exactly_once is True
+    config = tmp_path / "p.toml"
+    config.write_text("exactly_once = true\n")
+    assert load(flags("--config", str(config)), environ={}).exactly_once is True
+    with pytest.raises(ConfigError, match="exactly_once"):
+        load(flags(), environ={"PIPELINE_EXACTLY_ONCE": "maybe"})
