@@ -3,7 +3,10 @@
 Group `<group>.dedupe` on the repartition topic. Each owned partition p has its own window
 (capacity `window_max_messages // P`, so an instance's memory falls as instances are added),
 restored from output partition p, its changelog, before p's first batch and dropped when p goes.
-What passes is written to output partition p with the same key, value, headers and timestamp.
+With `state_dir` set, window p is snapshotted (pipeline/kafka/_snapshot.py) when p goes, at
+shutdown and every `snapshot_interval_s`; on assignment a usable snapshot seeds it and only the
+output records written after it are read. What passes is written to output partition p with
+the same key, value, headers and timestamp.
 
 With `exactly_once`, output partition p is written by its own transactional producer
 (_transactions.py): each batch's records for p and its offsets of p commit in one transaction,
@@ -13,8 +16,10 @@ and opening p's producer on assignment fences the previous owner before p is res
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 import anyio
@@ -25,6 +30,7 @@ from schemas import PROVIDERS, STATUS_INDEX
 from .._config import Settings
 from ..core._forward import passing
 from ..core._window import Window
+from . import _snapshot as snapshot
 from ._clients import METADATA_MAX_AGE_MS, kafka_options, new_group_consumer
 from ._restore import Restorer
 from ._route import repartition_topic
@@ -52,8 +58,8 @@ class Dedupe(Stage):
         partitions: int,
         stopping: anyio.Event,
     ) -> None:
-        self.consumer_group = f"{settings.group_id}.dedupe"
-        consumer = new_group_consumer(settings, self.consumer_group)
+        self.group = f"{settings.group_id}.dedupe"
+        consumer = new_group_consumer(settings, self.group)
         super().__init__(settings, consumer, sink, stopping)
         self.restorer = restorer
         self.partitions = partitions
@@ -65,6 +71,12 @@ class Dedupe(Stage):
         #: before dedupe).
         self.emitted: Counter[tuple[int, int]] = Counter()
         self.writers = new_writers(settings) if settings.exactly_once else None
+        #: Newest record time forwarded per partition (ms), for the snapshots.
+        self.newest: dict[int, int] = {}
+        self.saved_at = time.monotonic()
+        #: True while a batch is in hand and not yet acked and committed: the windows then hold
+        #: what the output may not, and must not be snapshotted.
+        self.dirty = False
 
     def events_out(self) -> Counter[tuple[str, str]]:
         return Counter({(PROVIDERS[p], STATUSES[s]): n for (p, s), n in self.emitted.items()})
@@ -73,7 +85,9 @@ class Dedupe(Stage):
         self.consumer.subscribe([self.topic], listener=self.listener())
 
     def new_window(self) -> Window:
-        return Window(self.capacity, self.settings.window_ttl_s * 1000)
+        # A window that is snapshotted hashes with a key of its own (the key is in the dump).
+        key = os.urandom(16) if self.settings.state_dir else None
+        return Window(self.capacity, self.settings.window_ttl_s * 1000, hash_key=key)
 
     async def assigned(self, partitions: set[TopicPartition]) -> None:
         for tp in sorted(partitions):
@@ -82,15 +96,73 @@ class Dedupe(Stage):
                     # Fence p's previous owner first: its open transaction is aborted and it
                     # can write no more, so the (read_committed) restore sees p's final state.
                     await self.writers.open(tp.partition)
-                window = self.new_window()
-                # Snapshots (pipeline/kafka/_snapshot.py) plug in here: load p's newest valid
-                # snapshot and restore only the output records after its offset.
-                await self.restorer.restore(tp.partition, window, self.capacity)
-                self.windows[tp.partition] = window
+                self.windows[tp.partition] = await self.open_window(tp.partition)
+
+    async def open_window(self, partition: int) -> Window:
+        """Window p from its snapshot and the output after it when the snapshot is usable,
+        else rebuilt (bounded) from the output."""
+        state_dir = self.settings.state_dir
+        if state_dir:
+            snap = await anyio.to_thread.run_sync(
+                snapshot.load,
+                state_dir,
+                self.group,
+                self.settings.output_topic,
+                partition,
+                self.capacity,
+                self.settings.window_ttl_s * 1000,
+            )
+            if snap is not None:
+                begin, end = await self.restorer.offsets(partition)
+                if snapshot.usable(snap, begin, end):
+                    await self.restorer.resume(partition, snap.window, snap.offset, end)
+                    self.newest[partition] = snap.newest_ts
+                    return snap.window
+                log.warning(
+                    "ignoring stale snapshot",
+                    extra={
+                        "partition": partition,
+                        "offset": snap.offset,
+                        "log_start": begin,
+                        "end_offset": end,
+                    },
+                )
+        window = self.new_window()
+        await self.restorer.restore(partition, window, self.capacity)
+        return window
+
+    async def save(self, partitions: Iterable[int]) -> None:
+        """Snapshot windows `partitions` (no batch in hand: everything forwarded is acked, so
+        each window reflects its output partition up to the end offset asked for now). A
+        failure is logged: the next assignment then rebuilds from the output."""
+        state_dir = self.settings.state_dir
+        if not state_dir or self.dirty:
+            return
+        topic = self.settings.output_topic
+        for p in partitions:
+            window = self.windows.get(p)
+            if window is None:
+                continue
+            try:
+                _, end = await self.restorer.offsets(p)
+                data = snapshot.encode(self.group, topic, p, window, end, self.newest.get(p, 0))
+                path = await anyio.to_thread.run_sync(
+                    snapshot.write, state_dir, self.group, topic, p, data
+                )
+            except Exception as exc:
+                log.warning("snapshot failed", extra={"partition": p, "error": repr(exc)})
+                continue
+            log.info(
+                "window snapshotted",
+                extra={"partition": p, "offset": end, "messages": len(window), "path": str(path)},
+            )
+        self.saved_at = time.monotonic()
 
     async def revoked(self, partitions: set[TopicPartition]) -> None:
+        await self.save(sorted(tp.partition for tp in partitions))
         for tp in partitions:
             self.windows.pop(tp.partition, None)
+            self.newest.pop(tp.partition, None)
             if self.writers is not None:
                 await self.writers.close(tp.partition)
 
@@ -99,9 +171,18 @@ class Dedupe(Stage):
             return True  # committed inside each partition's transaction (process)
         return await super().commit(offsets)
 
-    async def stop(self) -> None:
+    async def close(self) -> None:
+        await self.save(sorted(self.windows))
+        self.windows.clear()
         if self.writers is not None:
             await self.writers.close_all()
+
+    async def run_batch(self, batches: dict[TopicPartition, list[Any]]) -> None:
+        self.dirty = True
+        await super().run_batch(batches)
+        self.dirty = False
+        if time.monotonic() - self.saved_at >= self.settings.snapshot_interval_s:
+            await self.save(sorted(self.windows))
 
     async def process(self, batches: dict[TopicPartition, list[Any]]) -> list[Sent]:
         wall_ms = time.time_ns() // 1_000_000
@@ -111,6 +192,9 @@ class Dedupe(Stage):
             window = self.windows.get(tp.partition)
             if window is None:  # lost (fenced) since: the group is rebalancing it away
                 continue
+            stamp = max(m.timestamp for m in messages)
+            if stamp > self.newest.get(tp.partition, -1):
+                self.newest[tp.partition] = stamp
             keep = passing(
                 window,
                 [(m.key, m.headers, m.timestamp) for m in messages],
@@ -133,11 +217,12 @@ class Dedupe(Stage):
             try:
                 # Also without records: the batch's offsets commit in the transaction.
                 await self.writers.write(
-                    tp.partition, records, {tp: messages[-1].offset + 1}, self.consumer_group
+                    tp.partition, records, {tp: messages[-1].offset + 1}, self.group
                 )
             except PartitionLost as exc:
                 # Another member owns p now and replays this batch; the group rebalances us.
                 self.windows.pop(tp.partition, None)
+                self.newest.pop(tp.partition, None)
                 log.warning("partition lost", extra={"stage": self.name, "error": str(exc)})
         return sent
 

@@ -163,7 +163,12 @@ class Processor:
     async def stop(self) -> None:
         # Order matters: leave the groups (commits are already done), then flush the producer.
         # Each is stopped even if another fails (or was never started: a stop during start-up).
-        clients = [s.consumer for s in self.stages] + [*self.stages, self.restorer, self.sink]
+        for stage in self.stages:
+            try:
+                await stage.close()
+            except Exception as exc:
+                log.warning("close failed", extra={"stage": stage.name, "error": repr(exc)})
+        clients = [s.consumer for s in self.stages] + [self.restorer, self.sink]
         for client in clients:
             try:
                 await client.stop()
