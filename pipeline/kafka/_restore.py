@@ -61,9 +61,6 @@ class Restorer:
     async def start(self) -> None:
         await start_with_retry(self.consumer, "restore", self.settings)
 
-    async def stop(self) -> None:
-        await self.consumer.stop()
-
     async def restore(self, partition: int, window: Window, capacity: int) -> Restored:
         started = time.monotonic()
         consumer = self.consumer
