@@ -226,7 +226,9 @@ async def test_item1_oversized_events_at_default_limits(kafka_bootstrap: str, sp
     await produce(kafka_bootstrap, records, max_request_size=BIG)
     proc = spawn(run_args(kafka_bootstrap, topics, extra=["--batch-max-records", "500"]))
     pid = proc.pid
-    await wait_committed(kafka_bootstrap, topics.group, topics.raw, procs=[proc], timeout=120)
+    await wait_committed(
+        kafka_bootstrap, topics.group, topics.raw, output=topics.out, procs=[proc], timeout=120
+    )
     out = await drain(kafka_bootstrap, topics.out)
     dlq = await drain(kafka_bootstrap, topics.dlq)
 
