@@ -21,6 +21,8 @@ from .normalise._timefmt import zone
 
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 _log = logging.getLogger("pipeline.config")
+#: The value shape of Kubernetes' service-link variables (`<SERVICE>_PORT=tcp://ip:port`).
+_SERVICE_LINK: Final = re.compile(r"(tcp|udp|sctp)://")
 
 
 class ConfigError(ValueError):
@@ -230,6 +232,10 @@ def load_settings(
                 # Kubernetes injects PIPELINE_SERVICE_HOST, PIPELINE_PORT, ... for a Service
                 # named `pipeline`: not ours to refuse.
                 _log.warning("ignoring unknown environment variable %s", key)
+                continue
+            if _SERVICE_LINK.match(text):
+                # ... and PIPELINE_PORT=tcp://10.0.0.7:8080 collides with the ingress's `port`.
+                _log.warning("ignoring Kubernetes service link %s", key)
                 continue
             merged[name], origin[name] = _split_text(fields[name], text), f"env {key}"
     for name, value in flags.items():

@@ -117,3 +117,24 @@ def test_item9_unknown_env_warns() -> None:
     with pytest.raises(ConfigError, match="PIPELINE_METRICS_PORT"):
         load(flags(), {**env, "PIPELINE_METRICS_PORT": "http"})
     assert load(flags(), {}).metrics_host == "127.0.0.1"
+
+
+def test_item9_service_link_on_a_known_key_is_ignored() -> None:
+    """A Service named `pipeline` injects PIPELINE_PORT=tcp://...: the ingress's own `port`
+    setting keeps its default (warned), while a plain bad port still stops start-up."""
+    from pipeline._config import load_settings
+    from pipeline.ingress._settings import IngressSettings
+
+    seen = _Records()
+    logger = logging.getLogger("pipeline.config")
+    logger.addHandler(seen)
+    try:
+        settings = load_settings(IngressSettings, {}, {"PIPELINE_PORT": "tcp://10.0.0.7:8080"})
+    finally:
+        logger.removeHandler(seen)
+    assert settings.port == IngressSettings().port
+    assert [r.getMessage() for r in seen.records] == [
+        "ignoring Kubernetes service link PIPELINE_PORT"
+    ]
+    with pytest.raises(ConfigError, match="port"):
+        load_settings(IngressSettings, {}, {"PIPELINE_PORT": "eighty"})
