@@ -79,6 +79,9 @@ class Settings(KafkaSettings, kw_only=True, forbid_unknown_fields=True):
     metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] | None = None
     metrics_host: str = "127.0.0.1"
     liveness_timeout_s: Positive = 120
+    # Window snapshots (pipeline/kafka/_snapshot.py); '' turns them off.
+    state_dir: str = ".pipeline-state"
+    snapshot_interval_s: Positive = 60
     # Embedded mode (no Kafka)
     source: str | None = None
     to: str | None = None
@@ -131,6 +134,10 @@ HELP: Final[dict[str, str]] = {
     "liveness_timeout_s": "/livez fails when a loop made no progress (a batch, or a poll that "
     "found nothing) for this long, in s",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
+    "state_dir": "directory for dedupe window snapshots (relative: under the working "
+    "directory; '' turns them off): a restart reads only the output written after them",
+    "snapshot_interval_s": "snapshot the dedupe windows at most this often, in s (also on "
+    "revocation and shutdown)",
     "source": "embedded mode: kcat -J JSON lines, a directory of raw bodies, or - (stdin)",
     "to": "embedded mode: where events go as JSON lines (- for stdout)",
     "dead_letter": "embedded mode: dead-letter file (default: <to>.deadletter.jsonl, stderr for -)",

@@ -3,13 +3,19 @@
 Group `<group>.dedupe` on the repartition topic. Each owned partition p has its own window
 (capacity `window_max_messages // P`, so an instance's memory falls as instances are added),
 restored from output partition p, its changelog, before p's first batch and dropped when p goes.
-What passes is written to output partition p with the same key, value, headers and timestamp.
+With `state_dir` set, window p is snapshotted (pipeline/kafka/_snapshot.py) when p goes, at
+shutdown and every `snapshot_interval_s`; on assignment a usable snapshot seeds it and only the
+output records written after it are read. What passes is written to output partition p with
+the same key, value, headers and timestamp.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 import anyio
@@ -20,11 +26,14 @@ from schemas import PROVIDERS, STATUS_INDEX
 from .._config import Settings
 from ..core._forward import passing
 from ..core._window import Window
+from . import _snapshot as snapshot
 from ._clients import new_group_consumer
 from ._restore import Restorer
 from ._route import repartition_topic
 from ._sink import Record, Sent, Sink
 from ._stage import Stage
+
+log = logging.getLogger("pipeline.kafka")
 
 STATUSES = sorted(STATUS_INDEX, key=STATUS_INDEX.__getitem__)
 
@@ -44,7 +53,8 @@ class Dedupe(Stage):
         partitions: int,
         stopping: anyio.Event,
     ) -> None:
-        consumer = new_group_consumer(settings, f"{settings.group_id}.dedupe")
+        self.group = f"{settings.group_id}.dedupe"
+        consumer = new_group_consumer(settings, self.group)
         super().__init__(settings, consumer, sink, stopping)
         self.restorer = restorer
         self.partitions = partitions
@@ -55,6 +65,12 @@ class Dedupe(Stage):
         #: Events forwarded, by (provider, status) code (the route stage's core counts events
         #: before dedupe).
         self.emitted: Counter[tuple[int, int]] = Counter()
+        #: Newest record time forwarded per partition (ms), for the snapshots.
+        self.newest: dict[int, int] = {}
+        self.saved_at = time.monotonic()
+        #: True while a batch is in hand and not yet acked and committed: the windows then hold
+        #: what the output may not, and must not be snapshotted.
+        self.dirty = False
 
     def events_out(self) -> Counter[tuple[str, str]]:
         return Counter({(PROVIDERS[p], STATUSES[s]): n for (p, s), n in self.emitted.items()})
@@ -63,20 +79,91 @@ class Dedupe(Stage):
         self.consumer.subscribe([self.topic], listener=self.listener())
 
     def new_window(self) -> Window:
-        return Window(self.capacity, self.settings.window_ttl_s * 1000)
+        # A window that is snapshotted hashes with a key of its own (the key is in the dump).
+        key = os.urandom(16) if self.settings.state_dir else None
+        return Window(self.capacity, self.settings.window_ttl_s * 1000, hash_key=key)
 
     async def assigned(self, partitions: set[TopicPartition]) -> None:
         for tp in sorted(partitions):
             if tp.partition not in self.windows:
-                window = self.new_window()
-                # Snapshots (pipeline/kafka/_snapshot.py) plug in here: load p's newest valid
-                # snapshot and restore only the output records after its offset.
-                await self.restorer.restore(tp.partition, window, self.capacity)
-                self.windows[tp.partition] = window
+                self.windows[tp.partition] = await self.open_window(tp.partition)
+
+    async def open_window(self, partition: int) -> Window:
+        """Window p from its snapshot and the output after it when the snapshot is usable,
+        else rebuilt (bounded) from the output."""
+        state_dir = self.settings.state_dir
+        if state_dir:
+            snap = await anyio.to_thread.run_sync(
+                snapshot.load,
+                state_dir,
+                self.group,
+                self.settings.output_topic,
+                partition,
+                self.capacity,
+                self.settings.window_ttl_s * 1000,
+            )
+            if snap is not None:
+                begin, end = await self.restorer.offsets(partition)
+                if snapshot.usable(snap, begin, end):
+                    await self.restorer.resume(partition, snap.window, snap.offset, end)
+                    self.newest[partition] = snap.newest_ts
+                    return snap.window
+                log.warning(
+                    "ignoring stale snapshot",
+                    extra={
+                        "partition": partition,
+                        "offset": snap.offset,
+                        "log_start": begin,
+                        "end_offset": end,
+                    },
+                )
+        window = self.new_window()
+        await self.restorer.restore(partition, window, self.capacity)
+        return window
+
+    async def save(self, partitions: Iterable[int]) -> None:
+        """Snapshot windows `partitions` (no batch in hand: everything forwarded is acked, so
+        each window reflects its output partition up to the end offset asked for now). A
+        failure is logged: the next assignment then rebuilds from the output."""
+        state_dir = self.settings.state_dir
+        if not state_dir or self.dirty:
+            return
+        topic = self.settings.output_topic
+        for p in partitions:
+            window = self.windows.get(p)
+            if window is None:
+                continue
+            try:
+                _, end = await self.restorer.offsets(p)
+                data = snapshot.encode(self.group, topic, p, window, end, self.newest.get(p, 0))
+                path = await anyio.to_thread.run_sync(
+                    snapshot.write, state_dir, self.group, topic, p, data
+                )
+            except Exception as exc:
+                log.warning("snapshot failed", extra={"partition": p, "error": repr(exc)})
+                continue
+            log.info(
+                "window snapshotted",
+                extra={"partition": p, "offset": end, "messages": len(window), "path": str(path)},
+            )
+        self.saved_at = time.monotonic()
 
     async def revoked(self, partitions: set[TopicPartition]) -> None:
+        await self.save(sorted(tp.partition for tp in partitions))
         for tp in partitions:
             self.windows.pop(tp.partition, None)
+            self.newest.pop(tp.partition, None)
+
+    async def close(self) -> None:
+        await self.save(sorted(self.windows))
+        self.windows.clear()
+
+    async def run_batch(self, batches: dict[TopicPartition, list[Any]]) -> None:
+        self.dirty = True
+        await super().run_batch(batches)
+        self.dirty = False
+        if time.monotonic() - self.saved_at >= self.settings.snapshot_interval_s:
+            await self.save(sorted(self.windows))
 
     async def process(self, batches: dict[TopicPartition, list[Any]]) -> list[Sent]:
         wall_ms = time.time_ns() // 1_000_000
@@ -84,6 +171,9 @@ class Dedupe(Stage):
         topic = self.settings.output_topic
         for tp, messages in batches.items():
             window = self.windows[tp.partition]
+            stamp = max(m.timestamp for m in messages)
+            if stamp > self.newest.get(tp.partition, -1):
+                self.newest[tp.partition] = stamp
             keep = passing(
                 window,
                 [(m.key, m.headers, m.timestamp) for m in messages],

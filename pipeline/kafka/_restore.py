@@ -34,6 +34,8 @@ class Restored(NamedTuple):
     seconds: float
     start: int
     end: int
+    #: Whether a snapshot seeded the window (then only records from `start` on were read).
+    snapshot: bool = False
 
 
 def bound(capacity: int) -> int:
@@ -61,13 +63,30 @@ class Restorer:
     async def start(self) -> None:
         await start_with_retry(self.consumer, "restore", self.settings)
 
+    async def offsets(self, partition: int) -> tuple[int, int]:
+        """Output partition p's log start and end offsets now."""
+        consumer = self.consumer
+        tp = TopicPartition(self.settings.output_topic, partition)
+        begin = (await consumer.beginning_offsets([tp]))[tp]
+        end = (await consumer.end_offsets([tp]))[tp]
+        return begin, end
+
+    async def resume(self, partition: int, window: Window, start: int, end: int) -> Restored:
+        """Window p seeded from a snapshot: read only the output records in [start, end)."""
+        started = time.monotonic()
+        tp = TopicPartition(self.settings.output_topic, partition)
+        self.consumer.assign([tp])
+        records = await self._load(tp, start, end, window) if end > start else 0
+        return self._done(
+            Restored(partition, records, time.monotonic() - started, start, end, True), window
+        )
+
     async def restore(self, partition: int, window: Window, capacity: int) -> Restored:
         started = time.monotonic()
         consumer = self.consumer
         tp = TopicPartition(self.settings.output_topic, partition)
         consumer.assign([tp])
-        begin = (await consumer.beginning_offsets([tp]))[tp]
-        end = (await consumer.end_offsets([tp]))[tp]
+        begin, end = await self.offsets(partition)
         start = end
         records = 0
         if end > begin:
@@ -79,18 +98,23 @@ class Restorer:
                 hit = found.get(tp)
                 start = max(start, hit.offset if hit is not None else end)
             records = await self._load(tp, start, end, window)
-        done = Restored(partition, records, time.monotonic() - started, start, end)
+        return self._done(
+            Restored(partition, records, time.monotonic() - started, start, end), window
+        )
+
+    def _done(self, done: Restored, window: Window) -> Restored:
         self.done.append(done)
         if self.on_restore is not None:
-            self.on_restore(done.seconds, records)
+            self.on_restore(done.seconds, done.records)
         log.info(
             "window restored",
             extra={
-                "partition": partition,
-                "records": records,
+                "partition": done.partition,
+                "records": done.records,
                 "messages": len(window),
-                "from_offset": start,
-                "end_offset": end,
+                "from_offset": done.start,
+                "end_offset": done.end,
+                "snapshot": done.snapshot,
                 "seconds": round(done.seconds, 3),
             },
         )

@@ -185,6 +185,14 @@ class Processor:
         # Order matters: leave the groups (commits are already done), then flush the producer.
         # Each is stopped even if another fails (or was never started: a stop during start-up);
         # one that does not finish within the bound (the broker is gone) has its sockets closed.
+        for stage in self.stages:
+            with anyio.move_on_after(self.remaining()) as bound:
+                try:
+                    await stage.close()
+                except Exception as exc:
+                    log.warning("close failed", extra={"stage": stage.name, "error": repr(exc)})
+            if bound.cancelled_caught:
+                log.warning("close timed out", extra={"stage": stage.name})
         clients: list[Any] = [s.consumer for s in self.stages]
         clients += [self.restorer.consumer, self.sink.producer]
         for client in clients:

@@ -67,6 +67,9 @@ class Stage:
     async def revoked(self, partitions: set[TopicPartition]) -> None:
         """After the batch in hand is committed, before `partitions` go (drop state)."""
 
+    async def close(self) -> None:
+        """At shutdown, after the last batch, before the clients stop (save state)."""
+
     async def process(self, batches: dict[TopicPartition, list[Any]]) -> list[Sent]:
         """Queue what the batch causes; return what to flush before committing."""
         raise NotImplementedError

@@ -533,6 +533,9 @@ def run_args(
         str(FETCH_WAIT_MS),
         "--startup-timeout-s",
         "30",
+        # Snapshots off unless a test is about them (a restart would read them otherwise).
+        "--state-dir",
+        "",
         *extra,
     ]
 
