@@ -57,6 +57,8 @@ class Settings(KafkaSettings, kw_only=True, forbid_unknown_fields=True):
     # Batches are built whole (create_batch/send_batch); lingering would only add latency.
     linger_ms: Annotated[int, msgspec.Meta(ge=0)] = 0
     batch_max_records: Positive = 2000
+    # Bounds every stop: the batch in hand, its commit and closing the clients.
+    shutdown_timeout_s: Positive = 30
     fetch_max_wait_ms: Annotated[int, msgspec.Meta(ge=0)] = 100
     # How long a crashed member keeps its partitions before the group reassigns them.
     session_timeout_ms: Annotated[int, msgspec.Meta(ge=6000, le=300000)] = 10_000
@@ -108,6 +110,8 @@ HELP: Final[dict[str, str]] = {
     "batch_max_records": "records per consumer batch (getmany max_records)",
     "fetch_max_wait_ms": "longest wait for a consumer batch to fill, in ms",
     "startup_timeout_s": "how long to wait for the broker at start, in s",
+    "shutdown_timeout_s": "longest a stop (SIGTERM/SIGINT) waits for the batch in hand and the "
+    "broker, in s; giving up leaves that batch uncommitted and exits 3",
     "session_timeout_ms": "consumer group session timeout: how soon a crashed member's "
     "partitions move to the others (the broker's group.min.session.timeout.ms bounds it)",
     "window_max_messages": "dedupe window: most messages held",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any, Final
@@ -59,6 +60,25 @@ async def start_with_retry(client: Any, what: str, settings: Settings) -> None:
                 extra={"bootstrap": settings.bootstrap_servers, "client": what, "attempt": attempt},
             )
             await anyio.sleep(min(2.0, 0.2 * attempt))
+
+
+async def close_now(client: AIOKafkaConsumer | AIOKafkaProducer) -> None:
+    """Close the connections of a client whose `stop` was cut short (the broker is gone): what
+    it still held (unsent records, a group membership) is dropped; nothing of it was committed."""
+    if isinstance(client, AIOKafkaProducer):
+        if client._sender is not None:
+            await client._sender.close()
+        await client.client.close()
+    else:
+        fetcher = client._fetcher
+        if fetcher is not None:
+            # Its own close stops at the first fetch task it cancels (it re-raises that
+            # cancellation), leaving the others running.
+            tasks = [fetcher._fetch_task, *fetcher._pending_tasks]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await client._client.close()
 
 
 #: How often clients refresh metadata: a partition count change is seen within this.

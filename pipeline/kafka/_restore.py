@@ -63,9 +63,6 @@ class Restorer:
     async def start(self) -> None:
         await start_with_retry(self.consumer, "restore", self.settings)
 
-    async def stop(self) -> None:
-        await self.consumer.stop()
-
     async def offsets(self, partition: int) -> tuple[int, int]:
         """Output partition p's log start and end offsets now."""
         consumer = self.consumer

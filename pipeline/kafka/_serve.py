@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
 import signal
 import sys
 from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Final
 
 import anyio
 from aiokafka import TopicPartition
@@ -20,7 +22,7 @@ from .._logging import configure_logging
 from .._metrics import StatsView, consumer_lag, observe_kafka
 from ..core._batch import Core, CoreStats, parse_routes
 from ..core._window import Window
-from ._clients import BrokerUnreachable, new_producer, start_with_retry
+from ._clients import BrokerUnreachable, close_now, new_producer, start_with_retry
 from ._dedupe import Dedupe
 from ._fetch import install
 from ._restore import Restorer
@@ -36,6 +38,12 @@ log = logging.getLogger("pipeline.kafka")
 
 #: How often topology `partitioned` looks at the partition counts it depends on.
 WATCH_INTERVAL_S = 2.0
+
+#: Exit code of a stop that gave up (`shutdown_timeout_s`) with a batch in hand uncommitted.
+EXIT_UNCOMMITTED: Final = 3
+
+#: What each client still gets to close once the stop's bound is spent (it only closes sockets).
+CLOSE_GRACE_S: Final = 1.0
 
 
 class Processor:
@@ -58,6 +66,10 @@ class Processor:
         self.partitions = 0
         self.health = Health(settings.liveness_timeout_s)
         self.on_batch: Callable[[float, float, dict[TopicPartition, int]], None] | None = None
+        #: When the stop must be over (set by the first stop request); every wait of it ends then.
+        self.stop_deadline: float | None = None
+        #: The stop gave up on a batch in hand: it stays uncommitted, for the next owner.
+        self.uncommitted = False
 
     # What the metrics read at scrape time (pipeline._metrics.Observed).
     def stats(self) -> list[StatsView]:
@@ -149,12 +161,21 @@ class Processor:
             if self.settings.topology == "partitioned":
                 tg.start_soon(self.watch_partitions)
             await self.stopping.wait()
-            # Each stage finishes its batch in hand and returns; the watcher has nothing to do.
-            with anyio.move_on_after(self.settings.startup_timeout_s):
+            # Each stage finishes its batch in hand (its acks arrive in time) and returns; the
+            # watcher has nothing to do.
+            with anyio.move_on_after(self.remaining()):
                 while any(s.lock.locked() for s in self.stages):
                     await anyio.sleep(0.05)
+            self.uncommitted = any(s.lock.locked() for s in self.stages)
             tg.cancel_scope.cancel()
         self.raise_failure()
+
+    def remaining(self) -> float:
+        """Seconds left of the stop's bound (it starts at the first call)."""
+        now = anyio.current_time()
+        if self.stop_deadline is None:
+            self.stop_deadline = now + self.settings.shutdown_timeout_s
+        return max(0.0, self.stop_deadline - now)
 
     def raise_failure(self) -> None:
         for stage in self.stages:
@@ -162,20 +183,38 @@ class Processor:
 
     async def stop(self) -> None:
         # Order matters: leave the groups (commits are already done), then flush the producer.
-        # Each is stopped even if another fails (or was never started: a stop during start-up).
+        # Each is stopped even if another fails (or was never started: a stop during start-up);
+        # one that does not finish within the bound (the broker is gone) has its sockets closed.
         for stage in self.stages:
-            try:
-                await stage.close()
-            except Exception as exc:
-                log.warning("close failed", extra={"stage": stage.name, "error": repr(exc)})
-        clients = [s.consumer for s in self.stages] + [self.restorer, self.sink]
+            with anyio.move_on_after(self.remaining()) as bound:
+                try:
+                    await stage.close()
+                except Exception as exc:
+                    log.warning("close failed", extra={"stage": stage.name, "error": repr(exc)})
+            if bound.cancelled_caught:
+                log.warning("close timed out", extra={"stage": stage.name})
+        clients: list[Any] = [s.consumer for s in self.stages]
+        clients += [self.restorer.consumer, self.sink.producer]
         for client in clients:
-            try:
-                await client.stop()
-            except Exception as exc:
-                log.warning(
-                    "stop failed", extra={"client": type(client).__name__, "error": repr(exc)}
-                )
+            if client is None:
+                continue
+            what = type(client).__name__
+            stopped = False
+            with anyio.move_on_after(max(self.remaining(), CLOSE_GRACE_S)) as bound:
+                try:
+                    await client.stop()
+                    stopped = True
+                except Exception as exc:
+                    log.warning("stop failed", extra={"client": what, "error": repr(exc)})
+                except asyncio.CancelledError:
+                    if bound.cancel_called:
+                        raise
+                    # aiokafka's fetcher re-raises the cancellation of its own fetch tasks.
+                    log.warning("stop cut short", extra={"client": what})
+            if bound.cancelled_caught:
+                log.warning("stop timed out", extra={"client": what})
+            if not stopped:
+                await close_now(client)
 
     @property
     def batches(self) -> int:
@@ -211,8 +250,10 @@ async def _watch_signals(processor: Processor, startup: anyio.CancelScope) -> No
             return
 
 
-async def serve(settings: Settings, metrics_socket: str | None = None) -> None:
-    """Run one process's stages until SIGTERM/SIGINT; the batches in hand are committed.
+async def serve(settings: Settings, metrics_socket: str | None = None) -> int:
+    """Run one process's stages until SIGTERM/SIGINT; the batches in hand are committed if
+    their acks arrive within `shutdown_timeout_s`. Returns the exit code: 0, or
+    EXIT_UNCOMMITTED when the stop gave up on a batch in hand.
 
     The metrics endpoint (`--metrics-port`, or the worker's `metrics_socket`) answers from
     the start: /livez and /readyz are what an orchestrator asks during a long start-up.
@@ -237,15 +278,24 @@ async def serve(settings: Settings, metrics_socket: str | None = None) -> None:
                     tg.start_soon(_watch_signals, processor, startup)
                     await processor.start()
                 processor.raise_failure()  # a stage may have failed during start-up
-                if processor.stopping.is_set():
-                    tg.cancel_scope.cancel()
-                    return
-                await processor.run()
+                if not processor.stopping.is_set():
+                    await processor.run()
                 tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
                 await processor.stop()
+    if processor.uncommitted:
+        log.error(
+            "stop gave up, work left uncommitted",
+            extra={
+                "shutdown_timeout_s": settings.shutdown_timeout_s,
+                "exit_code": EXIT_UNCOMMITTED,
+                "batches": processor.batches,
+            },
+        )
+        return EXIT_UNCOMMITTED
     log.info("stopped", extra={"batches": processor.batches})
+    return 0
 
 
 _KNOWN = (KafkaError, BrokerUnreachable, TopicProblem, StageFailed)
@@ -260,7 +310,7 @@ def run_kafka(settings: Settings, metrics_socket: str | None = None) -> int:
     if settings.workers > 1:
         return run_workers(settings)
     try:
-        anyio.run(
+        return anyio.run(
             functools.partial(serve, settings, metrics_socket=metrics_socket),
             backend="asyncio",
             backend_options={"use_uvloop": True},
@@ -280,4 +330,3 @@ def run_kafka(settings: Settings, metrics_socket: str | None = None) -> int:
         log.error("kafka error", extra={"error": repr(exc)})
         # A missing topic or a deployment the topology refuses is a setting to fix (exit 2).
         return 2 if isinstance(exc, (TopicProblem, SettingProblem)) else 1
-    return 0

@@ -728,15 +728,26 @@ class RestartableKafka(LocalKafka):
     relaunch by handing `_launch` the previous ones.
     """
 
-    def restart(self, down_s: float = 0.0) -> str:
+    #: The ports `down` leaves for `up`.
+    _pinned: tuple[int, int] | None = None
+
+    def down(self) -> None:
+        """Stop the broker (SIGTERM: a clean shutdown), keeping its ports and data for `up`."""
         data = self.data_dir
         assert self.running and data is not None and self._given_dir is not None
-        port = self._port
         voters = (data / "server.properties").read_text().split("controller.quorum.voters=1@")[1]
-        controller = int(voters.split("\n")[0].rsplit(":", 1)[1])
-        self.stop()  # SIGTERM: a clean broker shutdown (it writes its logs' end and checkpoints)
-        time.sleep(down_s)
+        self._pinned = (self._port, int(voters.split("\n")[0].rsplit(":", 1)[1]))
+        self.stop()
+
+    def up(self) -> str:
+        assert self._pinned is not None
+        port, controller = self._pinned
         with mock.patch.object(broker_module, "_free_ports", lambda count: [port, controller]):
             bootstrap = self.start()
         assert bootstrap == f"127.0.0.1:{port}"
         return bootstrap
+
+    def restart(self, down_s: float = 0.0) -> str:
+        self.down()
+        time.sleep(down_s)
+        return self.up()

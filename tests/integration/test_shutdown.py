@@ -7,11 +7,14 @@ import asyncio
 import json
 import signal
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from .conftest import (
     Proc,
+    RestartableKafka,
     check_dead_letters,
     check_outputs,
     committed,
@@ -148,3 +151,94 @@ async def test_rebalance_commits_what_is_done(kafka_bootstrap: str, spawn) -> No
     assert len(a.messages("partitions assigned")) >= 3
     assert a.crashes() == [] and b.crashes() == []
     assert await a.stop() == 0
+
+
+#: --shutdown-timeout-s of the broker-gone tests, and what the exit may take beyond it (the
+#: clients' sockets are closed after it; a loaded machine is slow).
+BOUND_S, MARGIN_S = 5, 10
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[RestartableKafka]:
+    """A broker of this test alone (the shared one must not go down under other tests)."""
+    with RestartableKafka(data_dir=tmp_path / "kafka") as kafka:
+        yield kafka
+
+
+def clean_stderr(proc: Proc) -> None:
+    """No traceback, no unclosed client, no cancellation escaped on the way out."""
+    raw = [d["raw"] for d in proc.logs if "raw" in d]
+    text = proc.text()
+    for bad in ("Traceback", "Unclosed", "CancelledError", "Task was destroyed"):
+        assert bad not in text, (bad, raw[-40:])
+
+
+async def stop_without_broker(proc: Proc, own_broker: RestartableKafka) -> tuple[int, float]:
+    own_broker.down()  # blocking on purpose: nothing here runs while the broker goes
+    sent = time.monotonic()
+    proc.signal(signal.SIGTERM)
+    code = await proc.wait(BOUND_S + MARGIN_S)
+    return code, time.monotonic() - sent
+
+
+@pytest.mark.parametrize("topology", ["single", "partitioned"])
+async def test_stop_with_broker_gone_and_nothing_in_hand(
+    own_broker: RestartableKafka, spawn, topology: str
+) -> None:
+    """Everything read is committed, then the broker goes: the stop is bounded, exits 0, and
+    closes every client quietly."""
+    bootstrap = own_broker.bootstrap
+    topics = await make_topics(bootstrap, "gone-idle", raw=2, out=2, dlq=1)
+    records = plan(corpus_records(71, 500), topics.raw, 2)
+    await produce(bootstrap, records)
+    extra = ["--topology", topology, "--shutdown-timeout-s", str(BOUND_S)]
+    proc = spawn(run_args(bootstrap, topics, extra=extra))
+    await wait_committed(bootstrap, topics.group, topics.raw, output=topics.out, procs=[proc])
+    code, took = await stop_without_broker(proc, own_broker)
+    assert code == 0, proc.text()[-3000:]
+    assert took < BOUND_S + MARGIN_S
+    assert proc.messages("stopped") and not proc.messages("stop gave up, work left uncommitted")
+    clean_stderr(proc)
+
+
+@pytest.mark.parametrize("topology", ["single", "partitioned"])
+async def test_stop_with_broker_gone_and_a_batch_in_hand(
+    own_broker: RestartableKafka, spawn, topology: str
+) -> None:
+    """The broker goes in the middle of a stream: the stop gives up on the batch in hand
+    within the bound (exit 3, said in a log line), and a new processor, once the broker is
+    back, emits every event exactly once."""
+    bootstrap = own_broker.bootstrap
+    topics = await make_topics(bootstrap, "gone-busy", raw=4, out=6, dlq=2)
+    records = plan(corpus_records(73, 40_000), topics.raw, 4)
+    want = expected(records)
+    await produce(bootstrap, records)
+    extra = [
+        "--topology",
+        topology,
+        "--shutdown-timeout-s",
+        str(BOUND_S),
+        "--batch-max-records",
+        "50",
+    ]
+    args = run_args(bootstrap, topics, extra=extra)
+    proc = spawn(args)
+    await wait_outputs(bootstrap, topics.out, len(want.outputs) // 10, proc)
+    code, took = await stop_without_broker(proc, own_broker)
+    assert code == 3, proc.text()[-3000:]
+    assert took < BOUND_S + MARGIN_S
+    gave_up = proc.messages("stop gave up, work left uncommitted")
+    assert gave_up and gave_up[0]["exit_code"] == 3, proc.text()[-3000:]
+    clean_stderr(proc)
+
+    own_broker.up()
+    proc = spawn(args)
+    await wait_committed(
+        bootstrap, topics.group, topics.raw, output=topics.out, procs=[proc], timeout=120
+    )
+    assert await proc.stop() == 0
+    check_outputs(await drain(bootstrap, topics.out), want.outputs, 6)
+    dlq = await drain(bootstrap, topics.dlq)
+    check_dead_letters(
+        list({dead_letter_view(m.value, m.headers): m for m in dlq}.values()), want.dead_letters
+    )
