@@ -17,11 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks.corpus import (  # noqa: E402
+from benchmarks.corpus import (
     FORMATS,
     MALFORMED_KINDS,
     NON_RECEIPT_KINDS,
@@ -31,10 +27,11 @@ from benchmarks.corpus import (  # noqa: E402
     kcat_line,
     write_jsonl,
 )
-from pipeline._embedded import read_records  # noqa: E402
-from pipeline.core._batch import Core, InputRecord, sniff  # noqa: E402
-from pipeline.core._window import Window  # noqa: E402
+from pipeline._embedded import read_records
+from pipeline.core._batch import Core, InputRecord, sniff
+from pipeline.core._window import Window
 
+ROOT = Path(__file__).resolve().parents[2]
 SEED = 3
 RECEIPTS = 60_000
 ENDPOINTS = {

@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -31,7 +32,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from unittest import mock
 
 import pytest
@@ -40,15 +41,13 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
+from benchmarks import corpus
 from pipeline import _broker as broker_module
 from pipeline._broker import LocalKafka
 from pipeline.core._batch import BatchResult, Core, CoreConfig, InputRecord, sniff
 from pipeline.core._window import Window
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))  # benchmarks/ is not a package on the path otherwise
-
-from benchmarks import corpus  # noqa: E402
 
 #: Short waits everywhere: the broker is local, the suite must stay fast.
 FETCH_WAIT_MS = 50
@@ -210,6 +209,52 @@ def corpus_records(
     """
     start = int(time.time() * 1000) - 3_600_000
     return list(corpus.generate(seed, receipts, start=start, span_s=1800.0, truth=truth))
+
+
+class Placement:
+    """Records put by hand on partitions of a fresh topic, at the offsets the broker will give
+    them (`send` checks those)."""
+
+    def __init__(self, partitions: int) -> None:
+        self._next = [0] * partitions
+
+    def place(self, records: Sequence[InputRecord], partition: int) -> list[InputRecord]:
+        first = self._next[partition]
+        self._next[partition] += len(records)
+        return [r._replace(partition=partition, offset=first + i) for i, r in enumerate(records)]
+
+
+def records_with_events(seed: int, receipts: int, topic: str, count: int) -> list[InputRecord]:
+    """The first `count` records of a corpus that each give events alone (good receipt bodies
+    only), planned on partition 0 of `topic`."""
+    pool = [r for r in corpus_records(seed, receipts) if expected([r]).outputs]
+    return plan(pool, topic, 1)[:count]
+
+
+class Stream(NamedTuple):
+    """A test's topics, a corpus planned onto its raw topic, and what is expected of it."""
+
+    topics: Topics
+    records: list[InputRecord]
+    want: BatchResult
+
+
+async def corpus_stream(
+    bootstrap: str,
+    name: str,
+    seed: int,
+    receipts: int,
+    *,
+    raw: int = 4,
+    out: int = 6,
+    dlq: int = 2,
+    truth: corpus.Truth | None = None,
+) -> Stream:
+    """Fresh topics (see `make_topics`) and a corpus (`corpus_records`) planned onto the raw
+    topic, with what a correct processor makes of it."""
+    topics = await make_topics(bootstrap, name, raw=raw, out=out, dlq=dlq)
+    records = plan(corpus_records(seed, receipts, truth), topics.raw, raw)
+    return Stream(topics, records, expected(records))
 
 
 # ---------------------------------------------------------------------------- produce / consume
@@ -596,6 +641,58 @@ async def _wait_group(
         await asyncio.sleep(0.1)
 
 
+async def wait_processed(
+    bootstrap: str, topics: Topics, *, procs: Sequence[Proc], timeout: float = 60.0
+) -> dict[int, int]:
+    """`wait_committed` for the test's group, raw topic and output: both stages are done."""
+    return await wait_committed(
+        bootstrap, topics.group, topics.raw, output=topics.out, timeout=timeout, procs=procs
+    )
+
+
+async def wait_outputs(
+    bootstrap: str, topic: str, at_least: int, procs: Sequence[Proc], timeout: float = 60.0
+) -> int:
+    """Wait until `topic` holds `at_least` records (the processors staying alive); the count."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done = sum((await end_offsets(bootstrap, topic)).values())
+        if done >= at_least:
+            return done
+        for proc in procs:
+            assert proc.alive(), proc.text()[-3000:]
+        assert time.monotonic() < deadline, f"{done} outputs, waiting for {at_least}"
+        await asyncio.sleep(0.01)
+
+
+_PARTITION = re.compile(r"partition=(\d+)\)")
+
+
+def owned(proc: Proc, topic: str) -> set[int]:
+    """Partitions of `topic` the instance holds, from its last "partitions assigned" line."""
+    lines = [d for d in proc.messages("partitions assigned") if topic in str(d["partitions"])]
+    return {int(p) for p in _PARTITION.findall(str(lines[-1]["partitions"]))} if lines else set()
+
+
+async def wait_spread(
+    procs: Sequence[Proc], topic: str, partitions: int, timeout: float = 60.0
+) -> list[set[int]]:
+    """Wait until every member owns some partitions of `topic`, together all of them, each
+    once; what each owns."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sets = [owned(p, topic) for p in procs]
+        if (
+            all(sets)
+            and sum(map(len, sets)) == partitions
+            and len(set().union(*sets)) == partitions
+        ):
+            return sets
+        assert all(p.alive() for p in procs), "".join(p.text()[-2000:] for p in procs)
+        assert time.monotonic() < deadline, (sets, *(p.text()[-2000:] for p in procs))
+        await asyncio.sleep(0.05)
+
+
 # ------------------------------------------------------------------------------------ checking
 
 
@@ -637,6 +734,16 @@ def dead_letter_view(value: bytes, headers: Iterable[tuple[str, bytes]]) -> tupl
     return (value, tuple((k, bytes(v) if v is not None else None) for k, v in headers))
 
 
+#: The headers a dead letter ends with, in this order (after the original record's own).
+DEAD_LETTER_HEADERS = [
+    "error.class",
+    "error.message",
+    "source.topic",
+    "source.partition",
+    "source.offset",
+]
+
+
 def check_dead_letters(got: Sequence[ConsumerRecord], want: Sequence[Any]) -> None:
     """Dead letters: the original bytes and headers, plus the reason and source headers."""
     want_views = Counter(dead_letter_view(d.value, d.headers) for d in want)
@@ -649,13 +756,13 @@ def check_dead_letters(got: Sequence[ConsumerRecord], want: Sequence[Any]) -> No
     )
     for m in got:
         names = [k for k, _ in m.headers]
-        assert names[-5:] == [
-            "error.class",
-            "error.message",
-            "source.topic",
-            "source.partition",
-            "source.offset",
-        ], names
+        assert names[-5:] == DEAD_LETTER_HEADERS, names
+
+
+def check_replayed_dead_letters(got: Sequence[ConsumerRecord], want: Sequence[Any]) -> None:
+    """`check_dead_letters` after batches may have been processed again (a kill, a lost broker,
+    a rebalance): dead letters are at least once, so each distinct one is checked once."""
+    check_dead_letters(list({dead_letter_view(m.value, m.headers): m for m in got}.values()), want)
 
 
 def chunks(items: Sequence[Any], n: int) -> Iterator[Sequence[Any]]:
@@ -673,8 +780,6 @@ def scrape(port: int, path: str = "/metrics", timeout: float = 5.0) -> tuple[int
 
 def parse_metrics(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
     """Prometheus text → {name: {sorted label pairs: value}}."""
-    import re
-
     out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
     pattern = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
     label = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
@@ -751,3 +856,10 @@ class RestartableKafka(LocalKafka):
         self.down()
         time.sleep(down_s)
         return self.up()
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[RestartableKafka]:
+    """A broker of this test alone (the shared one must not go down under other tests)."""
+    with RestartableKafka(data_dir=tmp_path / "kafka") as kafka:
+        yield kafka

@@ -12,20 +12,12 @@ from aiokafka.producer import message_accumulator
 from aiokafka.producer import producer as aiokafka_producer
 from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
 
+from benchmarks.generators.noise import ENTITY_BOMB
 from pipeline.core._batch import Decoder, InputRecord
 from pipeline.normalise._errors import DecodeError, NotReceipts
 
 MIB = 1024 * 1024
 
-BILLION_LAUGHS = (
-    b'<?xml version="1.0"?>\n<!DOCTYPE result [\n <!ENTITY lol "lol">\n'
-    + b"".join(
-        b' <!ENTITY lol%d "%s">\n'
-        % (i, b"".join(b"&lol%s;" % (b"" if i == 1 else str(i - 1).encode()) for _ in range(10)))
-        for i in range(1, 10)
-    )
-    + b"]>\n<result><entry>true</entry><entry>200</entry><entry>&lol9;</entry></result>"
-)
 QUADRATIC = (
     b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "'
     + b"A" * 50_000
@@ -150,7 +142,7 @@ def hostile(
             body = src.value[: at + 2] + b"\xff\xfe\xc3" + src.value[at + 2 :]
             add("invalid_utf8", "MalformedBody", body, list(src.headers))
         elif pick == 3:
-            bomb = (BILLION_LAUGHS, QUADRATIC, EXTERNAL_ENTITY, EXTERNAL_DTD, PARAMETER_ENTITY)[
+            bomb = (ENTITY_BOMB, QUADRATIC, EXTERNAL_ENTITY, EXTERNAL_DTD, PARAMETER_ENTITY)[
                 rng.randrange(5)
             ]
             headers = _labelled("smspartner", "bulk-status") if rng.random() < 0.5 else []

@@ -6,31 +6,15 @@ from __future__ import annotations
 import json
 import urllib.parse
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from .conftest import Proc
 
 #: Seed 002's example, as Yunpian sends it: form-encoded, the JSON array URL-encoded.
-YUNPIAN_RECORDS = [
-    {
-        "error_detail": "接收成功",
-        "sid": 9527,
-        "uid": "abc",
-        "user_receive_time": "2014-03-17 22:55:21",
-        "error_msg": "DELIVRD",
-        "mobile": "15205201314",
-        "report_status": "SUCCESS",
-    },
-    {
-        "error_detail": "接收成功",
-        "sid": 9528,
-        "uid": "123",
-        "user_receive_time": "2014-03-17 22:55:23",
-        "error_msg": "DELIVRD",
-        "mobile": "+93703334567",
-        "report_status": "SUCCESS",
-    },
-]
+YUNPIAN_RECORDS: list[dict[str, Any]] = json.loads(
+    (Path(__file__).parents[1] / "data" / "yunpian_seed_example.json").read_text(encoding="utf-8")
+)
 FORM = b"application/x-www-form-urlencoded;charset=utf-8"
 JSON = b"application/json"
 

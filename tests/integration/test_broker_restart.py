@@ -5,35 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from .conftest import (
     RestartableKafka,
-    check_dead_letters,
     check_outputs,
-    corpus_records,
-    dead_letter_view,
+    check_replayed_dead_letters,
+    corpus_stream,
     drain,
-    expected,
-    make_topics,
-    plan,
     produce,
     run_args,
-    wait_committed,
+    wait_processed,
 )
 
 pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[RestartableKafka]:
-    """A broker of this test alone (the shared one must not go down under other tests)."""
-    with RestartableKafka(data_dir=tmp_path / "kafka") as kafka:
-        yield kafka
 
 
 async def output_count(bootstrap: str, topic: str, partitions: int) -> int:
@@ -48,9 +35,7 @@ async def output_count(bootstrap: str, topic: str, partitions: int) -> int:
 
 async def test_broker_restart_mid_stream(own_broker: RestartableKafka, spawn) -> None:
     bootstrap = own_broker.bootstrap
-    topics = await make_topics(bootstrap, "restart", raw=4, out=6, dlq=2)
-    records = plan(corpus_records(31, 40_000), topics.raw, 4)
-    want = expected(records)
+    topics, records, want = await corpus_stream(bootstrap, "restart", 31, 40_000)
     # Two thirds are there before the restart; the rest arrives after it, so the stream is
     # certainly unfinished when the broker goes down, and the same process must take up the
     # new records after it came back. (`plan` numbered the offsets in list order, so the two
@@ -72,15 +57,10 @@ async def test_broker_restart_mid_stream(own_broker: RestartableKafka, spawn) ->
     print(f"outputs when the broker came back: {before} of {len(want.outputs)}")
     await produce(bootstrap, records[cut:])
 
-    await wait_committed(
-        bootstrap, topics.group, topics.raw, output=topics.out, procs=[proc], timeout=120
-    )
+    await wait_processed(bootstrap, topics, procs=[proc], timeout=120)
     out = await drain(bootstrap, topics.out)
     check_outputs(out, want.outputs, 6)
-    dlq = await drain(bootstrap, topics.dlq)
-    check_dead_letters(
-        list({dead_letter_view(m.value, m.headers): m for m in dlq}.values()), want.dead_letters
-    )
+    check_replayed_dead_letters(await drain(bootstrap, topics.dlq), want.dead_letters)
     # The very same process recovered (no supervisor restarted it), and stops cleanly.
     assert proc.alive()
     assert await proc.stop() == 0

@@ -11,19 +11,16 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from .conftest import (
-    check_dead_letters,
     check_outputs,
-    corpus_records,
+    check_replayed_dead_letters,
+    corpus_stream,
     dead_letter_view,
     drain,
     evict_members,
-    expected,
     group_members,
-    make_topics,
-    plan,
     produce,
     run_args,
-    wait_committed,
+    wait_processed,
 )
 
 pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
@@ -38,9 +35,7 @@ async def test_sigkill_at_random_points_loses_and_duplicates_nothing(
     seed = int(os.environ.get("CRASH_TEST_SEED") or random.randrange(1 << 30))
     print(f"CRASH_TEST_SEED={seed}")  # shown on failure: replays the same kill points
     rng = random.Random(seed)
-    topics = await make_topics(kafka_bootstrap, "crash", raw=4, out=6, dlq=2)
-    records = plan(corpus_records(21, 60_000), topics.raw, 4)
-    want = expected(records)
+    topics, records, want = await corpus_stream(kafka_bootstrap, "crash", 21, 60_000)
     total = len(want.outputs)
     await produce(kafka_bootstrap, records)
 
@@ -85,9 +80,7 @@ async def test_sigkill_at_random_points_loses_and_duplicates_nothing(
     assert len(kills) == KILLS and all(k < total for k in kills), (kills, total)
 
     proc = spawn(args)
-    await wait_committed(
-        kafka_bootstrap, topics.group, topics.raw, output=topics.out, procs=[proc], timeout=120
-    )
+    await wait_processed(kafka_bootstrap, topics, procs=[proc], timeout=120)
     out = await drain(kafka_bootstrap, topics.out)
     check_outputs(out, want.outputs, 6)
     # Dead letters are at-least-once (a replayed batch dead-letters its bad records again);
@@ -96,9 +89,7 @@ async def test_sigkill_at_random_points_loses_and_duplicates_nothing(
     assert {dead_letter_view(m.value, m.headers) for m in dlq} == {
         dead_letter_view(d.value, d.headers) for d in want.dead_letters
     }
-    check_dead_letters(
-        list({dead_letter_view(m.value, m.headers): m for m in dlq}.values()), want.dead_letters
-    )
+    check_replayed_dead_letters(dlq, want.dead_letters)
     # The last run restored its windows from what the killed runs had emitted.
     restored = proc.messages("window restored")
     assert {d["partition"] for d in restored} == set(range(6))

@@ -12,24 +12,21 @@ from .conftest import (
     check_dead_letters,
     check_outputs,
     corpus,
-    corpus_records,
+    corpus_stream,
     drain,
     expected,
     interleaved,
-    make_topics,
-    plan,
     produce,
     run_args,
-    wait_committed,
+    wait_processed,
 )
 
 pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
 
 
 async def test_every_event_once_and_every_dead_letter(kafka_bootstrap: str, spawn) -> None:
-    topics = await make_topics(kafka_bootstrap, "e2e", raw=4, out=6, dlq=2)
     truth = corpus.Truth()
-    records = plan(corpus_records(11, 12_000, truth), topics.raw, 4)
+    topics, records, want = await corpus_stream(kafka_bootstrap, "e2e", 11, 12_000, truth=truth)
 
     # The stream really is what the test claims: every format, provider retries of whole
     # bodies, duplicate reports (poll pages overlapping, push and poll of the same report),
@@ -40,7 +37,6 @@ async def test_every_event_once_and_every_dead_letter(kafka_bootstrap: str, spaw
     assert 0 < truth.headered < truth.records
     assert {r.partition for r in records} == {0, 1, 2, 3}
 
-    want = expected(records)
     # The expectation does not depend on how partitions interleave: `plan` put every report of
     # a message in its provider's partition, so any merge that keeps each partition's order
     # (which is all the processor guarantees) gives the same events. Check that on two merges.
@@ -54,7 +50,7 @@ async def test_every_event_once_and_every_dead_letter(kafka_bootstrap: str, spaw
 
     await produce(kafka_bootstrap, records)
     proc = spawn(run_args(kafka_bootstrap, topics, extra=["--batch-max-records", "300"]))
-    await wait_committed(kafka_bootstrap, topics.group, topics.raw, output=topics.out, procs=[proc])
+    await wait_processed(kafka_bootstrap, topics, procs=[proc])
     out = await drain(kafka_bootstrap, topics.out)
     dlq = await drain(kafka_bootstrap, topics.dlq)
 

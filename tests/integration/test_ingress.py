@@ -4,6 +4,7 @@ to by a real HTTP client: each body lands byte for byte, and only then is it ans
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import signal
 import ssl
@@ -22,7 +23,7 @@ from .conftest import (
     parse_metrics,
     run_args,
     scrape,
-    wait_committed,
+    wait_processed,
 )
 from .ingress_helpers import (
     FORM,
@@ -37,13 +38,6 @@ from .ingress_helpers import (
 )
 
 pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[RestartableKafka]:
-    """A broker of this test alone (the shared one must not go down under other tests)."""
-    with RestartableKafka(data_dir=tmp_path / "kafka") as kafka:
-        yield kafka
 
 
 #: (path, body, content-type, the exact success answer)
@@ -196,12 +190,34 @@ async def test_broker_down_503_then_retry_succeeds_and_processor_emits_once(
     raw = await drain(bootstrap, topics.raw)
     assert set(bodies) <= {r.value for r in raw}
     processor = spawn(run_args(bootstrap, topics))
-    await wait_committed(bootstrap, topics.group, topics.raw, output=topics.out, procs=[processor])
+    await wait_processed(bootstrap, topics, procs=[processor])
     out = await drain(bootstrap, topics.out)
     events = [json.loads(r.value) for r in out]
     sids = sorted(int(e["message_key"]) for e in events)
     assert sids == sorted(10_000 + i for i in range(20)), sids
     assert await processor.stop() == 0
+
+
+async def push_until_gone(
+    client: httpx.AsyncClient,
+    sids: Iterator[int],
+    answered: list[tuple[bytes, bytes]],
+    *,
+    stop_when_refused: bool,
+) -> None:
+    """Push fresh Yunpian bodies (the next sid each), one at a time, until the ingress is gone
+    or, with `stop_when_refused`, answers anything but 200; `answered` gets each 200's body and
+    answer."""
+    while True:
+        body = yunpian_push(next(sids))
+        try:
+            response = await client.post("/v1/yunpian/push", content=body)
+        except httpx.HTTPError:
+            return
+        if response.status_code == 200:
+            answered.append((body, response.content))
+        elif stop_when_refused:
+            return
 
 
 def rss_kib(pid: int) -> int:
@@ -215,32 +231,26 @@ def rss_kib(pid: int) -> int:
 async def test_kill_9_under_load_loses_no_acknowledged_body(kafka_bootstrap: str, spawn) -> None:
     topics = await make_topics(kafka_bootstrap, "ingress-kill", raw=3)
     proc, url = await start_ingress(spawn, kafka_bootstrap, topics.raw)
-    acknowledged: list[bytes] = []
-    counter = iter(range(1_000_000))
-
-    async def client_loop(client: httpx.AsyncClient) -> None:
-        while True:
-            body = yunpian_push(next(counter))
-            try:
-                response = await client.post("/v1/yunpian/push", content=body)
-            except httpx.HTTPError:
-                return  # the ingress is gone
-            if response.status_code == 200:
-                assert response.content == b"SUCCESS"
-                acknowledged.append(body)
-
+    acknowledged: list[tuple[bytes, bytes]] = []
+    sids = itertools.count()
     # Bounded: 16 connections, one request at a time each.
     limits = httpx.Limits(max_connections=16)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=10) as client:
-        loops = [asyncio.create_task(client_loop(client)) for _ in range(16)]
+        loops = [
+            asyncio.create_task(
+                push_until_gone(client, sids, acknowledged, stop_when_refused=False)
+            )
+            for _ in range(16)
+        ]
         deadline = time.monotonic() + 60
         while len(acknowledged) < 500:
             assert time.monotonic() < deadline, len(acknowledged)
             await asyncio.sleep(0.01)
         proc.kill()  # SIGKILL mid-stream: requests are in flight
         await asyncio.gather(*loops)
+    assert {answer for _, answer in acknowledged} == {b"SUCCESS"}
     stored = {r.value for r in await drain(kafka_bootstrap, topics.raw)}
-    lost = [b for b in acknowledged if b not in stored]
+    lost = [b for b, _ in acknowledged if b not in stored]
     assert not lost, f"{len(lost)} of {len(acknowledged)} acknowledged bodies not on the topic"
 
 
@@ -305,22 +315,13 @@ async def test_sigterm_under_load_finishes_in_flight_and_flushes(
 ) -> None:
     topics = await make_topics(kafka_bootstrap, "ingress-term", raw=2)
     proc, url = await start_ingress(spawn, kafka_bootstrap, topics.raw)
-    answered: list[bytes] = []
-    counter = iter(range(1_000_000))
-
-    async def client_loop(client: httpx.AsyncClient) -> None:
-        while True:
-            body = yunpian_push(next(counter))
-            try:
-                response = await client.post("/v1/yunpian/push", content=body)
-            except httpx.HTTPError:
-                return  # no longer accepting
-            if response.status_code != 200:
-                return
-            answered.append(body)
-
+    answered: list[tuple[bytes, bytes]] = []
+    sids = itertools.count()
     async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-        loops = [asyncio.create_task(client_loop(client)) for _ in range(8)]
+        loops = [
+            asyncio.create_task(push_until_gone(client, sids, answered, stop_when_refused=True))
+            for _ in range(8)
+        ]
         while len(answered) < 200:
             await asyncio.sleep(0.01)
         proc.signal(signal.SIGTERM)
@@ -328,7 +329,7 @@ async def test_sigterm_under_load_finishes_in_flight_and_flushes(
         await asyncio.gather(*loops)
     assert proc.messages("ingress stopped")
     stored = {r.value for r in await drain(kafka_bootstrap, topics.raw)}
-    assert all(b in stored for b in answered)
+    assert all(b in stored for b, _ in answered)
 
 
 async def test_tls_from_the_server_options(kafka_bootstrap: str, spawn, tmp_path: Path) -> None:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -19,13 +17,6 @@ pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
 
 #: How long the broker stays down; the rate limit lets each message through once per 10 s.
 DOWN_S = 12.0
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[LocalKafka]:
-    """A broker of this test alone (the shared one must not go down under other tests)."""
-    with LocalKafka(data_dir=tmp_path / "kafka") as kafka:
-        yield kafka
 
 
 async def test_item10_aiokafka_logs_throttled(own_broker: LocalKafka, spawn) -> None:

@@ -12,15 +12,15 @@ import pytest
 from .conftest import (
     corpus,
     corpus_records,
+    corpus_stream,
     drain,
-    expected,
     make_topics,
     parse_metrics,
     plan,
     produce,
     run_args,
     scrape,
-    wait_committed,
+    wait_processed,
 )
 
 pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
@@ -31,10 +31,8 @@ def by_label(samples: dict, label: str) -> dict[str, float]:
 
 
 async def test_metrics_match_the_topics(kafka_bootstrap: str, spawn) -> None:
-    topics = await make_topics(kafka_bootstrap, "metrics", raw=4, out=6, dlq=2)
     truth = corpus.Truth()
-    records = plan(corpus_records(71, 30_000, truth), topics.raw, 4)
-    want = expected(records)
+    topics, records, want = await corpus_stream(kafka_bootstrap, "metrics", 71, 30_000, truth=truth)
     assert len(want.outputs) == truth.emitted and truth.duplicates > 0
 
     proc = spawn(run_args(kafka_bootstrap, topics, extra=["--batch-max-records", "100"]))
@@ -69,7 +67,7 @@ async def test_metrics_match_the_topics(kafka_bootstrap: str, spawn) -> None:
     assert len(set(seen_batches)) >= 3, seen_batches  # it moved while the stream flowed
     assert (await asyncio.to_thread(scrape, port, "/nope"))[0] == 404
 
-    await wait_committed(kafka_bootstrap, topics.group, topics.raw, output=topics.out, procs=[proc])
+    await wait_processed(kafka_bootstrap, topics, procs=[proc])
     out = await drain(kafka_bootstrap, topics.out)
     dlq = await drain(kafka_bootstrap, topics.dlq)
     status, body = await asyncio.to_thread(scrape, port, "/metrics")
@@ -116,7 +114,7 @@ async def test_item11_workers_one_endpoint(kafka_bootstrap: str, spawn) -> None:
     assert len(proc.messages("metrics served")) == 1  # the parent's, not one per worker
     await proc.wait_log(lambda d: len(proc.messages("partitions assigned")) >= 2, timeout=40)
     await produce(kafka_bootstrap, records)
-    await wait_committed(kafka_bootstrap, topics.group, topics.raw, output=topics.out, procs=[proc])
+    await wait_processed(kafka_bootstrap, topics, procs=[proc])
 
     deadline = time.monotonic() + 20
     while (await asyncio.to_thread(scrape, port, "/readyz"))[0] != 200:

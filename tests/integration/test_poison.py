@@ -10,14 +10,17 @@ import random
 import time
 import urllib.parse
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
+from aiokafka.structs import ConsumerRecord
 
 from pipeline.core._batch import InputRecord, record_size
 from pipeline.normalise._errors import DEFAULT_RECORD_MAX_BYTES
 
 from .conftest import (
     BIG,
+    Proc,
     Topics,
     check_dead_letters,
     check_outputs,
@@ -29,11 +32,21 @@ from .conftest import (
     plan,
     produce,
     run_args,
-    wait_committed,
+    wait_processed,
 )
 from .hostile import MIB, RawKey, hostile, raw_header_keys
 
 pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
+
+
+async def process_all(
+    bootstrap: str, topics: Topics, spawn: Callable[..., Proc]
+) -> tuple[Proc, list[ConsumerRecord], list[ConsumerRecord]]:
+    """One processor (batches of 500) through all of the raw topic: it, the output records and
+    the dead letters."""
+    proc = spawn(run_args(bootstrap, topics, extra=["--batch-max-records", "500"]))
+    await wait_processed(bootstrap, topics, procs=[proc], timeout=120)
+    return proc, await drain(bootstrap, topics.out), await drain(bootstrap, topics.dlq)
 
 
 async def test_poison_is_dead_lettered_and_never_stops_the_processor(
@@ -116,13 +129,8 @@ async def test_poison_is_dead_lettered_and_never_stops_the_processor(
 
     with raw_header_keys():
         await produce(kafka_bootstrap, records, max_request_size=BIG)
-    proc = spawn(run_args(kafka_bootstrap, topics, extra=["--batch-max-records", "500"]))
+    proc, out, dlq = await process_all(kafka_bootstrap, topics, spawn)
     pid = proc.pid
-    await wait_committed(
-        kafka_bootstrap, topics.group, topics.raw, output=topics.out, procs=[proc], timeout=120
-    )
-    out = await drain(kafka_bootstrap, topics.out)
-    dlq = await drain(kafka_bootstrap, topics.dlq)
 
     check_outputs(out, want_outputs, 6)
     refused = {
@@ -224,13 +232,8 @@ async def test_item1_oversized_events_at_default_limits(kafka_bootstrap: str, sp
     assert sum(json.loads(o.value)["message_id"] in others for o in want.outputs) == 4
 
     await produce(kafka_bootstrap, records, max_request_size=BIG)
-    proc = spawn(run_args(kafka_bootstrap, topics, extra=["--batch-max-records", "500"]))
+    proc, out, dlq = await process_all(kafka_bootstrap, topics, spawn)
     pid = proc.pid
-    await wait_committed(
-        kafka_bootstrap, topics.group, topics.raw, output=topics.out, procs=[proc], timeout=120
-    )
-    out = await drain(kafka_bootstrap, topics.out)
-    dlq = await drain(kafka_bootstrap, topics.dlq)
 
     check_outputs(out, want.outputs, 6)
     check_dead_letters(dlq, want.dead_letters)

@@ -7,50 +7,32 @@ import asyncio
 import json
 import signal
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from .conftest import (
     Proc,
     RestartableKafka,
-    check_dead_letters,
     check_outputs,
+    check_replayed_dead_letters,
     committed,
-    corpus_records,
-    dead_letter_view,
+    corpus_stream,
     drain,
     end_offsets,
-    expected,
-    make_topics,
-    plan,
     produce,
     run_args,
-    wait_committed,
+    wait_outputs,
+    wait_processed,
 )
 
 pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
-
-
-async def wait_outputs(bootstrap: str, topic: str, at_least: int, proc: Proc) -> int:
-    deadline = time.monotonic() + 60
-    while True:
-        done = sum((await end_offsets(bootstrap, topic)).values())
-        if done >= at_least:
-            return done
-        assert proc.alive(), proc.text()[-3000:]
-        assert time.monotonic() < deadline, f"{done} outputs, waiting for {at_least}"
-        await asyncio.sleep(0.01)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 async def test_graceful_stop_commits_what_it_emitted(
     kafka_bootstrap: str, spawn, signum: signal.Signals
 ) -> None:
-    topics = await make_topics(kafka_bootstrap, "shutdown", raw=4, out=6, dlq=2)
-    records = plan(corpus_records(61, 40_000), topics.raw, 4)
-    want = expected(records)
+    topics, records, want = await corpus_stream(kafka_bootstrap, "shutdown", 61, 40_000)
     await produce(kafka_bootstrap, records)
     # One stage, so that "committed" and "emitted" are about the same group (under
     # `partitioned` the dedupe stage's hand-over is what test_rebalance_commits_what_is_done and
@@ -62,7 +44,7 @@ async def test_graceful_stop_commits_what_it_emitted(
     # 1. A signal in the middle of the stream: the batch in hand is finished and committed,
     #    and the process exits 0 within seconds.
     proc = spawn(args)
-    await wait_outputs(kafka_bootstrap, topics.out, len(want.outputs) // 3, proc)
+    await wait_outputs(kafka_bootstrap, topics.out, len(want.outputs) // 3, [proc])
     sent = time.monotonic()
     proc.signal(signum)
     assert await proc.wait(5) == 0, proc.text()[-3000:]
@@ -85,15 +67,12 @@ async def test_graceful_stop_commits_what_it_emitted(
     # 2. The next run takes over from the committed offsets and runs to the end; a clean stop
     #    then leaves the group's offsets at the end of every partition.
     proc = spawn(args)
-    await wait_committed(kafka_bootstrap, topics.group, topics.raw, output=topics.out, procs=[proc])
+    await wait_processed(kafka_bootstrap, topics, procs=[proc])
     assert await proc.stop() == 0
     assert await committed(kafka_bootstrap, topics.group, topics.raw) == ends
     out = await drain(kafka_bootstrap, topics.out)
     check_outputs(out, want.outputs, 6)
-    dlq = await drain(kafka_bootstrap, topics.dlq)
-    check_dead_letters(
-        list({dead_letter_view(m.value, m.headers): m for m in dlq}.values()), want.dead_letters
-    )
+    check_replayed_dead_letters(await drain(kafka_bootstrap, topics.dlq), want.dead_letters)
 
     # 3. A restart re-reads nothing: it joins, waits through several fetches, and processes no
     #    batch; the output topic does not grow.
@@ -111,16 +90,14 @@ async def test_graceful_stop_commits_what_it_emitted(
 async def test_rebalance_commits_what_is_done(kafka_bootstrap: str, spawn) -> None:
     """A second instance joins in the middle of a live stream, takes half the partitions, and
     leaves again: every event exactly once, every dead letter there."""
-    topics = await make_topics(kafka_bootstrap, "rebalance", raw=4, out=6, dlq=2)
-    records = plan(corpus_records(63, 40_000), topics.raw, 4)
-    want = expected(records)
+    topics, records, want = await corpus_stream(kafka_bootstrap, "rebalance", 63, 40_000)
     args = run_args(kafka_bootstrap, topics, extra=["--batch-max-records", "100"])
     a = spawn(args)
     await a.wait_log("partitions assigned", timeout=30)
     # The stream arrives over ~10 s while the group changes twice.
     feed = asyncio.create_task(produce(kafka_bootstrap, records, spread_s=10.0))
     try:
-        await wait_outputs(kafka_bootstrap, topics.out, 1, a)
+        await wait_outputs(kafka_bootstrap, topics.out, 1, [a])
         b = spawn(args)
 
         def b_owns() -> bool:
@@ -130,7 +107,7 @@ async def test_rebalance_commits_what_is_done(kafka_bootstrap: str, spawn) -> No
         await b.wait_log(lambda d: b_owns(), timeout=30)
         revoked = len(a.messages("partitions revoked"))
         assert revoked >= 2  # once at start (nothing), once for b's arrival
-        done_b = await wait_outputs(kafka_bootstrap, topics.out, 0, b)
+        done_b = await wait_outputs(kafka_bootstrap, topics.out, 0, [b])
         await asyncio.sleep(1.0)  # b works on its partitions for a while
         assert not feed.done(), "the stream ended before the second rebalance"
         assert await b.stop() == 0
@@ -140,13 +117,10 @@ async def test_rebalance_commits_what_is_done(kafka_bootstrap: str, spawn) -> No
     finally:
         if not feed.done():
             feed.cancel()
-    await wait_committed(kafka_bootstrap, topics.group, topics.raw, output=topics.out, procs=[a])
+    await wait_processed(kafka_bootstrap, topics, procs=[a])
     out = await drain(kafka_bootstrap, topics.out)
     check_outputs(out, want.outputs, 6)
-    dlq = await drain(kafka_bootstrap, topics.dlq)
-    check_dead_letters(
-        list({dead_letter_view(m.value, m.headers): m for m in dlq}.values()), want.dead_letters
-    )
+    check_replayed_dead_letters(await drain(kafka_bootstrap, topics.dlq), want.dead_letters)
     # a took the partitions back after b left (a third assignment), and never crashed.
     assert len(a.messages("partitions assigned")) >= 3
     assert a.crashes() == [] and b.crashes() == []
@@ -156,13 +130,6 @@ async def test_rebalance_commits_what_is_done(kafka_bootstrap: str, spawn) -> No
 #: --shutdown-timeout-s of the broker-gone tests, and what the exit may take beyond it (the
 #: clients' sockets are closed after it; a loaded machine is slow).
 BOUND_S, MARGIN_S = 5, 10
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[RestartableKafka]:
-    """A broker of this test alone (the shared one must not go down under other tests)."""
-    with RestartableKafka(data_dir=tmp_path / "kafka") as kafka:
-        yield kafka
 
 
 def clean_stderr(proc: Proc) -> None:
@@ -188,12 +155,11 @@ async def test_stop_with_broker_gone_and_nothing_in_hand(
     """Everything read is committed, then the broker goes: the stop is bounded, exits 0, and
     closes every client quietly."""
     bootstrap = own_broker.bootstrap
-    topics = await make_topics(bootstrap, "gone-idle", raw=2, out=2, dlq=1)
-    records = plan(corpus_records(71, 500), topics.raw, 2)
+    topics, records, _ = await corpus_stream(bootstrap, "gone-idle", 71, 500, raw=2, out=2, dlq=1)
     await produce(bootstrap, records)
     extra = ["--topology", topology, "--shutdown-timeout-s", str(BOUND_S)]
     proc = spawn(run_args(bootstrap, topics, extra=extra))
-    await wait_committed(bootstrap, topics.group, topics.raw, output=topics.out, procs=[proc])
+    await wait_processed(bootstrap, topics, procs=[proc])
     code, took = await stop_without_broker(proc, own_broker)
     assert code == 0, proc.text()[-3000:]
     assert took < BOUND_S + MARGIN_S
@@ -209,9 +175,7 @@ async def test_stop_with_broker_gone_and_a_batch_in_hand(
     within the bound (exit 3, said in a log line), and a new processor, once the broker is
     back, emits every event exactly once."""
     bootstrap = own_broker.bootstrap
-    topics = await make_topics(bootstrap, "gone-busy", raw=4, out=6, dlq=2)
-    records = plan(corpus_records(73, 40_000), topics.raw, 4)
-    want = expected(records)
+    topics, records, want = await corpus_stream(bootstrap, "gone-busy", 73, 40_000)
     await produce(bootstrap, records)
     extra = [
         "--topology",
@@ -223,7 +187,7 @@ async def test_stop_with_broker_gone_and_a_batch_in_hand(
     ]
     args = run_args(bootstrap, topics, extra=extra)
     proc = spawn(args)
-    await wait_outputs(bootstrap, topics.out, len(want.outputs) // 10, proc)
+    await wait_outputs(bootstrap, topics.out, len(want.outputs) // 10, [proc])
     code, took = await stop_without_broker(proc, own_broker)
     assert code == 3, proc.text()[-3000:]
     assert took < BOUND_S + MARGIN_S
@@ -233,12 +197,7 @@ async def test_stop_with_broker_gone_and_a_batch_in_hand(
 
     own_broker.up()
     proc = spawn(args)
-    await wait_committed(
-        bootstrap, topics.group, topics.raw, output=topics.out, procs=[proc], timeout=120
-    )
+    await wait_processed(bootstrap, topics, procs=[proc], timeout=120)
     assert await proc.stop() == 0
     check_outputs(await drain(bootstrap, topics.out), want.outputs, 6)
-    dlq = await drain(bootstrap, topics.dlq)
-    check_dead_letters(
-        list({dead_letter_view(m.value, m.headers): m for m in dlq}.values()), want.dead_letters
-    )
+    check_replayed_dead_letters(await drain(bootstrap, topics.dlq), want.dead_letters)

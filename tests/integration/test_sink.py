@@ -18,9 +18,19 @@ from pipeline.kafka._limits import TopicLimits, topic_limits
 from pipeline.kafka._sink import Sent, Sink
 from pipeline.kafka._topics import TopicProblem
 
-from .conftest import create_topics, drain, unique
+from .conftest import DEAD_LETTER_HEADERS, create_topics, drain, unique
 
 pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
+
+
+async def limits_of(bootstrap: str, topics: list[str]) -> dict[str, TopicLimits]:
+    """What the broker says of `topics`, read as the processor reads it at start."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return await topic_limits(admin, topics)
+    finally:
+        await admin.close()
 
 
 def event(offset: int, pad: int = 0) -> bytes:
@@ -33,12 +43,7 @@ async def test_item1_refused_records_are_dead_lettered_and_the_rest_sent(
 ) -> None:
     out, dlq = unique("sink-out"), unique("sink-dlq")
     await create_topics(kafka_bootstrap, {out: 2, dlq: 1})  # Kafka's default limits
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
-        limits = await topic_limits(admin, [out, dlq])
-    finally:
-        await admin.close()
+    limits = await limits_of(kafka_bootstrap, [out, dlq])
     made: list[Any] = []
 
     def producer(batch_bytes: int) -> AIOKafkaProducer:
@@ -99,14 +104,7 @@ async def test_item1_refused_records_are_dead_lettered_and_the_rest_sent(
     dead = {dict(m.headers)["error.class"]: m for m in await drain(kafka_bootstrap, dlq)}
     assert sorted(dead) == [b"EventTooLarge", b"InvalidTimestamp", b"MalformedBody"]
     for m in dead.values():
-        names = [k for k, _ in m.headers]
-        assert names[-5:] == [
-            "error.class",
-            "error.message",
-            "source.topic",
-            "source.partition",
-            "source.offset",
-        ]
+        assert [k for k, _ in m.headers][-5:] == DEAD_LETTER_HEADERS
         assert len(m.value) + sum(len(k) + len(v) for k, v in m.headers) < limits[dlq].record_bytes
     big = dict(dead[b"EventTooLarge"].headers)
     assert (big["source.topic"], big["source.partition"], big["source.offset"]) == (
@@ -131,12 +129,7 @@ async def test_item1_record_refused_alone_is_dead_lettered_even_if_limits_said_i
     # The output topic's limit was lowered since start (it is 1 MiB; the sink believes 16 MiB).
     out, dlq = unique("sink-lowered-out"), unique("sink-lowered-dlq")
     await create_topics(kafka_bootstrap, {out: 1, dlq: 1})
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
-        limits = await topic_limits(admin, [out, dlq])
-    finally:
-        await admin.close()
+    limits = await limits_of(kafka_bootstrap, [out, dlq])
     limits[out] = TopicLimits(max_message_bytes=16 << 20)
 
     def producer(batch_bytes: int) -> AIOKafkaProducer:

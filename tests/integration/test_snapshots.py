@@ -12,15 +12,12 @@ from pipeline.kafka._snapshot import path_for
 
 from .conftest import (
     check_outputs,
-    corpus_records,
+    corpus_stream,
     drain,
     end_offsets,
-    expected,
-    make_topics,
-    plan,
     produce,
     run_args,
-    wait_committed,
+    wait_processed,
 )
 
 pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
@@ -29,10 +26,10 @@ pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
 async def test_restart_reads_only_after_the_snapshot_and_skips_a_corrupt_one(
     kafka_bootstrap: str, spawn, tmp_path: Path
 ) -> None:
-    topics = await make_topics(kafka_bootstrap, "snapshot", raw=2, out=2, dlq=1)
-    records = plan(corpus_records(71, 4_000), topics.raw, 2)
+    topics, records, want = await corpus_stream(
+        kafka_bootstrap, "snapshot", 71, 4_000, raw=2, out=2, dlq=1
+    )
     half = len(records) // 2
-    want = expected(records)
     state = tmp_path / "state"
     # No periodic snapshot: only the one taken at shutdown.
     args = run_args(
@@ -44,7 +41,7 @@ async def test_restart_reads_only_after_the_snapshot_and_skips_a_corrupt_one(
     # Run 1 takes the first half and snapshots both windows when it stops.
     await produce(kafka_bootstrap, records[:half])
     proc = spawn(args)
-    await wait_committed(kafka_bootstrap, topics.group, topics.raw, output=topics.out, procs=[proc])
+    await wait_processed(kafka_bootstrap, topics, procs=[proc])
     assert await proc.stop() == 0 and proc.crashes() == []
     saved = {d["partition"]: d["offset"] for d in proc.messages("window snapshotted")}
     at_snapshot = await end_offsets(kafka_bootstrap, topics.out)
@@ -53,7 +50,7 @@ async def test_restart_reads_only_after_the_snapshot_and_skips_a_corrupt_one(
     # Run 2 takes the second half and is killed: no snapshot of what it wrote.
     await produce(kafka_bootstrap, records[half:])
     proc = spawn(args)
-    await wait_committed(kafka_bootstrap, topics.group, topics.raw, output=topics.out, procs=[proc])
+    await wait_processed(kafka_bootstrap, topics, procs=[proc])
     used = {d["partition"]: d for d in proc.messages("window restored")}
     assert all(d["snapshot"] and d["records"] == 0 for d in used.values()), used
     proc.kill()
@@ -73,7 +70,7 @@ async def test_restart_reads_only_after_the_snapshot_and_skips_a_corrupt_one(
         kafka_bootstrap, [r._replace(offset=r.offset + sizes[r.partition]) for r in records]
     )
     proc = spawn(args)
-    await wait_committed(kafka_bootstrap, topics.group, topics.raw, output=topics.out, procs=[proc])
+    await wait_processed(kafka_bootstrap, topics, procs=[proc])
     used = {d["partition"]: d for d in proc.messages("window restored")}
     # Partition 1 from its snapshot: exactly the records written after it.
     assert used[1]["snapshot"] and used[1]["from_offset"] == at_snapshot[1], used

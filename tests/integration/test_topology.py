@@ -13,15 +13,15 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from pipeline.core._batch import InputRecord
 from pipeline.kafka._partitioner import partition_for
 from pipeline.kafka._restore import bound
 
 from .conftest import (
-    Proc,
+    Placement,
     check_outputs,
     chunks,
     corpus_records,
+    corpus_stream,
     create_topics,
     drain,
     end_offsets,
@@ -30,29 +30,14 @@ from .conftest import (
     new_producer,
     plan,
     produce,
+    records_with_events,
     run_args,
     send,
-    wait_committed,
+    wait_processed,
+    wait_spread,
 )
-from .test_two_instances import moved, owned
 
 pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
-
-
-async def wait_spread(procs: Sequence[Proc], topic: str, partitions: int) -> list[set[int]]:
-    """Until every member owns some partitions of `topic` and together all of them."""
-    deadline = time.monotonic() + 60
-    while True:
-        sets = [owned(p, topic) for p in procs]
-        if (
-            all(sets)
-            and sum(map(len, sets)) == partitions
-            and len(set().union(*sets)) == partitions
-        ):
-            return sets
-        assert all(p.alive() for p in procs), "".join(p.text()[-2000:] for p in procs)
-        assert time.monotonic() < deadline, sets
-        await asyncio.sleep(0.05)
 
 
 def identities(records: Sequence) -> Counter[tuple[bytes, bytes]]:
@@ -65,10 +50,8 @@ async def test_three_members_copies_within_ms_once(kafka_bootstrap: str, spawn) 
     sets = await wait_spread(procs, topics.raw, 6)
     # One input partition of each member.
     targets = [min(s) for s in sets]
-    pool = [r for r in corpus_records(51, 8_000) if expected([r]).outputs]
-    originals = plan(pool, topics.raw, 1)[:240]
-    offsets = dict.fromkeys(range(6), 0)
-    sent: list[InputRecord] = []
+    originals = records_with_events(51, 8_000, topics.raw, 240)
+    placement = Placement(6)
     producer = new_producer(kafka_bootstrap)
     await producer.start()
     try:
@@ -76,13 +59,11 @@ async def test_three_members_copies_within_ms_once(kafka_bootstrap: str, spawn) 
             # The same bodies on a partition of every member, in one send: a few ms apart.
             copies = []
             for p in targets:
-                copies += moved(batch, p, offsets[p])
-                offsets[p] += len(batch)
-            sent += copies
+                copies += placement.place(batch, p)
             await send(producer, copies)
     finally:
         await producer.stop()
-    await wait_committed(kafka_bootstrap, topics.group, topics.raw, output=topics.out, procs=procs)
+    await wait_processed(kafka_bootstrap, topics, procs=procs)
     out = await drain(kafka_bootstrap, topics.out)
     got = identities(out)
     assert got and max(got.values()) == 1, [k for k, n in got.items() if n > 1][:3]
@@ -95,9 +76,7 @@ async def test_three_members_copies_within_ms_once(kafka_bootstrap: str, spawn) 
 
 async def test_kill9_and_members_added_and_removed(kafka_bootstrap: str, spawn) -> None:
     rng = random.Random(int(time.time()))
-    topics = await make_topics(kafka_bootstrap, "churn", raw=6, out=6, dlq=2)
-    records = plan(corpus_records(53, 30_000), topics.raw, 6)
-    want = expected(records)
+    topics, records, want = await corpus_stream(kafka_bootstrap, "churn", 53, 30_000, raw=6)
     args = run_args(kafka_bootstrap, topics, extra=["--batch-max-records", "100"])
     procs = [spawn(args) for _ in range(3)]
     await wait_spread(procs, topics.raw, 6)
@@ -119,9 +98,7 @@ async def test_kill9_and_members_added_and_removed(kafka_bootstrap: str, spawn) 
                 procs.append(spawn(args))
     finally:
         await producer.stop()
-    await wait_committed(
-        kafka_bootstrap, topics.group, topics.raw, output=topics.out, procs=procs, timeout=120
-    )
+    await wait_processed(kafka_bootstrap, topics, procs=procs, timeout=120)
     out = await drain(kafka_bootstrap, topics.out)
     check_outputs(out, want.outputs, 6)
     for p in procs:
@@ -140,7 +117,7 @@ async def test_restore_is_bounded_and_old_record_times_replay_once(
     args = run_args(kafka_bootstrap, topics)
     await produce(kafka_bootstrap, records)
     proc = spawn(args)
-    await wait_committed(kafka_bootstrap, topics.group, topics.raw, output=topics.out, procs=[proc])
+    await wait_processed(kafka_bootstrap, topics, procs=[proc])
     assert await proc.stop() == 0
     first = await drain(kafka_bootstrap, topics.out)
     check_outputs(first, want.outputs, 2)
@@ -151,7 +128,7 @@ async def test_restore_is_bounded_and_old_record_times_replay_once(
         kafka_bootstrap, [r._replace(offset=r.offset + sizes[r.partition]) for r in records]
     )
     proc = spawn(args)
-    await wait_committed(kafka_bootstrap, topics.group, topics.raw, output=topics.out, procs=[proc])
+    await wait_processed(kafka_bootstrap, topics, procs=[proc])
     restored = proc.messages("window restored")
     assert {d["partition"] for d in restored} == {0, 1}
     # Everything the window can hold was read back: the start is not taken from the wall clock.
@@ -225,12 +202,12 @@ async def test_output_partitions_added_while_running(kafka_bootstrap: str, spawn
     half = len(records) // 2
     proc = spawn(run_args(kafka_bootstrap, topics, extra=["--topology", "single"]))
     await produce(kafka_bootstrap, records[:half])
-    await wait_committed(kafka_bootstrap, topics.group, topics.raw, output=topics.out, procs=[proc])
+    await wait_processed(kafka_bootstrap, topics, procs=[proc])
     before = {(m.key, m.value) for m in await drain(kafka_bootstrap, topics.out)}
     await add_partitions(kafka_bootstrap, topics.out, 4)
     await asyncio.sleep(5)  # metadata is refreshed every 2 s
     await produce(kafka_bootstrap, records[half:])
-    await wait_committed(kafka_bootstrap, topics.group, topics.raw, output=topics.out, procs=[proc])
+    await wait_processed(kafka_bootstrap, topics, procs=[proc])
     out = await drain(kafka_bootstrap, topics.out)
     later = [m for m in out if (m.key, m.value) not in before]
     off = [m for m in later if m.partition != partition_for(m.key, 4)]
@@ -243,7 +220,7 @@ async def test_output_partitions_added_while_running(kafka_bootstrap: str, spawn
     proc = spawn(run_args(kafka_bootstrap, grow))
     await proc.wait_log(lambda d: d.get("msg") == "started", timeout=40)
     await produce(kafka_bootstrap, plan(corpus_records(58, 300), grow.raw, 2))
-    await wait_committed(kafka_bootstrap, grow.group, grow.raw, output=grow.out, procs=[proc])
+    await wait_processed(kafka_bootstrap, grow, procs=[proc])
     await add_partitions(kafka_bootstrap, grow.out, 4)
     assert await proc.wait(30) == 2
     assert "partition count changed" in proc.text() and f"{grow.out}.by-message" in proc.text()

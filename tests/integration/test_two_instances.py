@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import time
-from collections.abc import Sequence
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -15,69 +13,37 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pipeline.core._batch import InputRecord
 
 from .conftest import (
-    Proc,
+    Placement,
     check_dead_letters,
     check_outputs,
     chunks,
-    corpus_records,
+    corpus_stream,
     drain,
-    end_offsets,
     expected,
     make_topics,
     new_producer,
-    plan,
     produce,
+    records_with_events,
     run_args,
     send,
-    wait_committed,
+    wait_processed,
+    wait_spread,
 )
 
 pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
-
-_TP = re.compile(r"partition=(\d+)\)")
-
-
-def owned(proc: Proc, topic: str) -> set[int]:
-    """Partitions of `topic` the instance holds, from its last "partitions assigned" line."""
-    lines = [d for d in proc.messages("partitions assigned") if topic in str(d["partitions"])]
-    return {int(p) for p in _TP.findall(str(lines[-1]["partitions"]))} if lines else set()
-
-
-async def wait_split(a: Proc, b: Proc, topic: str, partitions: int) -> tuple[set[int], set[int]]:
-    deadline = time.monotonic() + 40
-    while True:
-        mine, theirs = owned(a, topic), owned(b, topic)
-        if mine and theirs and not mine & theirs and len(mine | theirs) == partitions:
-            return mine, theirs
-        assert a.alive() and b.alive(), a.text()[-2000:] + b.text()[-2000:]
-        assert time.monotonic() < deadline, (mine, theirs, a.text()[-2000:], b.text()[-2000:])
-        await asyncio.sleep(0.05)
-
-
-def moved(records: Sequence[InputRecord], partition: int, first_offset: int) -> list[InputRecord]:
-    return [r._replace(partition=partition, offset=first_offset + i) for i, r in enumerate(records)]
-
-
-async def wait_outputs(bootstrap: str, topic: str, count: int, procs: Sequence[Proc]) -> None:
-    deadline = time.monotonic() + 30
-    while sum((await end_offsets(bootstrap, topic)).values()) < count:
-        assert all(p.alive() for p in procs)
-        assert time.monotonic() < deadline, f"fewer than {count} outputs"
-        await asyncio.sleep(0.01)
 
 
 async def test_retry_on_a_partition_of_the_other_instance(kafka_bootstrap: str, spawn) -> None:
     topics = await make_topics(kafka_bootstrap, "two", raw=4, out=6, dlq=2)
     a = spawn(run_args(kafka_bootstrap, topics))
     b = spawn(run_args(kafka_bootstrap, topics))
-    mine, theirs = await wait_split(a, b, topics.raw, 4)
+    mine, theirs = await wait_spread([a, b], topics.raw, 4, timeout=40)
     p_a, p_b = min(mine), min(theirs)
 
     # Good receipt bodies only (every one yields events): originals to a partition of A.
-    pool = [r for r in corpus_records(41, 6_000) if expected([r]).outputs]
-    originals = plan(pool, topics.raw, 1)[:60]
+    originals = records_with_events(41, 6_000, topics.raw, 60)
     sent: list[InputRecord] = []  # the originals, where they landed
-    next_offset = dict.fromkeys(range(4), 0)
+    placement = Placement(4)
     producer = new_producer(kafka_bootstrap)
     watcher = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap)
     await producer.start()
@@ -88,8 +54,7 @@ async def test_retry_on_a_partition_of_the_other_instance(kafka_bootstrap: str, 
             # The original: as soon as its events are on the output topic (polled every few
             # ms), the provider's retry (same bytes, same headers) on a partition of B; then a
             # copy on every other partition too (both instances see copies).
-            batch = moved(batch, p_a, next_offset[p_a])
-            next_offset[p_a] += len(batch)
+            batch = placement.place(batch, p_a)
             sent += batch
             await send(producer, batch)
             emitted = len(expected(sent).outputs)
@@ -99,12 +64,10 @@ async def test_retry_on_a_partition_of_the_other_instance(kafka_bootstrap: str, 
                     a.text()[-3000:] + b.text()[-3000:]
                 )
                 await asyncio.sleep(0.002)
-            await send(producer, moved(batch, p_b, next_offset[p_b]))
-            next_offset[p_b] += len(batch)
+            await send(producer, placement.place(batch, p_b))
             copies = []
             for p in [*sorted(set(range(4)) - {p_a, p_b}), p_a]:
-                copies += moved(batch, p, next_offset[p])
-                next_offset[p] += len(batch)
+                copies += placement.place(batch, p)
             await send(producer, copies)
     finally:
         await producer.stop()
@@ -112,7 +75,7 @@ async def test_retry_on_a_partition_of_the_other_instance(kafka_bootstrap: str, 
     want = expected(sent)
     assert len(want.outputs) > 300
 
-    await wait_committed(kafka_bootstrap, topics.group, topics.raw, output=topics.out, procs=[a, b])
+    await wait_processed(kafka_bootstrap, topics, procs=[a, b])
     out = await drain(kafka_bootstrap, topics.out)
     check_outputs(out, want.outputs, 6)
     # Each instance did process copies: none of them fetched nothing.
@@ -154,16 +117,14 @@ def alive(pid: int) -> bool:
 
 
 async def test_two_workers_in_one_process(kafka_bootstrap: str, spawn) -> None:
-    topics = await make_topics(kafka_bootstrap, "workers", raw=4, out=6, dlq=2)
-    records = plan(corpus_records(43, 20_000), topics.raw, 4)
-    want = expected(records)
+    topics, records, want = await corpus_stream(kafka_bootstrap, "workers", 43, 20_000)
     proc = spawn(run_args(kafka_bootstrap, topics, extra=["--workers", "2"]))
     # Both workers are in the group before the stream arrives, so both take part.
     await proc.wait_log(lambda d: len(proc.messages("started")) >= 2, timeout=40)
     workers = [pid for pid in children(proc.pid) if b"spawn_main" in cmdline(pid)]
     assert len(workers) == 2, [cmdline(pid) for pid in children(proc.pid)]
     await produce(kafka_bootstrap, records)
-    await wait_committed(kafka_bootstrap, topics.group, topics.raw, output=topics.out, procs=[proc])
+    await wait_processed(kafka_bootstrap, topics, procs=[proc])
 
     out = await drain(kafka_bootstrap, topics.out)
     check_outputs(out, want.outputs, 6)

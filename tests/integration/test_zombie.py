@@ -14,16 +14,14 @@ import pytest
 
 from .conftest import (
     Proc,
-    corpus_records,
+    corpus_stream,
     drain,
-    expected,
-    make_topics,
-    plan,
+    owned,
     produce,
     run_args,
-    wait_committed,
+    wait_processed,
+    wait_spread,
 )
-from .test_two_instances import owned, wait_split
 
 pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
 
@@ -59,15 +57,15 @@ def real_crashes(proc: Proc) -> list[dict]:
 async def frozen_member_run(bootstrap: str, spawn, exactly_once: bool) -> tuple[Counter, int, Proc]:
     """Stream into two members, freeze one until the other owns every window partition, wake
     it; return (output identities read read_committed, expected count, the frozen member)."""
-    topics = await make_topics(bootstrap, "zombie", raw=2, out=2, dlq=1)
+    topics, records, want = await corpus_stream(
+        bootstrap, "zombie", 47, 12_000, raw=2, out=2, dlq=1
+    )
     repartition = f"{topics.out}.by-message"
     extra = ["--session-timeout-ms", str(SESSION_MS), "--batch-max-records", str(BATCH)]
     extra += ["--exactly-once"] if exactly_once else []
     a = spawn(run_args(bootstrap, topics, extra=extra))
     b = spawn(run_args(bootstrap, topics, extra=extra))
-    await wait_split(a, b, repartition, 2)
-    records = plan(corpus_records(47, 12_000), topics.raw, 2)
-    want = expected(records)
+    await wait_spread([a, b], repartition, 2, timeout=40)
     stream = asyncio.ensure_future(produce(bootstrap, records, spread_s=14.0))
     try:
         await asyncio.sleep(3.0)
@@ -82,7 +80,7 @@ async def frozen_member_run(bootstrap: str, spawn, exactly_once: bool) -> tuple[
         if not stream.done():
             stream.cancel()
         a.signal(signal.SIGCONT)
-    await wait_committed(bootstrap, topics.group, topics.raw, output=topics.out, procs=[a, b])
+    await wait_processed(bootstrap, topics, procs=[a, b])
     out = await drain(bootstrap, topics.out, isolation_level="read_committed")
     assert {(m.key, m.value) for m in out} == {(o.key, o.value) for o in want.outputs}
     identities: Counter = Counter()

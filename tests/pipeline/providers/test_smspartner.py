@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from xml.sax.saxutils import escape
-from zoneinfo import ZoneInfo
 
 import msgspec
+import provider_cases as cases
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from mutations import mutated
 
 from pipeline.normalise._context import RecordContext
 from pipeline.normalise._errors import (
-    DecodeError,
     MalformedBody,
-    NotReceipts,
     ProviderError,
     UnknownFormat,
     UnsafeXml,
@@ -38,9 +35,7 @@ def decode(body: bytes, endpoint: str = "bulk-status", **kw: Any) -> list[Receip
 
 
 def one(body: bytes, **kw: Any) -> ReceiptEvent:
-    events = decode(body, **kw)
-    assert len(events) == 1
-    return events[0]
+    return cases.decode_one(smspartner, body, "bulk-status", ctx(**kw))
 
 
 def json_body(reports: list[dict[str, Any]], message_id: Any = "111", **top: Any) -> bytes:
@@ -363,36 +358,6 @@ def test_success_without_reports_is_unknown_format() -> None:
 
 # -- sniff --------------------------------------------------------------------------------------
 
-OTHER_PROVIDERS = {
-    "yunpian": b"sms_status=%5B%7B%22sid%22%3A9527%2C%22uid%22%3Anull%2C%22user_receive_time%22"
-    b"%3A%222014-03-17+22%3A55%3A21%22%2C%22error_msg%22%3A%22%22%2C%22mobile%22%3A%2215205201314"
-    b"%22%2C%22report_status%22%3A%22SUCCESS%22%7D%5D",
-    "uspeedo.poll": b'{"Action":"GetUSMSSendReceiptResponse","RetCode":0,"Data":[{"SessionNo":'
-    b'"s1","ReceiptSet":[{"Phone":"8618512345678","CostCount":1,"ReceiptResult":"Success",'
-    b'"ReceiptCode":"DELIVRD","ReceiptDesc":"ok","ReceiptTime":1600000000,"UserId":"u1"}]}]}',
-    "uspeedo.error": b'{"Action":"GetUSMSSendReceiptResponse","RetCode":170,"Message":"bad"}',
-    "uspeedo.push": b'{"MsgType":2,"Data":[{"SessionNo":"s1","Phone":"8618512345678","CostCount":1,'
-    b'"ReceiptTime":1600000000,"ReceiptResult":"Success","ReceiptCode":"DELIVRD","UserId":"u"}]}',
-    "uspeedo.array": b'[{"SessionNo":"s1","Phone":"8618512345678","ReceiptResult":"Fail"}]',
-    "ultiroam.poll": b'{"error_code":200,"sn":"xxxx-xxxx","result":[{"port":1,"user_id":7,'
-    b'"number":"10086","time":"2016-05-18 14:33:59","status":"DELIVERED","count":1,'
-    b'"succ_count":1,"ref_id":12,"imsi":"460001234567890"}]}',
-    "ultiroam.error": b'{"error_code":413,"sn":"xxxx-xxxx"}',
-    "ultiroam.sms_result": b'{"sn":"xxxx","sms_result":[{"port":2,"number":"10086",'
-    b'"time":"2016-05-18 14:33:59","status":"SENT_OK","count":1,"succ_count":1,"ref_id":3}]}',
-    "ultiroam.sms_deliver_status": b'{"sn":"xxxx","sms_deliver_status":[{"port":2,'
-    b'"number":"10086","time":"2016-05-18 14:33:59","ref_id":3,"status_code":0}]}',
-    "ultiroam.sms": b'{"sn":"xxxx","sms":[{"port":2,"number":"10086","text":"hi"}]}',
-    "tencent.poll": b'{"Response":{"PullSmsSendStatusSet":[{"SerialNo":"5000:1","ReportStatus":'
-    b'"SUCCESS","PhoneNumber":"+8613711112222"}],"RequestId":"r"}}',
-    "tencent.error": b'{"Response":{"Error":{"Code":"AuthFailure","Message":"no"},'
-    b'"RequestId":"r"}}',
-    "tencent.callback": b'[{"user_receive_time":"2015-10-17 08:03:04","nationcode":"86",'
-    b'"mobile":"13711112222","report_status":"SUCCESS","errmsg":"DELIVRD","sid":"x"}]',
-    "tencent.reply": b'{"extend":"","mobile":"13711112222","nationcode":"86","sign":"s",'
-    b'"text":"hi","time":1457336869}',
-}
-
 
 @pytest.mark.parametrize(
     "body",
@@ -410,9 +375,9 @@ def test_sniff_recognises(body: bytes) -> None:
     assert smspartner.sniff(body) == "bulk-status"
 
 
-@pytest.mark.parametrize("name", sorted(OTHER_PROVIDERS))
-def test_sniff_ignores_other_providers(name: str) -> None:
-    assert smspartner.sniff(OTHER_PROVIDERS[name]) is None
+@pytest.mark.parametrize("body", cases.bodies_of_other_providers("smspartner"))
+def test_sniff_ignores_other_providers(body: bytes) -> None:
+    assert smspartner.sniff(body) is None
 
 
 @pytest.mark.parametrize("body", [b"", b"   ", b"[]", b'{"code":1}', b"sms_status=x", b"\xff"])
@@ -617,8 +582,6 @@ def test_wrong_xml_structure_is_malformed(body: bytes) -> None:
 
 # -- properties ---------------------------------------------------------------------------------
 
-PARIS = ZoneInfo("Europe/Paris")
-MAX_EPOCH = 253_402_300_799
 STATUS = {"Delivered": "DELIVERED", "Not delivered": "UNDELIVERED", "Waiting": "SENT"}
 KNOWN_KEYS = {
     "success", "code", "message", "message_id", "messageId", "StatutResponse_List", "phoneNumber",
@@ -641,35 +604,11 @@ phones = st.one_of(
 statuses = st.one_of(st.sampled_from(sorted(STATUS)), xml_text)
 
 
-def _local(dt: datetime) -> tuple[str, str, str, str]:
-    text = dt.strftime("%Y-%m-%d %H:%M:%S")
-    utc = dt.replace(tzinfo=PARIS).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return text, text, utc, "Europe/Paris"
-
-
-def _utc(seconds: int) -> str:
-    return f"{datetime(1970, 1, 1) + timedelta(seconds=seconds):%Y-%m-%dT%H:%M:%SZ}"
-
-
-# (wire value, expected raw, expected occurred_at, expected time_zone)
-dates = st.one_of(
-    st.integers(0, MAX_EPOCH).map(lambda s: (s, str(s), _utc(s), None)),
-    st.integers(0, MAX_EPOCH).map(lambda s: (str(s), str(s), _utc(s), None)),
-    st.datetimes(datetime(1971, 1, 1), datetime(2100, 1, 1)).map(
-        lambda d: _local(d.replace(microsecond=0))
-    ),
-    st.just((None, None, None, None)),
-)
+dates = cases.epoch_or_local_times("Europe/Paris")
 ids = st.one_of(st.integers(-(2**63), 2**63 - 1), st.integers(2**64, 2**90), st.text(min_size=1))
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3),
-    max_leaves=6,
-)
-keys = st.text(max_size=10).filter(lambda k: k not in KNOWN_KEYS)
-extras = st.dictionaries(keys, json_values, max_size=3)
+unknown_fields = cases.extras(KNOWN_KEYS)
 stops = st.sampled_from([True, False, None])
-reports = st.tuples(phones, statuses, stops, dates, st.booleans(), extras)
+reports = st.tuples(phones, statuses, stops, dates, st.booleans(), unknown_fields)
 
 
 def _expected(message_id: str, rows: list[Any]) -> list[tuple[Any, ...]]:
@@ -691,13 +630,8 @@ def _actual(events: list[ReceiptEvent]) -> list[tuple[Any, ...]]:
     ]  # fmt: skip
 
 
-PROPERTY = settings(
-    max_examples=150, deadline=timedelta(seconds=2), suppress_health_check=[HealthCheck.too_slow]
-)
-
-
-@PROPERTY
-@given(message_id=ids, rows=st.lists(reports, max_size=8), top_extra=extras)
+@cases.PROPERTY
+@given(message_id=ids, rows=st.lists(reports, max_size=8), top_extra=unknown_fields)
 def test_property_json(message_id: Any, rows: list[Any], top_extra: dict[str, Any]) -> None:
     items = []
     for (raw, _), status, stop, (date, *_), single_spelling, extra in rows:
@@ -715,7 +649,7 @@ def test_property_json(message_id: Any, rows: list[Any], top_extra: dict[str, An
     assert _actual(decode(body)) == _expected(text_id, rows)
 
 
-@PROPERTY
+@cases.PROPERTY
 @given(
     message_id=xml_text, rows=st.lists(reports, max_size=8), wrapped=st.booleans(), data=st.data()
 )
@@ -747,18 +681,13 @@ def test_property_xml(message_id: str, rows: list[Any], wrapped: bool, data: st.
 VALID_BODIES = [SEED_JSON, SEED_XML, SEED_JSON_ERROR, SEED_XML_ERROR]
 
 
-def _decode_or_decode_error(body: bytes) -> None:
-    with contextlib.suppress(DecodeError, NotReceipts):
-        smspartner.decode(body, "bulk-status", ctx())
-
-
 @settings(max_examples=400, deadline=timedelta(seconds=1))
 @given(body=st.binary(max_size=512) | st.binary(max_size=512).map(lambda b: b"<" + b))
 def test_arbitrary_bytes_only_raise_decode_errors(body: bytes) -> None:
-    _decode_or_decode_error(body)
+    cases.survives(smspartner, body, ["bulk-status"], ctx())
 
 
 @settings(max_examples=600, deadline=timedelta(seconds=1))
 @given(body=mutated(st.sampled_from(VALID_BODIES)))
 def test_mutated_bodies_only_raise_decode_errors(body: bytes) -> None:
-    _decode_or_decode_error(body)
+    cases.survives(smspartner, body, ["bulk-status"], ctx())

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import msgspec
+import provider_cases as cases
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from mutations import mutated
 
 from pipeline.normalise._context import RecordContext
 from pipeline.normalise._errors import (
-    DecodeError,
     MalformedBody,
     NotReceipts,
     ProviderError,
@@ -36,9 +34,7 @@ def decode(body: bytes, endpoint: str = "PullSmsSendStatus", **kw: Any) -> list[
 
 
 def one(body: bytes, endpoint: str = "PullSmsSendStatus", **kw: Any) -> ReceiptEvent:
-    events = decode(body, endpoint, **kw)
-    assert len(events) == 1
-    return events[0]
+    return cases.decode_one(tencent, body, endpoint, ctx(**kw))
 
 
 def poll_body(*reports: dict[str, Any], request_id: str = "r-1") -> bytes:
@@ -554,37 +550,6 @@ def test_report_order_and_index() -> None:
 
 # -- sniff --------------------------------------------------------------------------------------
 
-OTHER_PROVIDERS = {
-    "yunpian": b"sms_status=%5B%7B%22sid%22%3A9527%2C%22uid%22%3Anull%2C%22user_receive_time%22"
-    b"%3A%222014-03-17+22%3A55%3A21%22%2C%22error_msg%22%3A%22%22%2C%22mobile%22%3A%2215205201314"
-    b"%22%2C%22report_status%22%3A%22SUCCESS%22%7D%5D",
-    # Yunpian's inner array, had it arrived as raw JSON, must not look like a Tencent callback.
-    "yunpian.inner_json": b'[{"sid":9527,"uid":null,"user_receive_time":"2014-03-17 22:55:21",'
-    b'"error_msg":"","error_detail":"","mobile":"15205201314","report_status":"SUCCESS"}]',
-    "uspeedo.poll": b'{"Action":"GetUSMSSendReceiptResponse","RetCode":0,"Data":[{"SessionNo":'
-    b'"s1","ReceiptSet":[{"Phone":"8618512345678","CostCount":1,"ReceiptResult":"Success",'
-    b'"ReceiptCode":"DELIVRD","ReceiptDesc":"ok","ReceiptTime":1600000000,"UserId":"u1"}]}]}',
-    "uspeedo.error": b'{"Action":"GetUSMSSendReceiptResponse","RetCode":170,"Message":"bad"}',
-    "uspeedo.push": b'{"MsgType":2,"Data":[{"SessionNo":"s1","Phone":"8618512345678","CostCount":1,'
-    b'"ReceiptTime":1600000000,"ReceiptResult":"Success","ReceiptCode":"DELIVRD","UserId":"u"}]}',
-    "uspeedo.array": b'[{"SessionNo":"s1","Phone":"8618512345678","ReceiptResult":"Fail",'
-    b'"CountryCode":"86"}]',
-    "ultiroam.poll": b'{"error_code":200,"sn":"xxxx-xxxx","result":[{"port":1,"user_id":7,'
-    b'"number":"10086","time":"2016-05-18 14:33:59","status":"DELIVERED","count":1,'
-    b'"succ_count":1,"ref_id":12,"imsi":"460001234567890"}]}',
-    "ultiroam.error": b'{"error_code":413,"sn":"xxxx-xxxx"}',
-    "ultiroam.sms_result": b'{"sn":"xxxx","sms_result":[{"port":2,"number":"10086",'
-    b'"time":"2016-05-18 14:33:59","status":"SENT_OK","count":1,"succ_count":1,"ref_id":3}]}',
-    "ultiroam.sms_deliver_status": b'{"sn":"xxxx","sms_deliver_status":[{"port":2,'
-    b'"number":"10086","time":"2016-05-18 14:33:59","ref_id":3,"status_code":0}]}',
-    "ultiroam.sms": b'{"sn":"xxxx","sms":[{"port":2,"number":"10086","text":"hi"}]}',
-    "smspartner.json": b'{"success":true,"code":200,"message_id":"111","StatutResponse_List":'
-    b'[{"phoneNumber":"+33612345671","status":"Delivered","stopSMS":false,"date":"1517989111"}]}',
-    "smspartner.error": b'{"success":false,"code":10,"message":"Cl\xc3\xa9 API incorrecte"}',
-    "smspartner.xml": b"<?xml version='1.0' encoding='UTF-8'?><result><entry>true</entry>"
-    b"<entry>200</entry><entry>11</entry></result>",
-}
-
 
 @pytest.mark.parametrize(
     ("body", "endpoint"),
@@ -607,9 +572,9 @@ def test_sniff_recognises(body: bytes, endpoint: str) -> None:
     assert endpoint in tencent.ENDPOINTS
 
 
-@pytest.mark.parametrize("name", sorted(OTHER_PROVIDERS))
-def test_sniff_ignores_other_providers(name: str) -> None:
-    assert tencent.sniff(OTHER_PROVIDERS[name]) is None
+@pytest.mark.parametrize("body", cases.bodies_of_other_providers("tencent"))
+def test_sniff_ignores_other_providers(body: bytes) -> None:
+    assert tencent.sniff(body) is None
 
 
 @pytest.mark.parametrize(
@@ -686,8 +651,6 @@ def test_bad_tz_header_is_malformed() -> None:
 
 # -- properties ---------------------------------------------------------------------------------
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
-MAX_EPOCH = 253_402_300_799
 FAIL_CODES = [
     "EXPIRED",
     "REJECTD",
@@ -729,16 +692,6 @@ def expected_status(raw: str, code: str | None) -> str:
     return "UNKNOWN"
 
 
-def _utc(seconds: int) -> str:
-    return f"{datetime(1970, 1, 1) + timedelta(seconds=seconds):%Y-%m-%dT%H:%M:%SZ}"
-
-
-def _local(dt: datetime) -> tuple[str, str, str, str]:
-    text = dt.strftime("%Y-%m-%d %H:%M:%S")
-    utc = dt.replace(tzinfo=SHANGHAI).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return text, text, utc, "Asia/Shanghai"
-
-
 serials = st.one_of(
     st.integers(-(2**63), 2**63 - 1),
     st.integers(2**64, 2**90),
@@ -753,45 +706,20 @@ descriptions = st.one_of(
     .filter(lambda s: re.fullmatch(r"[A-Z0-9_:\-]+", s) is None)
     .map(lambda s: (s, None, s)),
 )
-epochs = st.integers(0, MAX_EPOCH)
-# (wire value, expected raw, expected occurred_at, expected time_zone)
-times = st.one_of(
-    epochs.map(lambda s: (s, str(s), _utc(s), None)),
-    epochs.map(lambda s: (str(s), str(s), _utc(s), None)),
-    st.datetimes(datetime(1971, 1, 1), datetime(2100, 1, 1)).map(
-        lambda d: _local(d.replace(microsecond=0))
-    ),
-    st.just((None, None, None, None)),
-)
+times = cases.epoch_or_local_times("Asia/Shanghai")
 # (country code, national number, expected E.164)
 numbers = st.tuples(
     st.sampled_from(["86", "1", "44", "33", "852", "81", "49"]),
     st.from_regex(r"[1-9][0-9]{6,10}", fullmatch=True),
     st.booleans(),
 ).map(lambda t: (t[0], ("0" + t[1]) if t[2] else t[1], f"+{t[0]}{t[1]}"))
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3),
-    max_leaves=6,
-)
-
-
-def extras(known: set[str]) -> st.SearchStrategy[dict[str, Any]]:
-    return st.dictionaries(
-        st.text(max_size=10).filter(lambda k: k not in known), json_values, max_size=3
-    )
-
-
-PROPERTY = settings(
-    max_examples=150, deadline=timedelta(seconds=2), suppress_health_check=[HealthCheck.too_slow]
-)
 
 
 def _text(serial: Any) -> str:
     return serial if isinstance(serial, str) else str(serial)
 
 
-@PROPERTY
+@cases.PROPERTY
 @given(
     rows=st.lists(
         st.tuples(
@@ -802,7 +730,7 @@ def _text(serial: Any) -> str:
             numbers,
             st.booleans(),
             st.text(),
-            extras(CALLBACK_KEYS),
+            cases.extras(CALLBACK_KEYS),
         ),
         max_size=8,
     )
@@ -842,16 +770,16 @@ def test_property_callback(rows: list[Any]) -> None:
     assert all(e.channel == "push" and e.endpoint == "tencent.callback" for e in events)
 
 
-@PROPERTY
+@cases.PROPERTY
 @given(
     rows=st.lists(
         st.tuples(
             serials, raw_statuses, descriptions, times, numbers, st.sampled_from(["e164", "split"]),
-            st.text(max_size=6), extras(POLL_KEYS),
+            st.text(max_size=6), cases.extras(POLL_KEYS),
         ),
         max_size=8,
     ),
-    top=extras(RESPONSE_KEYS),
+    top=cases.extras(RESPONSE_KEYS),
 )  # fmt: skip
 def test_property_poll(rows: list[Any], top: dict[str, Any]) -> None:
     items = []
@@ -898,13 +826,13 @@ def test_property_poll(rows: list[Any], top: dict[str, Any]) -> None:
     ] == expected  # fmt: skip
 
 
-@PROPERTY
+@cases.PROPERTY
 @given(
     rows=st.lists(
         st.tuples(
             serials | st.just(""), st.sampled_from(["Ok", "LimitExceeded.PhoneNumberDailyLimit"])
             | st.text(max_size=8), numbers, st.integers(0, 2**31 - 1) | st.none(),
-            st.text(max_size=6), extras(SEND_KEYS),
+            st.text(max_size=6), cases.extras(SEND_KEYS),
         ),
         max_size=8,
     ),
@@ -949,18 +877,13 @@ VALID_BODIES = [
 ]
 
 
-def _decode_or_decode_error(body: bytes) -> None:
-    with contextlib.suppress(DecodeError, NotReceipts):
-        tencent.decode(body, "PullSmsSendStatus", ctx())
-
-
 @settings(max_examples=400, deadline=timedelta(seconds=1))
 @given(body=st.binary(max_size=512) | st.binary(max_size=512).map(lambda b: b'{"Response":' + b))
 def test_arbitrary_bytes_only_raise_decode_errors(body: bytes) -> None:
-    _decode_or_decode_error(body)
+    cases.survives(tencent, body, ["PullSmsSendStatus"], ctx())
 
 
 @settings(max_examples=600, deadline=timedelta(seconds=1))
 @given(body=mutated(st.sampled_from(VALID_BODIES)))
 def test_mutated_bodies_only_raise_decode_errors(body: bytes) -> None:
-    _decode_or_decode_error(body)
+    cases.survives(tencent, body, ["PullSmsSendStatus"], ctx())

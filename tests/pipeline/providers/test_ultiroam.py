@@ -10,13 +10,13 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from mutations import JUNK, mutated
+from provider_cases import PROPERTY, bodies_of_other_providers, decode_one, ids, survives, text
 
 from pipeline.normalise._context import RecordContext
 from pipeline.normalise._errors import (
-    DecodeError,
     MalformedBody,
     NotReceipts,
     ProviderError,
@@ -48,31 +48,9 @@ DELIVER = (
     b'{"port":2,"number":"13800138001","time":"2024-05-01 08:00:01","ref_id":18,"status_code":70}]}'
 )
 
-# Small literal bodies of the other providers' formats (sniff must not claim them).
-OTHER_PROVIDERS = [
-    b"sms_status=%5B%7B%22sid%22%3A9527%2C%22report_status%22%3A%22SUCCESS%22%7D%5D",
-    b'{"Action":"GetUSMSSendReceiptResponse","RetCode":0,"Data":[{"SessionNo":"s",'
-    b'"ReceiptSet":[{"Phone":"8613800138000","ReceiptResult":"Success"}]}]}',
-    b'{"RetCode":170,"Message":"Missing AccountId"}',
-    b'{"MsgType":2,"Data":[{"SessionNo":"s","Phone":"8613800138000","ReceiptResult":"Fail"}]}',
-    b'{"MsgType":0,"Data":[]}',
-    b'[{"SessionNo":"s","Phone":"8613800138000","ReceiptResult":"Success"}]',
-    b'{"success":true,"code":200,"message_id":1,"StatutResponse_List":[{"phoneNumber":'
-    b'"+33612345678","status":"Delivered","stopSMS":"0","date":"1514383645"}]}',
-    b'{"success":false,"code":10,"message":"Api key invalid"}',
-    b'<?xml version="1.0"?><result><entry>true</entry><entry>200</entry></result>',
-    b'{"Response":{"PullSmsSendStatusSet":[{"SerialNo":"5000:1","PhoneNumber":"+8613711112222",'
-    b'"ReportStatus":"SUCCESS"}],"RequestId":"a0aabda6"}}',
-    b'{"Response":{"Error":{"Code":"AuthFailure","Message":"x"},"RequestId":"r"}}',
-    b'[{"user_receive_time":"2015-10-17 08:03:04","nationcode":"86","mobile":"13900000000",'
-    b'"report_status":"SUCCESS","errmsg":"DELIVRD","description":"ok","sid":"x"}]',
-]
-
 
 def one(body: bytes, endpoint: str = "push", ctx: RecordContext = CTX) -> ReceiptEvent:
-    events = ultiroam.decode(body, endpoint, ctx)
-    assert len(events) == 1
-    return events[0]
+    return decode_one(ultiroam, body, endpoint, ctx)
 
 
 def result(**fields: Any) -> bytes:
@@ -383,7 +361,7 @@ def test_sniff_own_formats(body: bytes, endpoint: str) -> None:
     assert ultiroam.sniff(body) == endpoint
 
 
-@pytest.mark.parametrize("body", OTHER_PROVIDERS)
+@pytest.mark.parametrize("body", bodies_of_other_providers("ultiroam"))
 def test_sniff_rejects_other_providers(body: bytes) -> None:
     assert ultiroam.sniff(body) is None
 
@@ -464,13 +442,6 @@ def test_time_beyond_year_9999_in_utc() -> None:
 TABLE = {"SENDING": "PENDING", "SENT_OK": "SENT", "DELIVERED": "DELIVERED", "FAILED": "FAILED"}
 ZONES = [None, "UTC", "Asia/Shanghai", "Europe/Paris", "America/Sao_Paulo", "Pacific/Chatham"]
 
-text = st.text(st.characters(codec="utf-8"), max_size=12)
-ids = st.one_of(
-    st.integers(-(2**63), 2**63 - 1),
-    st.integers(2**64, 2**80),
-    st.integers(-(2**80), -(2**64)),
-    text,
-)
 digits = st.text("0123456789", min_size=1, max_size=14)
 
 
@@ -563,7 +534,6 @@ FORMS = {
     "sms_result": ("sms_result", False, "push"),
     "sms_deliver_status": ("sms_deliver_status", True, "push"),
 }
-FAST = settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
 
 
 @st.composite
@@ -579,7 +549,7 @@ def bodies(draw: st.DrawFn) -> tuple[str, Any, list[Any], bytes]:
     return form, sn, generated, raw
 
 
-@FAST
+@PROPERTY
 @given(case=bodies(), tz=st.sampled_from(ZONES), header=st.sampled_from(["push", "poll", None]))
 def test_property_valid_bodies(case: tuple[str, Any, list[Any], bytes], tz: str | None,
                                header: str | None) -> None:  # fmt: skip
@@ -611,27 +581,16 @@ def mutated_bodies() -> st.SearchStrategy[bytes]:
     )
 
 
-def _survives(body: bytes) -> None:
-    ultiroam.sniff(body)
-    for endpoint in ("push", "query_sms_result"):
-        try:
-            events = ultiroam.decode(body, endpoint, CTX)
-        except (DecodeError, NotReceipts):
-            continue
-        for event in events:
-            msgspec.json.encode(event)
-
-
-@FAST
+@PROPERTY
 @given(st.binary(max_size=300))
 def test_property_arbitrary_bytes(body: bytes) -> None:
-    _survives(body)
+    survives(ultiroam, body, ("push", "query_sms_result"), CTX)
 
 
-@FAST
+@PROPERTY
 @given(mutated_bodies())
 def test_property_mutated_bodies(body: bytes) -> None:
-    _survives(body)
+    survives(ultiroam, body, ("push", "query_sms_result"), CTX)
 
 
 def test_push_and_poll_of_one_sms_share_the_key_whatever_the_wrapping() -> None:

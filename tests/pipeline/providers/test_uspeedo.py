@@ -4,18 +4,26 @@ property tests and hostile inputs."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from mutations import JUNK, mutated
+from provider_cases import (
+    MAX_EPOCH,
+    PROPERTY,
+    bodies_of_other_providers,
+    decode_one,
+    epoch_utc,
+    ids,
+    survives,
+    text,
+)
 
 from pipeline.normalise._context import RecordContext
 from pipeline.normalise._errors import (
-    DecodeError,
     MalformedBody,
     NotReceipts,
     ProviderError,
@@ -61,30 +69,9 @@ PUSH_OBJECT = b"""{"MsgType":2,"AccountId":61001,"Data":[
 PUSH_ARRAY = b"""[{"SessionNo":"s-9","Phone":"+33612345678","CostCount":1,"ReceiptTime":1700000300,
   "ReceiptResult":"Unknow","ReceiptCode":"","ReceiptDesc":"","UserId":"7"}]"""
 
-# Small literal bodies of the other providers' formats (sniff must not claim them).
-OTHER_PROVIDERS = [
-    b"sms_status=%5B%7B%22sid%22%3A9527%2C%22report_status%22%3A%22SUCCESS%22%7D%5D",
-    b'{"sn":"xxxx-xxxx-xxxx-xxxx","sms_result":[{"port":1,"number":"10086","time":"2016-07-12'
-    b' 01:46:02","status":"DELIVERED","count":1,"succ_count":1,"ref_id":215}]}',
-    b'{"error_code":200,"sn":"x","result":[]}',
-    b'{"sn":"x","sms_deliver_status":[]}',
-    b'{"sn":"x","sms":[{"port":1,"number":"10086","text":"hi"}]}',
-    b'{"success":true,"code":200,"message_id":1,"StatutResponse_List":[{"phoneNumber":'
-    b'"+33612345678","status":"Delivered","stopSMS":"0","date":"1514383645"}]}',
-    b'{"success":false,"code":10,"message":"Api key invalid"}',
-    b'<?xml version="1.0"?><result><entry>true</entry><entry>200</entry></result>',
-    b'{"Response":{"PullSmsSendStatusSet":[{"SerialNo":"5000:1","PhoneNumber":"+8613711112222",'
-    b'"ReportStatus":"SUCCESS"}],"RequestId":"a0aabda6"}}',
-    b'{"Response":{"Error":{"Code":"AuthFailure","Message":"x"},"RequestId":"r"}}',
-    b'[{"user_receive_time":"2015-10-17 08:03:04","nationcode":"86","mobile":"13900000000",'
-    b'"report_status":"SUCCESS","errmsg":"DELIVRD","description":"ok","sid":"x"}]',
-]
-
 
 def one(body: bytes, endpoint: str = "push", ctx: RecordContext = CTX) -> ReceiptEvent:
-    events = uspeedo.decode(body, endpoint, ctx)
-    assert len(events) == 1
-    return events[0]
+    return decode_one(uspeedo, body, endpoint, ctx)
 
 
 def push(**fields: Any) -> bytes:
@@ -398,7 +385,7 @@ def test_sniff_own_formats(body: bytes, endpoint: str) -> None:
     assert uspeedo.sniff(body) == endpoint
 
 
-@pytest.mark.parametrize("body", OTHER_PROVIDERS)
+@pytest.mark.parametrize("body", bodies_of_other_providers("uspeedo"))
 def test_sniff_rejects_other_providers(body: bytes) -> None:
     assert uspeedo.sniff(body) is None
 
@@ -498,13 +485,6 @@ TABLE = {
 RESULTS = ["Success", "发送成功", "Sent successfully", "Fail", "发送失败", "Sending failed",
            "Unknow", "UNKNOWN", "状态未知", "Unknown state", "SubmitFail"]  # fmt: skip
 
-text = st.text(st.characters(codec="utf-8"), max_size=12)
-ids = st.one_of(
-    st.integers(-(2**63), 2**63 - 1),
-    st.integers(2**64, 2**80),
-    st.integers(-(2**80), -(2**64)),
-    text,
-)
 digits = st.text("0123456789", min_size=1, max_size=12)
 nz_digits = st.builds(lambda a, b: a + b, st.sampled_from("123456789"), digits)
 
@@ -544,12 +524,6 @@ def phones(draw: st.DrawFn) -> tuple[str, str | int | None, str]:
         return number, None, number
     junk = draw(st.text("abcXYZ#*", min_size=1, max_size=10))
     return junk, None, junk
-
-
-def _epoch_utc(seconds: int) -> str:
-    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds)).strftime(
-        "%Y-%m-%dT%H:%M:%SZ"
-    )
 
 
 @st.composite
@@ -595,9 +569,9 @@ def reports(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
         wire["UserId"] = user
         expected["client_ref"] = str(user) or None
     if draw(st.booleans()):
-        seconds = draw(st.integers(1, 253_402_300_799))
+        seconds = draw(st.integers(1, MAX_EPOCH))
         wire["ReceiptTime"] = draw(st.sampled_from([seconds, str(seconds)]))
-        expected["occurred_at"] = _epoch_utc(seconds)
+        expected["occurred_at"] = epoch_utc(seconds)
         expected["occurred_at_raw"] = str(seconds)
     for key, value in draw(st.dictionaries(st.sampled_from(["x_a", "x_b", "Extra"]), ids)).items():
         wire[key] = value  # unknown fields are ignored
@@ -618,10 +592,7 @@ def _dumps(value: Any, ascii_only: bool) -> bytes:
     return json.dumps(value, ensure_ascii=ascii_only).encode()
 
 
-FAST = settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
-
-
-@FAST
+@PROPERTY
 @given(
     sessions=st.lists(st.tuples(ids, st.lists(reports(), max_size=4)), max_size=4),
     account=st.none() | ids,
@@ -649,7 +620,7 @@ def test_property_poll(sessions: list[Any], account: Any, ascii_only: bool) -> N
         assert event.account == (None if account is None else str(account))
 
 
-@FAST
+@PROPERTY
 @given(
     items=st.lists(st.tuples(ids, reports()), max_size=6),
     envelope=st.booleans(),
@@ -685,24 +656,13 @@ def mutated_bodies() -> st.SearchStrategy[bytes]:
     return mutated(_valid_bodies(), (*JUNK, b'"x":'))
 
 
-def _survives(body: bytes) -> None:
-    uspeedo.sniff(body)
-    for endpoint in ("push", POLL):
-        try:
-            events = uspeedo.decode(body, endpoint, CTX)
-        except (DecodeError, NotReceipts):
-            continue
-        for event in events:
-            msgspec.json.encode(event)
-
-
-@FAST
+@PROPERTY
 @given(st.binary(max_size=300))
 def test_property_arbitrary_bytes(body: bytes) -> None:
-    _survives(body)
+    survives(uspeedo, body, ("push", POLL), CTX)
 
 
-@FAST
+@PROPERTY
 @given(mutated_bodies())
 def test_property_mutated_bodies(body: bytes) -> None:
-    _survives(body)
+    survives(uspeedo, body, ("push", POLL), CTX)

@@ -6,6 +6,7 @@ import contextlib
 import json
 import urllib.parse
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,27 +20,9 @@ from pipeline.providers import yunpian
 
 CTX = RecordContext(topic="t", partition=1, offset=2, timestamp_ms=1_700_000_000_000)
 
-# The example of seed 002, verbatim.
-SEED_EXAMPLE = """[
-{
-"error_detail": "接收成功",
-"sid": 9527,
-"uid": "abc",
-"user_receive_time": "2014-03-17 22:55:21",
-"error_msg": "DELIVRD",
-"mobile": "15205201314",
-"report_status": "SUCCESS"
-},
-{
-"error_detail": "接收成功",
-"sid": 9528,
-"uid": "123",
-"user_receive_time": "2014-03-17 22:55:23",
-"error_msg": "DELIVRD",
-"mobile": "+93703334567",
-"report_status": "SUCCESS"
-}
-]"""
+# The example of seed 002, verbatim (the ingress tests push it too).
+DATA = Path(__file__).parents[2] / "data"
+SEED_EXAMPLE = (DATA / "yunpian_seed_example.json").read_text(encoding="utf-8")
 
 
 def form(reports: Any, rounds: int = 1) -> bytes:
