@@ -149,3 +149,5 @@ def test_exactly_once_is_a_switch(tmp_path: Path) -> None:
     assert load(flags("--config", str(config)), environ={}).exactly_once is True
     with pytest.raises(ConfigError, match="exactly_once"):
         load(flags(), environ={"PIPELINE_EXACTLY_ONCE": "maybe"})
+    with pytest.raises(ConfigError, match="exactly_once: needs topology partitioned"):
+        load(flags("--exactly-once", "--topology", "single"), environ={})
