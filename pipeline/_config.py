@@ -221,7 +221,14 @@ def add_arguments(
 
 
 def load(flags: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
-    return load_settings(Settings, flags, environ)
+    settings = load_settings(Settings, flags, environ)
+    if settings.exactly_once and settings.topology == "single":
+        # Accepting it would promise what `single` does not do: it writes without transactions.
+        raise ConfigError(
+            "invalid setting exactly_once: needs topology partitioned (topology single "
+            "writes without transactions)"
+        )
+    return settings
 
 
 def load_settings(

@@ -8,11 +8,12 @@ report's fields beside `success`/`code`).
 
 from __future__ import annotations
 
-import msgspec
 from msgspec import UNSET, UnsetType
 
+from ._wire import Wire
 
-class SmsPartnerReport(msgspec.Struct):
+
+class SmsPartnerReport(Wire):
     phoneNumber: str | None = None
     number: str | None = None
     status: str | None = None

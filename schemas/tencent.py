@@ -11,11 +11,13 @@ from typing import Annotated
 import msgspec
 from msgspec import UNSET, Raw, UnsetType
 
+from ._wire import Wire
+
 # Billable segments per recipient; the cap only rejects absurd values (fits a signed int32).
 Fee = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
 
 
-class TencentPullStatus(msgspec.Struct):
+class TencentPullStatus(Wire):
     SerialNo: str | int
     ReportStatus: str
     PhoneNumber: str | None = None
@@ -26,7 +28,7 @@ class TencentPullStatus(msgspec.Struct):
     SessionContext: str | None = None
 
 
-class TencentSendStatus(msgspec.Struct):
+class TencentSendStatus(Wire):
     PhoneNumber: str
     Code: str
     # Empty when the send failed for this number.
@@ -36,12 +38,12 @@ class TencentSendStatus(msgspec.Struct):
     Message: str | None = None
 
 
-class TencentError(msgspec.Struct):
+class TencentError(Wire):
     Code: str | int | None = None
     Message: str | None = None
 
 
-class TencentResponse(msgspec.Struct):
+class TencentResponse(Wire):
     # UNSET (absent) and None (null) differ: a null set is an empty answer, absence is another kind.
     PullSmsSendStatusSet: list[TencentPullStatus] | UnsetType | None = UNSET
     SendStatusSet: list[TencentSendStatus] | UnsetType | None = UNSET
@@ -52,7 +54,7 @@ class TencentResponse(msgspec.Struct):
     CallbackStatusStatistics: Raw | UnsetType = UNSET
 
 
-class TencentCallback(msgspec.Struct):
+class TencentCallback(Wire):
     """One object of a callback array: a status report, or a reply (`text`, `sign`)."""
 
     sid: str | int | None = None

@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-import msgspec
+from ._wire import Wire
 
 
-class UltiroamResult(msgspec.Struct):
+class UltiroamResult(Wire):
     """One SMS sending result (`result` / `sms_result` item; pushes may omit `user_id`)."""
 
     port: int | str
@@ -19,7 +19,7 @@ class UltiroamResult(msgspec.Struct):
     succ_count: int | None = None
 
 
-class UltiroamDeliverStatus(msgspec.Struct):
+class UltiroamDeliverStatus(Wire):
     """One delivery report (`sms_deliver_status` item); `status_code` is the GSM TP-Status."""
 
     port: int | str
@@ -29,7 +29,7 @@ class UltiroamDeliverStatus(msgspec.Struct):
     status_code: int
 
 
-class UltiroamBody(msgspec.Struct):
+class UltiroamBody(Wire):
     """Every form in one struct: exactly one receipt key is expected to be present."""
 
     sn: int | str | None = None
@@ -39,7 +39,7 @@ class UltiroamBody(msgspec.Struct):
     sms_deliver_status: list[UltiroamDeliverStatus] | None = None
 
 
-class UltiroamHead(msgspec.Struct):
+class UltiroamHead(Wire):
     """Read only when the full body fails to decode: an error answer may carry anything."""
 
     error_code: int | str | None = None

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import msgspec
 
+from ._wire import Wire
 
-class UspeedoEnvelope(msgspec.Struct):
+
+class UspeedoEnvelope(Wire):
     """Either object form: poll (`Action`/`RetCode`) or push (`MsgType`)."""
 
     RetCode: int | None = None
@@ -21,7 +23,7 @@ class UspeedoEnvelope(msgspec.Struct):
     Data: msgspec.Raw = msgspec.Raw()
 
 
-class UspeedoReceipt(msgspec.Struct):
+class UspeedoReceipt(Wire):
     """Poll `ReceiptPerPhone`."""
 
     Phone: str
@@ -34,7 +36,7 @@ class UspeedoReceipt(msgspec.Struct):
     CountryCode: int | str | None = None
 
 
-class UspeedoSession(msgspec.Struct):
+class UspeedoSession(Wire):
     """Poll `ReceiptPerSession`."""
 
     SessionNo: int | str

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import msgspec
+from ._wire import Wire
 
 
-class YunpianReport(msgspec.Struct):
+class YunpianReport(Wire):
     sid: int | str
     mobile: str
     report_status: str

@@ -392,17 +392,22 @@ def emitted_outputs(
     """The output records of the events the window emits (the encode stage), counted."""
     encode = _ENCODER.encode
     provider_header, status_header = _PROVIDER_HEADER, _STATUS_HEADER
+    # tuple.__new__ skips the named tuple's Python-level __new__ (0.19 µs against 0.52).
+    new = tuple.__new__
     outputs = [
-        OutputRecord(
-            key,
-            encode(event),
-            # A list: aiokafka's batch builder takes nothing else.
-            [
-                ("event_id", event.event_id.encode()),
-                provider_header[event.provider],
-                status_header[event.status],
-            ],
-            stamp,
+        new(
+            OutputRecord,
+            (
+                key,
+                encode(event),
+                # A list: aiokafka's batch builder takes nothing else.
+                [
+                    ("event_id", event.event_id.encode()),
+                    provider_header[event.provider],
+                    status_header[event.status],
+                ],
+                stamp,
+            ),
         )
         for event, key, verdict, stamp in zip(events, keys, verdicts, stamps, strict=True)
         if verdict == EMIT

@@ -1,15 +1,16 @@
-"""Writes records with the producer's batch API, partitioned as Kafka's Java client does, and
-turns what the broker refuses into dead letters (issue 12, item 1).
+"""Writes records with the producer's batch API, partitioned as Kafka's Java client does, and turns
+what the broker refuses into dead letters (issue 12, item 1).
 
-The normal path costs nothing per record beyond `append`: one future per partition batch,
-batches no larger than the topic takes. When the broker still refuses a batch
-(`MessageSizeTooLarge`, `RecordTooLarge`, `InvalidTimestamp`: a limit changed, a clock
-disagrees, an estimate fell short), the rare path runs: the idempotent producer is replaced (its
-sequence numbers for that partition are spoilt: every later batch would fail with
-`OutOfOrderSequenceNumber`), each record of the failed batches is checked against the limits,
-the offenders become dead letters (value cut to fit, class `EventTooLarge` or
-`InvalidTimestamp`, the source named), and everything is sent again, one record at a time if it
-must. The caller commits only once `flush` returns.
+The normal path costs nothing per record beyond `append` and a min and max of the batch's
+timestamps (an event stamped outside the topic's window becomes an `InvalidTimestamp` dead
+letter before it is sent): one future per partition batch, batches no larger than the topic
+takes. When the broker still refuses a batch (`MessageSizeTooLarge`, `RecordTooLarge`,
+`InvalidTimestamp`: a limit changed, a clock disagrees, an estimate fell short), the rare path
+runs: the idempotent producer is replaced (its sequence numbers for that partition are spoilt:
+every later batch would fail with `OutOfOrderSequenceNumber`), each record of the failed batches
+is checked against the limits, the offenders become dead letters (value cut to fit, class
+`EventTooLarge` or `InvalidTimestamp`, the source named), and everything is sent again, one
+record at a time if it must. The caller commits only once `flush` returns.
 """
 
 from __future__ import annotations
@@ -104,17 +105,45 @@ class Sink:
         self, topic: str, outputs: Sequence[OutputRecord], dead: Sequence[DeadLetter]
     ) -> list[Sent]:
         """Queue a batch's events (murmur2-partitioned by key) and dead letters (spread by their
-        source key); `flush` what this returns before committing."""
+        source key); `flush` what this returns before committing.
+
+        An event stamped outside the window of timestamps `topic` takes (a producer's clock
+        far ahead, a topic's `message.timestamp.*.max.ms`) becomes an `InvalidTimestamp` dead
+        letter here, before it is sent: sent, the broker would refuse its whole batch and spoil
+        the producer. A dead letter stamped outside the dead-letter topic's window is stamped
+        now."""
         sent: list[Sent] = []
+        now = int(time.time() * 1000)
+        records: list[Record] = [(d.key, d.value, d.headers, d.timestamp_ms) for d in dead]
+        if outputs:
+            outputs, late = self._in_window(topic, outputs, now)
+            records += [self._refused(topic, o, "InvalidTimestamp", False, now) for o in late]
         if outputs:
             count = await self.partition_count(topic)
             sent += await self.send(topic, outputs, partitions_for([o.key for o in outputs], count))
-        if dead:
+        if records:
+            records = self._stamped(records, now)
             count = await self.partition_count(self.dead_letter_topic)
-            records = [(d.key, d.value, d.headers, d.timestamp_ms) for d in dead]
-            parts = partitions_for([d.key for d in dead], count)
+            parts = [partition_for(r[0], count) if r[0] is not None else 0 for r in records]
             sent += await self.send(self.dead_letter_topic, records, parts)
         return sent
+
+    def _in_window(
+        self, topic: str, outputs: Sequence[OutputRecord], now: int
+    ) -> tuple[Sequence[OutputRecord], list[OutputRecord]]:
+        """(the outputs `topic` takes by timestamp, those it would refuse): one min and max
+        per batch, in C; only a batch with a record out of the window is split."""
+        lo, hi = self.limits.get(topic, TopicLimits()).stamp_window(now)
+        stamps = [o[3] for o in outputs]
+        if lo <= min(stamps) and max(stamps) <= hi:
+            return outputs, []
+        return [o for o in outputs if lo <= o[3] <= hi], [
+            o for o in outputs if not lo <= o[3] <= hi
+        ]
+
+    def _stamped(self, records: list[Record], now: int) -> list[Record]:
+        lo, hi = self.limits.get(self.dead_letter_topic, TopicLimits()).stamp_window(now)
+        return [r if lo <= r[3] <= hi else (r[0], r[1], r[2], now) for r in records]
 
     async def send(
         self, topic: str, records: Sequence[Record], partitions: Sequence[int]

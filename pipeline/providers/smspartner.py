@@ -312,18 +312,26 @@ def _event(
     occurred_at, occurred_raw, time_zone = provider_time(date, zone)
     return make_event(
         ctx,
-        provider=PROVIDER,
-        channel="poll",
-        endpoint=_ENDPOINT,
-        index=index,
-        message_key=f"{message_id}|{recipient}",
-        batch_id=message_id,
-        status=map_status(PROVIDER, _STATUS, raw_status),
-        provider_status=raw_status,
-        recipient_raw=phone,
-        recipient=recipient,
-        opt_out=opt_out,
-        occurred_at=occurred_at,
-        occurred_at_raw=occurred_raw,
-        time_zone=time_zone,
+        PROVIDER,  # provider
+        "poll",  # channel
+        _ENDPOINT,  # endpoint
+        index,
+        None,  # account
+        f"{message_id}|{recipient}",  # message_key
+        None,  # message_id
+        message_id,  # batch_id
+        None,  # client_ref
+        recipient,
+        phone,  # recipient_raw
+        map_status(PROVIDER, _STATUS, raw_status),  # status
+        raw_status,  # provider_status
+        None,  # provider_code
+        None,  # provider_message
+        None,  # segments
+        None,  # segments_ok
+        opt_out,
+        occurred_at,
+        occurred_raw,  # occurred_at_raw
+        None,  # sent_at
+        time_zone,
     )

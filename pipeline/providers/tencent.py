@@ -172,22 +172,28 @@ def _poll(reports: list[TencentPullStatus], ctx: RecordContext) -> list[ReceiptE
         events.append(
             make_event(
                 ctx,
-                provider=PROVIDER,
-                channel="poll",
-                endpoint=endpoint,
-                index=index,
-                message_key=serial,
-                message_id=serial,
-                client_ref=r.SessionContext,
-                status=_status(r.ReportStatus, code),
-                provider_status=r.ReportStatus,
-                provider_code=code,
-                provider_message=message,
-                recipient_raw=phone or r.SubscriberNumber or "",
-                recipient=recipient,
-                occurred_at=occurred_at,
-                occurred_at_raw=occurred_raw,
-                time_zone=time_zone,
+                PROVIDER,  # provider
+                "poll",  # channel
+                endpoint,
+                index,
+                None,  # account
+                serial,  # message_key
+                serial,  # message_id
+                None,  # batch_id
+                r.SessionContext,  # client_ref
+                recipient,
+                phone or r.SubscriberNumber or "",  # recipient_raw
+                _status(r.ReportStatus, code),  # status
+                r.ReportStatus,  # provider_status
+                code,  # provider_code
+                message,  # provider_message
+                None,  # segments
+                None,  # segments_ok
+                None,  # opt_out
+                occurred_at,
+                occurred_raw,  # occurred_at_raw
+                None,  # sent_at
+                time_zone,
             )
         )
     return events
@@ -215,21 +221,28 @@ def _callbacks(reports: Sequence[TencentCallback], ctx: RecordContext) -> list[R
         events.append(
             make_event(
                 ctx,
-                provider=PROVIDER,
-                channel="push",
-                endpoint=endpoint,
-                index=index,
-                message_key=serial,
-                message_id=serial,
-                status=_status(raw_status, code),
-                provider_status=raw_status,
-                provider_code=code,
-                provider_message=none_if_empty(r.description),
-                recipient_raw=mobile,
-                recipient=e164(mobile, id_text(r.nationcode)),
-                occurred_at=occurred_at,
-                occurred_at_raw=occurred_raw,
-                time_zone=time_zone,
+                PROVIDER,  # provider
+                "push",  # channel
+                endpoint,
+                index,
+                None,  # account
+                serial,  # message_key
+                serial,  # message_id
+                None,  # batch_id
+                None,  # client_ref
+                e164(mobile, id_text(r.nationcode)),  # recipient
+                mobile,  # recipient_raw
+                _status(raw_status, code),  # status
+                raw_status,  # provider_status
+                code,  # provider_code
+                none_if_empty(r.description),  # provider_message
+                None,  # segments
+                None,  # segments_ok
+                None,  # opt_out
+                occurred_at,
+                occurred_raw,  # occurred_at_raw
+                None,  # sent_at
+                time_zone,
             )
         )
     if replies and not events:
@@ -255,20 +268,28 @@ def _submit(
         events.append(
             make_event(
                 ctx,
-                provider=PROVIDER,
-                channel="submit",
-                endpoint=endpoint,
-                index=index,
-                message_key=key,
-                message_id=serial,
-                client_ref=r.SessionContext,
-                status="PENDING" if code.lower() == "ok" else "FAILED",
-                provider_status=code,
-                provider_code=code,
-                provider_message=none_if_empty(r.Message),
-                segments=r.Fee,
-                recipient_raw=phone,
-                recipient=recipient,
+                PROVIDER,  # provider
+                "submit",  # channel
+                endpoint,
+                index,
+                None,  # account
+                key,  # message_key
+                serial,  # message_id
+                None,  # batch_id
+                r.SessionContext,  # client_ref
+                recipient,
+                phone,  # recipient_raw
+                "PENDING" if code.lower() == "ok" else "FAILED",  # status
+                code,  # provider_status
+                code,  # provider_code
+                none_if_empty(r.Message),  # provider_message
+                r.Fee,  # segments
+                None,  # segments_ok
+                None,  # opt_out
+                None,  # occurred_at
+                None,  # occurred_at_raw
+                None,  # sent_at
+                None,  # time_zone
             )
         )
     return events

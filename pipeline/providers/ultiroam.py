@@ -162,21 +162,28 @@ def _results(
         events.append(
             make_event(
                 ctx,
-                provider=PROVIDER,
-                channel=channel,
-                endpoint=endpoint,
-                index=index,
-                message_key=f"{sn}|{r.port}|{recipient}|{r.ref_id}|{_key_time(r.time)}",
-                account=sn,
-                client_ref=id_text(r.user_id),
-                status=map_status(PROVIDER, _STATUS, r.status),
-                provider_status=r.status,
-                segments=r.count,
-                segments_ok=r.succ_count,
-                recipient_raw=r.number,
-                recipient=recipient,
-                sent_at=local_to_utc(r.time, zone),
-                time_zone=zone,
+                PROVIDER,  # provider
+                channel,
+                endpoint,
+                index,
+                sn,  # account
+                f"{sn}|{r.port}|{recipient}|{r.ref_id}|{_key_time(r.time)}",  # message_key
+                None,  # message_id
+                None,  # batch_id
+                id_text(r.user_id),  # client_ref
+                recipient,
+                r.number,  # recipient_raw
+                map_status(PROVIDER, _STATUS, r.status),  # status
+                r.status,  # provider_status
+                None,  # provider_code
+                None,  # provider_message
+                r.count,  # segments
+                r.succ_count,  # segments_ok
+                None,  # opt_out
+                None,  # occurred_at
+                None,  # occurred_at_raw
+                local_to_utc(r.time, zone),  # sent_at
+                zone,  # time_zone
             )
         )
     return events
@@ -198,19 +205,28 @@ def _deliveries(
         events.append(
             make_event(
                 ctx,
-                provider=PROVIDER,
-                channel="push",
-                endpoint="ultiroam.sms_deliver_status",
-                index=index,
-                message_key=f"{sn}|{r.port}|{recipient}|{r.ref_id}|{_key_time(r.time)}",
-                account=sn,
-                status=status,
-                provider_status=text,
-                provider_code=text,
-                recipient_raw=r.number,
-                recipient=recipient,
-                sent_at=local_to_utc(r.time, zone),
-                time_zone=zone,
+                PROVIDER,  # provider
+                "push",  # channel
+                "ultiroam.sms_deliver_status",  # endpoint
+                index,
+                sn,  # account
+                f"{sn}|{r.port}|{recipient}|{r.ref_id}|{_key_time(r.time)}",  # message_key
+                None,  # message_id
+                None,  # batch_id
+                None,  # client_ref
+                recipient,
+                r.number,  # recipient_raw
+                status,
+                text,  # provider_status
+                text,  # provider_code
+                None,  # provider_message
+                None,  # segments
+                None,  # segments_ok
+                None,  # opt_out
+                None,  # occurred_at
+                None,  # occurred_at_raw
+                local_to_utc(r.time, zone),  # sent_at
+                zone,  # time_zone
             )
         )
     return events

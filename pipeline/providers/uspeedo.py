@@ -119,23 +119,28 @@ def _event(
     raw_time = r.ReceiptTime
     return make_event(
         ctx,
-        provider=PROVIDER,
-        channel=channel,
-        endpoint=endpoint,
-        index=index,
-        message_key=f"{session}|{recipient}",
-        batch_id=session,
-        client_ref=id_text(r.UserId),
-        account=account,
-        status=status,
-        provider_status=r.ReceiptResult,
-        provider_code=none_if_empty(code),
-        provider_message=none_if_empty(r.ReceiptDesc),
-        segments=r.CostCount,
-        recipient_raw=r.Phone,
-        recipient=recipient,
-        occurred_at=None if raw_time is None else _occurred(raw_time),
-        occurred_at_raw=none_if_empty(id_text(raw_time)),
+        PROVIDER,  # provider
+        channel,
+        endpoint,
+        index,
+        account,
+        f"{session}|{recipient}",  # message_key
+        None,  # message_id
+        session,  # batch_id
+        id_text(r.UserId),  # client_ref
+        recipient,
+        r.Phone,  # recipient_raw
+        status,
+        r.ReceiptResult,  # provider_status
+        none_if_empty(code),  # provider_code
+        none_if_empty(r.ReceiptDesc),  # provider_message
+        r.CostCount,  # segments
+        None,  # segments_ok
+        None,  # opt_out
+        None if raw_time is None else _occurred(raw_time),  # occurred_at
+        none_if_empty(id_text(raw_time)),  # occurred_at_raw
+        None,  # sent_at
+        None,  # time_zone
     )
 
 

@@ -104,22 +104,28 @@ def _events(value: bytes, endpoint: str, ctx: RecordContext) -> list[ReceiptEven
         events.append(
             make_event(
                 ctx,
-                provider=PROVIDER,
-                channel="push",
-                endpoint=_ENDPOINT,
-                index=index,
-                message_key=sid,
-                message_id=sid,
-                client_ref=id_text(r.uid),
-                status=status,
-                provider_status=r.report_status,
-                provider_code=code,
-                provider_message=r.error_detail,
-                recipient_raw=r.mobile,
-                recipient=e164(r.mobile, None, national_cn),
-                occurred_at=local_to_utc(raw_time, zone) if raw_time else None,
-                occurred_at_raw=raw_time,
-                time_zone=zone if raw_time else None,
+                PROVIDER,  # provider
+                "push",  # channel
+                _ENDPOINT,  # endpoint
+                index,
+                None,  # account
+                sid,  # message_key
+                sid,  # message_id
+                None,  # batch_id
+                id_text(r.uid),  # client_ref
+                e164(r.mobile, None, national_cn),  # recipient
+                r.mobile,  # recipient_raw
+                status,
+                r.report_status,  # provider_status
+                code,  # provider_code
+                r.error_detail,  # provider_message
+                None,  # segments
+                None,  # segments_ok
+                None,  # opt_out
+                local_to_utc(raw_time, zone) if raw_time else None,  # occurred_at
+                raw_time,  # occurred_at_raw
+                None,  # sent_at
+                zone if raw_time else None,  # time_zone
             )
         )
     return events

@@ -162,9 +162,12 @@ async def test_broker_down_503_then_retry_succeeds_and_processor_emits_once(
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
         first = await client.post("/v1/yunpian/push", content=bodies[0])
         assert (first.status_code, first.content) == (200, b"SUCCESS")
-        restart = asyncio.create_task(asyncio.to_thread(own_broker.restart, 6.0))
-        # While it is down: every answer is 503 with Retry-After, none a success.
+        assert (await client.get("/readyz")).status_code == 200
+        restart = asyncio.create_task(asyncio.to_thread(own_broker.restart, 10.0))
+        # While it is down: every answer is 503 with Retry-After, none a success; and /readyz
+        # says so, so that a load balancer sends the provider's retries elsewhere.
         refused = 0
+        readiness_while_down = None
         deadline = time.monotonic() + 60
         while refused < 3:
             assert time.monotonic() < deadline and not restart.done()
@@ -175,6 +178,10 @@ async def test_broker_down_503_then_retry_succeeds_and_processor_emits_once(
             assert response.status_code == 503, response
             assert response.headers["retry-after"] == "7"
             refused += 1
+            if refused == 1:
+                readiness_while_down = (await client.get("/readyz")).status_code
+        assert not restart.done()  # the broker was down for all of the above
+        assert readiness_while_down == 503
         await restart
         # The provider's retries: the same bodies again, each until it is a success.
         for body in bodies[1:]:
@@ -186,6 +193,8 @@ async def test_broker_down_503_then_retry_succeeds_and_processor_emits_once(
                 await asyncio.sleep(0.2)
             answer = (response.status_code, response.content)
             assert answer == (200, b"SUCCESS"), proc.text()[-3000:]
+        await asyncio.sleep(1.1)  # past the cached answer of the readiness check
+        assert (await client.get("/readyz")).status_code == 200
     assert await proc.stop() == 0
     raw = await drain(bootstrap, topics.raw)
     assert set(bodies) <= {r.value for r in raw}

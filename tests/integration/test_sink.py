@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import TopicAuthorizationFailedError
 
+from pipeline.core._batch import DeadLetter, OutputRecord
 from pipeline.kafka._limits import TopicLimits, topic_limits
 from pipeline.kafka._sink import Sent, Sink
 from pipeline.kafka._topics import TopicProblem
@@ -33,23 +34,16 @@ async def limits_of(bootstrap: str, topics: list[str]) -> dict[str, TopicLimits]
         await admin.close()
 
 
-def event(offset: int, pad: int = 0) -> bytes:
-    source = {"topic": "raw", "partition": 2, "offset": offset, "index": 0}
-    return json.dumps({"source": source, "pad": "x" * pad}).encode()
-
-
-async def test_item1_refused_records_are_dead_lettered_and_the_rest_sent(
-    kafka_bootstrap: str,
-) -> None:
-    out, dlq = unique("sink-out"), unique("sink-dlq")
-    await create_topics(kafka_bootstrap, {out: 2, dlq: 1})  # Kafka's default limits
-    limits = await limits_of(kafka_bootstrap, [out, dlq])
-    made: list[Any] = []
+async def started_sink(
+    bootstrap: str, dlq: str, limits: dict[str, TopicLimits]
+) -> tuple[Sink, list[AIOKafkaProducer]]:
+    """A started sink believing `limits`, and the producers it made (one more per refusal)."""
+    made: list[AIOKafkaProducer] = []
 
     def producer(batch_bytes: int) -> AIOKafkaProducer:
         made.append(
             AIOKafkaProducer(
-                bootstrap_servers=kafka_bootstrap,
+                bootstrap_servers=bootstrap,
                 enable_idempotence=True,
                 acks="all",
                 max_batch_size=batch_bytes,
@@ -63,6 +57,21 @@ async def test_item1_refused_records_are_dead_lettered_and_the_rest_sent(
 
     sink = Sink(producer, dlq)
     await sink.start(limits, start)
+    return sink, made
+
+
+def event(offset: int, pad: int = 0) -> bytes:
+    source = {"topic": "raw", "partition": 2, "offset": offset, "index": 0}
+    return json.dumps({"source": source, "pad": "x" * pad}).encode()
+
+
+async def test_item1_refused_records_are_dead_lettered_and_the_rest_sent(
+    kafka_bootstrap: str,
+) -> None:
+    out, dlq = unique("sink-out"), unique("sink-dlq")
+    await create_topics(kafka_bootstrap, {out: 2, dlq: 1})  # Kafka's default limits
+    limits = await limits_of(kafka_bootstrap, [out, dlq])
+    sink, made = await started_sink(kafka_bootstrap, dlq, limits)
     now = int(time.time() * 1000)
     headers = [("event_id", b"e"), ("provider", b"tencent"), ("status", b"DELIVERED")]
     records = [
@@ -124,26 +133,13 @@ async def test_item1_refused_records_are_dead_lettered_and_the_rest_sent(
 
 
 async def lowered_limit_sink(bootstrap: str, name: str) -> tuple[Sink, str, str]:
-    """A sink on new topics of one partition whose output limit was lowered since start (it is
-    1 MiB; the sink believes 16 MiB): (sink, output topic, dead-letter topic)."""
+    """A started sink on new topics of one partition whose output limit was lowered since start
+    (it is 1 MiB; the sink believes 16 MiB): (sink, output topic, dead-letter topic)."""
     out, dlq = unique(f"{name}-out"), unique(f"{name}-dlq")
     await create_topics(bootstrap, {out: 1, dlq: 1})
     limits = await limits_of(bootstrap, [out, dlq])
     limits[out] = TopicLimits(max_message_bytes=16 << 20)
-
-    def producer(batch_bytes: int) -> AIOKafkaProducer:
-        return AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
-            enable_idempotence=True,
-            max_batch_size=batch_bytes,
-            max_request_size=8 << 20,
-        )
-
-    async def start(p: AIOKafkaProducer) -> None:
-        await p.start()
-
-    sink = Sink(producer, dlq)
-    await sink.start(limits, start)
+    sink, _ = await started_sink(bootstrap, dlq, limits)
     return sink, out, dlq
 
 
@@ -195,3 +191,41 @@ async def test_item7_write_refused_by_authorization_names_topic_and_operation() 
     sink = Sink(lambda batch_bytes: None, "dlq")
     with pytest.raises(TopicProblem, match=r"^not authorized to Write topic 'sms-out'$"):
         await sink.flush([Sent(refused, "sms-out", 0, [])])
+
+
+async def test_item1_events_stamped_outside_the_window_are_dead_lettered_before_sending(
+    kafka_bootstrap: str,
+) -> None:
+    # Kafka's default message.timestamp.after.max.ms is one hour: a producer clock 2 h ahead.
+    out, dlq = unique("sink-future-out"), unique("sink-future-dlq")
+    await create_topics(kafka_bootstrap, {out: 1, dlq: 1})
+    limits = await limits_of(kafka_bootstrap, [out, dlq])
+    sink, made = await started_sink(kafka_bootstrap, dlq, limits)
+    now = int(time.time() * 1000)
+    ahead = now + 7_200_000
+    headers = [("event_id", b"e"), ("provider", b"tencent"), ("status", b"DELIVERED")]
+    outputs = [
+        OutputRecord(b"k%d" % i, event(i), headers, ahead if i in (1, 3) else now) for i in range(5)
+    ]
+    core_dead = DeadLetter(
+        b"raw:1:9",
+        b"garbage",
+        [(name, b"1") for name in DEAD_LETTER_HEADERS],
+        ahead,
+        "MalformedBody",
+    )
+    try:
+        await sink.flush(await sink.write(out, outputs, [core_dead]))
+        await sink.flush(await sink.write(out, outputs[:1], []))  # and the producer goes on
+    finally:
+        await sink.stop()
+    assert len(made) == 1  # nothing was refused: no producer spoilt, none replaced
+    assert [m.key for m in await drain(kafka_bootstrap, out)] == [b"k0", b"k2", b"k4", b"k0"]
+    dead = await drain(kafka_bootstrap, dlq)
+    late = sorted(
+        (m for m in dead if dict(m.headers)["error.class"] == b"InvalidTimestamp"),
+        key=lambda m: m.key,
+    )
+    assert [(m.key, m.value) for m in late] == [(b"raw:2:1", event(1)), (b"raw:2:3", event(3))]
+    assert all(abs(m.timestamp - now) < 600_000 for m in dead)  # all stamped now, all landed
+    assert {m.key for m in dead} == {b"raw:1:9", b"raw:2:1", b"raw:2:3"}

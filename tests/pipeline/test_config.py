@@ -149,6 +149,8 @@ def test_exactly_once_is_a_switch(tmp_path: Path) -> None:
     assert load(flags("--config", str(config)), environ={}).exactly_once is True
     with pytest.raises(ConfigError, match="exactly_once"):
         load(flags(), environ={"PIPELINE_EXACTLY_ONCE": "maybe"})
+    with pytest.raises(ConfigError, match="exactly_once: needs topology partitioned"):
+        load(flags("--exactly-once", "--topology", "single"), environ={})
 
 
 def test_max_batches_in_flight_from_every_source(tmp_path: Path) -> None:
