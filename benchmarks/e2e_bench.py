@@ -22,6 +22,9 @@ LogAppendTime``) and dead-letter topic:
 
 * ``ours x1``: ``python -m pipeline run`` (one process; our shipped defaults);
 * ``ours x2``: the same with ``--workers 2``;
+* ``single``, ``partitioned``: one process of that ``--topology``; with `` d1`` (``single d1``,
+  ``partitioned d1``) also ``--max-batches-in-flight 1``, one batch at a time (not run unless
+  named in ``--contenders``);
 * ``relay``: benchmarks/relay.py, a bare aiokafka relay that produces the same number of records
   of the same size (real output records cycled) with no processing: the ceiling of the client;
 * ``baseline``: benchmarks/baseline_kafka.py, the straightforward baseline in a simple loop;
@@ -110,7 +113,7 @@ if os.environ.get(FIRST_ENV):
     _install_first_batch_hook(os.environ[FIRST_ENV])
 
 
-from benchmarks.e2e.config import CONTENDERS, QUICK  # noqa: E402
+from benchmarks.e2e.config import CHOICES, CONTENDERS, QUICK  # noqa: E402
 from benchmarks.e2e.harness import Tee, run  # noqa: E402
 from benchmarks.e2e.report import write_results  # noqa: E402
 
@@ -143,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--contenders",
         default=",".join(CONTENDERS),
-        help="comma-separated subset of: " + ", ".join(CONTENDERS),
+        help="comma-separated, in the order to run, of: " + ", ".join(CHOICES),
     )
     parser.add_argument("--receipts", type=int, help="phase-1 receipts (default: by mode)")
     parser.add_argument("--latency-s", type=float, help="phase-2 seconds (default: by mode)")
@@ -159,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep", action="store_true", help="keep the contenders' logs")
     args = parser.parse_args(argv)
+    contenders = [c.strip() for c in args.contenders.split(",") if c.strip()]
+    if unknown := [c for c in contenders if c not in CHOICES]:
+        parser.error(f"unknown contenders: {', '.join(unknown)}")
     buffer = io.StringIO()
     started = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     result = run(
@@ -171,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         latency_fractions=[float(f) for f in args.latency_fractions.split(",") if f.strip()],
         keep=args.keep,
         ours_args=args.ours_args.split(),
-        contenders=[c.strip() for c in args.contenders.split(",") if c.strip()],
+        contenders=contenders,
     )
     if args.write_results:
         write_results(buffer.getvalue(), argv, started)

@@ -57,7 +57,9 @@ class Settings(KafkaSettings, kw_only=True, forbid_unknown_fields=True):
     # Batches are built whole (create_batch/send_batch); lingering would only add latency.
     linger_ms: Annotated[int, msgspec.Meta(ge=0)] = 0
     batch_max_records: Positive = 2000
-    # Bounds every stop: the batch in hand, its commit and closing the clients.
+    # Batch n's acks arrive while batch n + 1 is processed; commits stay in batch order.
+    max_batches_in_flight: Positive = 2
+    # Bounds every stop: the batches in hand, their commits and closing the clients.
     shutdown_timeout_s: Positive = 30
     fetch_max_wait_ms: Annotated[int, msgspec.Meta(ge=0)] = 100
     # How long a crashed member keeps its partitions before the group reassigns them.
@@ -108,10 +110,13 @@ HELP: Final[dict[str, str]] = {
     "compression": "producer compression: lz4, zstd, gzip or none",
     "linger_ms": "producer linger in ms",
     "batch_max_records": "records per consumer batch (getmany max_records)",
+    "max_batches_in_flight": "batches processed ahead of their acknowledgements: batch n+1 is "
+    "decoded and sent while batch n's acks are in flight; offsets are committed in batch order, "
+    "each once its batch is acknowledged (1: one batch at a time; --exactly-once: always 1)",
     "fetch_max_wait_ms": "longest wait for a consumer batch to fill, in ms",
     "startup_timeout_s": "how long to wait for the broker at start, in s",
-    "shutdown_timeout_s": "longest a stop (SIGTERM/SIGINT) waits for the batch in hand and the "
-    "broker, in s; giving up leaves that batch uncommitted and exits 3",
+    "shutdown_timeout_s": "longest a stop (SIGTERM/SIGINT) waits for the batches in hand and the "
+    "broker, in s; giving up leaves them uncommitted and exits 3",
     "session_timeout_ms": "consumer group session timeout: how soon a crashed member's "
     "partitions move to the others (the broker's group.min.session.timeout.ms bounds it)",
     "window_max_messages": "dedupe window: most messages held",

@@ -27,6 +27,18 @@ QUICK = {
     "settle_s": 0.25,
     "drain_timeout_s": 40.0,
 }
+#: Our processor as a contender: the flags each adds to the shipped defaults (topology
+#: partitioned, --max-batches-in-flight 2). `d1`: one batch at a time, acks awaited before the next.
+OURS = {
+    "ours x1": (),
+    "ours x2": ("--workers", "2"),
+    "single": ("--topology", "single"),
+    "single d1": ("--topology", "single", "--max-batches-in-flight", "1"),
+    "partitioned": ("--topology", "partitioned"),
+    "partitioned d1": ("--topology", "partitioned", "--max-batches-in-flight", "1"),
+}
+#: Every contender there is, and those of a run that names none.
+CHOICES = (*OURS, "relay", "baseline", "quix")
 CONTENDERS = ("ours x1", "ours x2", "relay", "baseline", "quix")
 SEED, LATENCY_SEED = 1, 2
 BENCH_DIR = Path(__file__).resolve().parent.parent

@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from benchmarks.e2e.config import BENCH_DIR, FIRST_ENV, PARTITIONS, PYTHON, ROOT
+from benchmarks.e2e.config import BENCH_DIR, FIRST_ENV, OURS, PARTITIONS, PYTHON, ROOT
 from benchmarks.e2e.expected import Expected, LatencyCorpus, canonical_digest
 from benchmarks.e2e.kafka_io import Watcher, create_topics, read_topic
 from benchmarks.e2e.proc import TreeSampler, child_pids, is_running
@@ -140,9 +140,8 @@ class Bench:
             "--group-id",
             group,
         ]
-        if name.startswith("ours"):
+        if name in OURS:
             env[FIRST_ENV] = str(first)
-            workers = "2" if name.endswith("x2") else "1"
             cmd = [
                 PYTHON,
                 str(BENCH_DIR / "e2e_bench.py"),
@@ -152,8 +151,7 @@ class Bench:
                 *common,
                 "--dead-letter-topic",
                 dlq,
-                "--workers",
-                workers,
+                *OURS[name],
                 *self.ours_args,
             ]
         elif name == "relay":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.e2e.config import CONTENDERS, FULL, PARTITIONS, QUICK
+from benchmarks.e2e.config import CONTENDERS, FULL, OURS, PARTITIONS, QUICK
 from benchmarks.e2e.contenders import Bench, Result
 from benchmarks.e2e.expected import prepare
 from benchmarks.e2e.kafka_io import create_topics, delete_topics, load_topic
@@ -105,7 +106,7 @@ def run(
             res = asyncio.run(bench.contender(name, placed, expected, lat))
             results.append(res)
             say(
-                f"  {name:<9} {res.receipts_per_s:>10,.0f} receipts/s  wall {res.wall_s:.2f}s  "
+                f"  {name:<14} {res.receipts_per_s:>10,.0f} receipts/s  wall {res.wall_s:.2f}s  "
                 f"correct={'yes' if res.correct else 'NO'}  "
                 + "  ".join(f"p99@{p.fraction:.0%} {p.p99_ms:.0f} ms" for p in res.phases)
                 + "  "
@@ -113,7 +114,7 @@ def run(
             )
         ceiling = {} if quick or not perf else perf_tests(bootstrap, expected, workdir, run_id, say)
         by = {r.name: r for r in results}
-        ours_names = [n for n in ("ours x1", "ours x2") if n in by]
+        ours_names = [n for n in by if n in OURS]
         best_ours = max((by[n].receipts_per_s for n in ours_names), default=0.0)
         ours1 = by["ours x1"].receipts_per_s if "ours x1" in by else best_ours
         relay = by["relay"].receipts_per_s if "relay" in by else 0.0
@@ -184,6 +185,8 @@ def run(
         result.update({f"profile_{k}": v for k, v in profile_shares.items()})
         say()
         wrong = ", ".join(r.name for r in results if not r.correct)
+        load = os.getloadavg()
+        say(f"load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
         say(
             f"e2e took {time.perf_counter() - began:.0f}s; outputs "
             f"{'all correct' if ok else 'INCORRECT: ' + wrong}"

@@ -10,7 +10,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.e2e.config import BENCH_DIR, PARTITIONS, PYTHON, SEED, cpu_model, package_version
+from benchmarks.e2e.config import (
+    BENCH_DIR,
+    OURS,
+    PARTITIONS,
+    PYTHON,
+    SEED,
+    cpu_model,
+    package_version,
+)
 from benchmarks.e2e.contenders import Result
 from benchmarks.e2e.expected import Expected, LatencyCorpus
 
@@ -19,7 +27,7 @@ from benchmarks.e2e.expected import Expected, LatencyCorpus
 
 def table(results: list[Result], ours: float) -> list[str]:
     head = (
-        f"  {'contender':<10}{'receipts/s':>12}{'vs ours':>8}{'wall s':>8}{'events':>9}"
+        f"  {'contender':<15}{'receipts/s':>12}{'vs ours':>8}{'wall s':>8}{'events':>9}"
         f"{'dead':>6}{'correct':>9}{'cpu s':>7}{'runq s':>7}{'cpu µs/rcpt':>12}"
         f"{'cpu total s':>12}{'peak RSS MB':>12}"
     )
@@ -27,7 +35,7 @@ def table(results: list[Result], ours: float) -> list[str]:
     for r in results:
         per = r.cpu_us_per_receipt
         lines.append(
-            f"  {r.name:<10}{r.receipts_per_s:>12,.0f}"
+            f"  {r.name:<15}{r.receipts_per_s:>12,.0f}"
             f"{(r.receipts_per_s / ours if ours else 0):>8.2f}{r.wall_s:>8.2f}{r.outputs:>9}"
             f"{r.dead:>6}{'yes' if r.correct else 'NO':>9}{r.cpu_drain_s:>7.2f}"
             f"{r.runq_drain_s:>7.2f}{per:>12.1f}"
@@ -38,7 +46,7 @@ def table(results: list[Result], ours: float) -> list[str]:
 
 def latency_table(results: list[Result]) -> list[str]:
     head = (
-        f"  {'contender':<10}{'load':>6}{'receipts/s':>12}{'seconds':>8}{'events':>8}"
+        f"  {'contender':<15}{'load':>6}{'receipts/s':>12}{'seconds':>8}{'events':>8}"
         f"{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'p50 first→last fifth':>22}{'send lag ms':>12}"
     )
     lines = [head]
@@ -46,7 +54,7 @@ def latency_table(results: list[Result]) -> list[str]:
         for p in r.phases:
             drift = f"{p.drift[0]:.0f} → {p.drift[1]:.0f}"
             lines.append(
-                f"  {r.name:<10}{p.fraction:>6.0%}{p.rate:>12,.0f}{p.seconds:>8.1f}"
+                f"  {r.name:<15}{p.fraction:>6.0%}{p.rate:>12,.0f}{p.seconds:>8.1f}"
                 f"{p.outputs:>8}{p.p50_ms:>8.0f}{p.p99_ms:>8.0f}{p.max_ms:>8.0f}"
                 f"{drift:>22}{p.lag_ms:>12.0f}"
             )
@@ -221,10 +229,7 @@ def draw_chart(
 
     names = [r.name for r in results]
     values = [r.receipts_per_s for r in results]
-    colors = [
-        "#1f77b4" if n.startswith("ours") else "#7f7f7f" if n == "relay" else "#ff7f0e"
-        for n in names
-    ]
+    colors = ["#1f77b4" if n in OURS else "#7f7f7f" if n == "relay" else "#ff7f0e" for n in names]
     fig, ax = plt.subplots(figsize=(8, 4.2), dpi=110)
     bars = ax.bar(names, values, color=colors)
     for bar, value, r in zip(bars, values, results, strict=True):

@@ -71,12 +71,11 @@ class Dedupe(Stage):
         #: before dedupe).
         self.emitted: Counter[tuple[int, int]] = Counter()
         self.writers = new_writers(settings) if settings.exactly_once else None
+        if self.writers is not None:
+            self.depth = 1  # each batch commits inside its own transactions: nothing to overlap
         #: Newest record time forwarded per partition (ms), for the snapshots.
         self.newest: dict[int, int] = {}
         self.saved_at = time.monotonic()
-        #: True while a batch is in hand and not yet acked and committed: the windows then hold
-        #: what the output may not, and must not be snapshotted.
-        self.dirty = False
 
     def events_out(self) -> Counter[tuple[str, str]]:
         return Counter({(PROVIDERS[p], STATUSES[s]): n for (p, s), n in self.emitted.items()})
@@ -132,11 +131,12 @@ class Dedupe(Stage):
         return window
 
     async def save(self, partitions: Iterable[int]) -> None:
-        """Snapshot windows `partitions` (no batch in hand: everything forwarded is acked, so
-        each window reflects its output partition up to the end offset asked for now). A
-        failure is logged: the next assignment then rebuilds from the output."""
+        """Snapshot windows `partitions` when settled (everything forwarded is acked, so each
+        window reflects its output partition up to the end offset asked for now; unsettled, the
+        windows hold what the output may not). A failure is logged: the next assignment then
+        rebuilds from the output."""
         state_dir = self.settings.state_dir
-        if not state_dir or self.dirty:
+        if not state_dir or not self.settled:
             return
         topic = self.settings.output_topic
         for p in partitions:
@@ -178,10 +178,9 @@ class Dedupe(Stage):
             await self.writers.close_all()
 
     async def run_batch(self, batches: dict[TopicPartition, list[Any]]) -> None:
-        self.dirty = True
         await super().run_batch(batches)
-        self.dirty = False
         if time.monotonic() - self.saved_at >= self.settings.snapshot_interval_s:
+            await self.settle()
             await self.save(sorted(self.windows))
 
     async def process(self, batches: dict[TopicPartition, list[Any]]) -> list[Sent]:

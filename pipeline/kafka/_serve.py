@@ -39,7 +39,7 @@ log = logging.getLogger("pipeline.kafka")
 #: How often topology `partitioned` looks at the partition counts it depends on.
 WATCH_INTERVAL_S = 2.0
 
-#: Exit code of a stop that gave up (`shutdown_timeout_s`) with a batch in hand uncommitted.
+#: Exit code of a stop that gave up (`shutdown_timeout_s`) with work in hand uncommitted.
 EXIT_UNCOMMITTED: Final = 3
 
 #: What each client still gets to close once the stop's bound is spent (it only closes sockets).
@@ -68,7 +68,7 @@ class Processor:
         self.on_batch: Callable[[float, float, dict[TopicPartition, int]], None] | None = None
         #: When the stop must be over (set by the first stop request); every wait of it ends then.
         self.stop_deadline: float | None = None
-        #: The stop gave up on a batch in hand: it stays uncommitted, for the next owner.
+        #: The stop gave up on batches in hand: they stay uncommitted, for the next owner.
         self.uncommitted = False
 
     # What the metrics read at scrape time (pipeline._metrics.Observed).
@@ -161,12 +161,12 @@ class Processor:
             if self.settings.topology == "partitioned":
                 tg.start_soon(self.watch_partitions)
             await self.stopping.wait()
-            # Each stage finishes its batch in hand (its acks arrive in time) and returns; the
-            # watcher has nothing to do.
+            # Each stage finishes its batches in hand (their acks arrive in time), commits them
+            # and returns; the watcher has nothing to do.
             with anyio.move_on_after(self.remaining()):
-                while any(s.lock.locked() for s in self.stages):
+                while any(s.in_hand() for s in self.stages):
                     await anyio.sleep(0.05)
-            self.uncommitted = any(s.lock.locked() for s in self.stages)
+            self.uncommitted = any(s.in_hand() for s in self.stages)
             tg.cancel_scope.cancel()
         self.raise_failure()
 
@@ -240,7 +240,7 @@ class _Forwarded:
 
 
 async def _watch_signals(processor: Processor, startup: anyio.CancelScope) -> None:
-    """First SIGTERM/SIGINT: finish the batch in hand and stop. During start-up (waiting for the
+    """First SIGTERM/SIGINT: finish the batches in hand and stop. During start-up (waiting for the
     broker, rebuilding the window) there is no batch: start-up is abandoned at once."""
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
@@ -253,7 +253,7 @@ async def _watch_signals(processor: Processor, startup: anyio.CancelScope) -> No
 async def serve(settings: Settings, metrics_socket: str | None = None) -> int:
     """Run one process's stages until SIGTERM/SIGINT; the batches in hand are committed if
     their acks arrive within `shutdown_timeout_s`. Returns the exit code: 0, or
-    EXIT_UNCOMMITTED when the stop gave up on a batch in hand.
+    EXIT_UNCOMMITTED when the stop gave up on batches in hand.
 
     The metrics endpoint (`--metrics-port`, or the worker's `metrics_socket`) answers from
     the start: /livez and /readyz are what an orchestrator asks during a long start-up.

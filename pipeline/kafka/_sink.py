@@ -154,8 +154,9 @@ class Sink:
 
     async def flush(self, sent: Sequence[Sent]) -> None:
         """Return once the broker holds every record of `sent`, or a dead letter for it."""
-        # Each round dead-letters at least one record (or fails), so this bound is never met
-        # while the broker and its reported limits agree about anything.
+        # Each round dead-letters at least one record (or fails), after at most one round that
+        # sends again what an earlier flush's refusal spoilt, so this bound is never met while
+        # the broker and its reported limits agree about anything.
         rounds = 2 * sum(len(s.records) for s in sent) + 3
         for _ in range(rounds):
             results = await asyncio.gather(*(s.future for s in sent), return_exceptions=True)
@@ -165,16 +166,17 @@ class Sink:
             if not failed:
                 return
             errors = [r for _, r in failed]
+            # A refusal spoils the producer's sequence for its partition: what is queued behind
+            # it there fails out of order, also a later batch in flight (its flush comes next).
             other = [e for e in errors if not isinstance(e, (*REFUSALS, OutOfOrderSequenceNumber))]
-            refusals = [e for e in errors if isinstance(e, REFUSALS)]
             for s, error in failed:
                 if isinstance(error, TopicAuthorizationFailedError):
                     raise TopicProblem(f"not authorized to Write topic {s.topic!r}") from error
-            if other or not refusals:
-                raise (other or errors)[0]
+            if other:
+                raise other[0]
             log.warning(
                 "broker refused records; dead-lettering the offenders",
-                extra={"batches": len(failed), "error": repr(refusals[0])},
+                extra={"batches": len(failed), "error": repr(errors[0])},
             )
             await self._renew()
             sent = await self._resend(failed)

@@ -1,8 +1,11 @@
 """What every consuming stage shares: the batch loop, ownership hand-over, and its guards.
 
-One batch at a time: `getmany` → the stage's work → wait for every ack → commit the batch's
-offsets. The batch lock is held while a batch is in hand, so a revocation waits for it: what a
-member releases is committed first.
+`getmany` → the stage's work, which queues the batch's sends → the batch joins those in flight
+→ the oldest are settled (every ack awaited, then the offsets committed), in batch order, until
+fewer than `max_batches_in_flight` remain: batch n's acks arrive while batch n + 1 is fetched
+and processed. A batch leaves the line only once committed, so a failed flush leaves every
+later batch uncommitted. The batch lock is held while a batch is processed or settled; a
+revocation takes it and settles everything in flight before the partitions go.
 """
 
 from __future__ import annotations
@@ -10,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import anyio
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -35,6 +39,14 @@ class SettingProblem(StageFailed):
     """A stop that a setting or the deployment must fix (exit 2)."""
 
 
+class InFlight(NamedTuple):
+    """A batch processed and queued: what to flush, then the offsets to commit."""
+
+    sent: list[Sent]
+    offsets: dict[TopicPartition, int]
+    started: float
+
+
 class Stage:
     """A consumer group member whose batches are written through `sink`, committed after acks."""
 
@@ -51,6 +63,11 @@ class Stage:
         self.ready = asyncio.Event()
         self.failed: BaseException | None = None
         self.batches = 0
+        self.depth = settings.max_batches_in_flight
+        #: Batches processed whose acks or commit are outstanding, oldest first.
+        self.in_flight: deque[InFlight] = deque()
+        #: A batch is being processed (left True if that is cut short: its outcome is unknown).
+        self.processing = False
         self.positions: dict[TopicPartition, int] = {}
         self.on_batch: Callable[[float, float, dict[TopicPartition, int]], None] | None = None
         #: /livez and /readyz: this stage's loop beats, and it is ready once assigned and restored.
@@ -65,7 +82,7 @@ class Stage:
         """Before the first batch of `partitions` (restore state)."""
 
     async def revoked(self, partitions: set[TopicPartition]) -> None:
-        """After the batch in hand is committed, before `partitions` go (drop state)."""
+        """After every batch in flight is committed, before `partitions` go (drop state)."""
 
     async def close(self) -> None:
         """At shutdown, after the last batch, before the clients stop (save state)."""
@@ -91,17 +108,39 @@ class Stage:
 
     async def run_batch(self, batches: dict[TopicPartition, list[Any]]) -> None:
         started = time.perf_counter()
-        # Every record acknowledged, or its dead letter (what the broker refuses): then commit.
-        await self.sink.flush(await self.process(batches))
+        self.processing = True
+        sent = await self.process(batches)
         offsets = {tp: messages[-1].offset + 1 for tp, messages in batches.items() if messages}
-        commit_started = time.perf_counter()
-        if not await self.commit(offsets):
-            return
-        self.positions.update(offsets)
-        done = time.perf_counter()
-        self.batches += 1
-        if self.on_batch is not None:
-            self.on_batch(done - started, done - commit_started, offsets)
+        self.in_flight.append(InFlight(sent, offsets, started))
+        self.processing = False
+        await self.settle(self.depth - 1)
+
+    async def settle(self, keep: int = 0) -> None:
+        """Flush and commit the oldest batches in flight, in order, until `keep` are left (call
+        with the lock held)."""
+        while len(self.in_flight) > keep:
+            batch = self.in_flight[0]
+            # Every record acknowledged, or its dead letter (what the broker refuses): then commit.
+            await self.sink.flush(batch.sent)
+            commit_started = time.perf_counter()
+            committed = await self.commit(batch.offsets)
+            self.in_flight.popleft()
+            if not committed:
+                continue
+            self.positions.update(batch.offsets)
+            done = time.perf_counter()
+            self.batches += 1
+            if self.on_batch is not None:
+                self.on_batch(done - batch.started, done - commit_started, batch.offsets)
+
+    @property
+    def settled(self) -> bool:
+        """Everything processed is acknowledged and committed."""
+        return not self.processing and not self.in_flight
+
+    def in_hand(self) -> bool:
+        """Work a stop waits for: a batch processed or settled, or a rebalance step."""
+        return self.lock.locked() or not self.settled
 
     async def run(self) -> None:
         fetch_wait = self.settings.fetch_max_wait_ms
@@ -113,6 +152,9 @@ class Stage:
             batches = await self.consumer.getmany(timeout_ms=fetch_wait, max_records=max_records)
             if not batches:
                 health.idle(name)
+                if self.in_flight:  # nothing to overlap them with: commit them now
+                    async with self.lock:
+                        await self.settle()
                 continue
             if not await self._acquire_ready():
                 continue
@@ -126,6 +168,8 @@ class Stage:
                 self.lock.release()
             health.beat(name)
         self.raise_failure()
+        async with self.lock:  # the stop's bound (Processor.run) may cut this short
+            await self.settle()
 
     def raise_failure(self) -> None:
         if self.failed is not None:
@@ -182,8 +226,15 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         stage = self.stage
-        # The lock is held while a batch is in hand: waiting for it means the batch is committed.
+        # The lock is held while a batch is processed or settled; with it, everything in flight
+        # is committed before the partitions go.
         async with stage.lock:
+            try:
+                await stage.settle()
+            except Exception as exc:
+                # Not retried: no later batch may commit past one whose flush failed.
+                stage.fail(exc)
+                return
             stage.ready.clear()
             stage.health.set_ready(False, stage.name)
             log.info(

@@ -132,15 +132,28 @@ async def test_item1_refused_records_are_dead_lettered_and_the_rest_sent(
     assert cut.value == b"y" * len(cut.value)
 
 
+async def lowered_limit_sink(bootstrap: str, name: str) -> tuple[Sink, str, str]:
+    """A started sink on new topics of one partition whose output limit was lowered since start
+    (it is 1 MiB; the sink believes 16 MiB): (sink, output topic, dead-letter topic)."""
+    out, dlq = unique(f"{name}-out"), unique(f"{name}-dlq")
+    await create_topics(bootstrap, {out: 1, dlq: 1})
+    limits = await limits_of(bootstrap, [out, dlq])
+    limits[out] = TopicLimits(max_message_bytes=16 << 20)
+    sink, _ = await started_sink(bootstrap, dlq, limits)
+    return sink, out, dlq
+
+
+async def check_one_dead_letter(bootstrap: str, dlq: str) -> None:
+    (dead,) = await drain(bootstrap, dlq)
+    h = dict(dead.headers)
+    assert (h["error.class"], h["source.offset"], dead.key) == (b"EventTooLarge", b"1", b"raw:2:1")
+    assert int(h["error.original_size"]) == len(event(1, 2_000_000))
+
+
 async def test_item1_record_refused_alone_is_dead_lettered_even_if_limits_said_it_fits(
     kafka_bootstrap: str,
 ) -> None:
-    # The output topic's limit was lowered since start (it is 1 MiB; the sink believes 16 MiB).
-    out, dlq = unique("sink-lowered-out"), unique("sink-lowered-dlq")
-    await create_topics(kafka_bootstrap, {out: 1, dlq: 1})
-    limits = await limits_of(kafka_bootstrap, [out, dlq])
-    limits[out] = TopicLimits(max_message_bytes=16 << 20)
-    sink, _ = await started_sink(kafka_bootstrap, dlq, limits)
+    sink, out, dlq = await lowered_limit_sink(kafka_bootstrap, "sink-lowered")
     now = int(time.time() * 1000)
     records = [(b"k%d" % i, event(i, 2_000_000 if i == 1 else 10), [], now) for i in range(3)]
     try:
@@ -148,10 +161,27 @@ async def test_item1_record_refused_alone_is_dead_lettered_even_if_limits_said_i
     finally:
         await sink.stop()
     assert [m.key for m in await drain(kafka_bootstrap, out)] == [b"k0", b"k2"]
-    (dead,) = await drain(kafka_bootstrap, dlq)
-    h = dict(dead.headers)
-    assert (h["error.class"], h["source.offset"], dead.key) == (b"EventTooLarge", b"1", b"raw:2:1")
-    assert int(h["error.original_size"]) == len(event(1, 2_000_000))
+    await check_one_dead_letter(kafka_bootstrap, dlq)
+
+
+async def test_a_refusal_spoils_the_next_batch_in_flight_which_is_sent_again(
+    kafka_bootstrap: str,
+) -> None:
+    """Two batches in flight (max_batches_in_flight): the refusal in the first spoils the
+    producer's sequence for the partition, so the second, queued behind it, fails out of order;
+    its flush sends it again rather than failing."""
+    sink, out, dlq = await lowered_limit_sink(kafka_bootstrap, "sink-spoilt")
+    now = int(time.time() * 1000)
+    records = [(b"k%d" % i, event(i, 2_000_000 if i == 1 else 10), [], now) for i in range(5)]
+    try:
+        first = await sink.send(out, records[:3], [0, 0, 0])
+        second = await sink.send(out, records[3:], [0, 0])
+        await sink.flush(first)
+        await sink.flush(second)
+    finally:
+        await sink.stop()
+    assert [m.key for m in await drain(kafka_bootstrap, out)] == [b"k0", b"k2", b"k3", b"k4"]
+    await check_one_dead_letter(kafka_bootstrap, dlq)
 
 
 async def test_item7_write_refused_by_authorization_names_topic_and_operation() -> None:

@@ -53,6 +53,11 @@ async def test_unreachable_broker_exits_nonzero_naming_it(spawn) -> None:
     [
         (["--batch-max-records", "0"], {}, ["batch_max_records", "flag --batch-max-records"]),
         (["--compression", "brotli"], {}, ["compression", "flag --compression"]),
+        (
+            [],
+            {"PIPELINE_MAX_BATCHES_IN_FLIGHT": "0"},
+            ["max_batches_in_flight", "env PIPELINE_MAX_BATCHES_IN_FLIGHT"],
+        ),
         (["--metrics-port", "70000"], {}, ["metrics_port", "flag --metrics-port"]),
         (["--startup-timeout-s", "soon"], {}, ["startup_timeout_s"]),
         ([], {"PIPELINE_LINGER_MS": "-1"}, ["linger_ms", "env PIPELINE_LINGER_MS"]),
@@ -62,6 +67,7 @@ async def test_unreachable_broker_exits_nonzero_naming_it(spawn) -> None:
     ids=[
         "zero-batch",
         "compression",
+        "depth",
         "port",
         "not-a-number",
         "env",

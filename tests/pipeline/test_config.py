@@ -151,3 +151,15 @@ def test_exactly_once_is_a_switch(tmp_path: Path) -> None:
         load(flags(), environ={"PIPELINE_EXACTLY_ONCE": "maybe"})
     with pytest.raises(ConfigError, match="exactly_once: needs topology partitioned"):
         load(flags("--exactly-once", "--topology", "single"), environ={})
+
+
+def test_max_batches_in_flight_from_every_source(tmp_path: Path) -> None:
+    assert load(flags(), environ={}).max_batches_in_flight == 2
+    config = tmp_path / "p.toml"
+    config.write_text("max_batches_in_flight = 3\n")
+    assert load(flags("--config", str(config)), environ={}).max_batches_in_flight == 3
+    env = {"PIPELINE_MAX_BATCHES_IN_FLIGHT": "4"}
+    assert load(flags("--config", str(config)), environ=env).max_batches_in_flight == 4
+    assert load(flags("--max-batches-in-flight", "1"), environ=env).max_batches_in_flight == 1
+    with pytest.raises(ConfigError, match=r"max_batches_in_flight.*flag --max-batches-in-flight"):
+        load(flags("--max-batches-in-flight", "0"), environ={})
