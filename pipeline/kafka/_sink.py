@@ -124,7 +124,8 @@ class Sink:
         if records:
             records = self._stamped(records, now)
             count = await self.partition_count(self.dead_letter_topic)
-            parts = [partition_for(r[0], count) if r[0] is not None else 0 for r in records]
+            # Spread by their source key, as the producer would (a keyless one: b"").
+            parts = partitions_for([r[0] or b"" for r in records], count)
             sent += await self.send(self.dead_letter_topic, records, parts)
         return sent
 
