@@ -28,7 +28,7 @@ from ..normalise._errors import (
     UnknownFormat,
 )
 from ..normalise._fields import UNMAPPED_STATUSES
-from ..normalise._timefmt import zone
+from ..normalise._timefmt import format_epoch_ms, zone
 from ..providers import REGISTRY, SKIP_KINDS, ProviderModule
 from ._window import EMIT, Window
 
@@ -192,15 +192,9 @@ class Decoder:
             )
         module, endpoint, account, tz = self._route(record)
         self.stats.records_in[module.PROVIDER] += 1
-        ctx = RecordContext(
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            timestamp_ms=record.timestamp_ms,
-            account=account,
-            tz=tz,
-        )
-        return module.decode(record.value, endpoint, ctx)
+        topic, partition, offset, stamp, _, value = record
+        ctx = RecordContext(topic, partition, offset, stamp, account, tz, format_epoch_ms(stamp))
+        return module.decode(value, endpoint, ctx)
 
 
 class Core:

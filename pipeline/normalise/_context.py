@@ -7,8 +7,9 @@ import msgspec
 from ._timefmt import format_epoch_ms
 
 
-class RecordContext(msgspec.Struct, kw_only=True):
-    """Per-record context, built once per input record (never per report)."""
+class RecordContext(msgspec.Struct):
+    """Per-record context, built once per input record (never per report); the core builds it
+    positionally (keywords cost ~0.1 µs each here)."""
 
     topic: str
     partition: int

@@ -32,10 +32,14 @@ def format_epoch_s(seconds: int) -> str:
     return f"{_day_prefix(days)}{hours:02d}:{minutes:02d}:{secs:02d}Z"
 
 
+# Records of a stream share their seconds: a record's time (`observed_at`) is cached by second.
+_second_text = lru_cache(maxsize=4096)(format_epoch_s)
+
+
 def format_epoch_ms(millis: int) -> str:
     """RFC 3339 UTC for epoch milliseconds; the fraction appears only when non-zero."""
     seconds, ms = divmod(millis, 1000)
-    text = format_epoch_s(seconds)
+    text = _second_text(seconds)
     return f"{text[:-1]}.{ms:03d}Z" if ms else text
 
 
