@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.e2e.config import PYTHON, ROOT
+from benchmarks.e2e.config import PYTHON
 from benchmarks.e2e.contenders import Bench
 from benchmarks.e2e.expected import Expected, LatencyCorpus
 
@@ -20,26 +20,13 @@ from benchmarks.e2e.expected import Expected, LatencyCorpus
 
 def classify_profile(path: Path) -> tuple[dict[str, float], int]:
     """Share of py-spy samples per stage, from raw (collapsed) stacks."""
-    core_src = (ROOT / "pipeline" / "_core.py").read_text().splitlines()
-    start = next(
-        (i + 1 for i, line in enumerate(core_src) if "encode = _ENCODER.encode" in line), 0
-    )
-    end = next(
-        (
-            i + 1
-            for i, line in enumerate(core_src)
-            if line.strip() == "return BatchResult(outputs, dead)" and i + 1 > start
-        ),
-        10**9,
-    )
     counts: Counter[str] = Counter()
     total = 0
     for line in path.read_text(errors="replace").splitlines():
         stack, _, n = line.rpartition(" ")
         if not n.isdigit() or not stack:
             continue
-        frames = stack.split(";")
-        counts[_stage(frames, start, end)] += int(n)
+        counts[_stage(stack.split(";"))] += int(n)
         total += int(n)
     return {k: v / total for k, v in counts.most_common()} if total else {}, total
 
@@ -47,14 +34,15 @@ def classify_profile(path: Path) -> tuple[dict[str, float], int]:
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>.*?):(?P<line>\d+)\)$")
 
 
-def _stage(frames: list[str], enc_start: int, enc_end: int) -> str:
-    """The stage a py-spy stack belongs to (first match, outermost concern first)."""
+def _stage(frames: list[str]) -> str:
+    """The stage a py-spy stack belongs to (first match, innermost concern of ours first), by
+    the modules of pipeline/ (core/, providers/, normalise/, kafka/)."""
     parsed = []
     for f in frames:
         m = _FRAME.match(f)
-        parsed.append((m["func"], m["file"], int(m["line"])) if m else (f, "", 0))
-    names = [func for func, _, _ in parsed]
-    files = [file for _, file, _ in parsed]
+        parsed.append((m["func"], m["file"]) if m else (f, ""))
+    names = [func for func, _ in parsed]
+    files = [file for _, file in parsed]
 
     def in_files(*parts: str) -> bool:
         return any(part in f for f in files for part in parts)
@@ -62,31 +50,28 @@ def _stage(frames: list[str], enc_start: int, enc_end: int) -> str:
     def in_funcs(*prefixes: str) -> bool:
         return any(n.startswith(prefixes) for n in names)
 
-    if in_funcs("OutputFollower."):
-        return "output follower (fetch + parse our own output, window.load_batch)"
-    if in_files("_window.py"):
-        return "window (dedupe: hashing, check_batch)"
-    if in_files("/providers/", "_normalise.py", "_timefmt.py", "_context.py", "schemas/") or (
-        in_funcs("Decoder.", "sniff", "_header")
-    ):
-        return "decode + normalise (providers, msgspec/orjson decode)"
-    for _func, file, line in reversed(parsed):
-        if file.endswith("_core.py"):
-            if enc_start <= line <= enc_end:  # Core.process or its comprehensions
-                return "encode (msgspec encode, output records)"
-            return "core glue (keys, lists)"
-    producing = in_files("aiokafka/producer", "_partitioner.py") or in_funcs("Sink.")
+    if in_funcs("Restorer.") or in_files("kafka/_restore.py", "kafka/_snapshot.py"):
+        return "window restore and snapshots"
+    if in_files("core/_window.py", "core/_forward.py") or in_funcs("window_verdicts"):
+        return "window (dedupe: keys, hashing, check_batch)"
+    if in_files("/providers/", "/normalise/", "schemas/") or in_funcs("Decoder.", "sniff"):
+        return "decode + normalise (providers, msgspec decode)"
+    if in_funcs("emitted_outputs"):
+        return "encode (msgspec encode, output records)"
+    if in_files("core/_batch.py"):
+        return "core glue (batch lists, dead letters, sizing)"
+    producing = in_files("aiokafka/producer", "kafka/_partitioner.py", "kafka/_sink.py")
     if producing and in_files("aiokafka/codec.py"):
-        return "aiokafka produce: lz4 compression"
+        return "aiokafka produce: compression"
     if producing:
         return "aiokafka produce: batch build, partitioner, send"
-    if in_files("aiokafka/consumer", "aiokafka/record", "aiokafka/codec.py"):
+    if in_files("aiokafka/consumer", "aiokafka/record", "aiokafka/codec.py", "kafka/_fetch.py"):
         return "aiokafka consume: fetch, decompress, parse records"
-    if in_funcs("Processor.run_batch"):
-        return "loop glue (InputRecords, gather, commit)"
+    if in_files("kafka/_stage.py", "kafka/_route.py", "kafka/_dedupe.py", "kafka/_single.py"):
+        return "loop glue (input records, settle, commit)"
     if in_files("aiokafka/"):
         return "aiokafka network/protocol (both directions)"
-    if in_files("asyncio/", "uvloop", "anyio/") or in_funcs("Processor."):
+    if in_files("asyncio/", "uvloop", "anyio/"):
         return "event loop, awaiting"
     if in_files("importlib", "<frozen"):
         return "start-up (imports)"
