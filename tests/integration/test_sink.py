@@ -16,6 +16,7 @@ from aiokafka.errors import TopicAuthorizationFailedError
 
 from pipeline.core._batch import DeadLetter, OutputRecord
 from pipeline.kafka._limits import TopicLimits, topic_limits
+from pipeline.kafka._partitioner import partition_for
 from pipeline.kafka._sink import Sent, Sink
 from pipeline.kafka._topics import TopicProblem
 
@@ -229,3 +230,23 @@ async def test_item1_events_stamped_outside_the_window_are_dead_lettered_before_
     assert [(m.key, m.value) for m in late] == [(b"raw:2:1", event(1)), (b"raw:2:3", event(3))]
     assert all(abs(m.timestamp - now) < 600_000 for m in dead)  # all stamped now, all landed
     assert {m.key for m in dead} == {b"raw:1:9", b"raw:2:1", b"raw:2:3"}
+
+
+async def test_item12_dead_letters_spread_over_the_dead_letter_partitions_by_their_keys(
+    kafka_bootstrap: str,
+) -> None:
+    out, dlq = unique("sink-spread-out"), unique("sink-spread-dlq")
+    await create_topics(kafka_bootstrap, {out: 1, dlq: 12})
+    sink, _ = await started_sink(kafka_bootstrap, dlq, await limits_of(kafka_bootstrap, [out, dlq]))
+    now = int(time.time() * 1000)
+    reason = [(name, b"1") for name in DEAD_LETTER_HEADERS]
+    dead = [DeadLetter(b"raw:2:%d" % n, b"junk", reason, now, "MalformedBody") for n in range(40)]
+    try:
+        await sink.flush(await sink.write(out, [], dead))
+    finally:
+        await sink.stop()
+    got = await drain(kafka_bootstrap, dlq)
+    assert sorted(m.key for m in got) == sorted(d.key for d in dead)
+    # Each on the partition Kafka's Java producer would pick for its key: spread, not all on 0.
+    assert all(m.partition == partition_for(m.key, 12) for m in got)
+    assert len({m.partition for m in got}) > 5
