@@ -40,7 +40,8 @@ PROVIDERS = ("uspeedo", "ultiroam", "yunpian", "smspartner", "tencent")
 
 
 def child(tree: str, corpus: str, stage: str, passes: int) -> None:
-    sys.path.insert(0, tree)
+    if sys.path[0] != tree:
+        sys.path.insert(0, tree)
     from pipeline.core._batch import Core, InputRecord, emitted_outputs, window_verdicts
     from pipeline.core._window import Window
     from pipeline.normalise._errors import DecodeError, NotReceipts
