@@ -52,16 +52,18 @@ def percent_decode(value: bytes) -> bytes:
     `urllib.parse.unquote_to_bytes` is pure Python; quoted-printable (`=XX`) is the same escape
     with another marker, and binascii decodes it natively. Literal `=` are protected first.
     A2b_qp reads a `=` that starts no escape its own way (`==`, a soft line break, `=` at the
-    end), where `unquote_plus` keeps a bare `%` literally. Every such case leaves the output
-    longer than a well-formed value's (3 bytes per escape become 1) except a soft line break,
-    so a value with a raw line break takes the slow path too. One length check thus proves the
-    fast result right, and only a value with a bare `%` pays a regex that escapes it as `%25`.
+    end), where `unquote_plus` keeps a bare `%` literally. Each such case but two leaves a `=`
+    in the output: a soft line break (a raw line break in the value) and a lone `%` at the
+    end. So a result without `=`, from a value without either, is proven right by memchr
+    scans, and only a value with a `=` of its own (or a bare `%`) pays the slow path: a regex
+    that escapes bare `%` as `%25`, then the same decoding, whose `=` are then all real.
     """
     decoded = _qp(value)
     if (
-        len(decoded) == len(value) - 2 * value.count(b"%")
+        b"=" not in decoded
         and b"\n" not in value
         and b"\r" not in value
+        and not value.endswith(b"%")
     ):
         return decoded
     return _qp(_BARE_PERCENT.sub(b"%25", value))
