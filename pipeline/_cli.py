@@ -11,6 +11,7 @@ import msgspec
 
 from schemas import ReceiptEvent
 
+from ._collector import tune_collector
 from ._config import ConfigError, add_arguments, core_config, load_settings, settings_from_args
 from ._logging import configure_logging
 from .core._batch import Core, CoreConfig, Decoder, InputRecord
@@ -73,6 +74,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from .core._window import Window
 
         window = Window(settings.window_max_messages, settings.window_ttl_s * 1000)
+        tune_collector()
         return run_embedded(
             Core(window, config), settings.source, settings.to or "-", settings.dead_letter
         )

@@ -15,6 +15,7 @@ import anyio
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
+from .._collector import tune_collector
 from .._config import Settings, core_config
 from .._endpoint import serve_http, serve_unix
 from .._health import Health
@@ -309,6 +310,7 @@ def run_kafka(settings: Settings, metrics_socket: str | None = None) -> int:
     parse_routes(settings.topic_map)
     if settings.workers > 1:
         return run_workers(settings)
+    tune_collector()
     try:
         return anyio.run(
             functools.partial(serve, settings, metrics_socket=metrics_socket),
