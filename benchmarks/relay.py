@@ -6,8 +6,10 @@ the same SIZE as the processor's output: it cycles through a pool of real output
 value, headers; written by benchmarks/e2e_bench.py from the expected output of the corpus, so
 sizes and lz4 compressibility match ours) and emits ``events / records`` of them per input
 record (integer arithmetic, so the first ``records`` inputs yield exactly ``events`` outputs).
-Producer settings are the processor's (idempotent, acks=all, lz4, linger 20 ms, 1 MiB batches,
-the batch API); each output goes to the input record's partition (no key hashing: a relay has
+Producer settings are the processor's (idempotent, acks=all, 1 MiB batches, the batch API, and
+its default compression and linger, read from `pipeline._config.Settings`; `--compression` and
+`--linger-ms` set others, e.g. the lz4 and 20 ms it used before those defaults changed); each
+output goes to the input record's partition (no key hashing: a relay has
 nothing to key by). Offsets are committed after every output of the batch is acknowledged.
 
 The input record's timestamp is carried in front of the key (``b"<ms>|<key>"``) so the
@@ -28,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -37,6 +40,10 @@ if str(ROOT) not in sys.path:
 
 from benchmarks import contender_cli  # noqa: E402
 from benchmarks.contender_cli import acked_then_commit  # noqa: E402
+from pipeline._config import Settings  # noqa: E402
+
+#: The processor's defaults, so the relay stays its yardstick when they change.
+DEFAULTS = {f.name: f.default for f in msgspec.structs.fields(Settings)}
 
 
 def load_pool(path: str) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
@@ -69,8 +76,8 @@ async def relay(args: argparse.Namespace) -> None:
         bootstrap_servers=args.bootstrap_servers,
         enable_idempotence=True,
         acks="all",
-        compression_type="lz4",
-        linger_ms=20,
+        compression_type=None if args.compression == "none" else args.compression,
+        linger_ms=args.linger_ms,
         max_batch_size=1024 * 1024,
         max_request_size=8 * 1024 * 1024,
     )
@@ -122,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool", required=True, help="JSON file of output records to cycle")
     parser.add_argument("--events", type=int, required=True, help="outputs per --records inputs")
     parser.add_argument("--records", type=int, required=True)
+    parser.add_argument("--compression", default=DEFAULTS["compression"], help="%(default)s")
+    parser.add_argument("--linger-ms", type=int, default=DEFAULTS["linger_ms"], help="%(default)s")
     args = parser.parse_args(argv)
     try:
         import uvloop

@@ -37,8 +37,14 @@ OURS = {
     "partitioned": ("--topology", "partitioned"),
     "partitioned d1": ("--topology", "partitioned", "--max-batches-in-flight", "1"),
 }
+#: The bare relay with the processor's producer settings (zstd, no linger), and with those it
+#: had before they changed (lz4, which aiokafka runs at level 9, and a 20 ms linger).
+RELAYS = {
+    "relay": (),
+    "relay lz4": ("--compression", "lz4", "--linger-ms", "20"),
+}
 #: Every contender there is, and those of a run that names none.
-CHOICES = (*OURS, "relay", "baseline", "quix")
+CHOICES = (*OURS, *RELAYS, "baseline", "quix")
 CONTENDERS = ("ours x1", "ours x2", "relay", "baseline", "quix")
 SEED, LATENCY_SEED = 1, 2
 BENCH_DIR = Path(__file__).resolve().parent.parent

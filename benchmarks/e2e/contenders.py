@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from benchmarks.e2e.config import BENCH_DIR, FIRST_ENV, OURS, PARTITIONS, PYTHON, ROOT
+from benchmarks.e2e.config import BENCH_DIR, FIRST_ENV, OURS, PARTITIONS, PYTHON, RELAYS, ROOT
 from benchmarks.e2e.expected import Expected, LatencyCorpus, canonical_digest
 from benchmarks.e2e.kafka_io import Watcher, create_topics, read_topic
 from benchmarks.e2e.proc import TreeSampler, child_pids, is_running
@@ -154,7 +154,7 @@ class Bench:
                 *OURS[name],
                 *self.ours_args,
             ]
-        elif name == "relay":
+        elif name in RELAYS:
             pool = self.workdir / "pool.json"
             cmd = [
                 PYTHON,
@@ -168,6 +168,7 @@ class Bench:
                 str(n_records),
                 "--first-file",
                 str(first),
+                *RELAYS[name],
             ]
         elif name == "baseline":
             cmd = [
@@ -300,7 +301,7 @@ class Bench:
         all_outputs = await read_topic(self.bootstrap, out)
         self.check(res, name, all_outputs, expected, lat)
         res.dead = await self._count(dlq)
-        if name != "relay":
+        if name not in RELAYS:
             expected_dead = expected.dead + (
                 lat.dead[res.lat_records - 1] if res.lat_records else 0
             )
@@ -413,7 +414,7 @@ class Bench:
         finally:
             await producer.stop()
         res.lat_records = n
-        if res.name == "relay":
+        if res.name in RELAYS:
             want = (n_phase1 + n) * expected.events // n_phase1 - expected.events
         else:
             want = lat.events[n - 1] if n else 0
@@ -441,7 +442,7 @@ class Bench:
         boundary = self.started_ms
         last = 0
         for stamp, key, value in outputs:
-            if name == "relay":
+            if name in RELAYS:
                 observed = int((key or b"0|").split(b"|", 1)[0])
                 if observed >= boundary:
                     samples.append((observed, stamp))
@@ -472,7 +473,7 @@ class Bench:
                 fifth = max(1, len(mine) // 5)
                 phase.drift = (_percentile(mine[:fifth], 0.5), _percentile(mine[-fifth:], 0.5))
         ok = True
-        if name == "relay":  # outputs follow the global record count, whichever phase
+        if name in RELAYS:  # outputs follow the global record count, whichever phase
             ok = res.outputs + res.lat_outputs == expected.events + res.lat_expected
             if not ok:
                 res.notes.append(
@@ -490,7 +491,7 @@ class Bench:
                     f"phase 1: {res.missing} missing, {res.unexpected} unexpected, "
                     f"{res.duplicates} duplicate event_ids"
                 )
-        if name != "relay" and res.lat_outputs != res.lat_expected:
+        if name not in RELAYS and res.lat_outputs != res.lat_expected:
             ok = False
             res.notes.append(
                 f"latency phases: {res.lat_outputs} outputs, expected {res.lat_expected}"

@@ -15,6 +15,7 @@ from benchmarks.e2e.config import (
     OURS,
     PARTITIONS,
     PYTHON,
+    RELAYS,
     SEED,
     cpu_model,
     package_version,
@@ -229,7 +230,7 @@ def draw_chart(
 
     names = [r.name for r in results]
     values = [r.receipts_per_s for r in results]
-    colors = ["#1f77b4" if n in OURS else "#7f7f7f" if n == "relay" else "#ff7f0e" for n in names]
+    colors = ["#1f77b4" if n in OURS else "#7f7f7f" if n in RELAYS else "#ff7f0e" for n in names]
     fig, ax = plt.subplots(figsize=(8, 4.2), dpi=110)
     bars = ax.bar(names, values, color=colors)
     for bar, value, r in zip(bars, values, results, strict=True):
