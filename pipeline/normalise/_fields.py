@@ -109,10 +109,6 @@ def map_status(provider: str, table: dict[str, Status], raw: str) -> Status:
     return status
 
 
-def none_if_empty(value: str | None) -> str | None:
-    return value if value else None
-
-
 def make_event(
     ctx: RecordContext,
     provider: Provider,

@@ -25,7 +25,7 @@ from schemas.tencent import (
 
 from ..normalise._context import RecordContext
 from ..normalise._errors import MalformedBody, NotReceipts, ProviderError, UnknownFormat
-from ..normalise._fields import e164, make_event, map_status, none_if_empty
+from ..normalise._fields import e164, make_event, map_status
 from ..normalise._timefmt import provider_time
 from ._shared import by_report, decode_json, id_text
 
@@ -235,7 +235,7 @@ def _callbacks(reports: Sequence[TencentCallback], ctx: RecordContext) -> list[R
                 _status(raw_status, code),  # status
                 raw_status,  # provider_status
                 code,  # provider_code
-                none_if_empty(r.description),  # provider_message
+                r.description or None,  # provider_message
                 None,  # segments
                 None,  # segments_ok
                 None,  # opt_out
@@ -282,7 +282,7 @@ def _submit(
                 "PENDING" if code.lower() == "ok" else "FAILED",  # status
                 code,  # provider_status
                 code,  # provider_code
-                none_if_empty(r.Message),  # provider_message
+                r.Message or None,  # provider_message
                 r.Fee,  # segments
                 None,  # segments_ok
                 None,  # opt_out

@@ -18,7 +18,7 @@ from schemas.uspeedo import UspeedoEnvelope, UspeedoPushReceipt, UspeedoReceipt,
 
 from ..normalise._context import RecordContext
 from ..normalise._errors import MalformedBody, NotReceipts, ProviderError, UnknownFormat
-from ..normalise._fields import e164, make_event, map_status, national_with_cc, none_if_empty
+from ..normalise._fields import e164, make_event, map_status, national_with_cc
 from ..normalise._timefmt import epoch_text_to_utc
 from ._shared import EACH, by_report, decode_json, id_text, sniff_head_first
 
@@ -97,9 +97,9 @@ def _data(env: UspeedoEnvelope) -> msgspec.Raw:
 
 
 @lru_cache(maxsize=65536)
-def _occurred(value: int | str) -> str | None:
-    """Cached: the receipts of a stream share their seconds."""
-    return None if value in _NO_TIME else epoch_text_to_utc(value)
+def _times(value: int | str) -> tuple[str | None, str | None]:
+    """(occurred_at, occurred_at_raw), cached whole: the receipts of a stream share seconds."""
+    return None if value in _NO_TIME else epoch_text_to_utc(value), id_text(value) or None
 
 
 def _event(
@@ -116,7 +116,7 @@ def _event(
     if status == "UNDELIVERED" and code:
         status = _FAIL_BY_CODE.get(code, status)
     recipient = e164(r.Phone, id_text(r.CountryCode), national_with_cc)
-    raw_time = r.ReceiptTime
+    occurred_at, occurred_at_raw = (None, None) if r.ReceiptTime is None else _times(r.ReceiptTime)
     return make_event(
         ctx,
         PROVIDER,  # provider
@@ -132,13 +132,13 @@ def _event(
         r.Phone,  # recipient_raw
         status,
         r.ReceiptResult,  # provider_status
-        none_if_empty(code),  # provider_code
-        none_if_empty(r.ReceiptDesc),  # provider_message
+        code or None,  # provider_code
+        r.ReceiptDesc or None,  # provider_message
         r.CostCount,  # segments
         None,  # segments_ok
         None,  # opt_out
-        None if raw_time is None else _occurred(raw_time),  # occurred_at
-        none_if_empty(id_text(raw_time)),  # occurred_at_raw
+        occurred_at,
+        occurred_at_raw,
         None,  # sent_at
         None,  # time_zone
     )
