@@ -96,6 +96,8 @@ class StatsView(Protocol):
     @property
     def events_out(self) -> Mapping[tuple[str, str], int]: ...
     @property
+    def events_refused(self) -> Mapping[tuple[str, str], int]: ...
+    @property
     def dead_letters(self) -> Mapping[str, int]: ...
     @property
     def skipped(self) -> Mapping[str, int]: ...
@@ -186,6 +188,14 @@ _CORE: Final[tuple[_Spec, ...]] = (
         ("provider", "status"),
         (PROVIDER_LABELS, STATUS_LABELS),
         "events_out",
+    ),
+    (
+        "pipeline_events_refused_total",
+        "Events counted out that the output topic refused (too large, timestamp out of its "
+        "window), dead-lettered instead.",
+        ("provider", "status"),
+        (PROVIDER_LABELS, STATUS_LABELS),
+        "events_refused",
     ),
     (
         "pipeline_dead_letters_total",

@@ -102,6 +102,10 @@ class CoreStats:
         self.records_in: Counter[str] = Counter()  # by provider ("unknown" when unresolved)
         self.receipts_in: Counter[str] = Counter()  # by provider
         self.events_out: Counter[tuple[str, str]] = Counter()  # by (provider, status)
+        #: Events counted out that the output topic then refused (too large, stamped outside
+        #: its window): the Kafka sink dead-letters them and counts them here and in
+        #: dead_letters, by (provider, status).
+        self.events_refused: Counter[tuple[str, str]] = Counter()
         self.dead_letters: Counter[str] = Counter()  # by error class
         self.skipped: Counter[str] = Counter()  # by kind, e.g. "ultiroam.ussd"
         self._unmapped_before = Counter(UNMAPPED_STATUSES)

@@ -55,14 +55,17 @@ class Processor:
         self.settings = settings
         self.stopping = anyio.Event()
         install()  # records aiokafka cannot parse become dead letters (see _fetch.py)
-        self.sink = Sink(
-            lambda batch_bytes: new_producer(settings, batch_bytes), settings.dead_letter_topic
-        )
         self.restorer = Restorer(settings)
         config = core_config(settings)
         single = settings.topology == "single"
         window = Window(settings.window_max_messages, settings.window_ttl_s * 1000)
         self.core = Core(window if single else None, config)
+        self.sink = Sink(
+            lambda batch_bytes: new_producer(settings, batch_bytes),
+            settings.dead_letter_topic,
+            self.core.stats,
+            settings.output_topic,
+        )
         self.stages: list[Stage] = []
         self.partitions = 0
         self.health = Health(settings.liveness_timeout_s)
@@ -230,6 +233,7 @@ class _Forwarded:
         self._stats, self._dedupe = stats, dedupe
         self.records_in, self.receipts_in = stats.records_in, stats.receipts_in
         self.dead_letters, self.skipped = stats.dead_letters, stats.skipped
+        self.events_refused = stats.events_refused
 
     @property
     def unmapped_statuses(self) -> Mapping[str, int]:

@@ -30,7 +30,7 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
 )
 
-from ..core._batch import DeadLetter, OutputRecord, record_size
+from ..core._batch import CoreStats, DeadLetter, OutputRecord, record_size
 from ._limits import TopicLimits
 from ._partitioner import partition_for, partitions_for
 from ._topics import TopicProblem
@@ -47,6 +47,8 @@ REFUSALS: Final = (MessageSizeTooLargeError, RecordTooLargeError, InvalidTimesta
 #: the limits it reported say it takes).
 _ATTEMPTS: Final = 3
 _SOURCE_HEADERS: Final = ("source.topic", "source.partition", "source.offset")
+#: The headers of an event that name its counter's labels.
+_LABELS: Final = ("provider", "status")
 
 
 class Sent(NamedTuple):
@@ -68,10 +70,20 @@ _SOURCE = msgspec.json.Decoder(_EventSource)
 class Sink:
     """The producer of output and dead-letter records; replaced when a refusal spoils it."""
 
-    def __init__(self, make_producer: Callable[[int], Any], dead_letter_topic: str) -> None:
-        """``make_producer(batch_bytes)``: a new, unstarted idempotent producer."""
+    def __init__(
+        self,
+        make_producer: Callable[[int], Any],
+        dead_letter_topic: str,
+        stats: CoreStats | None = None,
+        output_topic: str | None = None,
+    ) -> None:
+        """``make_producer(batch_bytes)``: a new, unstarted idempotent producer. The dead
+        letters this sink makes count in ``stats``; those of events refused by
+        ``output_topic`` also in its ``events_refused``."""
         self._make = make_producer
         self.dead_letter_topic = dead_letter_topic
+        self.stats = stats if stats is not None else CoreStats()
+        self.output_topic = output_topic
         self.limits: dict[str, TopicLimits] = {}
         self.producer: Any = None  # made by `start`, once the limits are known
         self._start: Callable[[Any], Awaitable[None]] | None = None
@@ -233,6 +245,7 @@ class Sink:
                 own = [h for h in own if h[0] == "error.original_size"]
         else:
             own = list(headers)
+            self._count(topic, own, error)
             source = _source_of(value)
             why = "too large for" if error == "EventTooLarge" else "stamped out of the window of"
             message = f"{why} topic {topic!r} ({len(value)} bytes, timestamp {stamp})"
@@ -249,6 +262,14 @@ class Sink:
         lo, hi = limits.stamp_window(now)
         late = refused and error == "InvalidTimestamp"
         return key, value, [*own, *reason], now if late or not lo <= stamp <= hi else stamp
+
+    def _count(self, topic: str, headers: Sequence[tuple[str, bytes]], error: str) -> None:
+        """Count a dead letter made of a record of `topic`: the core counted the event out."""
+        self.stats.dead_letters[error] += 1
+        if topic == self.output_topic:
+            found = {k: v for k, v in headers if k in ("provider", "status") and v is not None}
+            provider, status = (found.get(k, b"").decode("utf-8", "replace") for k in _LABELS)
+            self.stats.events_refused[provider, status] += 1
 
 
 async def queue(

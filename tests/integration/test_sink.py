@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import TopicAuthorizationFailedError
 
-from pipeline.core._batch import DeadLetter, OutputRecord
+from pipeline.core._batch import CoreStats, DeadLetter, OutputRecord
 from pipeline.kafka._limits import TopicLimits, topic_limits
 from pipeline.kafka._partitioner import partition_for
 from pipeline.kafka._sink import Sent, Sink
@@ -36,9 +36,10 @@ async def limits_of(bootstrap: str, topics: list[str]) -> dict[str, TopicLimits]
 
 
 async def started_sink(
-    bootstrap: str, dlq: str, limits: dict[str, TopicLimits]
+    bootstrap: str, dlq: str, limits: dict[str, TopicLimits], out: str | None = None
 ) -> tuple[Sink, list[AIOKafkaProducer]]:
-    """A started sink believing `limits`, and the producers it made (one more per refusal)."""
+    """A started sink believing `limits` (`out`: the output topic, whose refused events it
+    counts), and the producers it made (one more per refusal)."""
     made: list[AIOKafkaProducer] = []
 
     def producer(batch_bytes: int) -> AIOKafkaProducer:
@@ -56,7 +57,7 @@ async def started_sink(
     async def start(p: AIOKafkaProducer) -> None:
         await p.start()
 
-    sink = Sink(producer, dlq)
+    sink = Sink(producer, dlq, CoreStats(), out)
     await sink.start(limits, start)
     return sink, made
 
@@ -72,7 +73,7 @@ async def test_item1_refused_records_are_dead_lettered_and_the_rest_sent(
     out, dlq = unique("sink-out"), unique("sink-dlq")
     await create_topics(kafka_bootstrap, {out: 2, dlq: 1})  # Kafka's default limits
     limits = await limits_of(kafka_bootstrap, [out, dlq])
-    sink, made = await started_sink(kafka_bootstrap, dlq, limits)
+    sink, made = await started_sink(kafka_bootstrap, dlq, limits, out)
     now = int(time.time() * 1000)
     headers = [("event_id", b"e"), ("provider", b"tencent"), ("status", b"DELIVERED")]
     records = [
@@ -131,6 +132,10 @@ async def test_item1_refused_records_are_dead_lettered_and_the_rest_sent(
     cut = dead[b"MalformedBody"]
     assert int(dict(cut.headers)["error.original_size"]) == 2_000_000
     assert cut.value == b"y" * len(cut.value)
+    # The metrics: two events out were refused and dead-lettered here (the third dead letter
+    # was the core's, counted by the core).
+    assert sink.stats.events_refused == {("tencent", "DELIVERED"): 2}
+    assert sink.stats.dead_letters == {"EventTooLarge": 1, "InvalidTimestamp": 1}
 
 
 async def lowered_limit_sink(bootstrap: str, name: str) -> tuple[Sink, str, str]:
@@ -201,10 +206,10 @@ async def test_item1_events_stamped_outside_the_window_are_dead_lettered_before_
     out, dlq = unique("sink-future-out"), unique("sink-future-dlq")
     await create_topics(kafka_bootstrap, {out: 1, dlq: 1})
     limits = await limits_of(kafka_bootstrap, [out, dlq])
-    sink, made = await started_sink(kafka_bootstrap, dlq, limits)
+    sink, made = await started_sink(kafka_bootstrap, dlq, limits, out)
     now = int(time.time() * 1000)
     ahead = now + 7_200_000
-    headers = [("event_id", b"e"), ("provider", b"tencent"), ("status", b"DELIVERED")]
+    headers = [("event_id", b"e"), ("provider", b"tencent"), ("status", b"SENT")]
     outputs = [
         OutputRecord(b"k%d" % i, event(i), headers, ahead if i in (1, 3) else now) for i in range(5)
     ]
@@ -230,6 +235,8 @@ async def test_item1_events_stamped_outside_the_window_are_dead_lettered_before_
     assert [(m.key, m.value) for m in late] == [(b"raw:2:1", event(1)), (b"raw:2:3", event(3))]
     assert all(abs(m.timestamp - now) < 600_000 for m in dead)  # all stamped now, all landed
     assert {m.key for m in dead} == {b"raw:1:9", b"raw:2:1", b"raw:2:3"}
+    assert sink.stats.events_refused == {("tencent", "SENT"): 2}
+    assert sink.stats.dead_letters == {"InvalidTimestamp": 2}
 
 
 async def test_item12_dead_letters_spread_over_the_dead_letter_partitions_by_their_keys(

@@ -82,6 +82,7 @@ def test_families_read_the_live_counters() -> None:
     b.records_in["uspeedo"] += 2
     b.records_in["unknown"] += 1
     a.events_out["uspeedo", "DELIVERED"] += 4
+    b.events_refused["uspeedo", "DELIVERED"] += 1
     a.dead_letters["MalformedBody"] += 1
     b.skipped["tencent.reply"] += 2
     obs.wins[0].counters.duplicates[0] += 5
@@ -95,6 +96,9 @@ def test_families_read_the_live_counters() -> None:
     assert value(text, "pipeline_records_in_total", provider="uspeedo") == 5  # summed over cores
     assert value(text, "pipeline_records_in_total", provider="unknown") == 1
     assert value(text, "pipeline_events_out_total", provider="uspeedo", status="DELIVERED") == 4
+    assert (
+        value(text, "pipeline_events_refused_total", provider="uspeedo", status="DELIVERED") == 1
+    )
     assert value(text, "pipeline_dead_letters_total", error_class="MalformedBody") == 1
     assert value(text, "pipeline_skipped_total", kind="tencent.reply") == 2
     assert value(text, "pipeline_duplicates_total", provider=PROVIDERS[0]) == 6
@@ -121,6 +125,7 @@ def test_metric_names_and_types() -> None:
         "pipeline_records_in": "counter",
         "pipeline_receipts_in": "counter",
         "pipeline_events_out": "counter",
+        "pipeline_events_refused": "counter",
         "pipeline_duplicates": "counter",
         "pipeline_stale": "counter",
         "pipeline_dead_letters": "counter",
@@ -177,6 +182,7 @@ def test_item6_metrics_series_bounded(values: list[tuple[str, str, int]]) -> Non
     for a, b, n in values:
         stats.records_in[a] += n
         stats.events_out[a, b] += n
+        stats.events_refused[a, b] += n
         stats.dead_letters[b] += n
         stats.skipped[a + b] += n
     got = series(render(m))
@@ -192,11 +198,11 @@ def test_item6_metrics_series_bounded(values: list[tuple[str, str, int]]) -> Non
             if label in allowed:
                 assert v in allowed[label], (name, label, v)
     bound = (
-        len(providers) * (2 + len(allowed["status"]))
+        len(providers) * (2 + 2 * len(allowed["status"]))
         + len(allowed["error_class"])
         + len(allowed["kind"])
     )
-    core = ("records_in", "events_out", "dead_letters", "skipped")
+    core = ("records_in", "events_out", "events_refused", "dead_letters", "skipped")
     assert (
         sum(1 for n, _ in got if n.removeprefix("pipeline_").removesuffix("_total") in core)
         <= bound
