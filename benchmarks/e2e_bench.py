@@ -26,7 +26,9 @@ LogAppendTime``) and dead-letter topic:
   ``partitioned d1``) also ``--max-batches-in-flight 1``, one batch at a time (not run unless
   named in ``--contenders``);
 * ``relay``: benchmarks/relay.py, a bare aiokafka relay that produces the same number of records
-  of the same size (real output records cycled) with no processing: the ceiling of the client;
+  of the same size (real output records cycled) with no processing, with the processor's
+  producer settings: the ceiling of the client; ``relay lz4`` (not run unless named): the same
+  with lz4 (aiokafka's level 9) and a 20 ms linger, the yardstick of figures before 2026-12-02;
 * ``baseline``: benchmarks/baseline_kafka.py, the straightforward baseline in a simple loop;
 * ``quix``: benchmarks/peer_quix.py, the same job in Quix Streams.
 
