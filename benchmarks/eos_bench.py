@@ -90,8 +90,9 @@ async def idempotent(
         compression_type="zstd",
         max_batch_size=1024 * 1024,
     )
-    committer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
-                                 enable_auto_commit=False)
+    committer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
     await producer.start()
     await committer.start()
     committer.assign([TopicPartition(source, p) for p in range(len(rounds[0]))])
@@ -101,8 +102,9 @@ async def idempotent(
             for p, records in enumerate(per_partition):
                 batch = producer.create_batch()
                 for key, value, headers, stamp in records:
-                    while batch.append(key=key, value=value, timestamp=stamp,
-                                       headers=headers) is None:
+                    while (
+                        batch.append(key=key, value=value, timestamp=stamp, headers=headers) is None
+                    ):
                         futures.append(await producer.send_batch(batch, out, partition=p))
                         batch = producer.create_batch()
                 futures.append(await producer.send_batch(batch, out, partition=p))
@@ -136,11 +138,16 @@ async def transactional(
         await writers.close_all()
 
 
-async def check(bootstrap: str, out: str, source: str, group: str, expected: int,
-                rounds: int, partitions: int) -> None:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed",
-                                group_id=group, enable_auto_commit=False,
-                                auto_offset_reset="earliest")
+async def check(
+    bootstrap: str, out: str, source: str, group: str, expected: int, rounds: int, partitions: int
+) -> None:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        isolation_level="read_committed",
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
     await consumer.start()
     try:
         tps = [TopicPartition(out, p) for p in range(partitions)]
@@ -183,9 +190,11 @@ async def bench(bootstrap: str, args: argparse.Namespace) -> dict[str, Any]:
             if rep < 0:
                 continue
             results[name].append((wall, cpu))
-            print(f"  {name:13s} run {rep + 1}: {total / wall:10,.0f} records/s wall, "
-                  f"{cpu / total * 1e6:5.2f} CPU µs/record ({wall:.2f} s wall, {cpu:.2f} CPU-s)",
-                  flush=True)
+            print(
+                f"  {name:13s} run {rep + 1}: {total / wall:10,.0f} records/s wall, "
+                f"{cpu / total * 1e6:5.2f} CPU µs/record ({wall:.2f} s wall, {cpu:.2f} CPU-s)",
+                flush=True,
+            )
     summary: dict[str, Any] = {"records": total}
     for name, runs in results.items():
         rates = [total / w for w, _ in runs]
@@ -220,8 +229,11 @@ def main() -> int:
     else:
         broker = LocalKafka()
         bootstrap = broker.start()
-    print(f"eos bench: {args.rounds} rounds x {args.partitions} partitions x {args.batch} "
-          f"records, repeat {args.repeat}, broker {bootstrap}", flush=True)
+    print(
+        f"eos bench: {args.rounds} rounds x {args.partitions} partitions x {args.batch} "
+        f"records, repeat {args.repeat}, broker {bootstrap}",
+        flush=True,
+    )
     try:
         summary = asyncio.run(bench(bootstrap, args))
     except CheckFailed as exc:

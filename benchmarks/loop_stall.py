@@ -64,8 +64,10 @@ def main() -> None:
     args = parser.parse_args()
     records = batch(args.bodies, args.reports)
     size = sum(len(r.value) for r in records)
-    print(f"setup: {args.bodies} Yunpian bodies x {args.reports} reports, {size / 1e6:.1f} MB, "
-          f"slice {SLICE_BYTES} bytes")
+    print(
+        f"setup: {args.bodies} Yunpian bodies x {args.reports} reports, {size / 1e6:.1f} MB, "
+        f"slice {SLICE_BYTES} bytes"
+    )
     results = {}
     for sliced in (False, True):
         gap, cpu, events = anyio.run(stall, records, sliced)

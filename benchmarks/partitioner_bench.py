@@ -48,8 +48,13 @@ from aiokafka.partitioner import murmur2 as aiokafka_murmur2  # noqa: E402
 from pipeline.kafka._partitioner import murmur2, partition_for, partitions_for  # noqa: E402
 
 #: Share of output keys per provider (emitted events of ``corpus.py --seed 1``).
-PROVIDER_MIX = (("uspeedo", 0.311), ("yunpian", 0.255), ("tencent", 0.167),
-                ("smspartner", 0.157), ("ultiroam", 0.110))
+PROVIDER_MIX = (
+    ("uspeedo", 0.311),
+    ("yunpian", 0.255),
+    ("tencent", 0.167),
+    ("smspartner", 0.157),
+    ("ultiroam", 0.110),
+)
 _LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _HEX = "0123456789ABCDEF"
 _PHONES = (("86", 11), ("1", 10), ("44", 10), ("33", 9), ("91", 10), ("49", 11), ("55", 11))
@@ -78,8 +83,10 @@ def realistic_key(rng: random.Random) -> bytes:
         key = f"{_digits(rng, 7)}|+33{rng.choice('67')}{_digits(rng, 8)}"
     else:
         sn = "-".join("".join(rng.choices(_HEX, k=4)) for _ in range(4))
-        when = f"2024-03-{rng.randint(10, 31)} {rng.randint(10, 23)}:{rng.randint(10, 59)}:" \
-               f"{rng.randint(10, 59)}"
+        when = (
+            f"2024-03-{rng.randint(10, 31)} {rng.randint(10, 23)}:{rng.randint(10, 59)}:"
+            f"{rng.randint(10, 59)}"
+        )
         key = f"{sn}|{rng.randint(1, 32)}|{_phone(rng)}|{rng.randint(1, 999)}|{when}"
     return f"{provider}:{key}".encode()
 
@@ -139,7 +146,7 @@ def tuned_pure_murmur2(data: bytes) -> int:
             h = ((h * _M) & _MASK) ^ ((k * _M) & _MASK)
     tail = n & 3
     if tail:
-        h = ((h ^ int.from_bytes(data[n - tail:], "little")) * _M) & _MASK
+        h = ((h ^ int.from_bytes(data[n - tail :], "little")) * _M) & _MASK
     h ^= h >> 13
     h = (h * _M) & _MASK
     return h ^ (h >> 15)
@@ -183,8 +190,7 @@ def numpy_partitions(np: Any, keys: Sequence[bytes], n: int) -> list[int]:
     return list(out.tolist())
 
 
-def candidates(keys: list[bytes], n: int, repeat: int, seed: int,
-               expected: list[int]) -> bool:
+def candidates(keys: list[bytes], n: int, repeat: int, seed: int, expected: list[int]) -> bool:
     ok = True
     count = len(keys)
 
@@ -195,14 +201,17 @@ def candidates(keys: list[bytes], n: int, repeat: int, seed: int,
         print(f"  {name:<44} {ns:9.0f} ns/key{extra}{'' if same else '  MISMATCH'}")
 
     ns, out = best_ns_per_key(
-        lambda: [(tuned_pure_murmur2(k) & 0x7FFFFFFF) % n for k in keys], count, repeat)
+        lambda: [(tuned_pure_murmur2(k) & 0x7FFFFFFF) % n for k in keys], count, repeat
+    )
     report("pure Python, tuned", ns, out)
 
     stream = status_stream(count, seed)
     stream_expected = partitions_for(stream, n)
     distinct = len(set(stream))
-    print(f"  status stream: {count} keys, {distinct} distinct "
-          f"(an unbounded cache hits at most {1 - distinct / count:.1%})")
+    print(
+        f"  status stream: {count} keys, {distinct} distinct "
+        f"(an unbounded cache hits at most {1 - distinct / count:.1%})"
+    )
     for size in (4096, 65536):
         cached = functools.lru_cache(maxsize=size)(tuned_pure_murmur2)
 
@@ -215,8 +224,10 @@ def candidates(keys: list[bytes], n: int, repeat: int, seed: int,
         rate = info.hits / max(1, info.hits + info.misses)
         same = out == stream_expected
         ok &= same
-        print(f"  {f'lru_cache({size}) over tuned pure Python':<44} {ns:9.0f} ns/key"
-              f"  hit rate {rate:.1%}{'' if same else '  MISMATCH'}")
+        print(
+            f"  {f'lru_cache({size}) over tuned pure Python':<44} {ns:9.0f} ns/key"
+            f"  hit rate {rate:.1%}{'' if same else '  MISMATCH'}"
+        )
 
     try:
         np = importlib.import_module("numpy")  # not a dependency of the project
@@ -226,8 +237,11 @@ def candidates(keys: list[bytes], n: int, repeat: int, seed: int,
     for batch in (200, 2000, 20000):
 
         def batches(batch: int = batch) -> list[int]:
-            return [p for i in range(0, count, batch)
-                    for p in numpy_partitions(np, keys[i:i + batch], n)]
+            return [
+                p
+                for i in range(0, count, batch)
+                for p in numpy_partitions(np, keys[i : i + batch], n)
+            ]
 
         ns, out = best_ns_per_key(batches, count, repeat)
         report(f"numpy {np.__version__}, batches of {batch}", ns, out)
@@ -240,42 +254,53 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=12)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--candidates", action="store_true",
-                        help="also time the rejected alternatives (cache, numpy, tuned Python)")
+    parser.add_argument(
+        "--candidates",
+        action="store_true",
+        help="also time the rejected alternatives (cache, numpy, tuned Python)",
+    )
     args = parser.parse_args(argv)
     n, repeat = args.partitions, args.repeat
 
     keys = realistic_keys(args.keys, args.seed)
     count = len(keys)
     lengths = sorted(map(len, keys))
-    print(f"python {platform.python_version()} on {platform.machine()}, {count} keys of "
-          f"{lengths[0]}-{lengths[-1]} bytes (mean {sum(lengths) / count:.1f}), "
-          f"{n} partitions, best of {repeat}")
+    print(
+        f"python {platform.python_version()} on {platform.machine()}, {count} keys of "
+        f"{lengths[0]}-{lengths[-1]} bytes (mean {sum(lengths) / count:.1f}), "
+        f"{n} partitions, best of {repeat}"
+    )
 
     slow_repeat = max(1, min(repeat, 3))  # aiokafka takes seconds per pass
     ak_ns, ak_parts = best_ns_per_key(
-        lambda: [(aiokafka_murmur2(k) & 0x7FFFFFFF) % n for k in keys], count, slow_repeat)
+        lambda: [(aiokafka_murmur2(k) & 0x7FFFFFFF) % n for k in keys], count, slow_repeat
+    )
     ak_hashes = [aiokafka_murmur2(k) for k in keys]
 
     ours_ns, ours_parts = best_ns_per_key(lambda: partitions_for(keys, n), count, repeat)
-    one_ns, one_parts = best_ns_per_key(
-        lambda: [partition_for(k, n) for k in keys], count, repeat)
+    one_ns, one_parts = best_ns_per_key(lambda: [partition_for(k, n) for k in keys], count, repeat)
     hash_ns, hashes = best_ns_per_key(lambda: [murmur2(k) for k in keys], count, repeat)
 
     ok = ours_parts == ak_parts and one_parts == ak_parts
     ok &= [h & 0xFFFFFFFF for h in hashes] == ak_hashes
     print(f"  {'aiokafka murmur2 + & 0x7fffffff % n':<44} {ak_ns:9.0f} ns/key")
-    print(f"  {'ours partitions_for(keys, n)':<44} {ours_ns:9.0f} ns/key"
-          f"  ({ak_ns / ours_ns:.0f}x faster)")
-    print(f"  {'ours partition_for(k, n), per key':<44} {one_ns:9.0f} ns/key"
-          f"  ({ak_ns / one_ns:.0f}x faster)")
+    print(
+        f"  {'ours partitions_for(keys, n)':<44} {ours_ns:9.0f} ns/key"
+        f"  ({ak_ns / ours_ns:.0f}x faster)"
+    )
+    print(
+        f"  {'ours partition_for(k, n), per key':<44} {one_ns:9.0f} ns/key"
+        f"  ({ak_ns / one_ns:.0f}x faster)"
+    )
     print(f"  {'ours murmur2(k), per key':<44} {hash_ns:9.0f} ns/key")
     print(f"  outputs equal to aiokafka's: {'yes' if ok else 'NO'}")
     if args.candidates:
         print("candidates:")
         ok &= candidates(keys, n, repeat, args.seed, ak_parts)
-    print(f"partitioner ours_ns_per_key={ours_ns:.0f} aiokafka_ns_per_key={ak_ns:.0f} "
-          f"speedup={ak_ns / ours_ns:.0f}")
+    print(
+        f"partitioner ours_ns_per_key={ours_ns:.0f} aiokafka_ns_per_key={ak_ns:.0f} "
+        f"speedup={ak_ns / ours_ns:.0f}"
+    )
     return 0 if ok else 1
 
 

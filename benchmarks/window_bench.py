@@ -119,8 +119,12 @@ def child_memory(messages: int) -> dict[str, Any]:
     held = len(w)
     if held != messages or sum(w.counters.evicted_by_count) != 0:
         raise CheckFailed(f"memory: holds {held} of {messages}, evicted {w.counters.as_dict()}")
-    return {"rss_before": before, "rss_after": after, "held": held,
-            "bytes_per_msg": (after - before) / held}
+    return {
+        "rss_before": before,
+        "rss_after": after,
+        "held": held,
+        "bytes_per_msg": (after - before) / held,
+    }
 
 
 def child_flat(messages: int) -> dict[str, Any]:
@@ -144,9 +148,15 @@ def child_flat(messages: int) -> dict[str, Any]:
     growth = (points["10x"] - points["1x"]) / points["1x"]
     if growth > 0.10:
         raise CheckFailed(f"flat: RSS grew {growth:.1%} from 1x to 10x: {points}")
-    return {"rss_base": base, **points, "held": len(w), "unreleased": w.unreleased,
-            "growth_1x_10x": growth, "worst_call_s": max(times),
-            "median_call_s": statistics.median(times)}
+    return {
+        "rss_base": base,
+        **points,
+        "held": len(w),
+        "unreleased": w.unreleased,
+        "growth_1x_10x": growth,
+        "worst_call_s": max(times),
+        "median_call_s": statistics.median(times),
+    }
 
 
 def make_workload(
@@ -220,16 +230,25 @@ def child_checks(messages: int, n_events: int) -> dict[str, Any]:
         now += 1
     elapsed = time.perf_counter() - t0
     cpu = time.process_time() - c0
-    got = {"emit": verdicts.count(EMIT), "dup": verdicts.count(DUPLICATE),
-           "stale": verdicts.count(STALE)}
+    got = {
+        "emit": verdicts.count(EMIT),
+        "dup": verdicts.count(DUPLICATE),
+        "stale": verdicts.count(STALE),
+    }
     want = {"emit": n - dups - stale, "dup": dups, "stale": stale}
     if got != want:
         raise CheckFailed(f"checks: verdicts {got} != injected {want}")
     c = w.counters
     if (sum(c.duplicates), sum(c.stale)) != (dups, stale):
         raise CheckFailed(f"checks: counters {c.as_dict()} != injected {want}")
-    return {"events": n, "seconds": elapsed, "cpu_seconds": cpu, "checks_per_s": n / cpu,
-            "checks_per_s_wall": n / elapsed, **got}
+    return {
+        "events": n,
+        "seconds": elapsed,
+        "cpu_seconds": cpu,
+        "checks_per_s": n / cpu,
+        "checks_per_s_wall": n / elapsed,
+        **got,
+    }
 
 
 def child_rebuild(messages: int) -> dict[str, Any]:
@@ -273,12 +292,19 @@ def child_rebuild(messages: int) -> dict[str, Any]:
     if held + evicted != messages or sum(w.counters.emitted) != 0:
         raise CheckFailed(f"rebuild: held {held} + evicted {evicted} != {messages}")
     tail = sample[-50:]
-    verdicts = w.check_batch([message_hash(k) for k, _, _ in tail], [s for _, s, _ in tail],
-                             [p for _, _, p in tail], now)
+    verdicts = w.check_batch(
+        [message_hash(k) for k, _, _ in tail], [s for _, s, _ in tail], [p for _, _, p in tail], now
+    )
     if verdicts != bytearray([DUPLICATE]) * len(tail):
         raise CheckFailed(f"rebuild: reloaded events not seen as duplicates: {list(verdicts)}")
-    return {"messages": messages, "events": events, "seconds": elapsed, "cpu_seconds": cpu,
-            "held": held, "evicted": evicted}
+    return {
+        "messages": messages,
+        "events": events,
+        "seconds": elapsed,
+        "cpu_seconds": cpu,
+        "held": held,
+        "evicted": evicted,
+    }
 
 
 def child_snapshot(messages: int) -> dict[str, Any]:
@@ -324,17 +350,28 @@ def child_snapshot(messages: int) -> dict[str, Any]:
         data, dump_cpu, dump_wall = timed(lambda: _snapshot.encode("g", "t", 0, w, 1, 1))
         _, write_cpu, write_wall = timed(lambda: _snapshot.write(state, "g", "t", 0, data))
         snap, load_cpu, load_wall = timed(
-            lambda: _snapshot.load(state, "g", "t", 0, messages, w.ttl_ms))
-    if snap is None or snap.window.dump() != data[len(data) - len(w.dump()):]:
+            lambda: _snapshot.load(state, "g", "t", 0, messages, w.ttl_ms)
+        )
+    if snap is None or snap.window.dump() != data[len(data) - len(w.dump()) :]:
         raise CheckFailed("snapshot: the loaded window differs from the saved one")
-    verdicts = snap.window.check_batch(snap.window.hashes(sample), [DELIVERED] * len(sample),
-                                       [int(k[:1]) for k in sample], now)
+    verdicts = snap.window.check_batch(
+        snap.window.hashes(sample), [DELIVERED] * len(sample), [int(k[:1]) for k in sample], now
+    )
     if verdicts != bytearray([DUPLICATE]) * len(sample):
         raise CheckFailed(f"snapshot: saved messages not seen as duplicates: {list(verdicts)}")
-    return {"messages": messages, "held": len(w), "bytes": len(data),
-            "keyed_hash_us": hash_cpu / events * 1e6, "plain_hash_us": plain_cpu / events * 1e6,
-            "dump_cpu": dump_cpu, "dump_wall": dump_wall, "write_cpu": write_cpu,
-            "write_wall": write_wall, "load_cpu": load_cpu, "load_wall": load_wall}
+    return {
+        "messages": messages,
+        "held": len(w),
+        "bytes": len(data),
+        "keyed_hash_us": hash_cpu / events * 1e6,
+        "plain_hash_us": plain_cpu / events * 1e6,
+        "dump_cpu": dump_cpu,
+        "dump_wall": dump_wall,
+        "write_cpu": write_cpu,
+        "write_wall": write_wall,
+        "load_cpu": load_cpu,
+        "load_wall": load_wall,
+    }
 
 
 CHILDREN = {
@@ -347,8 +384,14 @@ CHILDREN = {
 
 
 def _spawn(name: str, messages: int, quick: bool) -> dict[str, Any]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", name,
-           "--messages", str(messages)] + (["--quick"] if quick else [])
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        name,
+        "--messages",
+        str(messages),
+    ] + (["--quick"] if quick else [])
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise CheckFailed(f"{name}: child failed ({proc.returncode}):\n{proc.stderr.strip()}")
@@ -361,41 +404,59 @@ def run(quick: bool, messages: int | None = None) -> dict[str, float]:
     if messages is None:
         messages = QUICK_MESSAGES if quick else 5_000_000
     mb = 1024 * 1024
-    print(f"window bench: python {platform.python_version()} ({platform.machine()}), "
-          f"{os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f}, "
-          f"messages={messages:,}, generations={GENERATIONS}, {'quick' if quick else 'full'}",
-          flush=True)
+    print(
+        f"window bench: python {platform.python_version()} ({platform.machine()}), "
+        f"{os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f}, "
+        f"messages={messages:,}, generations={GENERATIONS}, {'quick' if quick else 'full'}",
+        flush=True,
+    )
     mem = _spawn("memory", messages, quick)
-    print(f"  memory : RSS {mem['rss_before'] / mb:.1f} MiB -> {mem['rss_after'] / mb:.1f} MiB "
-          f"holding {mem['held']:,} messages = {mem['bytes_per_msg']:.1f} bytes/message",
-          flush=True)
+    print(
+        f"  memory : RSS {mem['rss_before'] / mb:.1f} MiB -> {mem['rss_after'] / mb:.1f} MiB "
+        f"holding {mem['held']:,} messages = {mem['bytes_per_msg']:.1f} bytes/message",
+        flush=True,
+    )
     flat = _spawn("flat", messages, quick)
-    print(f"  flat   : fed 10x{messages:,} new keys; RSS 1x {flat['1x'] / mb:.1f} MiB, "
-          f"5x {flat['5x'] / mb:.1f} MiB, 10x {flat['10x'] / mb:.1f} MiB "
-          f"({flat['growth_1x_10x']:+.1%}); held {flat['held']:,}, "
-          f"unreleased {flat['unreleased']:,}; slowest load_batch of {CHUNK:,} new keys "
-          f"{flat['worst_call_s'] * 1e3:.0f} ms CPU (median {flat['median_call_s'] * 1e3:.0f} ms)",
-          flush=True)
+    print(
+        f"  flat   : fed 10x{messages:,} new keys; RSS 1x {flat['1x'] / mb:.1f} MiB, "
+        f"5x {flat['5x'] / mb:.1f} MiB, 10x {flat['10x'] / mb:.1f} MiB "
+        f"({flat['growth_1x_10x']:+.1%}); held {flat['held']:,}, "
+        f"unreleased {flat['unreleased']:,}; slowest load_batch of {CHUNK:,} new keys "
+        f"{flat['worst_call_s'] * 1e3:.0f} ms CPU (median {flat['median_call_s'] * 1e3:.0f} ms)",
+        flush=True,
+    )
     chk = _spawn("checks", messages, quick)
-    print(f"  checks : {chk['events']:,} events in batches of 1000 against a full window: "
-          f"{chk['checks_per_s']:,.0f} checks/s per CPU-second "
-          f"({chk['checks_per_s_wall']:,.0f}/s wall); emit {chk['emit']:,}, dup {chk['dup']:,}, "
-          f"stale {chk['stale']:,}, as injected", flush=True)
+    print(
+        f"  checks : {chk['events']:,} events in batches of 1000 against a full window: "
+        f"{chk['checks_per_s']:,.0f} checks/s per CPU-second "
+        f"({chk['checks_per_s_wall']:,.0f}/s wall); emit {chk['emit']:,}, dup {chk['dup']:,}, "
+        f"stale {chk['stale']:,}, as injected",
+        flush=True,
+    )
     reb = _spawn("rebuild", messages, quick)
     rebuild_5m = reb["cpu_seconds"] * 5_000_000 / messages
-    print(f"  rebuild: {reb['messages']:,} messages ({reb['events']:,} events) hashed + loaded "
-          f"in {reb['cpu_seconds']:.2f} CPU-s ({reb['seconds']:.2f} s wall, "
-          f"{reb['events'] / reb['cpu_seconds']:,.0f} events/CPU-s); held "
-          f"{reb['held']:,}, evicted by count {reb['evicted']:,}"
-          + ("" if messages == 5_000_000 else f"; scaled to 5M: {rebuild_5m:.2f} s"), flush=True)
+    print(
+        f"  rebuild: {reb['messages']:,} messages ({reb['events']:,} events) hashed + loaded "
+        f"in {reb['cpu_seconds']:.2f} CPU-s ({reb['seconds']:.2f} s wall, "
+        f"{reb['events'] / reb['cpu_seconds']:,.0f} events/CPU-s); held "
+        f"{reb['held']:,}, evicted by count {reb['evicted']:,}"
+        + ("" if messages == 5_000_000 else f"; scaled to 5M: {rebuild_5m:.2f} s"),
+        flush=True,
+    )
     snap = _spawn("snapshot", messages, quick)
-    print(f"  snapshot: {snap['held']:,} messages held, file {snap['bytes'] / mb:.1f} MiB; "
-          f"dump {snap['dump_cpu']:.2f} CPU-s ({snap['dump_wall']:.2f} s wall), write+fsync "
-          f"{snap['write_wall']:.2f} s wall, load (read, checksums, restore) "
-          f"{snap['load_cpu']:.2f} CPU-s ({snap['load_wall']:.2f} s wall); keyed hash "
-          f"{snap['keyed_hash_us']:.2f} µs/key vs hash() {snap['plain_hash_us']:.2f}", flush=True)
-    print(f"  (rates are per CPU-second of the measuring process, so that other load on the "
-          f"machine does not count; load average now {os.getloadavg()[0]:.1f})", flush=True)
+    print(
+        f"  snapshot: {snap['held']:,} messages held, file {snap['bytes'] / mb:.1f} MiB; "
+        f"dump {snap['dump_cpu']:.2f} CPU-s ({snap['dump_wall']:.2f} s wall), write+fsync "
+        f"{snap['write_wall']:.2f} s wall, load (read, checksums, restore) "
+        f"{snap['load_cpu']:.2f} CPU-s ({snap['load_wall']:.2f} s wall); keyed hash "
+        f"{snap['keyed_hash_us']:.2f} µs/key vs hash() {snap['plain_hash_us']:.2f}",
+        flush=True,
+    )
+    print(
+        f"  (rates are per CPU-second of the measuring process, so that other load on the "
+        f"machine does not count; load average now {os.getloadavg()[0]:.1f})",
+        flush=True,
+    )
     return {
         "bytes_per_msg": round(mem["bytes_per_msg"], 1),
         "rss_growth_1x_10x": round(flat["growth_1x_10x"], 4),
@@ -408,8 +469,12 @@ def run(quick: bool, messages: int | None = None) -> dict[str, float]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("--messages", type=int, default=None,
-                    help=f"window capacity (default 5000000, {QUICK_MESSAGES} with --quick)")
+    ap.add_argument(
+        "--messages",
+        type=int,
+        default=None,
+        help=f"window capacity (default 5000000, {QUICK_MESSAGES} with --quick)",
+    )
     ap.add_argument("--quick", action="store_true", help="small sizes, under 30 s")
     ap.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -427,8 +492,10 @@ def main() -> int:
     except CheckFailed as e:
         print(f"CHECK FAILED: {e}", file=sys.stderr)
         return 1
-    print(f"window bytes_per_msg={r['bytes_per_msg']} checks_per_s={r['checks_per_s']} "
-          f"rebuild_5m_s={r['rebuild_5m_s']}")
+    print(
+        f"window bytes_per_msg={r['bytes_per_msg']} checks_per_s={r['checks_per_s']} "
+        f"rebuild_5m_s={r['rebuild_5m_s']}"
+    )
     return 0
 
 

@@ -96,9 +96,7 @@ def test_families_read_the_live_counters() -> None:
     assert value(text, "pipeline_records_in_total", provider="uspeedo") == 5  # summed over cores
     assert value(text, "pipeline_records_in_total", provider="unknown") == 1
     assert value(text, "pipeline_events_out_total", provider="uspeedo", status="DELIVERED") == 4
-    assert (
-        value(text, "pipeline_events_refused_total", provider="uspeedo", status="DELIVERED") == 1
-    )
+    assert value(text, "pipeline_events_refused_total", provider="uspeedo", status="DELIVERED") == 1
     assert value(text, "pipeline_dead_letters_total", error_class="MalformedBody") == 1
     assert value(text, "pipeline_skipped_total", kind="tencent.reply") == 2
     assert value(text, "pipeline_duplicates_total", provider=PROVIDERS[0]) == 6
