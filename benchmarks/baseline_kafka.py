@@ -1,4 +1,4 @@
-"""The straightforward baseline (benchmarks/baseline.py) in a simple aiokafka loop.
+"""The straightforward baseline (benchmarks/baseline/) in a simple aiokafka loop.
 
 What a competent developer writes first: `getmany` → `Baseline.process` (json, dicts,
 phonenumbers, one record at a time) → one `producer.send` per output event (aiokafka's default

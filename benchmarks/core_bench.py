@@ -1,6 +1,6 @@
 """Core benchmark: decode → normalise → dedupe → encode in one process, no Kafka.
 
-Our `Core` (with the real `Window`) against the straightforward baseline (benchmarks/baseline.py),
+Our `Core` (with the real `Window`) against the straightforward baseline (benchmarks/baseline/),
 in the same run, on the same corpus (benchmarks/corpus.py), generated in memory once before any
 timing. Each side runs several repetitions with a fresh core/window (or baseline) each time; the
 best repetition counts. Both outputs must be equal as multisets of parsed events, with equal

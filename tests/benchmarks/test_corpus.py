@@ -2,7 +2,7 @@
 
 The corpus is checked against the pipeline itself: its sniffing and decoders must recognise
 every format, the window must reproduce the generator's ground truth exactly, and the
-straightforward baseline (benchmarks/baseline.py) must emit the same events as the core.
+straightforward baseline (benchmarks/baseline/) must emit the same events as the core.
 """
 
 from __future__ import annotations
