@@ -8,9 +8,10 @@ values are never decoded.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Final, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -75,8 +76,10 @@ class Restorer:
         """Window p seeded from a snapshot: read only the output records in [start, end)."""
         started = time.monotonic()
         tp = TopicPartition(self.settings.output_topic, partition)
-        self.consumer.assign([tp])
-        records = await self._load(tp, start, end, window) if end > start else 0
+        records = 0
+        if end > start:
+            with self._assigned(tp):
+                records = await self._load(tp, start, end, window)
         return self._done(
             Restored(partition, records, time.monotonic() - started, start, end, True), window
         )
@@ -85,22 +88,33 @@ class Restorer:
         started = time.monotonic()
         consumer = self.consumer
         tp = TopicPartition(self.settings.output_topic, partition)
-        consumer.assign([tp])
         begin, end = await self.offsets(partition)
         start = end
         records = 0
         if end > begin:
-            newest = await self._newest_time(tp, max(begin, end - TAIL), end)
-            start = max(begin, end - bound(capacity))
-            if newest is not None:
-                cutoff = newest - self.settings.window_ttl_s * 1000
-                found = await consumer.offsets_for_times({tp: max(0, cutoff)})
-                hit = found.get(tp)
-                start = max(start, hit.offset if hit is not None else end)
-            records = await self._load(tp, start, end, window)
+            with self._assigned(tp):
+                newest = await self._newest_time(tp, max(begin, end - TAIL), end)
+                start = max(begin, end - bound(capacity))
+                if newest is not None:
+                    cutoff = newest - self.settings.window_ttl_s * 1000
+                    found = await consumer.offsets_for_times({tp: max(0, cutoff)})
+                    hit = found.get(tp)
+                    start = max(start, hit.offset if hit is not None else end)
+                records = await self._load(tp, start, end, window)
         return self._done(
             Restored(partition, records, time.monotonic() - started, start, end), window
         )
+
+    @contextlib.contextmanager
+    def _assigned(self, tp: TopicPartition) -> Iterator[None]:
+        """`tp` assigned while it is read, and nothing after. An assigned partition at its end
+        keeps a fetch waiting on the broker (`fetch.max.wait.ms`), and the offset requests of
+        the next restore or snapshot queue behind it: about a second per partition."""
+        self.consumer.assign([tp])
+        try:
+            yield
+        finally:
+            self.consumer.assign([])
 
     def _done(self, done: Restored, window: Window) -> Restored:
         self.done.append(done)
