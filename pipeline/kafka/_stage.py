@@ -91,6 +91,18 @@ class Stage:
         """Queue what the batch causes; return what to flush before committing."""
         raise NotImplementedError
 
+    async def catch_up(self) -> None:
+        """Between batches: restore what `assigned` left to restore (the loop's heartbeats go
+        on meanwhile, unlike in a rebalance callback)."""
+
+    def caught_up(self) -> bool:
+        """Nothing left to restore: every owned partition can be processed."""
+        return True
+
+    def admit(self, batches: dict[TopicPartition, list[Any]]) -> dict[TopicPartition, list[Any]]:
+        """The records of a batch the stage can process now (called with the lock held)."""
+        return batches
+
     async def commit(self, offsets: dict[TopicPartition, int]) -> bool:
         """Commit the batch's offsets (the next to consume); False if the group refused."""
         try:
@@ -149,6 +161,7 @@ class Stage:
         health.beat(name)
         while not self.stopping.is_set():
             self.raise_failure()
+            await self.catch_up()
             batches = await self.consumer.getmany(timeout_ms=fetch_wait, max_records=max_records)
             if not batches:
                 health.idle(name)
@@ -161,7 +174,7 @@ class Stage:
             try:
                 # A rebalance may have run while the batch was fetched: drop what is not ours.
                 owned = self.consumer.assignment()
-                batches = {tp: m for tp, m in batches.items() if tp in owned and m}
+                batches = self.admit({tp: m for tp, m in batches.items() if tp in owned and m})
                 if batches:
                     await self.run_batch(batches)
             finally:
@@ -250,7 +263,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         await stage.guarded("assign", lambda: stage.assigned(set(assigned)))
         if stage.failed is None:
             stage.ready.set()
-            stage.health.set_ready(True, stage.name)
+            stage.health.set_ready(stage.caught_up(), stage.name)
         log.info(
             "partitions assigned",
             extra={"stage": stage.name, "partitions": sorted(str(tp) for tp in assigned)},

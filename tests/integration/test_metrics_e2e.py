@@ -37,13 +37,18 @@ async def test_metrics_match_the_topics(kafka_bootstrap: str, spawn) -> None:
 
     proc = spawn(run_args(kafka_bootstrap, topics, extra=["--batch-max-records", "100"]))
     port = await proc.metrics_port()
-    # Both stages in their groups, assigned and restored.
+    # Both stages in their groups, assigned; then the dedupe stage's windows restored (between
+    # its batches, after the assignment): ready.
     await proc.wait_log(
         lambda d: (
             {"route", "dedupe"} <= {m.get("stage") for m in proc.messages("partitions assigned")}
         ),
         timeout=30,
     )
+    deadline = time.monotonic() + 30
+    while (await asyncio.to_thread(scrape, port, "/readyz"))[0] != 200:
+        assert time.monotonic() < deadline, "not ready 30 s after its assignments"
+        await asyncio.sleep(0.1)
     feed = asyncio.create_task(produce(kafka_bootstrap, records, spread_s=4.0))
 
     # While the stream flows: both endpoints answer, and the batch counter moves.

@@ -1,0 +1,90 @@
+"""A window restore longer than the group's session timeout (a large window rebuilt from the
+output) keeps the dedupe stage's membership: restores run between batches, with heartbeats,
+not in the rebalance callback, where aiokafka sends none (the member would be evicted, its
+partitions handed out again and restored again, and without snapshots for ever)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import anyio
+import pytest
+
+from pipeline._config import load
+from pipeline.kafka._dedupe import Dedupe
+from pipeline.kafka._restore import Restored, Restorer
+from pipeline.kafka._serve import Processor
+
+from .conftest import (
+    check_outputs,
+    corpus_records,
+    drain,
+    end_offsets,
+    expected,
+    make_topics,
+    plan,
+    produce,
+)
+
+pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
+
+SESSION_MS = 6_000  # the broker's group.min.session.timeout.ms
+#: One restore this long: longer than the session, the member's heartbeats stop in a callback.
+RESTORE_S = 1.5 * SESSION_MS / 1000
+
+
+async def test_a_restore_longer_than_the_session_keeps_the_member(
+    kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    topics = await make_topics(kafka_bootstrap, "long-restore", raw=1, out=1, dlq=1)
+    records = plan(corpus_records(71, 1_000), topics.raw, 1)
+    want = expected(records)
+    await produce(kafka_bootstrap, records)
+
+    real_restore = Restorer.restore
+
+    async def slow_restore(self: Restorer, partition: int, window: Any, capacity: int) -> Restored:
+        await asyncio.sleep(RESTORE_S)
+        return await real_restore(self, partition, window, capacity)
+
+    assignments: list[set[Any]] = []
+    real_assigned = Dedupe.assigned
+
+    async def counted(self: Dedupe, partitions: set[Any]) -> None:
+        assignments.append(set(partitions))
+        await real_assigned(self, partitions)
+
+    monkeypatch.setattr(Restorer, "restore", slow_restore)
+    monkeypatch.setattr(Dedupe, "assigned", counted)
+    settings = load(
+        {
+            "bootstrap_servers": kafka_bootstrap,
+            "input_topics": [topics.raw],
+            "output_topic": topics.out,
+            "dead_letter_topic": topics.dlq,
+            "group_id": topics.group,
+            "topology": "partitioned",
+            "state_dir": "",  # no snapshots: each assignment rebuilds from the output
+            "session_timeout_ms": SESSION_MS,
+            "fetch_max_wait_ms": 50,
+        },
+        environ={},
+    )
+    processor = Processor(settings)
+    try:
+        await processor.start()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(processor.run)
+            with anyio.fail_after(60):
+                while sum((await end_offsets(kafka_bootstrap, topics.out)).values()) < len(
+                    want.outputs
+                ):
+                    await anyio.sleep(0.2)
+            # Two more sessions: an evicted member would be assigned again meanwhile.
+            await anyio.sleep(2 * SESSION_MS / 1000)
+            processor.stopping.set()
+    finally:
+        await processor.stop()
+    assert len(assignments) == 1, assignments
+    check_outputs(await drain(kafka_bootstrap, topics.out), want.outputs, 1)
