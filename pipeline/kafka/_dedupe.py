@@ -110,18 +110,20 @@ class Dedupe(Stage):
         return not self.pending
 
     async def catch_up(self) -> None:
-        """Restore the pending windows one partition at a time, each under the batch lock (a
-        revocation waits for at most one partition's restore), then resume its fetching."""
-        while self.pending and self.ready.is_set() and not self.stopping.is_set():
-            async with self.lock:
-                if not self.pending:  # revoked while the lock was awaited
-                    break
-                tp = min(self.pending)
-                await self.guarded(f"restore of {tp}", functools.partial(self._open, tp))
-                if tp.partition not in self.windows:  # failed: the stage stops (guarded)
-                    return
-                self.pending.discard(tp)
-                self.consumer.resume(tp)
+        """Restore one pending window under the batch lock (a revocation waits for at most one
+        partition's restore) and resume its fetching: the partitions restored so far are
+        processed while the others are restored, one per turn of the loop."""
+        if not self.pending or not self.ready.is_set() or self.stopping.is_set():
+            return
+        async with self.lock:
+            if not self.pending:  # revoked while the lock was awaited
+                return
+            tp = min(self.pending)
+            await self.guarded(f"restore of {tp}", functools.partial(self._open, tp))
+            if tp.partition not in self.windows:  # failed: the stage stops (guarded)
+                return
+            self.pending.discard(tp)
+            self.consumer.resume(tp)
         if not self.pending and self.ready.is_set():
             self.health.set_ready(True, self.name)
 
