@@ -778,6 +778,17 @@ def scrape(port: int, path: str = "/metrics", timeout: float = 5.0) -> tuple[int
         return exc.code, exc.read().decode()
 
 
+async def wait_ready(proc: Proc, timeout: float = 30.0) -> None:
+    """Until the instance's /readyz answers 200: every stage assigned and its windows restored
+    (the dedupe stage restores after its assignment is logged, between batches)."""
+    port = await proc.metrics_port()
+    deadline = time.monotonic() + timeout
+    while (await asyncio.to_thread(scrape, port, "/readyz"))[0] != 200:
+        assert proc.alive(), proc.text()[-3000:]
+        assert time.monotonic() < deadline, f"not ready within {timeout} s"
+        await asyncio.sleep(0.05)
+
+
 def parse_metrics(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
     """Prometheus text → {name: {sorted label pairs: value}}."""
     out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}

@@ -21,6 +21,7 @@ from .conftest import (
     run_args,
     scrape,
     wait_processed,
+    wait_ready,
 )
 
 pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
@@ -45,10 +46,7 @@ async def test_metrics_match_the_topics(kafka_bootstrap: str, spawn) -> None:
         ),
         timeout=30,
     )
-    deadline = time.monotonic() + 30
-    while (await asyncio.to_thread(scrape, port, "/readyz"))[0] != 200:
-        assert time.monotonic() < deadline, "not ready 30 s after its assignments"
-        await asyncio.sleep(0.1)
+    await wait_ready(proc)
     feed = asyncio.create_task(produce(kafka_bootstrap, records, spread_s=4.0))
 
     # While the stream flows: both endpoints answer, and the batch counter moves.

@@ -23,6 +23,7 @@ from .conftest import (
     run_args,
     wait_outputs,
     wait_processed,
+    wait_ready,
 )
 
 pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
@@ -107,6 +108,7 @@ async def test_rebalance_commits_what_is_done(kafka_bootstrap: str, spawn) -> No
         await b.wait_log(lambda d: b_owns(), timeout=30)
         revoked = len(a.messages("partitions revoked"))
         assert revoked >= 2  # once at start (nothing), once for b's arrival
+        await wait_ready(b)
         done_b = await wait_outputs(kafka_bootstrap, topics.out, 0, [b])
         await asyncio.sleep(1.0)  # b works on its partitions for a while
         assert not feed.done(), "the stream ended before the second rebalance"
