@@ -41,7 +41,7 @@ if str(ROOT) not in sys.path:
 from benchmarks.corpus import Truth, generate  # noqa: E402
 from benchmarks.e2e.config import PARTITIONS, PYTHON, SEED  # noqa: E402
 from benchmarks.e2e.expected import place  # noqa: E402
-from benchmarks.e2e.kafka_io import Watcher, create_topics, load_topic  # noqa: E402
+from benchmarks.e2e.kafka_io import Watcher, create_topics, load_topic, read_topic  # noqa: E402
 from pipeline._broker import LocalKafka, kafka_bootstrap_from_env  # noqa: E402
 
 #: Receipts appended before each restart: enough for a first batch on every partition.
@@ -124,34 +124,8 @@ async def restart(
     }
 
 
-async def event_ids(bootstrap: str, topic: str) -> list[bytes]:
-    """The `event_id` header of every record of `topic`."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_bytes=64 * 1024 * 1024,
-        max_partition_fetch_bytes=16 * 1024 * 1024,
-    )
-    await consumer.start()
-    ids: list[bytes] = []
-    try:
-        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        await consumer.seek_to_beginning(*tps)
-        left = {tp for tp in tps if ends[tp] > 0}
-        while left:
-            batches = await consumer.getmany(*left, timeout_ms=500, max_records=100_000)
-            for tp, messages in batches.items():
-                ids += [dict(m.headers).get("event_id", b"") for m in messages]
-                if messages and messages[-1].offset + 1 >= ends[tp]:
-                    left.discard(tp)
-    finally:
-        await consumer.stop()
-    return ids
+def event_id(record: Any) -> bytes:
+    return dict(record.headers).get("event_id", b"")
 
 
 async def bench(bootstrap: str, receipts: int, work: Path) -> bool:
@@ -203,7 +177,7 @@ async def bench(bootstrap: str, receipts: int, work: Path) -> bool:
             for r in got["log"]:
                 if r.get("msg") in ("partitions assigned", "partitions revoked", "window restored"):
                     print(f"            {json.dumps(r)[:300]}")
-        ids = await event_ids(bootstrap, topics["out"])
+        ids = await read_topic(bootstrap, topics["out"], event_id)
     finally:
         await watcher.stop()
     ok = len(ids) == truth.emitted == len(set(ids))

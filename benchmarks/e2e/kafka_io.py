@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from benchmarks.e2e.config import PARTITIONS
+
+T = TypeVar("T")
 
 # -- Kafka plumbing -----------------------------------------------------------------------------
 
@@ -116,8 +118,14 @@ class Watcher:
         await self.consumer.stop()
 
 
-async def read_topic(bootstrap: str, topic: str) -> list[tuple[int, bytes | None, bytes]]:
-    """Every record of the topic: (timestamp, key, value)."""
+def _stamp_key_value(m: Any) -> tuple[int, bytes | None, bytes]:
+    return m.timestamp, m.key, m.value
+
+
+async def read_topic(
+    bootstrap: str, topic: str, view: Callable[[Any], T] = _stamp_key_value
+) -> list[T]:
+    """`view` of every record of the topic (default: timestamp, key, value)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(
@@ -128,7 +136,7 @@ async def read_topic(bootstrap: str, topic: str) -> list[tuple[int, bytes | None
         max_partition_fetch_bytes=16 * 1024 * 1024,
     )
     await consumer.start()
-    out: list[tuple[int, bytes | None, bytes]] = []
+    out: list[T] = []
     try:
         tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
         consumer.assign(tps)
@@ -138,7 +146,7 @@ async def read_topic(bootstrap: str, topic: str) -> list[tuple[int, bytes | None
         while left:
             batches = await consumer.getmany(*left, timeout_ms=500, max_records=100_000)
             for tp, messages in batches.items():
-                out += [(m.timestamp, m.key, m.value) for m in messages]
+                out += [view(m) for m in messages]
                 if messages and messages[-1].offset + 1 >= ends[tp]:
                     left.discard(tp)
     finally:

@@ -97,8 +97,8 @@ class Dedupe(Stage):
         longer than the session timeout (a million messages rebuilt from the output) would get
         this member evicted, its partitions handed out again and restored once more."""
         new = sorted(tp for tp in partitions if tp.partition not in self.windows)
-        for tp in new:
-            if self.writers is not None:
+        if self.writers is not None:
+            for tp in new:
                 # Fence p's previous owner first: its open transaction is aborted and it can
                 # write no more, so the (read_committed) restore sees p's final state.
                 await self.writers.open(tp.partition)

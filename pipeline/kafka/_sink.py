@@ -267,7 +267,7 @@ class Sink:
         """Count a dead letter made of a record of `topic`: the core counted the event out."""
         self.stats.dead_letters[error] += 1
         if topic == self.output_topic:
-            found = {k: v for k, v in headers if k in ("provider", "status") and v is not None}
+            found = {k: v for k, v in headers if k in _LABELS and v is not None}
             provider, status = (found.get(k, b"").decode("utf-8", "replace") for k in _LABELS)
             self.stats.events_refused[provider, status] += 1
 

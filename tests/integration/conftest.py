@@ -51,6 +51,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 #: Short waits everywhere: the broker is local, the suite must stay fast.
 FETCH_WAIT_MS = 50
+#: The broker's group.min.session.timeout.ms: the shortest session a test can ask for.
+MIN_SESSION_MS = 6000
 BIG = 16 * 1024 * 1024  # max.message.bytes of a raw topic that must take 9 MiB bodies
 
 

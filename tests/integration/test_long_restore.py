@@ -17,6 +17,7 @@ from pipeline.kafka._restore import Restored, Restorer
 from pipeline.kafka._serve import Processor
 
 from .conftest import (
+    MIN_SESSION_MS,
     check_outputs,
     corpus_records,
     drain,
@@ -29,7 +30,7 @@ from .conftest import (
 
 pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
 
-SESSION_MS = 6_000  # the broker's group.min.session.timeout.ms
+SESSION_MS = MIN_SESSION_MS
 #: One restore this long: longer than the session, the member's heartbeats stop in a callback.
 RESTORE_S = 1.5 * SESSION_MS / 1000
 

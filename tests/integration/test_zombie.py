@@ -13,6 +13,7 @@ from collections import Counter
 import pytest
 
 from .conftest import (
+    MIN_SESSION_MS,
     Proc,
     corpus_stream,
     drain,
@@ -25,7 +26,7 @@ from .conftest import (
 
 pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
 
-SESSION_MS = 6000  # the broker's group.min.session.timeout.ms
+SESSION_MS = MIN_SESSION_MS
 #: Records of a dedupe batch (--batch-max-records), and batches in flight (the default
 #: --max-batches-in-flight): what a zombie can have in hand, per window partition.
 BATCH, DEPTH = 200, 2
