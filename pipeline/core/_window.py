@@ -258,9 +258,15 @@ class Window:
         self._blake = None if hash_key is None else hashlib.blake2s(digest_size=8, key=hash_key)
         self._cap = -(-self.max_messages // self.generations)  # inserts per generation
         self._span = max(1, self.ttl_ms // self.generations)  # time per generation
+        self.counters = WindowCounters()
+        self.clear()
+
+    # -- public API ------------------------------------------------------------------------
+
+    def clear(self) -> None:
+        """Forget every message (to be rebuilt); the counters go on counting."""
         self._hint = bytearray(_hint_size(self.max_messages))
         self._hint_mask = len(self._hint) - 1
-        self.counters = WindowCounters()
         self._now = -(1 << 62)  # no time seen yet
         self._tag = 1  # of the current generation; bucket tag 0 means "never written"
         self._ring: list[_Gen] = [_Gen(self._tag, self._now)]  # newest first
@@ -270,8 +276,6 @@ class Window:
         self._relink()
         self._slots = 0  # sum of n over live generations
         self._retired: list[dict[int, int]] = []  # released by _release, oldest last
-
-    # -- public API ------------------------------------------------------------------------
 
     def __len__(self) -> int:
         return sum(map(len, self._dicts))

@@ -15,7 +15,6 @@ and opening p's producer on assignment fences the previous owner before p is res
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import time
@@ -74,8 +73,6 @@ class Dedupe(Stage):
         self.writers = new_writers(settings) if settings.exactly_once else None
         if self.writers is not None:
             self.depth = 1  # each batch commits inside its own transactions: nothing to overlap
-        #: Partitions assigned whose windows `catch_up` has yet to restore (paused till then).
-        self.pending: set[TopicPartition] = set()
         #: Newest record time forwarded per partition (ms), for the snapshots.
         self.newest: dict[int, int] = {}
         self.saved_at = time.monotonic()
@@ -92,49 +89,19 @@ class Dedupe(Stage):
         return Window(self.capacity, self.settings.window_ttl_s * 1000, hash_key=key)
 
     async def assigned(self, partitions: set[TopicPartition]) -> None:
-        """New partitions are paused, their windows restored by `catch_up` between batches:
-        aiokafka sends no heartbeat until this callback returns, so a restore here that takes
-        longer than the session timeout (a million messages rebuilt from the output) would get
-        this member evicted, its partitions handed out again and restored once more."""
-        new = sorted(tp for tp in partitions if tp.partition not in self.windows)
+        """New partitions are held (paused) until `restore_step` opens their windows."""
+        new = {tp for tp in partitions if tp.partition not in self.windows}
         if self.writers is not None:
-            for tp in new:
+            for tp in sorted(new):
                 # Fence p's previous owner first: its open transaction is aborted and it can
                 # write no more, so the (read_committed) restore sees p's final state.
                 await self.writers.open(tp.partition)
-        if new:
-            self.consumer.pause(*new)
-            self.pending.update(new)
+        self.hold(new)
 
-    def caught_up(self) -> bool:
-        return not self.pending
-
-    async def catch_up(self) -> None:
-        """Restore one pending window under the batch lock (a revocation waits for at most one
-        partition's restore) and resume its fetching: the partitions restored so far are
-        processed while the others are restored, one per turn of the loop."""
-        if not self.pending or not self.ready.is_set() or self.stopping.is_set():
-            return
-        async with self.lock:
-            if not self.pending:  # revoked while the lock was awaited
-                return
-            tp = min(self.pending)
-            await self.guarded(f"restore of {tp}", functools.partial(self._open, tp))
-            if tp.partition not in self.windows:  # failed: the stage stops (guarded)
-                return
-            self.pending.discard(tp)
-            self.consumer.resume(tp)
-        if not self.pending and self.ready.is_set():
-            self.health.set_ready(True, self.name)
-
-    async def _open(self, tp: TopicPartition) -> None:
+    async def restore_step(self) -> set[TopicPartition]:
+        tp = min(self.pending)
         self.windows[tp.partition] = await self.open_window(tp.partition)
-
-    def admit(self, batches: dict[TopicPartition, list[Any]]) -> dict[TopicPartition, list[Any]]:
-        # Fetched before its pause: sought back, it is fetched again once its window is open.
-        for tp in self.pending.intersection(batches):
-            self.consumer.seek(tp, batches[tp][0].offset)
-        return {tp: m for tp, m in batches.items() if tp not in self.pending}
+        return {tp}
 
     async def open_window(self, partition: int) -> Window:
         """Window p from its snapshot and the output after it when the snapshot is usable,
@@ -199,7 +166,6 @@ class Dedupe(Stage):
 
     async def revoked(self, partitions: set[TopicPartition]) -> None:
         await self.save(sorted(tp.partition for tp in partitions))
-        self.pending.difference_update(partitions)
         for tp in partitions:
             self.windows.pop(tp.partition, None)
             self.newest.pop(tp.partition, None)

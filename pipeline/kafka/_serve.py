@@ -116,15 +116,14 @@ class Processor:
         )
 
     async def _open(self) -> None:
-        """Start the clients; topology single rebuilds its window before it joins the group."""
+        """Start the clients (each stage restores its windows once assigned)."""
         settings = self.settings
         await self.restorer.start()
         stopping = self.stopping
         if settings.topology == "single":
-            single = Single(settings, self.core, self.sink, stopping)
+            single = Single(settings, self.core, self.sink, self.restorer, stopping)
             self.stages = [single]
             self._observe()
-            await single.restore(self.restorer, self.partitions)
             single.subscribe()
             await start_with_retry(single.consumer, "consumer", settings)
             return

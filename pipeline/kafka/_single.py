@@ -2,8 +2,10 @@
 
 It refuses to share: when another member holds partitions of its group it stops (exit 2) rather
 than emit duplicates, since its one window sees only what it consumed itself. The window is
-rebuilt from every output partition at start; outputs are partitioned by the output topic's
-current partition count, so a topic that grows is written by its new count from the next batch.
+rebuilt from every output partition at each assignment, before the first batch: while this
+member held nothing, another may have written the output (one that joined, then refused, or
+the previous instance of a deployment). Outputs are partitioned by the output topic's current
+partition count, so a topic that grows is written by its new count from the next batch.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from aiokafka import TopicPartition
 
 from .._config import Settings
 from ..core._batch import Core
+from ..core._window import Window
 from ._clients import new_group_consumer
 from ._restore import Restorer
 from ._route import write_events
@@ -25,16 +28,20 @@ from ._stage import SettingProblem, Stage
 class Single(Stage):
     name = "single"
 
-    def __init__(self, settings: Settings, core: Core, sink: Sink, stopping: anyio.Event) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        core: Core,
+        sink: Sink,
+        restorer: Restorer,
+        stopping: anyio.Event,
+    ) -> None:
         super().__init__(settings, new_group_consumer(settings, settings.group_id), sink, stopping)
         self.core = core
-
-    async def restore(self, restorer: Restorer, partitions: int) -> None:
-        window = self.core.window
-        assert window is not None
-        share = -(-window.max_messages // partitions)
-        for p in range(partitions):
-            await restorer.restore(p, window, share)
+        self.restorer = restorer
+        #: Output partitions the window has still to be rebuilt from (None: not counted yet).
+        self.unread: list[int] | None = None
+        self.share = 0
 
     def subscribe(self) -> None:
         if self.settings.input_pattern:
@@ -45,13 +52,32 @@ class Single(Stage):
     async def assigned(self, partitions: set[TopicPartition]) -> None:
         consumer = self.consumer
         total = sum(len(consumer.partitions_for_topic(t) or ()) for t in consumer.subscription())
-        if len(consumer.assignment()) < total:
+        if len(partitions) < total:
             raise SettingProblem(
                 f"topology single: another member holds partitions of group "
-                f"{self.settings.group_id!r} ({len(consumer.assignment())} of {total} assigned "
+                f"{self.settings.group_id!r} ({len(partitions)} of {total} assigned "
                 "here); single runs exactly one instance: stop the others or use "
                 "--topology partitioned"
             )
+        self.window().clear()
+        self.unread = None
+        self.hold(partitions)
+
+    async def restore_step(self) -> set[TopicPartition]:
+        """Rebuild the window from one output partition (its share of the capacity); every
+        partition held is ready after the last."""
+        window = self.window()
+        if self.unread is None:
+            count = await self.sink.partition_count(self.settings.output_topic)
+            self.unread, self.share = list(range(count)), -(-window.max_messages // count)
+        if self.unread:
+            await self.restorer.restore(self.unread[0], window, self.share)
+            del self.unread[0]
+        return set() if self.unread else set(self.pending)
+
+    def window(self) -> Window:
+        assert self.core.window is not None  # topology single always dedupes
+        return self.core.window
 
     async def process(self, batches: dict[TopicPartition, list[Any]]) -> list[Sent]:
         return await write_events(

@@ -69,6 +69,8 @@ class Stage:
         #: A batch is being processed (left True if that is cut short: its outcome is unknown).
         self.processing = False
         self.positions: dict[TopicPartition, int] = {}
+        #: Partitions assigned whose state `catch_up` has yet to restore (paused till then).
+        self.pending: set[TopicPartition] = set()
         self.on_batch: Callable[[float, float, dict[TopicPartition, int]], None] | None = None
         #: /livez and /readyz: this stage's loop beats, and it is ready once assigned and restored.
         self.health = Health(settings.liveness_timeout_s)
@@ -91,18 +93,6 @@ class Stage:
         """Queue what the batch causes; return what to flush before committing."""
         raise NotImplementedError
 
-    async def catch_up(self) -> None:
-        """Between batches: restore what `assigned` left to restore (the loop's heartbeats go
-        on meanwhile, unlike in a rebalance callback)."""
-
-    def caught_up(self) -> bool:
-        """Nothing left to restore: every owned partition can be processed."""
-        return True
-
-    def admit(self, batches: dict[TopicPartition, list[Any]]) -> dict[TopicPartition, list[Any]]:
-        """The records of a batch the stage can process now (called with the lock held)."""
-        return batches
-
     async def commit(self, offsets: dict[TopicPartition, int]) -> bool:
         """Commit the batch's offsets (the next to consume); False if the group refused."""
         try:
@@ -115,6 +105,62 @@ class Stage:
             )
             return False
         return True
+
+    async def restore_step(self) -> set[TopicPartition]:
+        """Restore part of the state `pending` waits for (one partition's worth); return the
+        pending partitions it made ready."""
+        return set(self.pending)
+
+    # -- restores between batches ------------------------------------------------------------
+
+    def hold(self, partitions: set[TopicPartition]) -> None:
+        """Pause `partitions` until `restore_step` has restored their state (from `assigned`):
+        aiokafka sends no heartbeat until a rebalance callback returns, so a restore there that
+        takes longer than the session timeout (a million messages rebuilt from the output)
+        would get this member evicted, its partitions handed out again and restored once more.
+        Between batches, the loop's heartbeats go on."""
+        if partitions:
+            self.consumer.pause(*partitions)
+            self.pending.update(partitions)
+
+    def caught_up(self) -> bool:
+        """Nothing left to restore: every owned partition can be processed."""
+        return not self.pending
+
+    async def catch_up(self) -> None:
+        """One restore step under the batch lock (a revocation waits for at most one step),
+        then the partitions it made ready resume: those restored so far are processed while the
+        others are restored, one step per turn of the loop."""
+        if not self.pending or not self.ready.is_set() or self.stopping.is_set():
+            return
+        ready: set[TopicPartition] = set()
+
+        async def step() -> None:
+            ready.update(await self.restore_step())
+
+        async with self.lock:
+            if not self.pending:  # revoked while the lock was awaited
+                return
+            await self.guarded("restore", step)
+            if self.failed is not None:
+                return
+            ready &= self.pending
+            self.pending -= ready
+            if ready:
+                self.consumer.resume(*ready)
+        if not self.pending and self.ready.is_set():
+            self.health.set_ready(True, self.name)
+
+    def admit(self, batches: dict[TopicPartition, list[Any]]) -> dict[TopicPartition, list[Any]]:
+        """The records of a batch the stage can process now (called with the lock held): those
+        of a pending partition, fetched before its pause, are sought back and fetched again
+        once its state is restored."""
+        pending = self.pending
+        if not pending:
+            return batches
+        for tp in pending.intersection(batches):
+            self.consumer.seek(tp, batches[tp][0].offset)
+        return {tp: m for tp, m in batches.items() if tp not in pending}
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -162,7 +208,9 @@ class Stage:
         while not self.stopping.is_set():
             self.raise_failure()
             await self.catch_up()
-            batches = await self.consumer.getmany(timeout_ms=fetch_wait, max_records=max_records)
+            # Restores left to do: take what is fetched already, wait for nothing.
+            wait = 0 if self.pending and self.ready.is_set() else fetch_wait
+            batches = await self.consumer.getmany(timeout_ms=wait, max_records=max_records)
             if not batches:
                 health.idle(name)
                 if self.in_flight:  # nothing to overlap them with: commit them now
@@ -255,6 +303,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
                 extra={"stage": stage.name, "partitions": sorted(str(tp) for tp in revoked)},
             )
             await stage.guarded("revoke", lambda: stage.revoked(set(revoked)))
+            stage.pending.difference_update(revoked)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         stage = self.stage

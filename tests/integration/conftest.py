@@ -467,6 +467,11 @@ class Proc:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
+    def lines(self) -> list[dict[str, Any]]:
+        """Every log line so far, in order."""
+        with self._cond:
+            return list(self.logs)
+
     def messages(self, msg: str) -> list[dict[str, Any]]:
         with self._cond:
             return [d for d in self.logs if d.get("msg") == msg]
@@ -517,7 +522,9 @@ class Proc:
         deadline = time.monotonic() + timeout
         while self.popen.poll() is None:
             if time.monotonic() > deadline:
-                raise AssertionError(f"processor {self.pid} still running after {timeout}s")
+                raise AssertionError(
+                    f"processor {self.pid} still running after {timeout}s:\n" + self.text()[-4000:]
+                )
             await asyncio.sleep(0.02)
         for t in self._threads:
             t.join(timeout=5)

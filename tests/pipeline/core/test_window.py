@@ -656,6 +656,19 @@ def test_restore_rejects_what_is_not_a_dump(mangle: Callable[[bytes], bytes], me
         Window.restore(mangle(data))
 
 
+def test_clear_forgets_every_message_and_keeps_the_counts() -> None:
+    w = Window(max_messages=100, ttl_ms=10_000, generations=4)
+    events = [(msg(i)[0], S["DELIVERED"], msg(i)[1]) for i in range(300)]
+    assert check(w, events, 1_000) == [EMIT] * 300
+    emitted = sum(w.counters.emitted)
+    w.clear()
+    assert len(w) == 0 and w.generations_held == 1
+    # Everything is new again (even an old clock is accepted), and counted on top.
+    assert check(w, events[-50:], 10) == [EMIT] * 50
+    assert check(w, events[-50:], 10) == [DUPLICATE] * 50
+    assert sum(w.counters.emitted) == emitted + 50
+
+
 # -- the clock guard ---------------------------------------------------------------------------
 
 MINUTE = 60_000
