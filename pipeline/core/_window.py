@@ -182,6 +182,13 @@ class WindowCounters:
         self.evicted_by_count: list[int] = [0] * _NP
         self.expired: list[int] = [0] * _NP
 
+    def add(self, other: WindowCounters) -> None:
+        """Count `other`'s counts here too (a window dropped: its counts must not vanish)."""
+        self.clock_skew += other.clock_skew
+        for name in ("emitted", "duplicates", "stale", "evicted_by_count", "expired"):
+            mine = getattr(self, name)
+            mine[:] = map(sum, zip(mine, getattr(other, name), strict=True))
+
     def as_dict(self) -> dict[str, dict[str, int]]:
         """``{"emitted": {"uspeedo": n, ...}, "duplicates": {...}, ...}``."""
         return {

@@ -29,7 +29,7 @@ from schemas import PROVIDERS, STATUS_INDEX
 
 from .._config import Settings
 from ..core._forward import passing
-from ..core._window import Window
+from ..core._window import Window, WindowCounters
 from . import _snapshot as snapshot
 from ._clients import METADATA_MAX_AGE_MS, kafka_options, new_group_consumer
 from ._restore import Restorer
@@ -41,6 +41,17 @@ from ._transactions import PartitionLost, PartitionWriters
 log = logging.getLogger("pipeline.kafka")
 
 STATUSES = sorted(STATUS_INDEX, key=STATUS_INDEX.__getitem__)
+
+
+class Dropped:
+    """What the windows dropped so far counted (a partition revoked or lost), summed with the
+    windows held by the metrics so that their counters never go back at a rebalance."""
+
+    def __init__(self) -> None:
+        self.counters = WindowCounters()
+
+    def __len__(self) -> int:
+        return 0
 
 
 def window_capacity(settings: Settings, partitions: int) -> int:
@@ -73,6 +84,7 @@ class Dedupe(Stage):
         self.writers = new_writers(settings) if settings.exactly_once else None
         if self.writers is not None:
             self.depth = 1  # each batch commits inside its own transactions: nothing to overlap
+        self.dropped = Dropped()
         #: Newest record time forwarded per partition (ms), for the snapshots.
         self.newest: dict[int, int] = {}
         self.saved_at = time.monotonic()
@@ -167,10 +179,15 @@ class Dedupe(Stage):
     async def revoked(self, partitions: set[TopicPartition]) -> None:
         await self.save(sorted(tp.partition for tp in partitions))
         for tp in partitions:
-            self.windows.pop(tp.partition, None)
-            self.newest.pop(tp.partition, None)
+            self.drop(tp.partition)
             if self.writers is not None:
                 await self.writers.close(tp.partition)
+
+    def drop(self, partition: int) -> None:
+        window = self.windows.pop(partition, None)
+        if window is not None:
+            self.dropped.counters.add(window.counters)
+        self.newest.pop(partition, None)
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> bool:
         if self.writers is not None:
@@ -226,8 +243,7 @@ class Dedupe(Stage):
                 )
             except PartitionLost as exc:
                 # Another member owns p now and replays this batch; the group rebalances us.
-                self.windows.pop(tp.partition, None)
-                self.newest.pop(tp.partition, None)
+                self.drop(tp.partition)
                 log.warning("partition lost", extra={"stage": self.name, "error": str(exc)})
         return sent
 

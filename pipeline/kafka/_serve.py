@@ -20,7 +20,7 @@ from .._config import Settings, core_config
 from .._endpoint import serve_http, serve_unix
 from .._health import Health
 from .._logging import configure_logging
-from .._metrics import StatsView, consumer_lag, observe_kafka
+from .._metrics import StatsView, WindowView, consumer_lag, observe_kafka
 from ..core._batch import Core, CoreStats, parse_routes
 from ..core._window import Window
 from ._clients import BrokerUnreachable, close_now, new_producer, start_with_retry
@@ -80,10 +80,15 @@ class Processor:
         dedupe = [s for s in self.stages if isinstance(s, Dedupe)]
         return [self.core.stats if not dedupe else _Forwarded(self.core.stats, dedupe[0])]
 
-    def windows(self) -> list[Window]:
+    def windows(self) -> list[WindowView]:
         if self.core.window is not None:
             return [self.core.window]
-        return [w for s in self.stages if isinstance(s, Dedupe) for w in s.windows.values()]
+        views: list[WindowView] = []
+        for stage in self.stages:
+            if isinstance(stage, Dedupe):
+                views += stage.windows.values()
+                views.append(stage.dropped)
+        return views
 
     def lag(self) -> Iterator[tuple[str, int, int]]:
         for stage in self.stages:

@@ -120,6 +120,28 @@ async def test_a_revoked_pending_partition_is_not_restored(staged: Staged) -> No
     assert opened == [0] and stage.caught_up()
 
 
+async def test_the_counts_of_a_revoked_window_are_kept(staged: Staged) -> None:
+    stage, _, _ = staged
+    await stage.assigned({TP0, TP1})
+    stage.ready.set()
+    await stage.catch_up()
+    await stage.catch_up()
+    for p, n in ((0, 3), (1, 5)):
+        window = stage.windows[p]
+        window.check_batch(window.hashes([b"k%d" % i for i in range(n)]), [0] * n, [1] * n, 1)
+
+    def emitted() -> int:
+        views = [*stage.windows.values(), stage.dropped]
+        return sum(sum(v.counters.emitted) for v in views)
+
+    assert emitted() == 8
+    await stage.listener().on_partitions_revoked({TP1})
+    assert set(stage.windows) == {0} and len(stage.dropped) == 0
+    assert emitted() == 8 and stage.dropped.counters.emitted[1] == 5
+    await stage.listener().on_partitions_revoked({TP0})
+    assert emitted() == 8 and not stage.windows
+
+
 class SingleStaged(NamedTuple):
     stage: Single
     consumer: Consumer
