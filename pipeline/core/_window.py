@@ -167,6 +167,10 @@ def message_hashes(keys: Sequence[bytes]) -> list[int]:
     return [hash(k) & mask for k in keys]
 
 
+#: The per-provider counts of `WindowCounters`.
+_COUNTS: Final = ("emitted", "duplicates", "stale", "evicted_by_count", "expired")
+
+
 class WindowCounters:
     """Per-provider counters, lists indexed by provider code (``PROVIDER_INDEX``), and the
     clock-skew count (an int)."""
@@ -185,16 +189,13 @@ class WindowCounters:
     def add(self, other: WindowCounters) -> None:
         """Count `other`'s counts here too (a window dropped: its counts must not vanish)."""
         self.clock_skew += other.clock_skew
-        for name in ("emitted", "duplicates", "stale", "evicted_by_count", "expired"):
+        for name in _COUNTS:
             mine = getattr(self, name)
             mine[:] = map(sum, zip(mine, getattr(other, name), strict=True))
 
     def as_dict(self) -> dict[str, dict[str, int]]:
         """``{"emitted": {"uspeedo": n, ...}, "duplicates": {...}, ...}``."""
-        return {
-            name: dict(zip(PROVIDERS, getattr(self, name), strict=True))
-            for name in ("emitted", "duplicates", "stale", "evicted_by_count", "expired")
-        }
+        return {name: dict(zip(PROVIDERS, getattr(self, name), strict=True)) for name in _COUNTS}
 
 
 #: Keyed BLAKE2s takes keys of up to 32 bytes; fewer than 16 would be a weak key.

@@ -39,8 +39,9 @@ class Single(Stage):
         super().__init__(settings, new_group_consumer(settings, settings.group_id), sink, stopping)
         self.core = core
         self.restorer = restorer
-        #: Output partitions the window has still to be rebuilt from (None: not counted yet).
-        self.unread: list[int] | None = None
+        #: Output partitions the window has still to be rebuilt from, and each one's share of
+        #: its capacity (set at each assignment).
+        self.unread: list[int] = []
         self.share = 0
 
     def subscribe(self) -> None:
@@ -59,19 +60,17 @@ class Single(Stage):
                 "here); single runs exactly one instance: stop the others or use "
                 "--topology partitioned"
             )
-        self.window().clear()
-        self.unread = None
+        window = self.window()
+        window.clear()
+        count = await self.sink.partition_count(self.settings.output_topic)
+        self.unread, self.share = list(range(count)), -(-window.max_messages // count)
         self.hold(partitions)
 
     async def restore_step(self) -> set[TopicPartition]:
-        """Rebuild the window from one output partition (its share of the capacity); every
-        partition held is ready after the last."""
-        window = self.window()
-        if self.unread is None:
-            count = await self.sink.partition_count(self.settings.output_topic)
-            self.unread, self.share = list(range(count)), -(-window.max_messages // count)
+        """Rebuild the window from one output partition; every partition held is ready after
+        the last."""
         if self.unread:
-            await self.restorer.restore(self.unread[0], window, self.share)
+            await self.restorer.restore(self.unread[0], self.window(), self.share)
             del self.unread[0]
         return set() if self.unread else set(self.pending)
 

@@ -180,10 +180,8 @@ def rebuilt_alone(proc) -> bool:
     marks = [i for i, d in enumerate(logs) if d.get("msg") == "partitions assigned"]
     if not marks or len(logs[marks[-1]]["partitions"]) != 2:
         return False
-    return {d["partition"] for d in logs[marks[-1] :] if d.get("msg") == "window restored"} == {
-        0,
-        1,
-    }
+    read = {d["partition"] for d in logs[marks[-1] :] if d.get("msg") == "window restored"}
+    return read == {0, 1}
 
 
 async def repartition_exists(bootstrap: str, output: str) -> bool:

@@ -96,10 +96,7 @@ async def test_records_of_a_pending_partition_are_sought_back(staged: Staged) ->
 
 async def test_one_window_per_turn_then_resumed_and_ready(staged: Staged) -> None:
     stage, consumer, opened = staged
-    await stage.assigned({TP0, TP1})
-    # What the listener does once `assigned` returns.
-    stage.ready.set()
-    stage.health.set_ready(stage.caught_up(), stage.name)
+    await stage.listener().on_partitions_assigned({TP0, TP1})
     await stage.catch_up()
     assert opened == [0] and set(stage.windows) == {0}
     assert stage.pending == {TP1} and not stage.health.ready()[0]
@@ -111,10 +108,9 @@ async def test_one_window_per_turn_then_resumed_and_ready(staged: Staged) -> Non
 
 async def test_a_revoked_pending_partition_is_not_restored(staged: Staged) -> None:
     stage, _, opened = staged
-    await stage.assigned({TP0, TP1})
-    stage.ready.set()
+    await stage.listener().on_partitions_assigned({TP0, TP1})
     await stage.listener().on_partitions_revoked({TP1})
-    stage.ready.set()  # what the next assignment's callback does
+    await stage.listener().on_partitions_assigned({TP0})
     await stage.catch_up()
     await stage.catch_up()
     assert opened == [0] and stage.caught_up()
@@ -122,8 +118,7 @@ async def test_a_revoked_pending_partition_is_not_restored(staged: Staged) -> No
 
 async def test_the_counts_of_a_revoked_window_are_kept(staged: Staged) -> None:
     stage, _, _ = staged
-    await stage.assigned({TP0, TP1})
-    stage.ready.set()
+    await stage.listener().on_partitions_assigned({TP0, TP1})
     await stage.catch_up()
     await stage.catch_up()
     for p, n in ((0, 3), (1, 5)):
@@ -188,11 +183,9 @@ async def test_single_rebuilds_its_window_at_every_assignment(single: SingleStag
         # What another member wrote while this one held nothing must be read again.
         window.load_batch(window.hashes([b"m1"]), [0], [0], 1_000)
         assert len(window) == 1
-        await stage.assigned({RAW0, RAW1})
+        await stage.listener().on_partitions_assigned({RAW0, RAW1})
         assert len(window) == 0 and stage.pending == {RAW0, RAW1}
         assert consumer.log[-1] == ("pause", {RAW0, RAW1})
-        stage.ready.set()
-        stage.health.set_ready(stage.caught_up(), stage.name)
         for _turn in range(3):
             assert not stage.caught_up() and not stage.health.ready()[0]
             await stage.catch_up()
