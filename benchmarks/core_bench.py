@@ -8,6 +8,11 @@ dead-letter counts, or the run fails (exit status 1). A staged re-run of the cor
 where its time goes.
 
     python benchmarks/core_bench.py [--quick] [--receipts N] [--seed S] [--batch B]
+        [--default-collector]
+
+Both sides run under the run command's collector schedule (`pipeline/_collector.py`: the
+youngest generation every 50 000 allocations), as the product does; `--default-collector`
+keeps CPython's (every 700).
 
 Ends with `core receipts_per_s=<n> baseline_ratio=<x>`.
 """
@@ -37,6 +42,7 @@ import orjson  # noqa: E402
 
 from benchmarks import baseline as baseline_mod  # noqa: E402
 from benchmarks.corpus import Truth, generate_corpus  # noqa: E402
+from pipeline._collector import GEN0_THRESHOLD  # noqa: E402
 from pipeline.core._batch import (  # noqa: E402
     Core,
     InputRecord,
@@ -224,9 +230,9 @@ def profile_stages(records: Sequence[InputRecord], batch: int = BATCH) -> dict[s
                 events += decoded
                 stamps += [record.timestamp_ms] * len(decoded)
         t1 = clock()
-        keys, verdicts = window_verdicts(window, events, now_ms)
+        keys, codes, verdicts = window_verdicts(window, events, now_ms)
         t2 = clock()
-        out = emitted_outputs(events, keys, verdicts, stamps, events_out)
+        out = emitted_outputs(events, keys, codes, verdicts, stamps, events_out)
         del out
         t3 = clock()
         t_decode += t1 - t0
@@ -270,9 +276,13 @@ def run(
     baseline_reps: int | None = None,
     batch: int = BATCH,
     cprofile: int = 0,
+    default_collector: bool = False,
     out: Any = None,
 ) -> dict[str, float]:
-    """Run the benchmark, print its report, return the figures (`outputs_equal` 1.0 or 0.0)."""
+    """Run the benchmark, print its report, return the figures (`outputs_equal` 1.0 or 0.0).
+
+    Both sides run under the collector schedule of the product's run command
+    (`pipeline._collector.GEN0_THRESHOLD`), unless `default_collector`."""
     size = QUICK if quick else FULL
     receipts = receipts or size["receipts"]
     core_reps = core_reps or size["core_reps"]
@@ -292,10 +302,15 @@ def run(
     # (a consumer holds one batch, not a million receipts).
     gc.collect()
     gc.freeze()
+    thresholds = gc.get_threshold()
+    if not default_collector:
+        gc.set_threshold(GEN0_THRESHOLD, *thresholds[1:])
+    say(f"collector   thresholds {gc.get_threshold()} for both sides")
     try:
         return _measure(records, truth, seed, gen_s, core_reps, baseline_reps, batch, cprofile, say)
     finally:
         del records
+        gc.set_threshold(*thresholds)
         gc.unfreeze()
         gc.collect()
 
@@ -465,6 +480,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-reps", type=int, default=None)
     parser.add_argument("--batch", type=int, default=BATCH, help="records per Core.process call")
     parser.add_argument(
+        "--default-collector",
+        action="store_true",
+        help="CPython's collector schedule, not the run command's (pipeline/_collector.py)",
+    )
+    parser.add_argument(
         "--cprofile", type=int, default=0, metavar="N", help="also print the top N functions"
     )
     args = parser.parse_args(argv)
@@ -476,6 +496,7 @@ def main(argv: list[str] | None = None) -> int:
         baseline_reps=args.baseline_reps,
         batch=args.batch,
         cprofile=args.cprofile,
+        default_collector=args.default_collector,
     )
     return 0 if result["outputs_equal"] else 1
 

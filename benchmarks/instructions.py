@@ -73,12 +73,14 @@ def child(tree: str, corpus: str, stage: str, passes: int) -> None:
                     done += len(decode(record))
         elif stage == "dedupe":
             for events, _ in decoded:
-                done += len(window_verdicts(core.window, events, 1_700_000_000_000)[1])
+                done += len(window_verdicts(core.window, events, 1_700_000_000_000)[-1])
         else:
             for events, stamps in decoded:
-                keys = [f"{e.provider}:{e.message_key}".encode() for e in events]
+                # (keys, codes, verdicts); older trees: (keys, verdicts), no codes
+                columns = window_verdicts(None, events, 0)[:-1]
                 emit = bytearray(len(events))  # EMIT is 0: every event encoded
-                done += len(emitted_outputs(events, keys, emit, stamps, core.stats.events_out))
+                out = emitted_outputs(events, *columns, emit, stamps, core.stats.events_out)
+                done += len(out)
         if done != expected:
             raise SystemExit(f"{stage}: {done} results, expected {expected}")
 
