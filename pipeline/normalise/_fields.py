@@ -140,9 +140,11 @@ def make_event(
     Positional only, in the event's field order: binding 17 keywords costs ~2 µs a call here,
     positional arguments ~0.2 µs, and this runs once per report.
     """
+    digest = _EVENT_ID_HASH.copy()  # event_id(), inlined: one call frame less per report
+    digest.update(f"{provider}\x1f{message_key}\x1f{status}".encode())
     return ReceiptEvent(
         1,
-        event_id(provider, message_key, status),
+        digest.hexdigest(),
         provider,
         ctx.account if ctx.account is not None else account,
         channel,

@@ -5,10 +5,12 @@ import sys
 
 import pytest
 
+from pipeline.normalise._context import RecordContext
 from pipeline.normalise._fields import (
     UNMAPPED_STATUSES,
     e164,
     event_id,
+    make_event,
     map_status,
     national_cn,
     national_fr,
@@ -60,6 +62,24 @@ def test_event_id_separates_identities() -> None:
         event_id("tencent", "1", "DELIVERED"),
     }
     assert len(ids) == 4
+
+
+@pytest.mark.parametrize(
+    ("provider", "key", "status"),
+    [
+        ("yunpian", "9527", "DELIVERED"),
+        ("uspeedo", "s-1|+8613711112222", "FAILED"),
+        ("tencent", "号码\x1f", "SENT"),
+    ],
+)
+def test_make_event_ids_its_event_as_event_id_does(provider: str, key: str, status: str) -> None:
+    # make_event computes the id inline (one call less per report): it must stay event_id's.
+    ctx = RecordContext("t", 0, 1, 1_700_000_000_000, None, None, "2023-11-14T22:13:20Z")
+    event = make_event(
+        ctx, provider, "push", f"{provider}.push", 0, None, key, key, None, None, "+1", "+1",
+        status, status, None, None, None, None, None, None, None, None, None,
+    )  # fmt: skip
+    assert event.event_id == event_id(provider, key, status)
 
 
 def test_unmapped_status_is_unknown_and_counted() -> None:
