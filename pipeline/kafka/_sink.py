@@ -276,15 +276,18 @@ async def queue(
     producer: Any, topic: str, records: Sequence[Record], partitions: Sequence[int]
 ) -> list[Sent]:
     """Queue `records` on `producer`, one batch per partition and size; one future per batch."""
-    by_partition: dict[int, list[int]] = {}
-    for i, p in enumerate(partitions):
-        by_partition.setdefault(p, []).append(i)
+    by_partition: dict[int, list[Record]] = {}
+    for record, p in zip(records, partitions, strict=True):
+        group = by_partition.get(p)
+        if group is None:
+            by_partition[p] = [record]
+        else:
+            group.append(record)
     sent = []
-    for partition, indexes in by_partition.items():
+    for partition, group in by_partition.items():
         batch = producer.create_batch()
         held: list[Record] = []
-        for i in indexes:
-            record = records[i]
+        for record in group:
             key, value, headers, stamp = record
             # A full batch refuses the record; an empty one takes any (the broker judges).
             while batch.append(key=key, value=value, timestamp=stamp, headers=headers) is None:
