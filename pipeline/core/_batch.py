@@ -126,12 +126,14 @@ _PROVIDER_HEADER: Final = {p: ("provider", p.encode()) for p in PROVIDER_INDEX}
 _STATUS_HEADER: Final = {s: ("status", s.encode()) for s in STATUS_INDEX}
 #: Verdict byte → 1 when the event is emitted: the selector of `itertools.compress`.
 _IS_EMITTED: Final = bytes(1 if v == EMIT else 0 for v in range(256))
-#: An event's provider and status in one byte (`Verdicts.codes`), and back.
-_PROVIDER_BASE: Final = {p: i << 4 for p, i in PROVIDER_INDEX.items()}
-_STATUS_OF: Final = bytes(c & 15 for c in range(256))
-_PROVIDER_OF: Final = bytes(c >> 4 for c in range(256))
+#: An event's provider and status in one byte (`Verdicts.codes`), and back: the status in the
+#: low bits (as many as the status codes need), the provider above.
+_STATUS_BITS: Final = (len(STATUS_INDEX) - 1).bit_length()
+_PROVIDER_BASE: Final = {p: i << _STATUS_BITS for p, i in PROVIDER_INDEX.items()}
+_STATUS_OF: Final = bytes(c & ((1 << _STATUS_BITS) - 1) for c in range(256))
+_PROVIDER_OF: Final = bytes(c >> _STATUS_BITS for c in range(256))
 _PROVIDER_STATUS: Final = {
-    PROVIDER_INDEX[p] << 4 | STATUS_INDEX[s]: (p, s) for p in PROVIDER_INDEX for s in STATUS_INDEX
+    _PROVIDER_BASE[p] | STATUS_INDEX[s]: (p, s) for p in PROVIDER_INDEX for s in STATUS_INDEX
 }
 
 
@@ -376,7 +378,7 @@ class Verdicts(NamedTuple):
     """The dedupe stage's result on a batch of events, one item per event."""
 
     keys: list[bytes]  # the output record keys, `<provider>:<message_key>`
-    codes: bytes  # provider code << 4 | status code
+    codes: bytes  # provider code above the status code, one byte (see _STATUS_BITS)
     verdicts: bytearray  # EMIT, DUPLICATE or STALE
 
 
