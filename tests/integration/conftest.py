@@ -646,7 +646,10 @@ async def _wait_group(
                 f"processor exited ({proc.popen.returncode}):\n{proc.text()[-4000:]}"
             )
         if time.monotonic() > deadline:
-            raise AssertionError(f"group {group} committed {done} of {ends} within {timeout}s")
+            tails = "\n".join(proc.text()[-3000:] for proc in procs)
+            raise AssertionError(
+                f"group {group} committed {done} of {ends} within {timeout}s; logs:\n{tails}"
+            )
         await asyncio.sleep(0.1)
 
 
