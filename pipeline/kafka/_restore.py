@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Final, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -27,6 +27,12 @@ log = logging.getLogger("pipeline.kafka")
 RECORDS_PER_MESSAGE: Final = 2
 #: Records looked at from the end of a partition to find its newest record time.
 TAIL: Final = 64
+#: Seconds a restore's read may get no record further before it counts as stalled.
+STALL_S: Final = 20.0
+
+
+class RestoreStalled(Exception):
+    """A restore's read made no progress for `STALL_S` (the broker answers no fetch)."""
 
 
 class Restored(NamedTuple):
@@ -136,28 +142,37 @@ class Restorer:
 
     async def _newest_time(self, tp: TopicPartition, start: int, end: int) -> int | None:
         newest = None
-        for m in await self._read(tp, start, end):
-            if newest is None or m.timestamp > newest:
-                newest = m.timestamp
+        async for messages in self._read(tp, start, end):
+            for m in messages:
+                if newest is None or m.timestamp > newest:
+                    newest = m.timestamp
         return newest
 
     async def _load(self, tp: TopicPartition, start: int, end: int, window: Window) -> int:
-        consumer = self.consumer
-        consumer.seek(tp, start)
         count = 0
-        while await consumer.position(tp) < end:
-            batches = await consumer.getmany(tp, timeout_ms=200, max_records=50_000)
-            for messages in batches.values():
-                messages = [m for m in messages if m.offset < end]
-                Identities((m.key, m.headers, m.timestamp) for m in messages).load(window)
-                count += len(messages)
+        async for messages in self._read(tp, start, end, 50_000):
+            Identities((m.key, m.headers, m.timestamp) for m in messages).load(window)
+            count += len(messages)
         return count
 
-    async def _read(self, tp: TopicPartition, start: int, end: int) -> list[Any]:
+    async def _read(
+        self, tp: TopicPartition, start: int, end: int, max_records: int | None = None
+    ) -> AsyncIterator[list[Any]]:
+        """The records of `tp` in [start, end), fetch by fetch. A read that gets nowhere for
+        `STALL_S` raises `RestoreStalled` (the stage retries the step, then stops): a restore
+        waits for the broker, and a wait that can never end must not hold the stage for ever."""
         consumer = self.consumer
         consumer.seek(tp, start)
-        got: list[Any] = []
-        while await consumer.position(tp) < end:
-            batches = await consumer.getmany(tp, timeout_ms=200)
-            got += [m for messages in batches.values() for m in messages if m.offset < end]
-        return got
+        position, moved = start, time.monotonic()
+        while position < end:
+            batches = await consumer.getmany(tp, timeout_ms=200, max_records=max_records)
+            for messages in batches.values():
+                yield [m for m in messages if m.offset < end]
+            now = await consumer.position(tp)
+            if now > position:
+                position, moved = now, time.monotonic()
+            elif time.monotonic() - moved > STALL_S:
+                raise RestoreStalled(
+                    f"restore of {tp.topic}[{tp.partition}] got no record past offset "
+                    f"{position} (of {start}..{end}) for {STALL_S} s"
+                )

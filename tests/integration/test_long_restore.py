@@ -12,6 +12,8 @@ import anyio
 import pytest
 
 from pipeline._config import load
+from pipeline.core._window import Window
+from pipeline.kafka import _restore as restore_module
 from pipeline.kafka._dedupe import Dedupe
 from pipeline.kafka._restore import Restored, Restorer
 from pipeline.kafka._serve import Processor
@@ -89,3 +91,39 @@ async def test_a_restore_longer_than_the_session_keeps_the_member(
         await processor.stop()
     assert len(assignments) == 1, assignments
     check_outputs(await drain(kafka_bootstrap, topics.out), want.outputs, 1)
+
+
+async def test_a_restore_that_gets_nowhere_fails_clearly(
+    kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read that can never reach its end (here an end past the log) raises after `STALL_S`
+    of no progress, naming the partition and offsets: the stage retries the step, then stops,
+    instead of holding the partition paused for ever."""
+    topics = await make_topics(kafka_bootstrap, "stalled-restore", raw=1, out=1, dlq=1)
+    monkeypatch.setattr(restore_module, "STALL_S", 1.0)
+    settings = load(
+        {
+            "bootstrap_servers": kafka_bootstrap,
+            "input_topics": [topics.raw],
+            "output_topic": topics.out,
+            "dead_letter_topic": topics.dlq,
+            "group_id": topics.group,
+        },
+        environ={},
+    )
+    restorer = Restorer(settings)
+    await restorer.start()
+    try:
+        window = Window(100, 3_600_000)
+        with anyio.fail_after(30):
+            with pytest.raises(restore_module.RestoreStalled) as caught:
+                await restorer.resume(0, window, 0, 5)
+        assert f"{topics.out}[0]" in str(caught.value)
+        assert "past offset 0 (of 0..5)" in str(caught.value)
+        assert restorer.done == [] and len(window) == 0
+        # Nothing is left assigned: the next restore starts clean and completes.
+        assert restorer.consumer.assignment() == set()
+        done = await restorer.restore(0, window, 100)
+        assert (done.records, done.start, done.end) == (0, 0, 0)
+    finally:
+        await restorer.consumer.stop()
