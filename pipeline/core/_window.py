@@ -549,19 +549,8 @@ class Window:
             raise ValueError(f"statuses has {len(statuses)} items, hashes {n}")
         if len(providers) != n:
             raise ValueError(f"providers has {len(providers)} items, hashes {n}")
-        # bytes() validates and converts in C; the hot loop then iterates bytes (small ints).
-        try:
-            sb = bytes(statuses)
-        except (ValueError, TypeError):
-            sb = b"\xff"
-        if sb.translate(None, _STATUS_CODES):
-            raise ValueError(f"statuses must be status codes 0..{_NS - 1}")
-        try:
-            pb = bytes(providers)
-        except (ValueError, TypeError):
-            pb = b"\xff"
-        if pb.translate(None, _PROVIDER_CODES):
-            raise ValueError(f"providers must be provider codes 0..{_NP - 1}")
+        sb = _codes(statuses, _STATUS_CODES, "statuses must be status codes")
+        pb = _codes(providers, _PROVIDER_CODES, "providers must be provider codes")
         self._advance(now_ms)
         out = bytearray(n)
         # Each event inserts at most once, so a segment of `room` events cannot overrun the
@@ -708,6 +697,18 @@ class Window:
             cur[h] = new[s]
             hint[b] = tag
             out[i] = 3  # _INSERTED (literals: no global lookups in the loop)
+
+
+def _codes(values: Sequence[int], allowed: bytes, problem: str) -> bytes:
+    """`values` as bytes, each one of `allowed`: bytes() validates and converts in C, and the
+    hot loop then iterates bytes (small ints)."""
+    try:
+        codes = bytes(values)
+    except (ValueError, TypeError):
+        codes = b"\xff"
+    if codes.translate(None, allowed):
+        raise ValueError(f"{problem} 0..{len(allowed) - 1}")
+    return codes
 
 
 def _joint(providers: bytes, codes: bytes | bytearray) -> bytes:
