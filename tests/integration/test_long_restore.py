@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 import pytest
 
-from pipeline._config import load
+from pipeline._config import Settings, load
 from pipeline.core._window import Window
 from pipeline.kafka import _restore as restore_module
 from pipeline.kafka._dedupe import Dedupe
@@ -20,6 +20,7 @@ from pipeline.kafka._serve import Processor
 
 from .conftest import (
     MIN_SESSION_MS,
+    Topics,
     check_outputs,
     corpus_records,
     drain,
@@ -60,19 +61,13 @@ async def test_a_restore_longer_than_the_session_keeps_the_member(
 
     monkeypatch.setattr(Restorer, "restore", slow_restore)
     monkeypatch.setattr(Dedupe, "assigned", counted)
-    settings = load(
-        {
-            "bootstrap_servers": kafka_bootstrap,
-            "input_topics": [topics.raw],
-            "output_topic": topics.out,
-            "dead_letter_topic": topics.dlq,
-            "group_id": topics.group,
-            "topology": "partitioned",
-            "state_dir": "",  # no snapshots: each assignment rebuilds from the output
-            "session_timeout_ms": SESSION_MS,
-            "fetch_max_wait_ms": 50,
-        },
-        environ={},
+    settings = settings_for(
+        kafka_bootstrap,
+        topics,
+        topology="partitioned",
+        state_dir="",  # no snapshots: each assignment rebuilds from the output
+        session_timeout_ms=SESSION_MS,
+        fetch_max_wait_ms=50,
     )
     processor = Processor(settings)
     try:
@@ -101,17 +96,7 @@ async def test_a_restore_that_gets_nowhere_fails_clearly(
     instead of holding the partition paused for ever."""
     topics = await make_topics(kafka_bootstrap, "stalled-restore", raw=1, out=1, dlq=1)
     monkeypatch.setattr(restore_module, "STALL_S", 1.0)
-    settings = load(
-        {
-            "bootstrap_servers": kafka_bootstrap,
-            "input_topics": [topics.raw],
-            "output_topic": topics.out,
-            "dead_letter_topic": topics.dlq,
-            "group_id": topics.group,
-        },
-        environ={},
-    )
-    restorer = Restorer(settings)
+    restorer = Restorer(settings_for(kafka_bootstrap, topics))
     await restorer.start()
     try:
         window = Window(100, 3_600_000)
@@ -127,3 +112,17 @@ async def test_a_restore_that_gets_nowhere_fails_clearly(
         assert (done.records, done.start, done.end) == (0, 0, 0)
     finally:
         await restorer.consumer.stop()
+
+
+def settings_for(bootstrap: str, topics: Topics, **extra: Any) -> Settings:
+    return load(
+        {
+            "bootstrap_servers": bootstrap,
+            "input_topics": [topics.raw],
+            "output_topic": topics.out,
+            "dead_letter_topic": topics.dlq,
+            "group_id": topics.group,
+            **extra,
+        },
+        environ={},
+    )
