@@ -28,4 +28,4 @@ run: $(STAMP)
 	$(VENV)/bin/python -m pipeline run --from pipeline/sample/stream.jsonl --to -
 
 broker: $(STAMP)
-	$(VENV)/bin/python -m pipeline broker
+	$(VENV)/bin/python -m tools.broker

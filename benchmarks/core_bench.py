@@ -10,7 +10,7 @@ where its time goes.
     python benchmarks/core_bench.py [--quick] [--receipts N] [--seed S] [--batch B]
         [--default-collector]
 
-Both sides run under the run command's collector schedule (`pipeline/_collector.py`: the
+Both sides run under the run command's collector schedule (`pipeline/ops/_gc.py`: the
 youngest generation every 50 000 allocations), as the product does; `--default-collector`
 keeps CPython's (every 700).
 
@@ -42,19 +42,19 @@ import orjson  # noqa: E402
 
 from benchmarks import baseline as baseline_mod  # noqa: E402
 from benchmarks.corpus import Truth, generate_corpus  # noqa: E402
-from pipeline._collector import GEN0_THRESHOLD  # noqa: E402
 from pipeline.core._batch import (  # noqa: E402
     Core,
     InputRecord,
     emitted_outputs,
     window_verdicts,
 )
-from pipeline.core._window import Window  # noqa: E402
-from pipeline.normalise._errors import DecodeError, NotReceipts  # noqa: E402
+from pipeline.core.normalise._errors import DecodeError, NotReceipts  # noqa: E402
+from pipeline.ops._gc import GEN0_THRESHOLD  # noqa: E402
+from pipeline.state._window import Window  # noqa: E402
 
 FULL = {"receipts": 1_000_000, "core_reps": 5, "baseline_reps": 2}
 QUICK = {"receipts": 30_000, "core_reps": 3, "baseline_reps": 2}
-#: Records per Core.process call, as the embedded runner batches (pipeline/_embedded.py).
+#: Records per Core.process call, as the embedded runner batches (pipeline/cli/_embedded.py).
 BATCH = 1000
 
 
@@ -282,7 +282,7 @@ def run(
     """Run the benchmark, print its report, return the figures (`outputs_equal` 1.0 or 0.0).
 
     Both sides run under the collector schedule of the product's run command
-    (`pipeline._collector.GEN0_THRESHOLD`), unless `default_collector`."""
+    (`pipeline.ops._gc.GEN0_THRESHOLD`), unless `default_collector`."""
     size = QUICK if quick else FULL
     receipts = receipts or size["receipts"]
     core_reps = core_reps or size["core_reps"]
@@ -482,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--default-collector",
         action="store_true",
-        help="CPython's collector schedule, not the run command's (pipeline/_collector.py)",
+        help="CPython's collector schedule, not the run command's (pipeline/ops/_gc.py)",
     )
     parser.add_argument(
         "--cprofile", type=int, default=0, metavar="N", help="also print the top N functions"

@@ -25,8 +25,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.normalise._context import RecordContext
-from pipeline.providers import REGISTRY
+from pipeline.core.normalise._context import RecordContext
+from pipeline.core.providers import REGISTRY
 
 REPORTS = 100
 
@@ -106,7 +106,7 @@ def run_corpus(quick: bool) -> dict[str, float]:
     """Reports per CPU-second of each (provider, endpoint) group of the mixed corpus."""
     from benchmarks.corpus import generate_corpus
     from pipeline.core._batch import Decoder
-    from pipeline.normalise._errors import DecodeError, NotReceipts
+    from pipeline.core.normalise._errors import DecodeError, NotReceipts
 
     records, truth = generate_corpus(1, 30_000 if quick else 300_000)
     decoder = Decoder()

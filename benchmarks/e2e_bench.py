@@ -2,7 +2,7 @@
 
 In the style of aiokafka's own benchmark scripts: print the setup, measure, report.
 
-Setup. A local single-node broker (pipeline._broker.LocalKafka; or ``KAFKA_BOOTSTRAP_SERVERS``).
+Setup. A local single-node broker (tools.broker.LocalKafka; or ``KAFKA_BOOTSTRAP_SERVERS``).
 One stream of the corpus generator (benchmarks/corpus.py, seed 1, starting ~2 h 10 min before
 now) is cut in two: its first ``receipts`` reports are loaded once, uncompressed, onto a raw topic
 of ``PARTITIONS`` partitions with the ingress headers and timestamps the generator gives (phase
@@ -123,7 +123,7 @@ from benchmarks.e2e.report import write_results  # noqa: E402
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--serve-ours"]:  # our processor, with the first-batch hook installed
-        from pipeline._cli import main as pipeline_main
+        from pipeline.cli._main import main as pipeline_main
 
         rest = argv[1:]
         if rest[:1] == ["--"]:

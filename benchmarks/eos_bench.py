@@ -3,7 +3,7 @@
 Usage: ``.venv/bin/python benchmarks/eos_bench.py [--rounds 25] [--batch 2000] [--partitions 4]
 [--repeat 3]``
 
-A local single-node broker (pipeline._broker.LocalKafka; or ``KAFKA_BOOTSTRAP_SERVERS``). Both
+A local single-node broker (tools.broker.LocalKafka; or ``KAFKA_BOOTSTRAP_SERVERS``). Both
 contenders write the same records, as the dedupe stage would: per round, one batch of
 ``--batch`` event-sized records (key, ~330-byte JSON value, three headers) to each of
 ``--partitions`` output partitions, and the consumed offsets of the repartition topic committed
@@ -40,8 +40,8 @@ if str(ROOT) not in sys.path:
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
 
-from pipeline._broker import LocalKafka, kafka_bootstrap_from_env  # noqa: E402
 from pipeline.kafka._transactions import PartitionWriters  # noqa: E402
+from tools.broker import LocalKafka, kafka_bootstrap_from_env  # noqa: E402
 
 VALUE = (
     b'{"event_id":"%032x","provider":"uspeedo","message_key":"acct-1:%016x",'

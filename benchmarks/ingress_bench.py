@@ -11,7 +11,7 @@ connections on 127.0.0.1, one request at a time each, N requests in all. Latency
 the request to reading the whole answer. Server CPU time comes from /proc (user+system) over the
 run; client CPU is this process's. Output verified: every answered body is on the raw topic.
 
-Setup: a local broker (pipeline._broker.LocalKafka) unless KAFKA_BOOTSTRAP_SERVERS is set.
+Setup: a local broker (tools.broker.LocalKafka) unless KAFKA_BOOTSTRAP_SERVERS is set.
 Command: .venv/bin/python benchmarks/ingress_bench.py [--quick] [--servers]
 """
 
@@ -281,7 +281,7 @@ def main() -> int:
     if bootstrap:
         rows = uvloop.run(run(args, bootstrap, tmp))
     else:
-        from pipeline._broker import LocalKafka
+        from tools.broker import LocalKafka
 
         with LocalKafka() as kafka:
             rows = uvloop.run(run(args, kafka.bootstrap, tmp))

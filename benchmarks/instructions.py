@@ -43,8 +43,8 @@ def child(tree: str, corpus: str, stage: str, passes: int) -> None:
     if sys.path[0] != tree:
         sys.path.insert(0, tree)
     from pipeline.core._batch import Core, InputRecord, emitted_outputs, window_verdicts
-    from pipeline.core._window import Window
-    from pipeline.normalise._errors import DecodeError, NotReceipts
+    from pipeline.core.normalise._errors import DecodeError, NotReceipts
+    from pipeline.state._window import Window
 
     records = [InputRecord(*r) for r in pickle.loads(Path(corpus).read_bytes())]
     # Always two cores: a window's allocation is large, and must cancel out like the rest.
@@ -94,7 +94,7 @@ def write_corpus(seed: int, receipts: int, out: Path) -> dict[str, tuple[Path, i
     sys.path.insert(0, str(ROOT))
     from benchmarks.corpus import generate_corpus
     from pipeline.core._batch import Core
-    from pipeline.normalise._errors import DecodeError, NotReceipts
+    from pipeline.core.normalise._errors import DecodeError, NotReceipts
 
     records, _ = generate_corpus(seed, receipts)
     files = {"all": (out / "all.pickle", receipts)}

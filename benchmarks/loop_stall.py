@@ -12,7 +12,7 @@ import time
 import anyio
 
 from pipeline.core import Core, InputRecord, Window
-from pipeline.kafka._route import SLICE_BYTES, process_in_slices
+from pipeline.runtime._route import SLICE_BYTES, process_in_slices
 
 
 def batch(bodies: int, reports: int) -> list[InputRecord]:

@@ -38,7 +38,7 @@ from quixstreams.models.serializers import Serializer  # noqa: E402
 
 from benchmarks import contender_cli  # noqa: E402
 from pipeline.core._batch import Decoder, InputRecord, dead_letter  # noqa: E402
-from pipeline.normalise._errors import DecodeError, NotReceipts  # noqa: E402
+from pipeline.core.normalise._errors import DecodeError, NotReceipts  # noqa: E402
 from schemas import RANK, STATUSES  # noqa: E402
 
 OUT, DEAD = 0, 1

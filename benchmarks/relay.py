@@ -7,7 +7,7 @@ value, headers; written by benchmarks/e2e_bench.py from the expected output of t
 sizes and lz4 compressibility match ours) and emits ``events / records`` of them per input
 record (integer arithmetic, so the first ``records`` inputs yield exactly ``events`` outputs).
 Producer settings are the processor's (idempotent, acks=all, 1 MiB batches, the batch API, and
-its default compression and linger, read from `pipeline._config.Settings`; `--compression` and
+its default compression and linger, read from `pipeline.config.Settings`; `--compression` and
 `--linger-ms` set others, e.g. the lz4 and 20 ms it used before those defaults changed); each
 output goes to the input record's partition (no key hashing: a relay has
 nothing to key by). Offsets are committed after every output of the batch is acknowledged.
@@ -40,7 +40,7 @@ if str(ROOT) not in sys.path:
 
 from benchmarks import contender_cli  # noqa: E402
 from benchmarks.contender_cli import acked_then_commit  # noqa: E402
-from pipeline._config import Settings  # noqa: E402
+from pipeline.config._settings import Settings  # noqa: E402
 
 #: The processor's defaults, so the relay stays its yardstick when they change.
 DEFAULTS = {f.name: f.default for f in msgspec.structs.fields(Settings)}

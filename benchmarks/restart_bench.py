@@ -42,7 +42,7 @@ from benchmarks.corpus import Truth, generate  # noqa: E402
 from benchmarks.e2e.config import PARTITIONS, PYTHON, SEED  # noqa: E402
 from benchmarks.e2e.expected import place  # noqa: E402
 from benchmarks.e2e.kafka_io import Watcher, create_topics, load_topic, read_topic  # noqa: E402
-from pipeline._broker import LocalKafka, kafka_bootstrap_from_env  # noqa: E402
+from tools.broker import LocalKafka, kafka_bootstrap_from_env  # noqa: E402
 
 #: Receipts appended before each restart: enough for a first batch on every partition.
 MORE = 2_000

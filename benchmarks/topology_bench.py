@@ -25,7 +25,7 @@ if str(ROOT) not in sys.path:
 
 from benchmarks.e2e import harness  # noqa: E402
 from benchmarks.e2e.report import LAST_RUN  # noqa: E402
-from pipeline._broker import LocalKafka, kafka_bootstrap_from_env  # noqa: E402
+from tools.broker import LocalKafka, kafka_bootstrap_from_env  # noqa: E402
 
 RUNS = (("single", 1), ("partitioned", 1), ("partitioned", 2), ("partitioned", 3))
 

@@ -1,4 +1,4 @@
-"""Benchmark of the dedupe window (pipeline/core/_window.py): memory, throughput, rebuild.
+"""Benchmark of the dedupe window (pipeline/state/_window.py): memory, throughput, rebuild.
 
 Usage: ``.venv/bin/python benchmarks/window_bench.py [--messages 5000000] [--quick]``
 
@@ -22,7 +22,7 @@ other processes' load.
 * rebuild: ``message_hash`` + ``load_batch`` over the emitted events of ``messages`` messages
   (1.5 events per message), from key bytes; only hashing and loading are timed.
 * snapshot: the same fill into a keyed window (``hash_key``; keyed vs plain hash cost per key),
-  then a snapshot file saved and loaded (pipeline/kafka/_snapshot.py): dump, write with fsync,
+  then a snapshot file saved and loaded (pipeline/state/_snapshot.py): dump, write with fsync,
   load (read, checksums, restore), and the file's size; the loaded window must be byte-equal
   and see the saved messages as duplicates. Alone: ``--child snapshot --messages N``.
 
@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from pipeline.core._window import (  # noqa: E402
+from pipeline.state._window import (  # noqa: E402
     DUPLICATE,
     EMIT,
     STALE,
@@ -309,11 +309,11 @@ def child_rebuild(messages: int) -> dict[str, Any]:
 
 def child_snapshot(messages: int) -> dict[str, Any]:
     """A keyed window filled like the rebuild's (1.5 events per message), then saved as a
-    snapshot file and loaded back (pipeline/kafka/_snapshot.py): dump, write (with fsync) and
+    snapshot file and loaded back (pipeline/state/_snapshot.py): dump, write (with fsync) and
     load (read, checksums, restore), in CPU and wall seconds; bytes of the file."""
     import tempfile
 
-    from pipeline.kafka import _snapshot
+    from pipeline.state import _snapshot
 
     rnd = random.Random(5)
     w = Window(max_messages=messages, generations=GENERATIONS, hash_key=os.urandom(16))

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pipeline._broker import LocalKafka, kafka_bootstrap_from_env
+from tools.broker import LocalKafka, kafka_bootstrap_from_env
 
 
 def pytest_configure(config: pytest.Config) -> None:

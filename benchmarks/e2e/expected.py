@@ -68,7 +68,7 @@ class LatencyCorpus:
 
 def _run_core(records: Sequence[Any], batch: int = 1000) -> tuple[list[Any], int, Any]:
     from pipeline.core._batch import Core
-    from pipeline.core._window import Window
+    from pipeline.state._window import Window
 
     core = Core(Window(5_000_000, 86_400_000))
     outputs: list[Any] = []

@@ -43,7 +43,7 @@ def run(
     def say(text: str = "") -> None:
         print(text, file=stream, flush=True)
 
-    from pipeline._broker import LocalKafka, kafka_bootstrap_from_env
+    from tools.broker import LocalKafka, kafka_bootstrap_from_env
 
     size = dict(QUICK if quick else FULL)
     if receipts:

@@ -20,7 +20,7 @@ from benchmarks.e2e.kafka_io import create_topics
 
 def tools_classpath() -> str | None:
     """Kafka's libs plus kafka-tools (fetched once with mvn next to the cached libs)."""
-    from pipeline._broker import KAFKA_VERSION, fetch_kafka
+    from tools.broker import KAFKA_VERSION, fetch_kafka
 
     libs = fetch_kafka(KAFKA_VERSION)
     jar = next(libs.glob("kafka-tools-[0-9]*.jar"), None)
@@ -54,7 +54,7 @@ def tools_classpath() -> str | None:
 def perf_tests(
     bootstrap: str, expected: Expected, workdir: Path, run_id: str, say: Any
 ) -> dict[str, float]:
-    from pipeline._broker import find_java
+    from tools.broker import find_java
 
     classpath = tools_classpath()
     if classpath is None:

@@ -36,7 +36,7 @@ _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>.*?):(?P<line>\d+)\)$")
 
 def _stage(frames: list[str]) -> str:
     """The stage a py-spy stack belongs to (first match, innermost concern of ours first), by
-    the modules of pipeline/ (core/, providers/, normalise/, kafka/)."""
+    the modules of pipeline/ (core/, state/, kafka/, runtime/)."""
     parsed = []
     for f in frames:
         m = _FRAME.match(f)
@@ -50,9 +50,9 @@ def _stage(frames: list[str]) -> str:
     def in_funcs(*prefixes: str) -> bool:
         return any(n.startswith(prefixes) for n in names)
 
-    if in_funcs("Restorer.") or in_files("kafka/_restore.py", "kafka/_snapshot.py"):
+    if in_funcs("Restorer.") or in_files("state/_restore.py", "state/_snapshot.py"):
         return "window restore and snapshots"
-    if in_files("core/_window.py", "core/_forward.py") or in_funcs("window_verdicts"):
+    if in_files("state/_window.py", "state/_identities.py") or in_funcs("window_verdicts"):
         return "window (dedupe: keys, hashing, check_batch)"
     if in_files("/providers/", "/normalise/", "schemas/") or in_funcs("Decoder.", "sniff"):
         return "decode + normalise (providers, msgspec decode)"
@@ -67,7 +67,9 @@ def _stage(frames: list[str]) -> str:
         return "aiokafka produce: batch build, partitioner, send"
     if in_files("aiokafka/consumer", "aiokafka/record", "aiokafka/codec.py", "kafka/_fetch.py"):
         return "aiokafka consume: fetch, decompress, parse records"
-    if in_files("kafka/_stage.py", "kafka/_route.py", "kafka/_dedupe.py", "kafka/_single.py"):
+    if in_files(
+        "runtime/_stage.py", "runtime/_route.py", "runtime/_dedupe.py", "runtime/_single.py"
+    ):
         return "loop glue (input records, settle, commit)"
     if in_files("aiokafka/"):
         return "aiokafka network/protocol (both directions)"

@@ -70,7 +70,7 @@ def setup_lines(
     lat: LatencyCorpus,
     start_ms: int,
 ) -> list[str]:
-    from pipeline._broker import KAFKA_VERSION
+    from tools.broker import KAFKA_VERSION
 
     v = package_version
     load = os.getloadavg()
@@ -83,7 +83,7 @@ def setup_lines(
         f"orjson {v('orjson')}, quixstreams {v('quixstreams')} "
         f"(confluent-kafka {v('confluent-kafka')})",
         f"kafka       {'external broker at ' + bootstrap if external else 'local KRaft broker '}"
-        f"{'' if external else KAFKA_VERSION + ' (pipeline._broker.LocalKafka, 512 MiB heap)'}",
+        f"{'' if external else KAFKA_VERSION + ' (tools.broker.LocalKafka, 512 MiB heap)'}",
         f"machine     {platform.system()} {platform.machine()}, {os.cpu_count()} CPUs "
         f"({cpu_model()}), load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
         f"(broker, contender and harness share them)",

@@ -1,5 +1,6 @@
 """The I/O-free batch core: routing, decode → normalise → dedupe → encode, and the window."""
 
+from ..state._window import Window
 from ._batch import (
     BatchResult,
     Core,
@@ -10,7 +11,6 @@ from ._batch import (
     OutputRecord,
     parse_routes,
 )
-from ._window import Window
 
 __all__ = [
     "BatchResult",

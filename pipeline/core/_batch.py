@@ -16,8 +16,9 @@ import msgspec
 
 from schemas import PROVIDER_INDEX, STATUS_INDEX, ReceiptEvent
 
-from ..normalise._context import RecordContext
-from ..normalise._errors import (
+from ..state._window import EMIT, Window
+from .normalise._context import RecordContext
+from .normalise._errors import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_RECORD_MAX_BYTES,
     BodyTooLarge,
@@ -27,10 +28,9 @@ from ..normalise._errors import (
     PartialBody,
     UnknownFormat,
 )
-from ..normalise._fields import UNMAPPED_STATUSES
-from ..normalise._timefmt import format_epoch_ms, zone
-from ..providers import REGISTRY, SKIP_KINDS, ProviderModule
-from ._window import EMIT, Window
+from .normalise._fields import UNMAPPED_STATUSES
+from .normalise._timefmt import format_epoch_ms, zone
+from .providers import REGISTRY, SKIP_KINDS, ProviderModule
 
 Headers = Sequence[tuple[str, bytes]]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Final, NamedTuple
 
-from ..providers import REGISTRY
+from ..core.providers import REGISTRY
 
 
 class Answer(NamedTuple):

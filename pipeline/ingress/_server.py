@@ -16,8 +16,8 @@ from collections.abc import Iterator
 
 import uvicorn
 
-from .._logging import configure_logging
 from ..kafka._clients import BrokerUnreachable
+from ..ops._logging import configure_logging
 from ._app import Ingress
 from ._metrics import IngressMetrics
 from ._producer import Writer

@@ -8,7 +8,7 @@ from typing import Annotated, Final
 
 import msgspec
 
-from .._config import HELP, ConfigError, KafkaSettings, Positive, Settings
+from ..config._settings import HELP, ConfigError, KafkaSettings, Positive, Settings
 
 MiB: Final = 1024 * 1024
 

@@ -1,5 +1,1 @@
-"""The Kafka stages: a thin asynchronous shell around the batch core."""
-
-from ._serve import run_kafka
-
-__all__ = ["run_kafka"]
+"""Kafka adapters: aiokafka clients, fetch, topic limits, partitioner, sink, transactions."""

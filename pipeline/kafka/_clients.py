@@ -11,7 +11,7 @@ import anyio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
-from .._config import Settings
+from ..config._settings import Settings
 from ._sink import PRODUCER_BATCH_BYTES
 
 log = logging.getLogger("pipeline.kafka")

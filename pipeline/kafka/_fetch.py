@@ -30,7 +30,7 @@ from aiokafka.record.util import decode_varint
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from ..core._batch import DeadLetter, InputRecord, dead_letter
-from ..normalise._errors import DecodeError
+from ..core.normalise._errors import DecodeError
 
 
 class UnreadableRecord(DecodeError):

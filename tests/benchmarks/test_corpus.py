@@ -27,9 +27,9 @@ from benchmarks.corpus import (
     kcat_line,
     write_jsonl,
 )
-from pipeline._embedded import read_records
+from pipeline.cli._embedded import read_records
 from pipeline.core._batch import Core, InputRecord, sniff
-from pipeline.core._window import Window
+from pipeline.state._window import Window
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = 3

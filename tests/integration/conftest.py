@@ -42,10 +42,10 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from benchmarks import corpus
-from pipeline import _broker as broker_module
-from pipeline._broker import LocalKafka
 from pipeline.core._batch import BatchResult, Core, CoreConfig, InputRecord, sniff
-from pipeline.core._window import Window
+from pipeline.state._window import Window
+from tools import broker as broker_module
+from tools.broker import LocalKafka
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,7 +14,7 @@ from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
 
 from benchmarks.generators.noise import ENTITY_BOMB
 from pipeline.core._batch import Decoder, InputRecord
-from pipeline.normalise._errors import DecodeError, NotReceipts
+from pipeline.core.normalise._errors import DecodeError, NotReceipts
 
 MIB = 1024 * 1024
 

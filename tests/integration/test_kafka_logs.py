@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from pipeline._broker import LocalKafka
+from tools.broker import LocalKafka
 
 from .conftest import make_topics, run_args
 

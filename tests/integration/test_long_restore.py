@@ -11,12 +11,12 @@ from typing import Any
 import anyio
 import pytest
 
-from pipeline._config import Settings, load
-from pipeline.core._window import Window
-from pipeline.kafka import _restore as restore_module
-from pipeline.kafka._dedupe import Dedupe
-from pipeline.kafka._restore import Restored, Restorer
-from pipeline.kafka._serve import Processor
+from pipeline.config._settings import Settings, load
+from pipeline.runtime._dedupe import Dedupe
+from pipeline.runtime._processor import Processor
+from pipeline.state import _restore as restore_module
+from pipeline.state._restore import Restored, Restorer
+from pipeline.state._window import Window
 
 from .conftest import (
     MIN_SESSION_MS,

@@ -16,7 +16,7 @@ import pytest
 from aiokafka.structs import ConsumerRecord
 
 from pipeline.core._batch import InputRecord, record_size
-from pipeline.normalise._errors import DEFAULT_RECORD_MAX_BYTES
+from pipeline.core.normalise._errors import DEFAULT_RECORD_MAX_BYTES
 
 from .conftest import (
     BIG,

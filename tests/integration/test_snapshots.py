@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.kafka._snapshot import path_for
+from pipeline.state._snapshot import path_for
 
 from .conftest import (
     check_outputs,

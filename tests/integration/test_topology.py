@@ -14,7 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from pipeline.kafka._partitioner import partition_for
-from pipeline.kafka._restore import bound
+from pipeline.state._restore import bound
 
 from .conftest import (
     Placement,

@@ -8,8 +8,8 @@ import msgspec
 import pytest
 
 from pipeline.core._batch import sniff
-from pipeline.normalise._context import RecordContext
-from pipeline.providers import REGISTRY
+from pipeline.core.normalise._context import RecordContext
+from pipeline.core.providers import REGISTRY
 
 GOLDEN = Path(__file__).parent.parent / "golden"
 BODIES = sorted(GOLDEN.glob("*/*.body"))

@@ -23,17 +23,17 @@ from pipeline.core._batch import (
     dead_letter,
     record_size,
 )
-from pipeline.core._window import Window
-from pipeline.kafka._partitioner import partition_for
-from pipeline.normalise._context import RecordContext
-from pipeline.normalise._errors import (
+from pipeline.core.normalise._context import RecordContext
+from pipeline.core.normalise._errors import (
     DEFAULT_RECORD_MAX_BYTES,
     BodyTooLarge,
     MalformedBody,
 )
-from pipeline.normalise._fields import UNMAPPED_STATUSES
-from pipeline.providers import REGISTRY, SKIP_KINDS, smspartner
-from pipeline.providers.yunpian import percent_decode
+from pipeline.core.normalise._fields import UNMAPPED_STATUSES
+from pipeline.core.providers import REGISTRY, SKIP_KINDS, smspartner
+from pipeline.core.providers.yunpian import percent_decode
+from pipeline.kafka._partitioner import partition_for
+from pipeline.state._window import Window
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests/golden"

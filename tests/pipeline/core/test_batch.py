@@ -8,8 +8,8 @@ import msgspec
 import pytest
 
 from pipeline.core._batch import Core, CoreConfig, InputRecord, Route, parse_routes, record_size
-from pipeline.core._window import Window
-from pipeline.normalise._errors import DEFAULT_RECORD_MAX_BYTES
+from pipeline.core.normalise._errors import DEFAULT_RECORD_MAX_BYTES
+from pipeline.state._window import Window
 
 GOLDEN = Path(__file__).parents[2] / "golden"
 YUNPIAN = (GOLDEN / "yunpian/push.body").read_bytes()

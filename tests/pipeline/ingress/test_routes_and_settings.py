@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline._config import ConfigError, add_arguments, load_settings
+from pipeline.config._settings import ConfigError, add_arguments, load_settings
+from pipeline.core.providers import REGISTRY
 from pipeline.ingress import INGRESS_HELP, ROUTES, IngressSettings
 from pipeline.ingress._routes import PROVIDERS
 from pipeline.ingress._settings import check
-from pipeline.providers import REGISTRY
 
 
 def test_every_decodable_endpoint_and_push_has_a_path() -> None:

@@ -3,7 +3,7 @@
 * Java: tests/java/Murmur2Vectors.java runs ``Utils.murmur2`` and
   ``BuiltInPartitioner.partitionForKey`` from the kafka-clients jar of the suite's broker cache
   (``${XDG_CACHE_HOME:-~/.cache}/sms-pipeline/kafka-<version>/libs``; fetched with Maven by
-  ``pipeline._broker.fetch_kafka`` when absent) on 111 000+ keys: realistic output keys, and keys
+  ``tools.broker.fetch_kafka`` when absent) on 111 000+ keys: realistic output keys, and keys
   of every length 0..200 (so every tail length mod 4) made of random bytes, ASCII and non-ASCII
   UTF-8, plus sign-bit traps (all 0x80 / 0xff bytes) and a few long keys. These tests FAIL, never
   skip, when Java 17+ (with javac), Maven or the jar is unavailable.
@@ -39,8 +39,8 @@ from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline import _broker
 from pipeline.kafka._partitioner import murmur2, partition_for, partitions_for
+from tools import broker as _broker
 
 HERE = Path(__file__).resolve().parent
 JAVA_SOURCE = HERE.parents[1] / "java" / "Murmur2Vectors.java"
@@ -154,7 +154,7 @@ def kafka_clients_classpath() -> list[Path]:
     """kafka-clients and slf4j-api jars from the suite's broker cache, fetched if absent.
 
     Globs ``<cache>/sms-pipeline/kafka-*/libs/kafka-clients-*.jar`` (the pinned broker version
-    first); when there is none, ``pipeline._broker.fetch_kafka`` downloads that version's jars
+    first); when there is none, ``tools.broker.fetch_kafka`` downloads that version's jars
     with Maven into ``<cache>/sms-pipeline/kafka-<version>/libs`` (locked against a concurrent
     download by the broker fixture). Raises when Maven or the network fails.
     """

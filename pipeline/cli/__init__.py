@@ -1,0 +1,1 @@
+"""Entry points of ``python -m pipeline``: run (Kafka or embedded), ingress, normalise, schema."""

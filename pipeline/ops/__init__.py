@@ -1,0 +1,1 @@
+"""Operations, shared by the processor and the ingress: metrics, probes, endpoints, logging, GC."""

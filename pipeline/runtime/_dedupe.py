@@ -1,0 +1,261 @@
+"""Stage *dedupe* of topology `partitioned`: repartition partition p → window p → output p.
+
+Group `<group>.dedupe` on the repartition topic. Each owned partition p has its own window
+(capacity `window_max_messages // P`, so an instance's memory falls as instances are added),
+restored from output partition p, its changelog, before p's first batch and dropped when p goes.
+With `state_dir` set, window p is snapshotted (pipeline/state/_snapshot.py) when p goes, at
+shutdown and every `snapshot_interval_s`; on assignment a usable snapshot seeds it and only the
+output records written after it are read. What passes is written to output partition p with
+the same key, value, headers and timestamp.
+
+With `exactly_once`, output partition p is written by its own transactional producer
+(_transactions.py): each batch's records for p and its offsets of p commit in one transaction,
+and opening p's producer on assignment fences the previous owner before p is restored.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+import anyio
+from aiokafka import TopicPartition
+
+from schemas import PROVIDERS, STATUS_INDEX
+
+from ..config._settings import Settings
+from ..kafka._clients import METADATA_MAX_AGE_MS, kafka_options, new_group_consumer
+from ..kafka._sink import Record, Sent, Sink
+from ..kafka._transactions import PartitionLost, PartitionWriters
+from ..state import _snapshot as snapshot
+from ..state._identities import passing
+from ..state._restore import Restorer
+from ..state._window import Window, WindowCounters
+from ._route import repartition_topic
+from ._stage import Stage
+
+log = logging.getLogger("pipeline.kafka")
+
+STATUSES = sorted(STATUS_INDEX, key=STATUS_INDEX.__getitem__)
+
+
+class Dropped:
+    """What the windows dropped so far counted (a partition revoked or lost), summed with the
+    windows held by the metrics so that their counters never go back at a rebalance."""
+
+    def __init__(self) -> None:
+        self.counters = WindowCounters()
+
+    def __len__(self) -> int:
+        return 0
+
+
+def window_capacity(settings: Settings, partitions: int) -> int:
+    return max(1, settings.window_max_messages // partitions)
+
+
+class Dedupe(Stage):
+    name = "dedupe"
+
+    def __init__(
+        self,
+        settings: Settings,
+        sink: Sink,
+        restorer: Restorer,
+        partitions: int,
+        stopping: anyio.Event,
+    ) -> None:
+        self.group = f"{settings.group_id}.dedupe"
+        consumer = new_group_consumer(settings, self.group)
+        super().__init__(settings, consumer, sink, stopping)
+        self.restorer = restorer
+        self.partitions = partitions
+        self.capacity = window_capacity(settings, partitions)
+        self.windows: dict[int, Window] = {}
+        self.topic = repartition_topic(settings)
+        self.tolerance_ms = settings.clock_skew_tolerance_s * 1000
+        #: Events forwarded, by (provider, status) code (the route stage's core counts events
+        #: before dedupe).
+        self.emitted: Counter[tuple[int, int]] = Counter()
+        self.writers = new_writers(settings) if settings.exactly_once else None
+        if self.writers is not None:
+            self.depth = 1  # each batch commits inside its own transactions: nothing to overlap
+        self.dropped = Dropped()
+        #: Newest record time forwarded per partition (ms), for the snapshots.
+        self.newest: dict[int, int] = {}
+        self.saved_at = time.monotonic()
+
+    def events_out(self) -> Counter[tuple[str, str]]:
+        return Counter({(PROVIDERS[p], STATUSES[s]): n for (p, s), n in self.emitted.items()})
+
+    def subscribe(self) -> None:
+        self.consumer.subscribe([self.topic], listener=self.listener())
+
+    def new_window(self) -> Window:
+        # A window that is snapshotted hashes with a key of its own (the key is in the dump).
+        key = os.urandom(16) if self.settings.state_dir else None
+        return Window(self.capacity, self.settings.window_ttl_s * 1000, hash_key=key)
+
+    async def assigned(self, partitions: set[TopicPartition]) -> None:
+        """New partitions are held (paused) until `restore_step` opens their windows."""
+        new = {tp for tp in partitions if tp.partition not in self.windows}
+        if self.writers is not None:
+            for tp in sorted(new):
+                # Fence p's previous owner first: its open transaction is aborted and it can
+                # write no more, so the (read_committed) restore sees p's final state.
+                await self.writers.open(tp.partition)
+        self.hold(new)
+
+    async def restore_step(self) -> set[TopicPartition]:
+        tp = min(self.pending)
+        self.windows[tp.partition] = await self.open_window(tp.partition)
+        return {tp}
+
+    async def open_window(self, partition: int) -> Window:
+        """Window p from its snapshot and the output after it when the snapshot is usable,
+        else rebuilt (bounded) from the output."""
+        state_dir = self.settings.state_dir
+        if state_dir:
+            snap = await anyio.to_thread.run_sync(
+                snapshot.load,
+                state_dir,
+                self.group,
+                self.settings.output_topic,
+                partition,
+                self.capacity,
+                self.settings.window_ttl_s * 1000,
+            )
+            if snap is not None:
+                begin, end = await self.restorer.offsets(partition)
+                if snapshot.usable(snap, begin, end):
+                    await self.restorer.resume(partition, snap.window, snap.offset, end)
+                    self.newest[partition] = snap.newest_ts
+                    return snap.window
+                log.warning(
+                    "ignoring stale snapshot",
+                    extra={
+                        "partition": partition,
+                        "offset": snap.offset,
+                        "log_start": begin,
+                        "end_offset": end,
+                    },
+                )
+        window = self.new_window()
+        await self.restorer.restore(partition, window, self.capacity)
+        return window
+
+    async def save(self, partitions: Iterable[int]) -> None:
+        """Snapshot windows `partitions` when settled (everything forwarded is acked, so each
+        window reflects its output partition up to the end offset asked for now; unsettled, the
+        windows hold what the output may not). A failure is logged: the next assignment then
+        rebuilds from the output."""
+        state_dir = self.settings.state_dir
+        if not state_dir or not self.settled:
+            return
+        topic = self.settings.output_topic
+        for p in partitions:
+            window = self.windows.get(p)
+            if window is None:
+                continue
+            try:
+                _, end = await self.restorer.offsets(p)
+                data = snapshot.encode(self.group, topic, p, window, end, self.newest.get(p, 0))
+                path = await anyio.to_thread.run_sync(
+                    snapshot.write, state_dir, self.group, topic, p, data
+                )
+            except Exception as exc:
+                log.warning("snapshot failed", extra={"partition": p, "error": repr(exc)})
+                continue
+            log.info(
+                "window snapshotted",
+                extra={"partition": p, "offset": end, "messages": len(window), "path": str(path)},
+            )
+        self.saved_at = time.monotonic()
+
+    async def revoked(self, partitions: set[TopicPartition]) -> None:
+        await self.save(sorted(tp.partition for tp in partitions))
+        for tp in partitions:
+            self.drop(tp.partition)
+            if self.writers is not None:
+                await self.writers.close(tp.partition)
+
+    def drop(self, partition: int) -> None:
+        window = self.windows.pop(partition, None)
+        if window is not None:
+            self.dropped.counters.add(window.counters)
+        self.newest.pop(partition, None)
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> bool:
+        if self.writers is not None:
+            return True  # committed inside each partition's transaction (process)
+        return await super().commit(offsets)
+
+    async def close(self) -> None:
+        await self.save(sorted(self.windows))
+        self.windows.clear()
+        if self.writers is not None:
+            await self.writers.close_all()
+
+    async def run_batch(self, batches: dict[TopicPartition, list[Any]]) -> None:
+        await super().run_batch(batches)
+        if time.monotonic() - self.saved_at >= self.settings.snapshot_interval_s:
+            await self.settle()
+            await self.save(sorted(self.windows))
+
+    async def process(self, batches: dict[TopicPartition, list[Any]]) -> list[Sent]:
+        wall_ms = time.time_ns() // 1_000_000
+        sent: list[Sent] = []
+        topic = self.settings.output_topic
+        for tp, messages in batches.items():
+            window = self.windows.get(tp.partition)
+            if window is None:  # lost (fenced) since: the group is rebalancing it away
+                continue
+            stamp = max(m.timestamp for m in messages)
+            if stamp > self.newest.get(tp.partition, -1):
+                self.newest[tp.partition] = stamp
+            keep = passing(
+                window,
+                [(m.key, m.headers, m.timestamp) for m in messages],
+                wall_ms,
+                self.tolerance_ms,
+                self.emitted,
+            )
+            if keep:
+                # A list of headers: aiokafka's batch builder takes nothing else.
+                records: list[Record] = [
+                    (m.key, m.value, list(m.headers), m.timestamp)
+                    for m in (messages[i] for i in keep)
+                ]
+            else:
+                records = []
+            if self.writers is None:
+                if records:
+                    sent += await self.sink.send(topic, records, [tp.partition] * len(records))
+                continue
+            try:
+                # Also without records: the batch's offsets commit in the transaction.
+                await self.writers.write(
+                    tp.partition, records, {tp: messages[-1].offset + 1}, self.group
+                )
+            except PartitionLost as exc:
+                # Another member owns p now and replays this batch; the group rebalances us.
+                self.drop(tp.partition)
+                log.warning("partition lost", extra={"stage": self.name, "error": str(exc)})
+        return sent
+
+
+def new_writers(settings: Settings) -> PartitionWriters:
+    return PartitionWriters(
+        settings.group_id,
+        settings.output_topic,
+        {
+            **kafka_options(settings),
+            "compression_type": None if settings.compression == "none" else settings.compression,
+            "linger_ms": settings.linger_ms,
+            "metadata_max_age_ms": METADATA_MAX_AGE_MS,
+        },
+    )

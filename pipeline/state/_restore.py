@@ -1,0 +1,178 @@
+"""Window p rebuilt from output partition p (its changelog) before p's first batch.
+
+The read starts at the later of: the offset of (newest record time in p − ttl), and end − a
+bound derived from the window's capacity; never from the wall clock, so input stamped long ago
+(a backlog, a replay) still finds the events it caused. Keys and headers only are looked at:
+values are never decoded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, Final, NamedTuple
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from ..config._settings import Settings
+from ..kafka._clients import kafka_options, start_with_retry
+from ._identities import Identities
+from ._window import Window
+
+log = logging.getLogger("pipeline.kafka")
+
+#: Output records per message the bound allows for: a submit result and a final status.
+RECORDS_PER_MESSAGE: Final = 2
+#: Records looked at from the end of a partition to find its newest record time.
+TAIL: Final = 64
+#: Seconds a restore's read may get no record further before it counts as stalled.
+STALL_S: Final = 20.0
+
+
+class RestoreStalled(Exception):
+    """A restore's read made no progress for `STALL_S` (the broker answers no fetch)."""
+
+
+class Restored(NamedTuple):
+    partition: int
+    records: int
+    seconds: float
+    start: int
+    end: int
+    #: Whether a snapshot seeded the window (then only records from `start` on were read).
+    snapshot: bool = False
+
+
+def bound(capacity: int) -> int:
+    """The most output records a restore of a window of `capacity` messages reads."""
+    return capacity * RECORDS_PER_MESSAGE
+
+
+class Restorer:
+    """Reads output partitions into windows, one at a time, on a consumer of its own (no group)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.consumer = AIOKafkaConsumer(
+            **kafka_options(settings),
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            fetch_max_bytes=16 * 1024 * 1024,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        #: Every restore so far (newest last), for the log.
+        self.done: list[Restored] = []
+        #: Called with (seconds, records) after each restore (the metrics).
+        self.on_restore: Callable[[float, int], None] | None = None
+
+    async def start(self) -> None:
+        await start_with_retry(self.consumer, "restore", self.settings)
+
+    async def offsets(self, partition: int) -> tuple[int, int]:
+        """Output partition p's log start and end offsets now."""
+        consumer = self.consumer
+        tp = TopicPartition(self.settings.output_topic, partition)
+        begin = (await consumer.beginning_offsets([tp]))[tp]
+        end = (await consumer.end_offsets([tp]))[tp]
+        return begin, end
+
+    async def resume(self, partition: int, window: Window, start: int, end: int) -> Restored:
+        """Window p seeded from a snapshot: read only the output records in [start, end)."""
+        started = time.monotonic()
+        tp = TopicPartition(self.settings.output_topic, partition)
+        records = 0
+        if end > start:
+            with self._assigned(tp):
+                records = await self._load(tp, start, end, window)
+        return self._done(
+            Restored(partition, records, time.monotonic() - started, start, end, True), window
+        )
+
+    async def restore(self, partition: int, window: Window, capacity: int) -> Restored:
+        started = time.monotonic()
+        consumer = self.consumer
+        tp = TopicPartition(self.settings.output_topic, partition)
+        begin, end = await self.offsets(partition)
+        start = end
+        records = 0
+        if end > begin:
+            with self._assigned(tp):
+                newest = await self._newest_time(tp, max(begin, end - TAIL), end)
+                start = max(begin, end - bound(capacity))
+                if newest is not None:
+                    cutoff = newest - self.settings.window_ttl_s * 1000
+                    found = await consumer.offsets_for_times({tp: max(0, cutoff)})
+                    hit = found.get(tp)
+                    start = max(start, hit.offset if hit is not None else end)
+                records = await self._load(tp, start, end, window)
+        return self._done(
+            Restored(partition, records, time.monotonic() - started, start, end), window
+        )
+
+    @contextlib.contextmanager
+    def _assigned(self, tp: TopicPartition) -> Iterator[None]:
+        """`tp` assigned while it is read, and nothing after. An assigned partition at its end
+        keeps a fetch waiting on the broker (`fetch.max.wait.ms`), and the offset requests of
+        the next restore or snapshot queue behind it: about a second per partition."""
+        self.consumer.assign([tp])
+        try:
+            yield
+        finally:
+            self.consumer.assign([])
+
+    def _done(self, done: Restored, window: Window) -> Restored:
+        self.done.append(done)
+        if self.on_restore is not None:
+            self.on_restore(done.seconds, done.records)
+        log.info(
+            "window restored",
+            extra={
+                "partition": done.partition,
+                "records": done.records,
+                "messages": len(window),
+                "from_offset": done.start,
+                "end_offset": done.end,
+                "snapshot": done.snapshot,
+                "seconds": round(done.seconds, 3),
+            },
+        )
+        return done
+
+    async def _newest_time(self, tp: TopicPartition, start: int, end: int) -> int | None:
+        newest = None
+        async for messages in self._read(tp, start, end):
+            for m in messages:
+                if newest is None or m.timestamp > newest:
+                    newest = m.timestamp
+        return newest
+
+    async def _load(self, tp: TopicPartition, start: int, end: int, window: Window) -> int:
+        count = 0
+        async for messages in self._read(tp, start, end, 50_000):
+            Identities((m.key, m.headers, m.timestamp) for m in messages).load(window)
+            count += len(messages)
+        return count
+
+    async def _read(
+        self, tp: TopicPartition, start: int, end: int, max_records: int | None = None
+    ) -> AsyncIterator[list[Any]]:
+        """The records of `tp` in [start, end), fetch by fetch. A read that gets nowhere for
+        `STALL_S` raises `RestoreStalled` (the stage retries the step, then stops): a restore
+        waits for the broker, and a wait that can never end must not hold the stage for ever."""
+        consumer = self.consumer
+        consumer.seek(tp, start)
+        position, moved = start, time.monotonic()
+        while position < end:
+            batches = await consumer.getmany(tp, timeout_ms=200, max_records=max_records)
+            for messages in batches.values():
+                yield [m for m in messages if m.offset < end]
+            now = await consumer.position(tp)
+            if now > position:
+                position, moved = now, time.monotonic()
+            elif time.monotonic() - moved > STALL_S:
+                raise RestoreStalled(
+                    f"restore of {tp.topic}[{tp.partition}] got no record past offset "
+                    f"{position} (of {start}..{end}) for {STALL_S} s"
+                )

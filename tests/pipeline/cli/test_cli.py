@@ -1,0 +1,122 @@
+"""The command line, run as users run it: `python -m pipeline ...` in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import msgspec
+
+from pipeline.cli._main import event_schema
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def pipeline(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        input=stdin,
+        capture_output=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+
+
+def test_help_lists_the_subcommands() -> None:
+    result = pipeline("--help")
+    assert result.returncode == 0
+    for command in ("run", "normalise", "schema", "broker"):
+        assert command in result.stdout.decode()
+
+
+def test_run_help_documents_every_option_with_its_default() -> None:
+    text = pipeline("run", "--help").stdout.decode()
+    for flag in (
+        "--bootstrap-servers",
+        "--from",
+        "--to",
+        "--window-max-messages",
+        "--workers",
+        "--metrics-port",
+        "--time-zones",
+        "--topic-map",
+        "--config",
+    ):
+        assert flag in text
+    assert text.count("(default:") >= 25
+
+
+def test_schema_is_valid_json_schema_for_events() -> None:
+    result = pipeline("schema")
+    assert result.returncode == 0
+    schema = json.loads(result.stdout)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    event = json.loads(
+        (ROOT / "tests/golden/yunpian/push.expected.jsonl").read_text().splitlines()[0]
+    )
+    jsonschema.validate(event, schema)
+    event["status"] = "HAPPY"
+    validator = jsonschema.Draft202012Validator(schema)
+    assert not validator.is_valid(event)
+
+
+def test_committed_schema_matches_the_struct() -> None:
+    committed = (ROOT / "schemas/receipt_event.schema.json").read_bytes()
+    assert committed == event_schema(), (
+        "regenerate: python -m pipeline schema > schemas/receipt_event.schema.json"
+    )
+
+
+def test_normalise_prints_events(tmp_path: Path) -> None:
+    body = ROOT / "tests/golden/yunpian/push.body"
+    result = pipeline("normalise", "--provider", "yunpian", str(body))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    expected = (ROOT / "tests/golden/yunpian/push.expected.jsonl").read_bytes().splitlines()
+    assert len(lines) == len(expected)
+
+    # Same events as the golden file apart from where they came from.
+    def strip(raw: bytes) -> dict[str, object]:
+        event = msgspec.json.decode(raw)
+        return {k: v for k, v in event.items() if k not in ("source", "observed_at")}
+
+    assert [strip(x) for x in lines] == [strip(x) for x in expected]
+
+
+def test_normalise_bad_body_names_file_and_prints_nothing(tmp_path: Path) -> None:
+    good = ROOT / "tests/golden/yunpian/push.body"
+    bad = tmp_path / "truncated.body"
+    bad.write_bytes(good.read_bytes()[:-40])
+    result = pipeline("normalise", "--provider", "yunpian", str(bad))
+    assert result.returncode == 1
+    assert result.stdout == b""
+    assert str(bad) in result.stderr.decode()
+    assert "MalformedBody" in result.stderr.decode()
+
+
+def test_bad_flag_value_names_it() -> None:
+    result = pipeline("run", "--from", "-", "--window-max-messages", "zero", stdin=b"")
+    assert result.returncode == 2
+    assert "window_max_messages" in result.stderr.decode()
+
+
+def test_bad_env_value_names_it() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", "run", "--from", "-"],
+        input=b"",
+        capture_output=True,
+        cwd=ROOT,
+        env={"PIPELINE_WORKERS": "-3", "PATH": "/usr/bin:/bin"},
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "PIPELINE_WORKERS" in result.stderr.decode()
+
+
+def test_bad_time_zone_setting_names_it() -> None:
+    result = pipeline("run", "--from", "-", "--time-zones", "yunpian=Mars/Olympus", stdin=b"")
+    assert result.returncode == 2
+    assert "time_zones" in result.stderr.decode() and "Mars/Olympus" in result.stderr.decode()

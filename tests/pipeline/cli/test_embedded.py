@@ -1,0 +1,101 @@
+"""The embedded run mode on the bundled sample stream: exact expected output.
+
+The stream (pipeline/sample/stream.jsonl) holds all five providers with a provider retry, push and
+poll overlapping, late intermediate statuses after finals, non-receipt bodies, an undecodable, an
+unrecognisable and a provider-error record, and records without headers.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+SAMPLE = ROOT / "pipeline/sample/stream.jsonl"
+DATA = ROOT / "tests/data"
+
+
+def run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", "run", *args],
+        input=stdin,
+        capture_output=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+
+
+def test_sample_stream_exact_output(tmp_path: Path) -> None:
+    out = tmp_path / "events.jsonl"
+    result = run("--from", str(SAMPLE), "--to", str(out))
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes() == (DATA / "sample_stream.expected.jsonl").read_bytes()
+    dead = tmp_path / "events.jsonl.deadletter.jsonl"
+    assert dead.read_bytes() == (DATA / "sample_stream.deadletter.jsonl").read_bytes()
+    summary = result.stderr.decode()
+    assert "21 records in, 64 receipts decoded, 48 events out, 14 duplicates, 2 stale, " in summary
+    assert "3 dead-lettered, 2 skipped" in summary
+
+
+def test_sample_stream_decisions() -> None:
+    events = [
+        json.loads(x) for x in (DATA / "sample_stream.expected.jsonl").read_text().splitlines()
+    ]
+    identities = [(e["provider"], e["message_key"], e["status"]) for e in events]
+    assert len(identities) == len(set(identities)), "an identity was emitted twice"
+    # The Yunpian retry five minutes later (offset 19) and the double-encoded copy emit nothing.
+    assert not [e for e in events if e["source"]["offset"] in (19, 20)]
+    # Late intermediates after a final are stale: Ultiroam SENT_OK (offset 9, index 0) and the
+    # Tencent submit result for a message already EXPIRED (offset 3, index 0).
+    assert not [
+        e for e in events if (e["source"]["offset"], e["source"]["index"]) in ((9, 0), (3, 0))
+    ]
+    # Unlabelled records were recognised by shape.
+    assert {e["source"]["offset"] for e in events} >= {1, 6, 10, 12}
+    dead = [
+        json.loads(x) for x in (DATA / "sample_stream.deadletter.jsonl").read_text().splitlines()
+    ]
+    classes = [
+        dict(zip(d["headers"][::2], d["headers"][1::2], strict=True))["error.class"] for d in dead
+    ]
+    assert classes == ["MalformedBody", "UnknownFormat", "ProviderError"]
+
+
+def test_stdin_to_stdout_with_dead_letters_on_stderr() -> None:
+    result = run("--from", "-", "--to", "-", stdin=SAMPLE.read_bytes())
+    assert result.returncode == 0
+    assert result.stdout == (DATA / "sample_stream.expected.jsonl").read_bytes()
+    assert b'"error.class","UnknownFormat"' in result.stderr
+
+
+def test_directory_of_bodies(tmp_path: Path) -> None:
+    bodies = tmp_path / "bodies"
+    bodies.mkdir()
+    for path in sorted((ROOT / "tests/golden").glob("*/*.body")):
+        (bodies / f"{path.parent.name}-{path.name}").write_bytes(path.read_bytes())
+    (bodies / "zz-garbage.body").write_bytes(b"\xff\xfe not a body")
+    out = tmp_path / "out.jsonl"
+    result = run("--from", str(bodies), "--to", str(out))
+    assert result.returncode == 0, result.stderr
+    expected = sum(
+        len(p.read_text().splitlines()) for p in (ROOT / "tests/golden").glob("*/*.expected.jsonl")
+    )
+    emitted = out.read_text().splitlines()
+    # Golden bodies share some messages across formats; every line is a distinct identity.
+    identities = {(e["provider"], e["message_key"], e["status"]) for e in map(json.loads, emitted)}
+    assert len(identities) == len(emitted) <= expected
+    assert len(emitted) > expected * 0.8
+    dead = (tmp_path / "out.jsonl.deadletter.jsonl").read_text()
+    assert "zz-garbage.body" in dead
+
+
+def test_malformed_envelope_line_is_dead_lettered(tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(SAMPLE.read_bytes().splitlines(keepends=True)[4] + b"{not json\n")
+    out = tmp_path / "out.jsonl"
+    result = run("--from", str(source), "--to", str(out))
+    assert result.returncode == 0
+    assert len(out.read_text().splitlines()) == 5
+    assert "MalformedEnvelope" in (tmp_path / "out.jsonl.deadletter.jsonl").read_text()

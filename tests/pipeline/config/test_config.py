@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+from pathlib import Path
+
+import pytest
+
+from pipeline.config._settings import ConfigError, Settings, add_arguments, core_config, load
+
+
+def flags(*argv: str) -> dict[str, object]:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return vars(parser.parse_args(argv))
+
+
+def test_defaults() -> None:
+    assert load(flags(), {}) == Settings()
+
+
+def test_flags_win_over_env_over_file(tmp_path: Path) -> None:
+    config = tmp_path / "pipeline.toml"
+    config.write_text('group_id = "from-file"\nlinger_ms = 1\nworkers = 3\n')
+    env = {"PIPELINE_LINGER_MS": "2", "PIPELINE_WORKERS": "4"}
+    settings = load(flags("--config", str(config), "--workers", "5"), env)
+    assert (settings.group_id, settings.linger_ms, settings.workers) == ("from-file", 2, 5)
+
+
+def test_lists_and_maps_from_text() -> None:
+    settings = load(
+        flags(
+            "--input-topics", "a,b", "--input-topics", "c", "--time-zones", "ultiroam=Europe/Berlin"
+        ),
+        {"PIPELINE_TOPIC_MAP": "raw-yp=yunpian.push, raw-tc=tencent"},
+    )
+    assert settings.input_topics == ["a", "b", "c"]
+    assert settings.time_zones == {"ultiroam": "Europe/Berlin"}
+    assert settings.topic_map == {"raw-yp": "yunpian.push", "raw-tc": "tencent"}
+
+
+def test_kafka_bootstrap_servers_env() -> None:
+    assert load(flags(), {"KAFKA_BOOTSTRAP_SERVERS": "h:1"}).bootstrap_servers == "h:1"
+    assert (
+        load(
+            flags(), {"KAFKA_BOOTSTRAP_SERVERS": "h:1", "PIPELINE_BOOTSTRAP_SERVERS": "h:2"}
+        ).bootstrap_servers
+        == "h:2"
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "named"),
+    [
+        ((), {"PIPELINE_WINDOW_TTL_S": "soon"}, "PIPELINE_WINDOW_TTL_S"),
+        (("--compression", "snappy"), {}, "--compression"),
+        (("--metrics-port", "70000"), {}, "metrics_port"),
+        (("--time-zones", "yunpian"), {}, "time_zones"),
+    ],
+)
+def test_bad_values_name_the_setting(
+    argv: tuple[str, ...], env: dict[str, str], named: str
+) -> None:
+    with pytest.raises(ConfigError, match=named):
+        load(flags(*argv), env)
+
+
+def test_bad_file_key_and_syntax(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("windw_max_messages = 3\n")
+    with pytest.raises(ConfigError, match="windw_max_messages"):
+        load(flags("--config", str(config)), {})
+    config.write_text("workers = \n")
+    with pytest.raises(ConfigError, match=re.escape(str(config))):
+        load(flags("--config", str(config)), {})
+    with pytest.raises(ConfigError, match=r"missing\.toml"):
+        load(flags("--config", str(tmp_path / "missing.toml")), {})
+
+
+def test_clock_skew_tolerance_reaches_the_core() -> None:
+    settings = load(flags("--clock-skew-tolerance-s", "7"), {})
+    assert core_config(settings).clock_skew_tolerance_ms == 7000
+    assert core_config(Settings()).clock_skew_tolerance_ms == 300_000
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_item9_unknown_env_warns() -> None:
+    """Kubernetes injects PIPELINE_SERVICE_HOST, PIPELINE_PORT, ... for a Service named
+    `pipeline`: warned about and ignored; a bad value of a known key still stops start-up."""
+    env = {
+        "PIPELINE_SERVICE_HOST": "10.0.0.7",
+        "PIPELINE_PORT": "tcp://10.0.0.7:9108",
+        "PIPELINE_METRICS_HOST": "0.0.0.0",
+    }
+    seen = _Records()
+    logger = logging.getLogger("pipeline.config")
+    logger.addHandler(seen)  # on the logger itself: `pipeline` may not propagate (JSON logs)
+    try:
+        settings = load(flags(), env)
+    finally:
+        logger.removeHandler(seen)
+    assert settings.metrics_host == "0.0.0.0"
+    warned = sorted(r.getMessage() for r in seen.records)
+    assert warned == [
+        "ignoring unknown environment variable PIPELINE_PORT",
+        "ignoring unknown environment variable PIPELINE_SERVICE_HOST",
+    ]
+    with pytest.raises(ConfigError, match="PIPELINE_METRICS_PORT"):
+        load(flags(), {**env, "PIPELINE_METRICS_PORT": "http"})
+    assert load(flags(), {}).metrics_host == "127.0.0.1"
+
+
+def test_item9_service_link_on_a_known_key_is_ignored() -> None:
+    """A Service named `pipeline` injects PIPELINE_PORT=tcp://...: the ingress's own `port`
+    setting keeps its default (warned), while a plain bad port still stops start-up."""
+    from pipeline.config._settings import load_settings
+    from pipeline.ingress._settings import IngressSettings
+
+    seen = _Records()
+    logger = logging.getLogger("pipeline.config")
+    logger.addHandler(seen)
+    try:
+        settings = load_settings(IngressSettings, {}, {"PIPELINE_PORT": "tcp://10.0.0.7:8080"})
+    finally:
+        logger.removeHandler(seen)
+    assert settings.port == IngressSettings().port
+    assert [r.getMessage() for r in seen.records] == [
+        "ignoring Kubernetes service link PIPELINE_PORT"
+    ]
+    with pytest.raises(ConfigError, match="port"):
+        load_settings(IngressSettings, {}, {"PIPELINE_PORT": "eighty"})
+
+
+def test_exactly_once_is_a_switch(tmp_path: Path) -> None:
+    assert load(flags(), environ={}).exactly_once is False
+    assert load(flags("--exactly-once"), environ={}).exactly_once is True
+    assert load(flags(), environ={"PIPELINE_EXACTLY_ONCE": "true"}).exactly_once is True
+    config = tmp_path / "p.toml"
+    config.write_text("exactly_once = true\n")
+    assert load(flags("--config", str(config)), environ={}).exactly_once is True
+    with pytest.raises(ConfigError, match="exactly_once"):
+        load(flags(), environ={"PIPELINE_EXACTLY_ONCE": "maybe"})
+    with pytest.raises(ConfigError, match="exactly_once: needs topology partitioned"):
+        load(flags("--exactly-once", "--topology", "single"), environ={})
+
+
+def test_max_batches_in_flight_from_every_source(tmp_path: Path) -> None:
+    assert load(flags(), environ={}).max_batches_in_flight == 2
+    config = tmp_path / "p.toml"
+    config.write_text("max_batches_in_flight = 3\n")
+    assert load(flags("--config", str(config)), environ={}).max_batches_in_flight == 3
+    env = {"PIPELINE_MAX_BATCHES_IN_FLIGHT": "4"}
+    assert load(flags("--config", str(config)), environ=env).max_batches_in_flight == 4
+    assert load(flags("--max-batches-in-flight", "1"), environ=env).max_batches_in_flight == 1
+    with pytest.raises(ConfigError, match=r"max_batches_in_flight.*flag --max-batches-in-flight"):
+        load(flags("--max-batches-in-flight", "0"), environ={})

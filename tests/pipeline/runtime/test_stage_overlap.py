@@ -1,0 +1,279 @@
+"""The batch loop's overlap (`max_batches_in_flight`): batch n + 1 is processed while batch n's
+acks are in flight, yet no offset is committed before every record of its batch is acknowledged,
+commits keep batch order, a failed flush stops every later commit, and a revocation or a stop
+settles everything in flight first.
+
+What the ordering depends on stands in for the broker: a consumer that hands out the batches the
+test feeds and records each commit, and acks the test releases by hand (the sink is the real one:
+its flush awaits them). The real-broker proof is the integration suite, run at the default depth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import anyio
+import pytest
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaTimeoutError
+from anyio.abc import TaskGroup
+
+from pipeline.config._settings import Settings
+from pipeline.kafka._sink import Sent, Sink
+from pipeline.runtime._stage import Stage
+
+TP = TopicPartition("raw", 0)
+
+
+class Message(NamedTuple):
+    offset: int
+
+
+class Broker:
+    """Batch k is the one message at offset k; its send's ack is `acks[k]`, released by the
+    test. `log` has every step in order; `early` every commit made before its acks."""
+
+    def __init__(self, fetch_wait_ms: int) -> None:
+        self.feed: asyncio.Queue[int] = asyncio.Queue()
+        self.acks: list[asyncio.Future[None]] = []
+        self.log: list[str] = []
+        self.early: list[int] = []
+        self.fetch_wait_ms = fetch_wait_ms
+
+    # The consumer's side.
+    def assignment(self) -> set[TopicPartition]:
+        return {TP}
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, Any]:
+        with anyio.move_on_after(timeout_ms / 1000):
+            return {TP: [Message(await self.feed.get())]}
+        return {}
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        k = offsets[TP] - 1
+        if not all(a.done() and a.exception() is None for a in self.acks[: k + 1]):
+            self.early.append(k)
+        self.log.append(f"commit {k}")
+
+    # The test's side.
+    def ack(self, k: int, error: BaseException | None = None) -> None:
+        if error is None:
+            self.acks[k].set_result(None)
+        else:
+            self.acks[k].set_exception(error)
+
+    def commits(self) -> list[int]:
+        return [int(step.split()[1]) for step in self.log if step.startswith("commit")]
+
+
+class Overlapping(Stage):
+    """Each batch queues one send whose ack the test releases; checks the in-flight bound."""
+
+    def __init__(self, broker: Broker, depth: int) -> None:
+        settings = Settings(max_batches_in_flight=depth, fetch_max_wait_ms=broker.fetch_wait_ms)
+        sink = Sink(lambda batch_bytes: None, "dlq")  # flush only awaits the futures
+        super().__init__(settings, broker, sink, anyio.Event())  # type: ignore[arg-type]
+        self.broker = broker
+        self.most_in_flight = 0
+
+    async def process(self, batches: dict[TopicPartition, list[Any]]) -> list[Sent]:
+        (message,) = batches[TP]
+        # This batch and those whose acks or commit are outstanding.
+        self.most_in_flight = max(self.most_in_flight, len(self.in_flight) + 1)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.broker.acks.append(future)
+        self.broker.log.append(f"process {message.offset}")
+        return [Sent(future, "out", 0, [])]
+
+    async def revoked(self, partitions: set[TopicPartition]) -> None:
+        self.broker.log.append("revoked")
+
+
+async def steps(n: int = 100) -> None:
+    """Let the loop run as far as it can: it awaits nothing but the test here."""
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    with anyio.fail_after(5):
+        while not condition():
+            await asyncio.sleep(0.001)
+
+
+async def finished(task: asyncio.Future[None]) -> None:
+    with anyio.fail_after(5):
+        await task
+
+
+async def started(broker: Broker, depth: int, tg: TaskGroup) -> Overlapping:
+    stage = Overlapping(broker, depth)
+    await stage.listener().on_partitions_assigned({TP})
+    tg.start_soon(stage.run)
+    return stage
+
+
+async def stop(stage: Overlapping) -> None:
+    stage.stopping.set()
+    await until(lambda: not stage.in_hand())
+
+
+def test_depth_2_overlaps_one_batch_and_commits_in_order_after_acks() -> None:
+    async def scenario() -> None:
+        broker = Broker(fetch_wait_ms=20)
+        async with anyio.create_task_group() as tg:
+            stage = await started(broker, 2, tg)
+            for k in range(3):
+                broker.feed.put_nowait(k)
+            await until(lambda: "process 1" in broker.log)
+            await steps()
+            # Batch 1 is processed while batch 0's ack is outstanding; batch 2 waits: two in flight.
+            assert broker.log == ["process 0", "process 1"]
+            broker.ack(1)  # out of order: batch 0 is still unacknowledged
+            await steps()
+            assert broker.log == ["process 0", "process 1"]
+            broker.ack(0)
+            await until(lambda: "commit 1" in broker.log)
+            assert broker.log == ["process 0", "process 1", "commit 0", "process 2", "commit 1"]
+            broker.ack(2)  # the last one commits at the next empty poll
+            await until(lambda: "commit 2" in broker.log)
+            await stop(stage)
+        assert broker.early == [] and stage.batches == 3 and stage.positions == {TP: 3}
+
+    asyncio.run(scenario())
+
+
+def test_depth_1_is_one_batch_at_a_time() -> None:
+    async def scenario() -> None:
+        broker = Broker(fetch_wait_ms=20)
+        async with anyio.create_task_group() as tg:
+            stage = await started(broker, 1, tg)
+            for k in range(2):
+                broker.feed.put_nowait(k)
+            await until(lambda: "process 0" in broker.log)
+            await steps()
+            assert broker.log == ["process 0"]
+            broker.ack(0)
+            await until(lambda: "process 1" in broker.log)
+            broker.ack(1)
+            await until(lambda: "commit 1" in broker.log)
+            await stop(stage)
+        assert broker.log == ["process 0", "commit 0", "process 1", "commit 1"]
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 5])
+@pytest.mark.parametrize("seed", range(4))
+def test_acks_in_any_order_commit_in_batch_order_never_early(depth: int, seed: int) -> None:
+    async def scenario() -> None:
+        rng = random.Random(seed)
+        broker = Broker(fetch_wait_ms=5)
+        count = 40
+        async with anyio.create_task_group() as tg:
+            stage = await started(broker, depth, tg)
+            for k in range(count):
+                broker.feed.put_nowait(k)
+            released = 0
+            while released < count:
+                await steps(rng.randrange(1, 30))
+                pending = [k for k, a in enumerate(broker.acks) if not a.done()]
+                if pending:
+                    broker.ack(rng.choice(pending))
+                    released += 1
+            await until(lambda: len(broker.commits()) == count)
+            await stop(stage)
+        assert broker.early == []
+        assert broker.commits() == list(range(count))
+        assert stage.most_in_flight == depth  # the bound, reached
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("failing", [0, 1])
+def test_a_failed_flush_commits_nothing_after_it(failing: int) -> None:
+    async def scenario() -> None:
+        broker = Broker(fetch_wait_ms=20)
+        stage = Overlapping(broker, 3)
+        await stage.listener().on_partitions_assigned({TP})
+        for k in range(3):
+            broker.feed.put_nowait(k)
+        run = asyncio.ensure_future(stage.run())
+        await until(lambda: "process 2" in broker.log)
+        for k in (2, 1, 0):  # the later batches are acknowledged first
+            broker.ack(k, KafkaTimeoutError() if k == failing else None)
+        with pytest.raises(KafkaTimeoutError):
+            await finished(run)
+        assert broker.commits() == list(range(failing))
+        assert [b.offsets for b in stage.in_flight] == [{TP: k + 1} for k in range(failing, 3)]
+
+    asyncio.run(scenario())
+
+
+def test_revocation_settles_every_batch_in_flight_first() -> None:
+    async def scenario() -> None:
+        broker = Broker(fetch_wait_ms=60_000)  # no empty poll: only the revocation settles
+        async with anyio.create_task_group() as tg:
+            stage = await started(broker, 3, tg)
+            for k in range(2):
+                broker.feed.put_nowait(k)
+            await until(lambda: "process 1" in broker.log)
+            revocation = asyncio.ensure_future(stage.listener().on_partitions_revoked({TP}))
+            broker.ack(1)
+            await steps()
+            assert not revocation.done() and broker.commits() == []
+            broker.ack(0)
+            await finished(revocation)
+            assert broker.log == ["process 0", "process 1", "commit 0", "commit 1", "revoked"]
+            assert stage.settled and not stage.ready.is_set()
+            tg.cancel_scope.cancel()
+        assert broker.early == []
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_flush_at_revocation_fails_the_stage_and_commits_nothing_after_it() -> None:
+    async def scenario() -> None:
+        broker = Broker(fetch_wait_ms=60_000)
+        stage = Overlapping(broker, 3)
+        await stage.listener().on_partitions_assigned({TP})
+        for k in range(2):
+            broker.feed.put_nowait(k)
+        run = asyncio.ensure_future(stage.run())
+        await until(lambda: "process 1" in broker.log)
+        revocation = asyncio.ensure_future(stage.listener().on_partitions_revoked({TP}))
+        broker.ack(1)
+        broker.ack(0, KafkaTimeoutError())
+        await finished(revocation)  # aiokafka would swallow what it raises: the stage fails instead
+        assert isinstance(stage.failed, KafkaTimeoutError)
+        broker.feed.put_nowait(2)  # wakes the loop, which stops on the failure
+        with pytest.raises(KafkaTimeoutError):
+            await finished(run)
+        assert broker.commits() == [] and "revoked" not in broker.log
+
+    asyncio.run(scenario())
+
+
+def test_a_stop_waits_for_the_batches_in_flight_and_commits_them() -> None:
+    async def scenario() -> None:
+        broker = Broker(fetch_wait_ms=60_000)  # no empty poll: only the stop settles
+        stage = Overlapping(broker, 2)
+        await stage.listener().on_partitions_assigned({TP})
+        broker.feed.put_nowait(0)
+        run = asyncio.ensure_future(stage.run())
+        await until(lambda: "process 0" in broker.log)
+        await steps()
+        # Between batches, no lock held, but batch 0 is in hand: a stop must wait for it.
+        assert stage.in_hand() and not stage.lock.locked()
+        stage.stopping.set()
+        broker.feed.put_nowait(1)  # fetched after the stop: left for the next owner
+        await steps()
+        assert not run.done() and stage.in_hand()
+        broker.ack(0)
+        await finished(run)
+        assert broker.log == ["process 0", "commit 0"] and not stage.in_hand()
+
+    asyncio.run(scenario())

@@ -1,0 +1,48 @@
+"""Dedupe-stage verdicts from key and header codes, without decoding values."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from pipeline.state._identities import Identities, codes, passing
+from pipeline.state._window import Window
+
+T = 1_700_000_000_000
+
+
+def rec(key: bytes | None, status: bytes, provider: bytes = b"tencent", stamp: int = T) -> tuple:
+    return (key, [("event_id", b"x"), ("provider", provider), ("status", status)], stamp)
+
+
+def test_codes_need_both_headers() -> None:
+    assert codes([("provider", b"tencent"), ("status", b"DELIVERED")]) is not None
+    assert codes([("provider", b"tencent")]) is None
+    assert codes([("provider", b"nobody"), ("status", b"DELIVERED")]) is None
+
+
+def test_copies_and_stale_are_dropped_in_order() -> None:
+    window = Window(1000, 86_400_000)
+    batch = [
+        rec(b"tencent:a", b"DELIVERED"),
+        rec(b"tencent:a", b"DELIVERED"),  # copy
+        rec(b"tencent:b", b"SENT"),
+        rec(b"tencent:a", b"SENT"),  # stale after a final status
+    ]
+    emitted: Counter[tuple[int, int]] = Counter()
+    assert passing(window, batch, T, 300_000, emitted) == [0, 2]
+    assert sum(emitted.values()) == 2
+    assert passing(window, batch, T, 300_000, emitted) == []  # a replay passes nothing
+    assert sum(emitted.values()) == 2
+
+
+def test_records_without_identity_pass() -> None:
+    window = Window(1000, 86_400_000)
+    batch = [rec(None, b"DELIVERED"), rec(b"tencent:a", b"nonsense"), rec(b"tencent:a", b"SENT")]
+    assert passing(window, batch, T, 300_000, Counter()) == [0, 1, 2]
+
+
+def test_loaded_records_are_known() -> None:
+    window = Window(1000, 86_400_000)
+    Identities([rec(b"tencent:a", b"DELIVERED")[:3]]).load(window)
+    assert passing(window, [rec(b"tencent:a", b"DELIVERED")], T, 300_000, Counter()) == []
+    assert passing(window, [rec(b"tencent:c", b"DELIVERED")], T, 300_000, Counter()) == [0]

@@ -1,0 +1,1 @@
+"""Development tools: the local Kafka launcher (`make broker`, the tests, the benchmarks)."""

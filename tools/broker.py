@@ -1,0 +1,636 @@
+"""A throwaway single-node Apache Kafka broker (KRaft) for tests, benchmarks and people.
+
+The jars come from Maven Central (``org.apache.kafka:kafka_2.13`` plus its runtime dependencies,
+fetched once with ``mvn dependency:copy-dependencies``) into
+``${XDG_CACHE_HOME:-~/.cache}/sms-pipeline/kafka-<version>/libs``. Each broker gets free loopback
+ports and a fresh temporary data directory, so several can run at once; it dies with the process
+that started it (Linux ``PR_SET_PDEATHSIG``), and leftovers of killed runs are cleaned up on the
+next start. Needs Java 17+ and Maven; set ``KAFKA_BOOTSTRAP_SERVERS`` to use an existing broker.
+
+Kafka version: 4.3.1, the newest 4.x that is completely published on Maven Central. 4.4.0 is
+listed as the latest release, but its POM depends on ``org.apache.kafka:kafka-tools-api:4.4.0``,
+which is not on Central (HTTP 404), so fetching its runtime dependencies fails. aiokafka 0.14
+negotiates API versions and was checked against 4.3.1 (and 4.4.0 with that artifact excluded):
+admin create_topics, idempotent and transactional producers with lz4/zstd, group consumers with
+manual commits all work.
+
+Log4j2 (``log4j-core`` + ``log4j-slf4j-impl``) is fetched alongside because Kafka's published POM
+leaves the logging backend to the distribution; without it the broker logs nothing at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import base64
+import contextlib
+import ctypes
+import fcntl
+import functools
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+KAFKA_VERSION = "4.3.1"
+LOG4J_VERSION = "2.25.5"
+_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
+_MARKER = "COMPLETE"
+
+_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>local.sms-pipeline</groupId><artifactId>kafka-fetch</artifactId><version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId>
+      <version>{kafka}</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId>
+      <version>{log4j}</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId>
+      <version>{log4j}</version></dependency>
+  </dependencies>
+</project>
+"""
+
+
+class BrokerError(RuntimeError):
+    """The local Kafka broker could not be provisioned, started or reached."""
+
+
+def kafka_bootstrap_from_env() -> str | None:
+    """The externally provided broker (``KAFKA_BOOTSTRAP_SERVERS``), if any."""
+    return os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None
+
+
+def cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "sms-pipeline"
+
+
+def _tail(text: str, lines: int = 25) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def _read_tail(*paths: Path, lines: int = 40) -> str:
+    parts = []
+    for path in paths:
+        with contextlib.suppress(OSError):
+            if text := _tail(path.read_text(errors="replace"), lines):
+                parts.append(f"--- {path} ---\n{text}")
+    return "\n".join(parts) or "(no log output)"
+
+
+def find_java() -> str:
+    """Path of a Java 17+ executable (``JAVA``, then ``$JAVA_HOME/bin/java``, then ``PATH``)."""
+    if os.environ.get("JAVA"):
+        java, where = os.environ["JAVA"], "JAVA"
+    elif os.environ.get("JAVA_HOME"):
+        java, where = str(Path(os.environ["JAVA_HOME"]) / "bin" / "java"), "JAVA_HOME"
+    else:
+        java, where = shutil.which("java") or "", "PATH"
+    hint = "Install Java 17+ or set KAFKA_BOOTSTRAP_SERVERS to use an existing broker."
+    if not java or not os.access(java, os.X_OK):
+        raise BrokerError(
+            f"Java 17+ is required to run Kafka, but no java was found via {where} "
+            f"({java or 'not on PATH'}). {hint}"
+        )
+    try:
+        version = _java_version(java)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise BrokerError(
+            f"Java 17+ is required to run Kafka, but {java} failed: {exc}. {hint}"
+        ) from exc
+    found = re.search(r'version "(\d+)(?:\.(\d+))?', version)
+    major = int(found[1]) if found else 0
+    if major == 1 and found and found[2]:  # "1.8.0_x" style
+        major = int(found[2])
+    if major < 17:
+        raise BrokerError(
+            f"Java 17+ is required to run Kafka, but {java} is "
+            f"{_tail(version, 1) or 'unusable'}. {hint}"
+        )
+    return java
+
+
+@functools.lru_cache(maxsize=8)
+def _java_version(java: str) -> str:
+    out = subprocess.run(
+        [java, "-version"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+        check=True,
+    )
+    return out.stderr + out.stdout
+
+
+def _cds_archive(java: str, libs: Path) -> Path:
+    # Keyed by the JVM build: an archive only maps into the exact JVM that wrote it.
+    tag = hashlib.sha256(f"{os.path.realpath(java)}\n{_java_version(java)}".encode()).hexdigest()
+    return libs.parent / f"cds-{tag[:16]}.jsa"
+
+
+def fetch_kafka(version: str = KAFKA_VERSION, *, timeout: float = 900.0) -> Path:
+    """Download Kafka's jars once into the user cache; return the ``libs`` directory."""
+    home = cache_root() / f"kafka-{version}"
+    libs = home / "libs"
+    if (home / _MARKER).is_file():
+        return libs
+    home.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout
+    with open(home / ".lock", "w") as lock:
+        # Another launcher may be downloading the same version: wait for it (bounded).
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise BrokerError(
+                        f"timed out waiting for another download into {home}"
+                    ) from None
+                time.sleep(0.5)
+        if (home / _MARKER).is_file():
+            return libs
+        for stale in home.glob("fetch-*"):  # we hold the lock: these are from killed runs
+            shutil.rmtree(stale, ignore_errors=True)
+        mvn = os.environ.get("MVN") or shutil.which("mvn")
+        if not mvn or not os.access(mvn, os.X_OK):
+            raise BrokerError(
+                f"Maven (mvn) is required to download Kafka {version} from Maven "
+                f"Central, but it was not found ({mvn or 'not on PATH'}). Install "
+                "Maven or set KAFKA_BOOTSTRAP_SERVERS to use an existing broker."
+            )
+        staging = Path(tempfile.mkdtemp(prefix="fetch-", dir=home))
+        try:
+            (staging / "pom.xml").write_text(_POM.format(kafka=version, log4j=LOG4J_VERSION))
+            cmd = [
+                mvn,
+                "-q",
+                "-B",
+                "-Dstyle.color=never",
+                "-f",
+                str(staging / "pom.xml"),
+                f"{_DEPENDENCY_PLUGIN}:copy-dependencies",
+                "-DincludeScope=runtime",
+                f"-DoutputDirectory={staging / 'libs'}",
+            ]
+            try:
+                res = subprocess.run(
+                    cmd,
+                    cwd=staging,
+                    stdin=subprocess.DEVNULL,
+                    text=True,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    timeout=max(1.0, deadline - time.monotonic()),
+                )
+                output, code = res.stdout, str(res.returncode)
+            except subprocess.TimeoutExpired as exc:
+                output, code = str(exc.output or ""), "timeout"
+            except OSError as exc:
+                output, code = str(exc), "not runnable"
+            if code != "0" or not (staging / "libs" / f"kafka_2.13-{version}.jar").is_file():
+                raise BrokerError(
+                    f"Kafka {version} jars could not be fetched from Maven Central "
+                    f"(mvn exit {code}). Last mvn output:\n{_tail(output)}"
+                )
+            shutil.rmtree(libs, ignore_errors=True)  # a half-finished earlier attempt
+            (staging / "libs").rename(libs)
+            (home / _MARKER).write_text(f"kafka {version}, log4j {LOG4J_VERSION}\n")
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return libs
+
+
+def _free_ports(count: int) -> list[int]:
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))  # held together, so the ports are distinct
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def _proc_start_time(pid: int) -> str | None:
+    """Kernel start time of a live (non-zombie) process; tells a reused pid apart."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return None if fields[0] in ("Z", "X") else fields[19]
+
+
+def _is_our_broker(pid: int, data_dir: str) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"kafka.Kafka" in cmdline and data_dir.encode() in cmdline
+
+
+def _registry() -> Path:
+    path = cache_root() / "brokers"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def reap_stale_brokers() -> None:
+    """Kill brokers and delete temp data dirs left behind by runs whose owner process is gone."""
+    for entry in _registry().glob("*.json"):
+        try:
+            info = json.loads(entry.read_text())
+            owner, started = int(info["owner"]), info["owner_start"]
+            pid, data_dir, remove = int(info.get("pid") or 0), str(info["data_dir"]), info["remove"]
+        except (OSError, ValueError, KeyError, TypeError):
+            entry.unlink(missing_ok=True)
+            continue
+        if _proc_start_time(owner) == started:
+            continue  # its owner is alive: not ours to touch
+        if pid and _is_our_broker(pid, data_dir):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            for _ in range(100):  # it must release the data dir lock before reuse
+                if _proc_start_time(pid) is None:
+                    break
+                time.sleep(0.05)
+        if remove:
+            shutil.rmtree(data_dir, ignore_errors=True)
+        entry.unlink(missing_ok=True)
+
+
+def _die_with_parent() -> Callable[[], None]:
+    """A preexec_fn: SIGKILL the child when the thread that spawned it dies."""
+    parent = os.getpid()
+    prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+
+    def preexec() -> None:
+        if prctl is not None:
+            prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+def _metadata_ready(port: int, timeout: float) -> bool:
+    """Send a raw Metadata v4 request; ready once the broker lists itself (i.e. is unfenced)."""
+    client = b"sms-pipeline-launcher"
+    request = struct.pack(">hhih", 3, 4, 7, len(client)) + client + struct.pack(">ib", 0, 0)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.sendall(struct.pack(">i", len(request)) + request)
+            data = b""
+            while len(data) < 16:  # size, correlation id, throttle, broker count
+                chunk = sock.recv(4096)
+                if not chunk:
+                    return False
+                data += chunk
+        _size, correlation, _throttle, brokers = struct.unpack_from(">iiii", data)
+        return bool(correlation == 7 and brokers > 0)
+    except OSError:
+        return False
+
+
+class LocalKafka:
+    """One single-node KRaft broker (broker+controller) on free loopback ports.
+
+    ``data_dir=None`` (the default) uses a fresh temporary directory, removed on ``stop()``; a
+    given ``data_dir`` is formatted once and kept, so its topics survive restarts. Broker logs
+    go to ``<data dir>/server.log``. Call ``start()`` from a long-lived thread: Linux delivers the
+    parent-death signal when the spawning *thread* exits.
+    """
+
+    def __init__(
+        self,
+        version: str = KAFKA_VERSION,
+        *,
+        heap: str = "512m",
+        heap_initial: str = "256m",
+        data_dir: str | os.PathLike[str] | None = None,
+        start_timeout: float = 60.0,
+        stop_timeout: float = 15.0,
+    ) -> None:
+        self.version = version
+        self.heap, self.heap_initial = heap, heap_initial
+        self.start_timeout, self.stop_timeout = start_timeout, stop_timeout
+        self._given_dir = Path(data_dir).resolve() if data_dir is not None else None
+        self._dir: Path | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._port = 0
+        self._entry: Path | None = None
+        self._cds: Path | None = None  # where to keep this run's class-data archive, if any
+
+    @property
+    def bootstrap(self) -> str:
+        if not self.running:
+            raise BrokerError("the local Kafka broker is not running")
+        return f"127.0.0.1:{self._port}"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def data_dir(self) -> Path | None:
+        return self._dir
+
+    @property
+    def log_file(self) -> Path | None:
+        return self._dir / "server.log" if self._dir else None
+
+    def start(self) -> str:
+        """Start the broker (downloading Kafka on first use); return ``127.0.0.1:port``."""
+        if self.running:
+            return self.bootstrap
+        java = find_java()  # first, so a missing Java fails fast even with a cold cache
+        libs = fetch_kafka(self.version)
+        reap_stale_brokers()
+        atexit.register(self.stop)
+        try:
+            for _ in range(3):
+                try:
+                    self._launch(java, libs)
+                    return self.bootstrap
+                except _PortTaken:
+                    continue
+            raise BrokerError("Kafka could not bind free loopback ports (3 tries)")
+        except BaseException:
+            self.stop()
+            raise
+
+    def _launch(self, java: str, libs: Path) -> None:
+        if self._dir is None:
+            if self._given_dir is not None:
+                self._dir = self._given_dir
+                self._dir.mkdir(parents=True, exist_ok=True)
+            else:
+                self._dir = Path(tempfile.mkdtemp(prefix="sms-kafka-"))
+            self._register(pid=0)  # before the JVM exists, so a crash here leaves no orphan dir
+        data = self._dir
+        port, controller_port = _free_ports(2)
+        props, log4j = data / "server.properties", data / "log4j2.properties"
+        props.write_text(_server_properties(data / "kraft-logs", port, controller_port))
+        log4j.write_text(_LOG4J.format(log=data / "server.log", level="INFO"))
+        format_log4j = data / "log4j2-format.properties"  # keeps its config dump out of server.log
+        format_log4j.write_text(_LOG4J.format(log=data / "format.log", level="WARN"))
+        classpath = ["-cp", f"{libs}/*", f"-Dlog4j2.configurationFile={log4j}"]
+        # Class-data sharing: the first cleanly stopped broker dumps its loaded classes into an
+        # archive that later JVMs map instead of parsing them again (~40 % less startup CPU).
+        archive, dump = _cds_archive(java, libs), data / "cds.jsa.tmp"
+        dump.unlink(missing_ok=True)
+        shared = [f"-XX:SharedArchiveFile={archive}"] if archive.is_file() else []
+        self._cds = None if shared else archive
+        if not (data / "kraft-logs" / "meta.properties").is_file():
+            cluster_id = _cluster_id()
+            # A one-shot tool: C1-only JIT and serial GC shave ~0.5 s off its run.
+            cmd = [
+                java,
+                "-Xmx256m",
+                "-XX:TieredStopAtLevel=1",
+                "-XX:+UseSerialGC",
+                *shared,
+                "-cp",
+                f"{libs}/*",
+                f"-Dlog4j2.configurationFile={format_log4j}",
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(props),
+                "--ignore-formatted",
+            ]
+            try:
+                res = subprocess.run(
+                    cmd,
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    stdin=subprocess.DEVNULL,
+                    cwd=data,
+                )
+            except subprocess.TimeoutExpired:
+                raise BrokerError("Kafka StorageTool format timed out after 60 s") from None
+            if res.returncode != 0:
+                output = _tail(res.stdout + res.stderr)
+                raise BrokerError(f"Kafka StorageTool format failed:\n{output}")
+        jvm = [
+            java,
+            f"-Xmx{self.heap}",
+            f"-Xms{self.heap_initial}",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-XX:+ExitOnOutOfMemoryError",
+            "-Djava.awt.headless=true",
+            f"-XX:ErrorFile={data}/hs_err_%p.log",
+            *(shared or [f"-XX:ArchiveClassesAtExit={dump}"]),
+            *classpath,
+            "kafka.Kafka",
+            str(props),
+        ]
+        with open(data / "kafka.out", "ab") as out:  # JVM stdout/stderr: never on ours
+            self._proc = subprocess.Popen(
+                jvm,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=data,
+                start_new_session=True,
+                preexec_fn=_die_with_parent(),
+            )
+        self._port = port
+        self._register(pid=self._proc.pid)
+        deadline = time.monotonic() + self.start_timeout
+        while not _metadata_ready(port, timeout=min(2.0, max(0.1, deadline - time.monotonic()))):
+            if self._proc.poll() is not None:
+                logs = _read_tail(data / "kafka.out", data / "server.log")
+                self._proc = None
+                if "Address already in use" in logs:
+                    raise _PortTaken
+                raise BrokerError(f"Kafka exited during startup. Log tail:\n{logs}")
+            if time.monotonic() > deadline:
+                logs = _read_tail(data / "kafka.out", data / "server.log")
+                raise BrokerError(
+                    f"Kafka did not become ready within {self.start_timeout:.0f} s. "
+                    f"Log tail:\n{logs}"
+                )
+            time.sleep(0.1)
+
+    def _register(self, pid: int) -> None:
+        assert self._dir is not None
+        if self._entry is None:
+            self._entry = _registry() / f"{os.getpid()}-{uuid.uuid4().hex[:12]}.json"
+        info = {
+            "owner": os.getpid(),
+            "owner_start": _proc_start_time(os.getpid()),
+            "pid": pid,
+            "data_dir": str(self._dir),
+            "remove": self._given_dir is None,
+        }
+        tmp = self._entry.with_suffix(".tmp")
+        tmp.write_text(json.dumps(info))
+        tmp.replace(self._entry)  # atomic: the reaper never reads half an entry
+
+    def stop(self) -> None:
+        """SIGTERM, wait for a clean shutdown, then SIGKILL; remove a temporary data dir."""
+        proc, self._proc = self._proc, None
+        clean = False
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:  # writing the class-data archive on exit takes a few more seconds
+                proc.wait(timeout=self.stop_timeout + (30 if self._cds else 0))
+                clean = True
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        dump = self._dir / "cds.jsa.tmp" if self._dir is not None else None
+        if clean and self._cds is not None and dump is not None and dump.is_file():
+            with contextlib.suppress(OSError):  # only a complete dump; atomic for other readers
+                staged = self._cds.with_name(f"{self._cds.name}.{uuid.uuid4().hex}")
+                shutil.move(dump, staged)
+                staged.replace(self._cds)
+        self._cds = None
+        if self._dir is not None and self._given_dir is None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+        self._dir = None
+        if self._entry is not None:
+            self._entry.unlink(missing_ok=True)
+            self._entry = None
+        atexit.unregister(self.stop)
+
+    def __enter__(self) -> LocalKafka:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class _PortTaken(Exception):
+    """Someone grabbed a port between our probe and Kafka's bind: retry with new ports."""
+
+
+def _cluster_id() -> str:
+    while True:  # like Kafka's Uuid.randomUuid: a leading '-' would read as an option
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cid.startswith("-"):
+            return cid
+
+
+def _server_properties(log_dir: Path, port: int, controller_port: int) -> str:
+    # Static voters (not --standalone): the controller port lives only in this file, so a kept
+    # data dir can be restarted on new ports. A short broker session: after a kill, the restarted
+    # broker's registration is refused until the old session expires (9 s by default).
+    return f"""process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:{controller_port}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs={log_dir}
+num.partitions=1
+default.replication.factor=1
+auto.create.topics.enable=true
+group.initial.rebalance.delay.ms=0
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=10
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=10
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+share.coordinator.state.topic.num.partitions=10
+num.recovery.threads.per.data.dir=1
+broker.heartbeat.interval.ms=500
+broker.session.timeout.ms=4000
+log.segment.bytes=67108864
+log.retention.check.interval.ms=60000
+"""
+
+
+_LOG4J = """status = warn
+appender.file.type = File
+appender.file.name = FILE
+appender.file.fileName = {log}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = {level}
+rootLogger.appenderRef.file.ref = FILE
+"""
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tools.broker``: run a local broker until Ctrl-C / SIGTERM."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.broker", description="Run a local single-node Kafka broker."
+    )
+    parser.add_argument("--kafka-version", default=KAFKA_VERSION)
+    parser.add_argument("--heap", default="512m", help="JVM max heap (default 512m)")
+    parser.add_argument(
+        "--data-dir",
+        help="keep data here across runs (default: a fresh temporary directory, removed on stop)",
+    )
+    args = parser.parse_args(argv)
+    kafka = LocalKafka(args.kafka_version, heap=args.heap, data_dir=args.data_dir)
+    # Both signals stop cleanly. SIGINT is set explicitly: a process started in the background
+    # by a non-interactive shell inherits SIGINT ignored, and Ctrl-C / kill -INT must still work.
+    stops = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in stops}
+    try:
+        bootstrap = kafka.start()
+        print(
+            f"Kafka {args.kafka_version} ready at {bootstrap} (data in {kafka.data_dir}). "
+            "Ctrl-C to stop.",
+            flush=True,
+        )
+        while kafka.running:
+            time.sleep(0.5)
+        data = kafka.data_dir
+        tail = _read_tail(data / "kafka.out", data / "server.log") if data else "(no log)"
+        print(f"error: Kafka exited unexpectedly. Log tail:\n{tail}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("stopping Kafka...", file=sys.stderr, flush=True)
+        return 0
+    except BrokerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        kafka.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
