@@ -22,7 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from tools import broker as _broker
 from tools.broker import BrokerError, LocalKafka, cache_root, fetch_kafka, reap_stale_brokers
 
-CONFTEST = Path(__file__).with_name("conftest.py")
+CONFTEST = Path(__file__).parents[1] / "conftest.py"
 Records = list[tuple[int, bytes]]  # (partition, value)
 
 
@@ -331,6 +331,7 @@ def _pytest_in(tmp_path: Path, body: str, **env: str | None) -> subprocess.Compl
     shutil.copy(CONFTEST, tmp_path / "conftest.py")
     (tmp_path / "test_sample.py").write_text(body)
     environ = dict(os.environ, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")  # faster; conftest needs none
+    environ["PYTHONPATH"] = str(CONFTEST.parents[1])  # the launcher: tools/ is not installed
     for key, value in env.items():
         if value is None:
             environ.pop(key, None)
