@@ -1,7 +1,7 @@
 """A realistic, deterministic corpus of raw provider bodies for the benchmarks.
 
 `generate(seed, receipts)` yields `InputRecord`s as the ingress would land them on the input topic:
-all five providers and every format of shared/receipt-event.md, push and poll, realistic batch
+all five providers and every format the event contract maps, push and poll, realistic batch
 sizes, ~10% duplicate reports (whole-body provider retries, poll pages overlapping earlier pages,
 the same report by push and by poll, repeated polls of a bulk), some out-of-order statuses (a late
 `SENT_OK`/`Waiting`/submit result after the final), ~1% malformed bodies (truncated JSON/XML,
@@ -17,7 +17,7 @@ machine and hash seed (no set or hash() ordering is used).
 
 The generator also keeps the ground truth (`Truth`): every receipt it writes belongs to a logical
 message it tracks, so it knows how many reports the dedupe window must emit, drop as duplicates
-and drop as stale (window rules of receipt-event.md, no eviction within the corpus span).
+and drop as stale (the contract's window rules, no eviction within the corpus span).
 
 Layout: benchmarks/generators/ holds one generator per provider (yunpian, uspeedo, ultiroam,
 smspartner, tencent: the formats and retries of each), `noise` (non-receipt and malformed bodies),

@@ -1,4 +1,4 @@
-"""Decode + normalise throughput of single bodies, per format (issue: provider decoders).
+"""Decode + normalise throughput of single bodies, per format (the provider decoders).
 
 Times one provider module's `decode` on a realistic 100-report body, many times over, in one
 process: reports per second and microseconds per report. Verifies the decoded events first.

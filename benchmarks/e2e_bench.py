@@ -60,11 +60,13 @@ baseline_kafka.py, peer_quix.py), the expected output (`expected`), Kafka plumbi
 Kafka's perf tools (`kafka_tools`), /proc accounting (`proc`), the py-spy profile (`profile`) and
 the report (`report`).
 
-    python benchmarks/e2e_bench.py [--quick] [--profile] [--write-results] [--keep] ...
+    python benchmarks/e2e_bench.py [--quick] [--profile] [--markdown] [--chart] [--keep] ...
 
 ``--profile`` drains phase 1 once more with ``ours x1`` under py-spy and sorts the samples into
-stages; ``--write-results`` appends the report to benchmarks/RESULTS.md (``## End to end``) and
-draws benchmarks/e2e_throughput.png.
+stages; ``--markdown`` prints the run once more at the end as a Markdown ``## End to end``
+section (setup, tables, console report) to stdout, for a person to edit into
+benchmarks/RESULTS.md; ``--chart`` draws the throughput chart to benchmarks/e2e_throughput.png.
+No option writes to RESULTS.md.
 
 Ends with ``e2e receipts_per_s=<best of ours> relay_ratio=<ours/relay> peer_ratio=<ours/quix>``;
 exits 1 if any contender's output is incorrect. ``run(quick)`` returns the figures for
@@ -74,7 +76,6 @@ benchmarks/run.py.
 from __future__ import annotations
 
 import argparse
-import datetime
 import io
 import os
 import sys
@@ -117,7 +118,10 @@ if os.environ.get(FIRST_ENV):
 
 from benchmarks.e2e.config import CHOICES, CONTENDERS, QUICK  # noqa: E402
 from benchmarks.e2e.harness import Tee, run  # noqa: E402
-from benchmarks.e2e.report import write_results  # noqa: E402
+from benchmarks.e2e.report import LAST_RUN, draw_chart, markdown_section  # noqa: E402
+
+#: The throughput chart's file name in benchmarks/ (``--chart``).
+CHART = "e2e_throughput.png"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,9 +145,14 @@ def main(argv: list[str] | None = None) -> int:
         help="also drain once more with ours x1 under py-spy and classify",
     )
     parser.add_argument(
-        "--write-results",
+        "--markdown",
         action="store_true",
-        help="append '## End to end' to benchmarks/RESULTS.md, draw benchmarks/e2e_throughput.png",
+        help="at the end, print the run as a Markdown '## End to end' section to stdout",
+    )
+    parser.add_argument(
+        "--chart",
+        action="store_true",
+        help=f"draw the throughput chart to benchmarks/{CHART}",
     )
     parser.add_argument(
         "--contenders",
@@ -168,7 +177,6 @@ def main(argv: list[str] | None = None) -> int:
     if unknown := [c for c in contenders if c not in CHOICES]:
         parser.error(f"unknown contenders: {', '.join(unknown)}")
     buffer = io.StringIO()
-    started = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     result = run(
         args.quick,
         out=Tee(sys.stdout, buffer),
@@ -181,8 +189,13 @@ def main(argv: list[str] | None = None) -> int:
         ours_args=args.ours_args.split(),
         contenders=contenders,
     )
-    if args.write_results:
-        write_results(buffer.getvalue(), argv, started)
+    if args.chart:
+        draw_chart(
+            LAST_RUN["results"], LAST_RUN["perf"], LAST_RUN["expected"], ROOT / "benchmarks" / CHART
+        )
+    if args.markdown:
+        section = markdown_section(buffer.getvalue(), argv, CHART if args.chart else None)
+        print(f"\n{section}", end="")
     return 0 if result["ok"] else 1
 
 

@@ -1,5 +1,6 @@
 """Longest event-loop stall while one fetched batch of large bodies goes through the core
-(issue 12 item 3): the whole batch in one `Core.process` call against `process_in_slices`.
+(heartbeats, scrapes and signals wait that long): the whole batch in one `Core.process` call
+against `process_in_slices`.
 
     .venv/bin/python benchmarks/loop_stall.py [--bodies 32] [--reports 6000]
 """

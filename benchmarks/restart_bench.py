@@ -1,5 +1,5 @@
 """Restart with a snapshot at 1 M messages held: how long until the first new event is out
-(DESIGN.md section 7), beside the same restart rebuilding its windows from the output topic.
+(the bar: within seconds), beside the same restart rebuilding its windows from the output topic.
 
     python benchmarks/restart_bench.py [--receipts N] [--quick]
 

@@ -5,8 +5,8 @@ for Yunpian's form bodies, `xml.etree.ElementTree` for SMS Partner's XML with an
 refused), one dict per canonical event with `phonenumbers` for E.164, `datetime`/`zoneinfo` for
 every time value, a plain dict for the dedupe window, `hashlib` for `event_id` and `json.dumps`
 for the output. No caches, no fast paths: what a competent developer writes when speed is not
-the question. It is written from shared/receipt-event.md, not from the decoders, so equal output
-is a real cross-check of both.
+the question. It is written from the canonical event contract (field rules, status mappings,
+window rules), not from the decoders, so equal output is a real cross-check of both.
 
 Two rules the contract leaves open are taken from the decoders (both are the only sensible
 reading, and the point here is equal output):

@@ -132,8 +132,8 @@ def when(value: Any, zone: str) -> tuple[str | None, str | None, str | None]:
     return from_local(value, zone), value, zone
 
 
-# Phone numbers (receipt-event.md "Phone numbers"): the contract decides whether a number can be
-# written in E.164; phonenumbers writes it.
+# Phone numbers: the contract's phone rules decide whether a number can be written in E.164;
+# phonenumbers writes it.
 
 
 def cn_rule(digits: str) -> str | None:

@@ -1,4 +1,8 @@
-"""The printed report, the RESULTS.md section and the throughput chart."""
+"""The printed report, the same figures as a Markdown section, and the throughput chart.
+
+Nothing here writes to benchmarks/RESULTS.md: `markdown_section` returns text for the caller to
+print, and `draw_chart` writes only the image it is given.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.e2e.config import (
-    BENCH_DIR,
     OURS,
     PARTITIONS,
     PYTHON,
@@ -96,33 +99,31 @@ def setup_lines(
     ]
 
 
-# -- results file and chart -----------------------------------------------------------------------
+# -- Markdown section and chart --------------------------------------------------------------------
 
-#: What the last `harness.run` measured, for `write_results`.
+#: What the last `harness.run` measured, for `markdown_section` and `draw_chart`.
 LAST_RUN: dict[str, Any] = {}
 
 
-def write_results(report: str, argv: list[str], started: str) -> None:
-    """Append the `## End to end` section to RESULTS.md and draw the throughput chart."""
+def markdown_section(console: str, argv: list[str], chart: str | None = None) -> str:
+    """The last run as a Markdown `## End to end` section: setup, tables, the console report.
+
+    `chart` is the file name of a chart drawn beside the results page (linked when given).
+    """
     last = LAST_RUN
     results: list[Result] = last["results"]
     perf: dict[str, float] = last["perf"]
     expected: Expected = last["expected"]
-    chart = BENCH_DIR / "e2e_throughput.png"
-    draw_chart(results, perf, expected, chart)
     ours = next((r.receipts_per_s for r in results if r.name == "ours x1"), 0.0)
     setup = {line[:12].strip(): line[12:].strip() for line in last["setup"]}
     lines = [
-        "",
         "## End to end",
         "",
         "Raw bodies on a Kafka topic in, canonical events on an output topic out, through a local",
-        "broker: our processor (1 and 2 worker processes), a bare aiokafka relay (the client's",
-        "ceiling: same records in, same number and size of records out, no processing), the",
-        "straightforward baseline in a simple aiokafka loop, and Quix Streams doing the same job",
-        "(benchmarks/e2e_bench.py explains the method in its docstring).",
+        "broker, each contender in its own process (benchmarks/e2e_bench.py explains the method",
+        "in its docstring).",
         "",
-        f"- Run: {started}; command: `.venv/bin/python benchmarks/e2e_bench.py {' '.join(argv)}`",
+        f"- Command: `.venv/bin/python benchmarks/e2e_bench.py {' '.join(argv)}`",
         f"- Machine: {setup.get('machine', '?')}",
         f"- Python: {setup.get('python', '?')}; {setup.get('libraries', '?')}",
         f"- Kafka: {setup.get('kafka', '?')}",
@@ -199,25 +200,19 @@ def write_results(report: str, argv: list[str], started: str) -> None:
             "|---|---:|",
         ]
         lines += [f"| {stage} | {share:.1%} |" for stage, share in shares.items()]
+    if chart:
+        lines += ["", f"![receipts per second per contender]({chart})"]
     lines += [
-        "",
-        f"![receipts per second per contender]({chart.name})",
         "",
         "<details><summary>Full console report</summary>",
         "",
         "```",
-        report.rstrip(),
+        console.rstrip(),
         "```",
         "",
         "</details>",
-        "",
     ]
-    path = BENCH_DIR / "RESULTS.md"
-    fresh = not path.exists() or path.stat().st_size == 0
-    with open(path, "a") as f:
-        if fresh:
-            f.write("# Benchmark results\n")
-        f.write("\n".join(lines))
+    return "\n".join(lines) + "\n"
 
 
 def draw_chart(

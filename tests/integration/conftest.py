@@ -1,4 +1,4 @@
-"""Helpers of the integration tests (issue 5): real broker, real processor subprocesses.
+"""Helpers of the integration tests: real broker, real processor subprocesses.
 
 Every test gets topics and a consumer group of its own (uuid suffix), so tests never see each
 other's records even though they share the session's broker. The processor always runs as a
@@ -121,8 +121,8 @@ async def make_topics(
     dlq: int = 2,
     raw_config: dict[str, str] | None = None,
 ) -> Topics:
-    """The test's topics, at the broker's default limits (issue 12: the pipeline must live with
-    them). `raw_config` configures the raw topic only, for tests about what becomes of records
+    """The test's topics, at the broker's default limits (the pipeline must live with them).
+    `raw_config` configures the raw topic only, for tests about what becomes of records
     an ingress so configured lands (bodies above 1 MiB, stamps far ahead)."""
     topics = Topics(name, raw, out, dlq)
     if raw_config is None:
@@ -852,8 +852,8 @@ class RestartableKafka(LocalKafka):
 
     LocalKafka keeps a caller-given data directory across stop/start but picks new free ports
     on every start, so clients holding the old bootstrap address could never reconnect. Until
-    LocalKafka has `restart()` (asked of the lead, see issue 5), this pins the ports of the
-    relaunch by handing `_launch` the previous ones.
+    LocalKafka has a `restart()` of its own, this pins the ports of the relaunch by handing
+    `_launch` the previous ones.
     """
 
     #: The ports `down` leaves for `up`.

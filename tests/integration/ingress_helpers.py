@@ -11,7 +11,8 @@ from typing import Any
 
 from .conftest import Proc
 
-#: Seed 002's example, as Yunpian sends it: form-encoded, the JSON array URL-encoded.
+#: Yunpian's documented push example, as Yunpian sends it: form-encoded, the JSON array
+#: URL-encoded.
 YUNPIAN_RECORDS: list[dict[str, Any]] = json.loads(
     (Path(__file__).parents[1] / "data" / "yunpian_seed_example.json").read_text(encoding="utf-8")
 )

@@ -73,10 +73,10 @@ async def test_poison_is_dead_lettered_and_never_stops_the_processor(
         g = slot
         mixed.append(bad[i][2])
     mixed += good[g:]
-    # Issue 12, items 1 and 2: a valid receipt whose event no output record can hold (a 3 MB
-    # Tencent `description`), one stamped 2 h ahead (its event carries that stamp), and a record
-    # whose header key is not UTF-8 (aiokafka cannot read it): each is dead-lettered, and the
-    # rest flows on.
+    # Records that cannot be written or read: a valid receipt whose event no output record can
+    # hold (a 3 MB Tencent `description`), one stamped 2 h ahead (its event carries that stamp),
+    # and a record whose header key is not UTF-8 (aiokafka cannot read it): each is
+    # dead-lettered, and the rest flows on.
     labels = ("provider", "endpoint")
     tencent = next(
         r for r in good if [dict(r.headers).get(k) for k in labels] == [b"tencent", b"callback"]
@@ -175,7 +175,7 @@ async def test_poison_is_dead_lettered_and_never_stops_the_processor(
 
 def _oversized(stamp: int) -> list[tuple[str, InputRecord]]:
     """Valid receipts whose events no default topic can hold, and large flat XML; each with the
-    dead-letter class it must get (issue 12, items 1 and 3)."""
+    dead-letter class it must get (too large for any output record; XML refused while parsing)."""
     callback = json.dumps(
         [
             {"user_receive_time": "2024-03-30 12:00:00", "nationcode": "86",

@@ -1,4 +1,4 @@
-"""Records the broker refuses (issue 12, item 1) end in the dead-letter topic, at the broker's
+"""Records the broker refuses (too large) end in the dead-letter topic, at the broker's
 default limits: the sink replaces its spoilt producer, dead-letters the offenders and sends the
 rest, in order."""
 

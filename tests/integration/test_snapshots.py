@@ -1,4 +1,4 @@
-"""Window snapshots (issue 9 item 5a): a restart seeds window p from its snapshot and reads only
+"""Window snapshots: a restart seeds window p from its snapshot and reads only
 the output written after it; a corrupt snapshot is ignored with a warning (bounded rebuild)."""
 
 from __future__ import annotations

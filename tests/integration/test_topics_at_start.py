@@ -1,4 +1,4 @@
-"""Topics checked at start (issue 12, item 7): a missing topic stops the processor at once,
+"""Topics checked at start: a missing topic stops the processor at once,
 with a one-line message that names it, not a bare UnknownTopicOrPartitionError 40 s later."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Topologies (issue 9): partition-owned windows across members, restore bounds, single's
+"""Topologies: partition-owned windows across members, restore bounds, single's
 refusal to share, and partition counts that change."""
 
 from __future__ import annotations

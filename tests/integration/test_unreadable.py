@@ -1,4 +1,4 @@
-"""Records aiokafka cannot parse (issue 12, item 2): dead-lettered with what can be recovered,
+"""Records aiokafka cannot parse: dead-lettered with what can be recovered,
 and consumption goes on after them, through a real broker."""
 
 from __future__ import annotations

@@ -1,4 +1,11 @@
-"""Hostile input without I/O (issue 12): one test per item, named after it."""
+"""Hostile input without I/O: one test per rule, named by the rule's number (`test_item3_...`).
+
+1: an event no output record can hold is dead-lettered and the rest goes on; 3: XML structure
+is checked while parsing; 4: a partly bad body emits its good reports; 5: percent-decoding
+equals `unquote_plus`; 6: metric labels come from closed sets; 12: dead letters are keyed by
+their source record; 14: the embedded run stops before writing when its input is missing;
+15: invalid UTF-8 in a skipped field makes the body malformed.
+"""
 
 from __future__ import annotations
 
@@ -54,7 +61,7 @@ def golden(name: str) -> bytes:
     return (GOLDEN / name).read_bytes()
 
 
-# -- item 3 -------------------------------------------------------------------------------------
+# -- item 3: XML structure checked while parsing -------------------------------------------------
 
 _HEAD = b"<result><entry>true</entry><entry>200</entry><entry>m1</entry>"
 
@@ -93,7 +100,7 @@ def test_item3_valid_xml_still_decodes() -> None:
         assert [e.recipient for e in events] == [f"+3360000{i:04d}" for i in range(3)]
 
 
-# -- item 4 -------------------------------------------------------------------------------------
+# -- item 4: a partly bad body emits its good reports --------------------------------------------
 
 
 def _ultiroam_deliveries(n: int) -> list[dict[str, Any]]:
@@ -195,7 +202,7 @@ def test_item4_yunpian_partial_body() -> None:
     assert dict(result.dead_letters[0].headers)["error.reports"] == b"3"
 
 
-# -- item 5 -------------------------------------------------------------------------------------
+# -- item 5: percent-decoding --------------------------------------------------------------------
 
 _FORM_CHARS = st.sampled_from([*"%+=_.-~ \n\r\t&abcXYZ019fF", "%%", "%2", "%G0", "é", "="])
 
@@ -225,7 +232,7 @@ def test_item5_bare_percent_is_literal(value: bytes, expected: bytes) -> None:
     assert percent_decode(value) == expected
 
 
-# -- item 6 -------------------------------------------------------------------------------------
+# -- item 6: metric labels from closed sets ------------------------------------------------------
 
 
 @settings(max_examples=200, deadline=None)
@@ -259,7 +266,7 @@ def test_item6_many_distinct_kinds_stay_bounded() -> None:
     assert c.stats.skipped == {"ultiroam.other": 5000}
 
 
-# -- item 12 ------------------------------------------------------------------------------------
+# -- item 12: dead letters keyed by their source ------------------------------------------------
 
 
 def test_item12_dead_letters_keyed_by_source() -> None:
@@ -271,7 +278,7 @@ def test_item12_dead_letters_keyed_by_source() -> None:
     assert len({partition_for(k, 12) for k in keys}) > 5
 
 
-# -- item 14 ------------------------------------------------------------------------------------
+# -- item 14: the embedded run's missing input --------------------------------------------------
 
 
 @pytest.mark.parametrize("kind", ["missing", "unreadable"])
@@ -292,7 +299,7 @@ def test_item14_embedded_missing_input_stops_before_writing(tmp_path: Path, kind
     assert not out.exists() and not (tmp_path / "out.jsonl.deadletter.jsonl").exists()
 
 
-# -- item 15 ------------------------------------------------------------------------------------
+# -- item 15: invalid UTF-8 in skipped fields ---------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -323,7 +330,7 @@ def test_item15_yunpian_invalid_utf8_after_decoding() -> None:
         REGISTRY["yunpian"].decode(body, "push", CTX)
 
 
-# -- item 1 (the core's part) -------------------------------------------------------------------
+# -- item 1 (the core's part): events no output record can hold ---------------------------------
 
 
 def _tencent_callback(n: int, description_at: dict[int, str]) -> bytes:

@@ -1,4 +1,4 @@
-"""The broker's record limits, read at start (issue 12, item 1), against the real broker."""
+"""The broker's record limits, read at start (no record may exceed them), on the real broker."""
 
 from __future__ import annotations
 

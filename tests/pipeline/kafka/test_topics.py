@@ -1,4 +1,4 @@
-"""Topics checked at start (issue 12, item 7), against the real broker."""
+"""Topics checked at start (a missing or unauthorised topic is named), against the real broker."""
 
 from __future__ import annotations
 

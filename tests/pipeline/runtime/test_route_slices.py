@@ -1,4 +1,4 @@
-"""Issue 12 item 3: the core never holds the event loop for a whole batch of large bodies."""
+"""The core never holds the event loop for a whole batch of large bodies."""
 
 from __future__ import annotations
 

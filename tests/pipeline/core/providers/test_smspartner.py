@@ -1,4 +1,4 @@
-"""SMS Partner `bulk-status` (seed 003): JSON and positional XML, errors, safety, properties."""
+"""SMS Partner `bulk-status`: JSON and positional XML, errors, safety, properties."""
 
 from __future__ import annotations
 

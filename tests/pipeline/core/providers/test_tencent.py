@@ -1,4 +1,4 @@
-"""Tencent Cloud SMS (seed 004): PullSmsSendStatus poll, status callbacks, SendSms results."""
+"""Tencent Cloud SMS: PullSmsSendStatus poll, status callbacks, SendSms results."""
 
 from __future__ import annotations
 
@@ -93,8 +93,8 @@ def send_result(**kw: Any) -> dict[str, Any]:
     return base | kw
 
 
-# -- the seed's formats -------------------------------------------------------------------------
-# Seed 004 documents the data types by field table only (no example bodies); these bodies follow
+# -- Tencent's documented formats ------------------------------------------------------------
+# Tencent's API docs give the data types by field table only (no example bodies); these follow
 # the tables, in the Tencent Cloud API 3.0 envelope `{"Response": {...,"RequestId"}}`. The callback
 # example is Tencent's "SMS Sending Status Notification" sample, its placeholder mobile
 # (`13xxxxxxxxx`) and sid (`xxxxxxx`) replaced by real-looking values.

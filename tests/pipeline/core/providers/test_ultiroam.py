@@ -1,4 +1,4 @@
-"""Ultiroam decoder: seed examples, every mapping row of receipt-event.md, errors, sniffing,
+"""Ultiroam decoder: documented examples, every row of the contract's mapping, errors, sniffing,
 property tests and hostile inputs."""
 
 from __future__ import annotations

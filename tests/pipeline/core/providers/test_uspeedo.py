@@ -1,4 +1,4 @@
-"""uSpeedo decoder: seed example, every mapping row of receipt-event.md, errors, sniffing,
+"""uSpeedo decoder: documented example, every row of the contract's mapping, errors, sniffing,
 property tests and hostile inputs."""
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ SEED_POLL = b"""{
     "RetCode": 0
 }"""
 
-# The push forms are not in the seed; these follow receipt-event.md.
+# uSpeedo's documentation shows no push body; these follow the contract's uSpeedo mapping.
 PUSH_OBJECT = b"""{"MsgType":2,"AccountId":61001,"Data":[
  {"SessionNo":"a1b2c3","Phone":"8618512345678","CostCount":1,"ReceiptTime":1700000100,
   "ReceiptResult":"Success","ReceiptCode":"DELIVRD","ReceiptDesc":"success","UserId":"order-1"},

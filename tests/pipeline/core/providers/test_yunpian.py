@@ -1,4 +1,4 @@
-"""Yunpian push (seed 002): form body `sms_status=<url-encoded JSON array>`."""
+"""Yunpian push: form body `sms_status=<url-encoded JSON array>`."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from pipeline.core.providers import yunpian
 
 CTX = RecordContext(topic="t", partition=1, offset=2, timestamp_ms=1_700_000_000_000)
 
-# The example of seed 002, verbatim (the ingress tests push it too).
+# The example of Yunpian's push documentation, verbatim (the ingress tests push it too).
 DATA = Path(__file__).parents[3] / "data"
 SEED_EXAMPLE = (DATA / "yunpian_seed_example.json").read_text(encoding="utf-8")
 
