@@ -31,7 +31,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 from benchmarks import contender_cli  # noqa: E402
 from benchmarks.baseline import Baseline  # noqa: E402
 from benchmarks.contender_cli import acked_then_commit  # noqa: E402
-from pipeline.core._batch import InputRecord  # noqa: E402
+from pipeline.core import InputRecord  # noqa: E402
 
 
 async def run(args: argparse.Namespace) -> None:

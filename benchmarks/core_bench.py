@@ -42,15 +42,10 @@ import orjson  # noqa: E402
 
 from benchmarks import baseline as baseline_mod  # noqa: E402
 from benchmarks.corpus import Truth, generate_corpus  # noqa: E402
-from pipeline.core._batch import (  # noqa: E402
-    Core,
-    InputRecord,
-    emitted_outputs,
-    window_verdicts,
-)
-from pipeline.core.normalise._errors import DecodeError, NotReceipts  # noqa: E402
-from pipeline.ops._gc import GEN0_THRESHOLD  # noqa: E402
-from pipeline.state._window import Window  # noqa: E402
+from pipeline.core import Core, InputRecord, emitted_outputs, window_verdicts  # noqa: E402
+from pipeline.errors import DecodeError, NotReceipts  # noqa: E402
+from pipeline.ops import GEN0_THRESHOLD  # noqa: E402
+from pipeline.state import Window  # noqa: E402
 
 FULL = {"receipts": 1_000_000, "core_reps": 5, "baseline_reps": 2}
 QUICK = {"receipts": 30_000, "core_reps": 3, "baseline_reps": 2}

@@ -64,7 +64,7 @@ from benchmarks.generators.ultiroam import UltiroamGenerator  # noqa: E402
 from benchmarks.generators.uspeedo import UspeedoGenerator  # noqa: E402
 from benchmarks.generators.values import _cumulative, _pick  # noqa: E402
 from benchmarks.generators.yunpian import YunpianGenerator  # noqa: E402
-from pipeline.core._batch import InputRecord  # noqa: E402
+from pipeline.core import InputRecord  # noqa: E402
 
 #: Re-exported for the tests and benchmarks that read the corpus.
 __all__ = ["FORMATS", "MALFORMED_KINDS", "NON_RECEIPT_KINDS", "Generator", "Truth", "generate"]

@@ -25,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.core.normalise._context import RecordContext
+from pipeline.core.normalise import RecordContext
 from pipeline.core.providers import REGISTRY
 
 REPORTS = 100
@@ -105,8 +105,8 @@ def run(quick: bool) -> dict[str, float]:
 def run_corpus(quick: bool) -> dict[str, float]:
     """Reports per CPU-second of each (provider, endpoint) group of the mixed corpus."""
     from benchmarks.corpus import generate_corpus
-    from pipeline.core._batch import Decoder
-    from pipeline.core.normalise._errors import DecodeError, NotReceipts
+    from pipeline.core import Decoder
+    from pipeline.errors import DecodeError, NotReceipts
 
     records, truth = generate_corpus(1, 30_000 if quick else 300_000)
     decoder = Decoder()

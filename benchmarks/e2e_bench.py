@@ -127,7 +127,7 @@ CHART = "e2e_throughput.png"
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--serve-ours"]:  # our processor, with the first-batch hook installed
-        from pipeline.cli._main import main as pipeline_main
+        from pipeline.cli import main as pipeline_main
 
         rest = argv[1:]
         if rest[:1] == ["--"]:

@@ -40,7 +40,7 @@ if str(ROOT) not in sys.path:
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
 
-from pipeline.kafka._transactions import PartitionWriters  # noqa: E402
+from pipeline.kafka import PartitionWriters  # noqa: E402
 from tools.broker import LocalKafka, kafka_bootstrap_from_env  # noqa: E402
 
 VALUE = (

@@ -42,9 +42,23 @@ PROVIDERS = ("uspeedo", "ultiroam", "yunpian", "smspartner", "tencent")
 def child(tree: str, corpus: str, stage: str, passes: int) -> None:
     if sys.path[0] != tree:
         sys.path.insert(0, tree)
-    from pipeline.core._batch import Core, InputRecord, emitted_outputs, window_verdicts
-    from pipeline.core.normalise._errors import DecodeError, NotReceipts
-    from pipeline.state._window import Window
+    try:
+        from pipeline.core import Core, InputRecord, emitted_outputs, window_verdicts
+        from pipeline.errors import DecodeError, NotReceipts
+        from pipeline.state import Window
+    except ImportError:  # a tree from before the layered layout, measured for comparison
+        from pipeline.core._batch import (  # type: ignore[import-not-found,no-redef]
+            Core,
+            InputRecord,
+            emitted_outputs,
+            window_verdicts,
+        )
+        from pipeline.normalise._errors import (  # type: ignore[import-not-found,no-redef]
+            DecodeError,
+            NotReceipts,
+        )
+
+        from pipeline.core import Window  # type: ignore[attr-defined,no-redef]
 
     records = [InputRecord(*r) for r in pickle.loads(Path(corpus).read_bytes())]
     # Always two cores: a window's allocation is large, and must cancel out like the rest.
@@ -93,8 +107,8 @@ def write_corpus(seed: int, receipts: int, out: Path) -> dict[str, tuple[Path, i
     each with its receipt count."""
     sys.path.insert(0, str(ROOT))
     from benchmarks.corpus import generate_corpus
-    from pipeline.core._batch import Core
-    from pipeline.core.normalise._errors import DecodeError, NotReceipts
+    from pipeline.core import Core
+    from pipeline.errors import DecodeError, NotReceipts
 
     records, _ = generate_corpus(seed, receipts)
     files = {"all": (out / "all.pickle", receipts)}

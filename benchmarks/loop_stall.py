@@ -12,8 +12,9 @@ import time
 
 import anyio
 
-from pipeline.core import Core, InputRecord, Window
-from pipeline.runtime._route import SLICE_BYTES, process_in_slices
+from pipeline.core import Core, InputRecord
+from pipeline.runtime import SLICE_BYTES, process_in_slices
+from pipeline.state import Window
 
 
 def batch(bodies: int, reports: int) -> list[InputRecord]:

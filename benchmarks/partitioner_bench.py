@@ -45,7 +45,7 @@ if str(ROOT) not in sys.path:
 
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2  # noqa: E402
 
-from pipeline.kafka._partitioner import murmur2, partition_for, partitions_for  # noqa: E402
+from pipeline.kafka import murmur2, partition_for, partitions_for  # noqa: E402
 
 #: Share of output keys per provider (emitted events of ``corpus.py --seed 1``).
 PROVIDER_MIX = (

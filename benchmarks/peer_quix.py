@@ -37,8 +37,8 @@ from quixstreams import Application, message_context  # noqa: E402
 from quixstreams.models.serializers import Serializer  # noqa: E402
 
 from benchmarks import contender_cli  # noqa: E402
-from pipeline.core._batch import Decoder, InputRecord, dead_letter  # noqa: E402
-from pipeline.core.normalise._errors import DecodeError, NotReceipts  # noqa: E402
+from pipeline.core import Decoder, InputRecord, dead_letter  # noqa: E402
+from pipeline.errors import DecodeError, NotReceipts  # noqa: E402
 from schemas import RANK, STATUSES  # noqa: E402
 
 OUT, DEAD = 0, 1

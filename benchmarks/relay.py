@@ -40,7 +40,7 @@ if str(ROOT) not in sys.path:
 
 from benchmarks import contender_cli  # noqa: E402
 from benchmarks.contender_cli import acked_then_commit  # noqa: E402
-from pipeline.config._settings import Settings  # noqa: E402
+from pipeline.config import Settings  # noqa: E402
 
 #: The processor's defaults, so the relay stays its yardstick when they change.
 DEFAULTS = {f.name: f.default for f in msgspec.structs.fields(Settings)}

@@ -48,14 +48,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from pipeline.state._window import (  # noqa: E402
-    DUPLICATE,
-    EMIT,
-    STALE,
-    Window,
-    message_hash,
-    message_hashes,
-)
+from pipeline.core import DUPLICATE, EMIT, STALE  # noqa: E402
+from pipeline.state import Window, message_hash, message_hashes  # noqa: E402
 from schemas._event import STATUS_INDEX  # noqa: E402
 
 CHUNK = 10_000
@@ -313,7 +307,7 @@ def child_snapshot(messages: int) -> dict[str, Any]:
     load (read, checksums, restore), in CPU and wall seconds; bytes of the file."""
     import tempfile
 
-    from pipeline.state import _snapshot
+    from pipeline.state import encode_snapshot, load_snapshot, write_snapshot
 
     rnd = random.Random(5)
     w = Window(max_messages=messages, generations=GENERATIONS, hash_key=os.urandom(16))
@@ -347,10 +341,10 @@ def child_snapshot(messages: int) -> dict[str, Any]:
         return out, time.process_time() - c0, time.perf_counter() - t0
 
     with tempfile.TemporaryDirectory(dir=ROOT) as state:
-        data, dump_cpu, dump_wall = timed(lambda: _snapshot.encode("g", "t", 0, w, 1, 1))
-        _, write_cpu, write_wall = timed(lambda: _snapshot.write(state, "g", "t", 0, data))
+        data, dump_cpu, dump_wall = timed(lambda: encode_snapshot("g", "t", 0, w, 1, 1))
+        _, write_cpu, write_wall = timed(lambda: write_snapshot(state, "g", "t", 0, data))
         snap, load_cpu, load_wall = timed(
-            lambda: _snapshot.load(state, "g", "t", 0, messages, w.ttl_ms)
+            lambda: load_snapshot(state, "g", "t", 0, messages, w.ttl_ms)
         )
     if snap is None or snap.window.dump() != data[len(data) - len(w.dump()) :]:
         raise CheckFailed("snapshot: the loaded window differs from the saved one")

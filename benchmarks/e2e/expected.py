@@ -14,7 +14,7 @@ from benchmarks.e2e.config import PARTITIONS, PROVIDER_PARTITION, SEED
 
 
 def _provider_of(record: Any) -> str | None:
-    from pipeline.core._batch import sniff
+    from pipeline.core import sniff
 
     for key, value in record.headers:
         if key == "provider":
@@ -25,7 +25,7 @@ def _provider_of(record: Any) -> str | None:
 
 def place(records: Sequence[Any], topic: str) -> list[Any]:
     """The records as they will sit on `topic`: partitioned by provider, offsets in order."""
-    from pipeline.core._batch import InputRecord
+    from pipeline.core import InputRecord
 
     offsets = [0] * PARTITIONS
     placed = []
@@ -67,8 +67,8 @@ class LatencyCorpus:
 
 
 def _run_core(records: Sequence[Any], batch: int = 1000) -> tuple[list[Any], int, Any]:
-    from pipeline.core._batch import Core
-    from pipeline.state._window import Window
+    from pipeline.core import Core
+    from pipeline.state import Window
 
     core = Core(Window(5_000_000, 86_400_000))
     outputs: list[Any] = []

@@ -16,7 +16,7 @@ from benchmarks.generators.truth import (
     Proto,
     Truth,
 )
-from pipeline.core._batch import InputRecord
+from pipeline.core import InputRecord
 
 
 class _Queue:

@@ -16,9 +16,9 @@ from typing import IO, Final
 
 import msgspec
 
-from ..config._settings import ConfigError
-from ..core._batch import Core, DeadLetter, InputRecord, dead_letter
-from ..core.normalise._errors import MalformedBody
+from ..core import Core, DeadLetter, InputRecord, dead_letter
+from ..errors import ConfigError, MalformedBody
+from ..state import Window
 
 BATCH_RECORDS: Final = 1000
 PROGRESS_EVERY_S: Final = 5.0
@@ -122,7 +122,7 @@ def default_dead_letter_path(to: str) -> str:
     return "-stderr" if to == "-" else f"{to}.deadletter.jsonl"
 
 
-def run_embedded(core: Core, source: str, to: str, dead_letter_path: str | None) -> int:
+def run_embedded(core: Core[Window], source: str, to: str, dead_letter_path: str | None) -> int:
     """Process `source` into `to`; returns the exit code. Summary and progress on stderr."""
     dl_path = dead_letter_path or default_dead_letter_path(to)
     records = read_records(source)  # before any output exists: a bad source writes nothing
@@ -173,7 +173,7 @@ def run_embedded(core: Core, source: str, to: str, dead_letter_path: str | None)
     return 0
 
 
-def summary(core: Core, records_in: int, seconds: float) -> str:
+def summary(core: Core[Window], records_in: int, seconds: float) -> str:
     """The end-of-run report: totals, then one row per provider."""
     assert core.window is not None  # files mode always dedupes
     stats, counters = core.stats, core.window.counters.as_dict()

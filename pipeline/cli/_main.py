@@ -11,18 +11,11 @@ import msgspec
 
 from schemas import ReceiptEvent
 
-from ..config._settings import (
-    ConfigError,
-    add_arguments,
-    core_config,
-    load_settings,
-    settings_from_args,
-)
-from ..core._batch import Core, CoreConfig, Decoder, InputRecord
-from ..core.normalise._errors import DecodeError, NotReceipts
+from ..config import add_arguments, core_config, load_settings, settings_from_args
+from ..core import Core, CoreConfig, Decoder, InputRecord
 from ..core.providers import REGISTRY
-from ..ops._gc import tune_collector
-from ..ops._logging import configure_logging
+from ..errors import ConfigError, DecodeError, NotReceipts
+from ..ops import configure_logging, tune_collector
 
 
 def event_schema() -> bytes:
@@ -76,7 +69,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     config = core_config(settings)
     if settings.source is not None:
-        from ..state._window import Window
+        from ..state import Window
         from ._embedded import run_embedded
 
         window = Window(settings.window_max_messages, settings.window_ttl_s * 1000)
@@ -90,8 +83,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_ingress(args: argparse.Namespace) -> int:
-    from ..ingress import IngressSettings
-    from ..ingress._server import run_ingress
+    from ..ingress import IngressSettings, run_ingress
 
     return run_ingress(load_settings(IngressSettings, vars(args)))
 

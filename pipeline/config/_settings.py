@@ -15,18 +15,14 @@ from typing import Annotated, Any, Final, Literal, TypeVar
 
 import msgspec
 
-from ..core._batch import CoreConfig, parse_routes
-from ..core.normalise._errors import DEFAULT_MAX_BODY_BYTES, DEFAULT_RECORD_MAX_BYTES, MalformedBody
-from ..core.normalise._timefmt import zone
+from ..core import DEFAULT_MAX_BODY_BYTES, DEFAULT_RECORD_MAX_BYTES, CoreConfig, parse_routes
+from ..core.normalise import zone
+from ..errors import ConfigError, MalformedBody
 
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 _log = logging.getLogger("pipeline.config")
 #: The value shape of Kubernetes' service-link variables (`<SERVICE>_PORT=tcp://ip:port`).
 _SERVICE_LINK: Final = re.compile(r"(tcp|udp|sctp)://")
-
-
-class ConfigError(ValueError):
-    """A bad flag, environment variable or config-file value; the message names it."""
 
 
 class KafkaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -72,7 +68,7 @@ class Settings(KafkaSettings, kw_only=True, forbid_unknown_fields=True):
     dead_letter_max_bytes: Positive = DEFAULT_RECORD_MAX_BYTES
     time_zones: dict[str, str] = msgspec.field(default_factory=dict)
     topic_map: dict[str, str] = msgspec.field(default_factory=dict)
-    # Topology (DESIGN.md section 5)
+    # Topology
     topology: Literal["partitioned", "single"] = "partitioned"
     repartition_replication_factor: Annotated[int, msgspec.Meta(ge=0, le=32)] = 0
     repartition_retention_s: Positive = 86_400
@@ -220,7 +216,9 @@ def add_arguments(
         )
 
 
-def load(flags: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
+def load_run_settings(
+    flags: Mapping[str, Any], environ: Mapping[str, str] | None = None
+) -> Settings:
     settings = load_settings(Settings, flags, environ)
     if settings.exactly_once and settings.topology == "single":
         # Accepting it would promise what `single` does not do: it writes without transactions.
@@ -295,7 +293,7 @@ def load_settings(
 def settings_from_args(
     args: argparse.Namespace, environ: Mapping[str, str] | None = None
 ) -> Settings:
-    return load(vars(args), environ)
+    return load_run_settings(vars(args), environ)
 
 
 def as_flags(settings: Settings, only: Sequence[str] = ()) -> dict[str, Any]:

@@ -1,25 +1,59 @@
-"""The I/O-free batch core: routing, decode → normalise → dedupe → encode, and the window."""
+"""The I/O-free core: routing, decode → normalise → dedupe verdicts → encode, and dead letters.
 
-from ..state._window import Window
-from ._batch import (
+Stateless but for its counters: dedupe state lives in a window the caller passes in (any
+`DedupeWindow`, e.g. `pipeline.state.Window`).
+"""
+
+from ._config import DEFAULT_MAX_BODY_BYTES, CoreConfig, ProviderRoute
+from ._process import Core
+from ._records import (
+    DEFAULT_RECORD_MAX_BYTES,
+    HEADER_OVERHEAD,
+    RECORD_OVERHEAD,
     BatchResult,
-    Core,
-    CoreConfig,
     DeadLetter,
-    Decoder,
+    Headers,
     InputRecord,
     OutputRecord,
-    parse_routes,
+    dead_letter,
+    record_size,
+)
+from ._routing import Decoder, parse_routes, sniff
+from ._stats import CoreStats
+from ._verdicts import (
+    DUPLICATE,
+    EMIT,
+    STALE,
+    DedupeWindow,
+    Verdicts,
+    emitted_outputs,
+    window_verdicts,
 )
 
 __all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_RECORD_MAX_BYTES",
+    "DUPLICATE",
+    "EMIT",
+    "HEADER_OVERHEAD",
+    "RECORD_OVERHEAD",
+    "STALE",
     "BatchResult",
     "Core",
     "CoreConfig",
+    "CoreStats",
     "DeadLetter",
     "Decoder",
+    "DedupeWindow",
+    "Headers",
     "InputRecord",
     "OutputRecord",
-    "Window",
+    "ProviderRoute",
+    "Verdicts",
+    "dead_letter",
+    "emitted_outputs",
     "parse_routes",
+    "record_size",
+    "sniff",
+    "window_verdicts",
 ]

@@ -1,8 +1,25 @@
-"""The webhook ingress (DESIGN.md section 8): provider pushes and forwarded poll responses in
+"""The webhook ingress: providers (or a user's poller) POST raw bodies to `/v1/{provider}/...`
 over HTTP, each body on the raw topic before the provider hears "received". The server itself
-is in `_server` (imported by the `ingress` command only: it pulls in uvicorn and aiokafka)."""
+is imported by `run_ingress` only when it runs: it pulls in uvicorn and aiokafka."""
 
-from ._routes import ROUTES, Route
-from ._settings import INGRESS_HELP, IngressSettings
+from __future__ import annotations
 
-__all__ = ["INGRESS_HELP", "ROUTES", "IngressSettings", "Route"]
+from ._routes import PROVIDERS, ROUTES, IngressPath
+from ._settings import INGRESS_HELP, IngressSettings, check_settings
+
+__all__ = [
+    "INGRESS_HELP",
+    "PROVIDERS",
+    "ROUTES",
+    "IngressPath",
+    "IngressSettings",
+    "check_settings",
+    "run_ingress",
+]
+
+
+def run_ingress(settings: IngressSettings) -> int:
+    """`python -m pipeline ingress`: serve until SIGTERM; the exit code."""
+    from ._server import run_ingress as serve
+
+    return serve(settings)

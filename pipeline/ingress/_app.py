@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ._metrics import IngressMetrics
 from ._producer import TooLarge, Writer
-from ._routes import ROUTES, Answer, Route
+from ._routes import ROUTES, Answer, IngressPath
 from ._settings import IngressSettings, networks
 
 log = logging.getLogger("pipeline.ingress")
@@ -91,10 +91,10 @@ class Ingress:
             self.metrics.in_flight.dec()
             self.metrics.in_flight_bytes.set(self.in_flight_bytes)
 
-    def _count(self, route: Route, outcome: str) -> None:
+    def _count(self, route: IngressPath, outcome: str) -> None:
         self.metrics.outcome[route.provider, route.endpoint, outcome].inc()
 
-    def _refused(self, scope: Scope, route: Route) -> tuple[int, str] | None:
+    def _refused(self, scope: Scope, route: IngressPath) -> tuple[int, str] | None:
         if self.allowed:
             client = scope.get("client")
             try:
@@ -110,7 +110,7 @@ class Ingress:
                 return 401, "unauthorized"
         return None
 
-    async def _handle(self, scope: Scope, receive: Receive, send: Send, route: Route) -> int:
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, route: IngressPath) -> int:
         """Returns the body bytes it held (the caller releases them from the budget)."""
         settings = self.settings
         declared = _header(scope, b"content-length")

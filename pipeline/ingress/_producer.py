@@ -26,7 +26,7 @@ from aiokafka.errors import (
     UnknownProducerId,
 )
 
-from ..kafka._clients import kafka_options, start_with_retry
+from ..kafka import kafka_options, start_with_retry
 from ._settings import IngressSettings, kafka_settings
 
 log = logging.getLogger("pipeline.ingress")

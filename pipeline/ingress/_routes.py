@@ -1,5 +1,5 @@
 """The ingress's paths: `/v1/{provider}/{endpoint}` for every endpoint a provider module decodes,
-plus the push endpoints, each with the answer its sender expects (DESIGN.md section 8)."""
+plus the push endpoints, each with the answer its sender expects."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ class Answer(NamedTuple):
     headers: list[tuple[bytes, bytes]]
 
 
-class Route(NamedTuple):
+class IngressPath(NamedTuple):
     provider: str
     endpoint: str
     #: The record headers every body of this path gets (account and content-type are added).
@@ -28,9 +28,9 @@ def _answer(body: bytes, content_type: bytes) -> Answer:
     return Answer(body, headers)
 
 
-#: Where providers push, and what they must hear back to not retry. Yunpian (seed 002): "0" or
-#: "SUCCESS", anything else is retried. Tencent's callback contract: this JSON. uSpeedo's and
-#: Ultiroam's documentation names no answer: an empty 200.
+#: Where providers push, and what they must hear back to not retry. Yunpian's push
+#: documentation: "0" or "SUCCESS", anything else is retried. Tencent's callback contract: this
+#: JSON. uSpeedo's and Ultiroam's documentation names no answer: an empty 200.
 PUSH: Final[dict[str, tuple[str, Answer]]] = {
     "yunpian": ("push", _answer(b"SUCCESS", b"text/plain; charset=utf-8")),
     "tencent": ("callback", _answer(b'{"result":0,"errmsg":"OK"}', b"application/json")),
@@ -41,7 +41,7 @@ PUSH: Final[dict[str, tuple[str, Answer]]] = {
 FORWARDED: Final = _answer(b"{}", b"application/json")
 
 
-def _routes() -> dict[str, Route]:
+def _routes() -> dict[str, IngressPath]:
     table = {}
     for provider, module in REGISTRY.items():
         push = PUSH.get(provider)
@@ -50,9 +50,9 @@ def _routes() -> dict[str, Route]:
             answers[push[0]] = push[1]
         for endpoint, answer in answers.items():
             headers = [("provider", provider.encode()), ("endpoint", endpoint.encode())]
-            table[f"/v1/{provider}/{endpoint}"] = Route(provider, endpoint, headers, answer)
+            table[f"/v1/{provider}/{endpoint}"] = IngressPath(provider, endpoint, headers, answer)
     return table
 
 
-ROUTES: Final[dict[str, Route]] = _routes()
+ROUTES: Final[dict[str, IngressPath]] = _routes()
 PROVIDERS: Final = frozenset(REGISTRY)

@@ -16,13 +16,13 @@ from collections.abc import Iterator
 
 import uvicorn
 
-from ..kafka._clients import BrokerUnreachable
-from ..ops._logging import configure_logging
+from ..errors import BrokerUnreachable
+from ..ops import configure_logging
 from ._app import Ingress
 from ._metrics import IngressMetrics
 from ._producer import Writer
 from ._routes import PROVIDERS
-from ._settings import IngressSettings, check
+from ._settings import IngressSettings, check_settings
 
 log = logging.getLogger("pipeline.ingress")
 
@@ -101,7 +101,7 @@ async def serve(settings: IngressSettings) -> int:
 
 
 def run_ingress(settings: IngressSettings) -> int:
-    check(settings, PROVIDERS)
+    check_settings(settings, PROVIDERS)
     configure_logging(settings.log_level)  # aiokafka's too, rate-limited
     ours = logging.getLogger("pipeline")
     theirs = logging.getLogger("uvicorn")

@@ -8,7 +8,8 @@ from typing import Annotated, Final
 
 import msgspec
 
-from ..config._settings import HELP, ConfigError, KafkaSettings, Positive, Settings
+from ..config import HELP, KafkaSettings, Positive, Settings
+from ..errors import ConfigError
 
 MiB: Final = 1024 * 1024
 
@@ -62,7 +63,7 @@ def networks(
         raise ConfigError(f"invalid setting allow_ips: {exc}") from None
 
 
-def check(settings: IngressSettings, providers: frozenset[str]) -> None:
+def check_settings(settings: IngressSettings, providers: frozenset[str]) -> None:
     """What msgspec cannot say about the settings: stop with the setting's name."""
     unknown = sorted(set(settings.tokens) - providers)
     if unknown:

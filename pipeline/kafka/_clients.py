@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import Any, Final
@@ -11,7 +12,9 @@ import anyio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
-from ..config._settings import Settings
+from ..config import Settings
+from ..errors import BrokerUnreachable
+from ..state import Restorer
 from ._sink import PRODUCER_BATCH_BYTES
 
 log = logging.getLogger("pipeline.kafka")
@@ -34,10 +37,6 @@ def kafka_options(settings: Settings) -> dict[str, Any]:
             cafile=settings.ssl_cafile, certfile=settings.ssl_certfile, keyfile=settings.ssl_keyfile
         )
     return options
-
-
-class BrokerUnreachable(Exception):
-    """The broker did not answer within the start-up timeout."""
 
 
 async def start_with_retry(client: Any, what: str, settings: Settings) -> None:
@@ -111,4 +110,24 @@ def new_group_consumer(settings: Settings, group: str) -> AIOKafkaConsumer:
         max_partition_fetch_bytes=4 * 1024 * 1024,
         fetch_max_bytes=32 * 1024 * 1024,
         metadata_max_age_ms=METADATA_MAX_AGE_MS,
+    )
+
+
+def new_restore_consumer(settings: Settings) -> AIOKafkaConsumer:
+    """A consumer without a group for reading output partitions back (window restores)."""
+    return AIOKafkaConsumer(
+        **kafka_options(settings),
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        fetch_max_bytes=16 * 1024 * 1024,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+
+
+def new_restorer(settings: Settings) -> Restorer:
+    """A restorer of the output topic's partitions, on a consumer of its own."""
+    return Restorer(
+        settings,
+        new_restore_consumer(settings),
+        functools.partial(start_with_retry, what="restore", settings=settings),
     )

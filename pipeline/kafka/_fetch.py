@@ -1,4 +1,4 @@
-"""Records aiokafka cannot parse become dead letters, and consumption goes on (issue 12, item 2).
+"""Records aiokafka cannot parse become dead letters, and consumption goes on.
 
 aiokafka 0.14 decodes every header key as strict UTF-8 inside its fetcher (the record format
 and librdkafka allow any bytes). One such record makes `getmany` raise `UnicodeDecodeError`;
@@ -29,12 +29,8 @@ from aiokafka.record.memory_records import _MemoryRecordsPy
 from aiokafka.record.util import decode_varint
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
-from ..core._batch import DeadLetter, InputRecord, dead_letter
-from ..core.normalise._errors import DecodeError
-
-
-class UnreadableRecord(DecodeError):
-    """A record the Kafka client could not parse (e.g. a header key that is not UTF-8)."""
+from ..core import DeadLetter, InputRecord, dead_letter
+from ..errors import UnreadableRecord
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""What the broker will accept on each topic, learned at start (issue 12, item 1).
+"""What the broker will accept on each topic, learned at start.
 
 A record the broker refuses (too large for the topic's `max.message.bytes`, or stamped outside
 `message.timestamp.before.max.ms` / `message.timestamp.after.max.ms` of its clock) fails its whole

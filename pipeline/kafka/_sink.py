@@ -1,5 +1,5 @@
 """Writes records with the producer's batch API, partitioned as Kafka's Java client does, and turns
-what the broker refuses into dead letters (issue 12, item 1).
+what the broker refuses into dead letters.
 
 The normal path costs nothing per record beyond `append` and a min and max of the batch's
 timestamps (an event stamped outside the topic's window becomes an `InvalidTimestamp` dead
@@ -30,10 +30,10 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
 )
 
-from ..core._batch import CoreStats, DeadLetter, OutputRecord, record_size
+from ..core import CoreStats, DeadLetter, OutputRecord, record_size
+from ..errors import TopicProblem
 from ._limits import TopicLimits
 from ._partitioner import partition_for, partitions_for
-from ._topics import TopicProblem
 
 log = logging.getLogger("pipeline.kafka")
 

@@ -1,4 +1,4 @@
-"""Topics checked at start (issue 12, item 7).
+"""Topics checked at start.
 
 Every topic the processor needs is looked up before any client subscribes or produces: a missing
 one stops start-up with a message that names it and the setting that named it, instead of a bare
@@ -17,15 +17,13 @@ from typing import Any, Final
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from ..errors import TopicProblem
+
 #: Kafka protocol error codes the checks tell apart (see the protocol guide's error table).
 UNKNOWN_TOPIC: Final = 3
 TOPIC_AUTHORIZATION_FAILED: Final = 29
 TOPIC_ALREADY_EXISTS: Final = 36
 CLUSTER_AUTHORIZATION_FAILED: Final = 31
-
-
-class TopicProblem(Exception):
-    """A topic the processor needs is missing or not accessible; the message names it."""
 
 
 def _problem(topic: str, role: str, code: int, operation: str) -> TopicProblem:

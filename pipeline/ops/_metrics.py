@@ -22,8 +22,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from schemas import PROVIDERS, STATUS_INDEX
 
-from ..core.normalise._errors import DecodeError
 from ..core.providers import SKIP_KINDS
+from ..errors import DecodeError
 from ._probes import Probes
 
 __all__ = [

@@ -27,14 +27,27 @@ from aiokafka import TopicPartition
 
 from schemas import PROVIDERS, STATUS_INDEX
 
-from ..config._settings import Settings
-from ..kafka._clients import METADATA_MAX_AGE_MS, kafka_options, new_group_consumer
-from ..kafka._sink import Record, Sent, Sink
-from ..kafka._transactions import PartitionLost, PartitionWriters
-from ..state import _snapshot as snapshot
-from ..state._identities import passing
-from ..state._restore import Restorer
-from ..state._window import Window, WindowCounters
+from ..config import Settings
+from ..kafka import (
+    METADATA_MAX_AGE_MS,
+    PartitionLost,
+    PartitionWriters,
+    Record,
+    Sent,
+    Sink,
+    kafka_options,
+    new_group_consumer,
+)
+from ..state import (
+    Restorer,
+    Window,
+    WindowCounters,
+    encode_snapshot,
+    load_snapshot,
+    passing,
+    snapshot_usable,
+    write_snapshot,
+)
 from ._route import repartition_topic
 from ._stage import Stage
 
@@ -58,7 +71,7 @@ def window_capacity(settings: Settings, partitions: int) -> int:
     return max(1, settings.window_max_messages // partitions)
 
 
-class Dedupe(Stage):
+class DedupeStage(Stage):
     name = "dedupe"
 
     def __init__(
@@ -121,7 +134,7 @@ class Dedupe(Stage):
         state_dir = self.settings.state_dir
         if state_dir:
             snap = await anyio.to_thread.run_sync(
-                snapshot.load,
+                load_snapshot,
                 state_dir,
                 self.group,
                 self.settings.output_topic,
@@ -131,7 +144,7 @@ class Dedupe(Stage):
             )
             if snap is not None:
                 begin, end = await self.restorer.offsets(partition)
-                if snapshot.usable(snap, begin, end):
+                if snapshot_usable(snap, begin, end):
                     await self.restorer.resume(partition, snap.window, snap.offset, end)
                     self.newest[partition] = snap.newest_ts
                     return snap.window
@@ -163,9 +176,9 @@ class Dedupe(Stage):
                 continue
             try:
                 _, end = await self.restorer.offsets(p)
-                data = snapshot.encode(self.group, topic, p, window, end, self.newest.get(p, 0))
+                data = encode_snapshot(self.group, topic, p, window, end, self.newest.get(p, 0))
                 path = await anyio.to_thread.run_sync(
-                    snapshot.write, state_dir, self.group, topic, p, data
+                    write_snapshot, state_dir, self.group, topic, p, data
                 )
             except Exception as exc:
                 log.warning("snapshot failed", extra={"partition": p, "error": repr(exc)})

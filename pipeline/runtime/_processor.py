@@ -15,23 +15,26 @@ import anyio
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
-from ..config._settings import Settings, core_config
-from ..core._batch import Core, CoreStats, parse_routes
-from ..kafka._clients import BrokerUnreachable, close_now, new_producer, start_with_retry
-from ..kafka._fetch import install
-from ..kafka._sink import Sink
-from ..kafka._topics import TopicProblem
-from ..ops._endpoint import serve_http, serve_unix
-from ..ops._gc import tune_collector
-from ..ops._logging import configure_logging
-from ..ops._metrics import StatsView, WindowView, consumer_lag, observe_kafka
-from ..ops._probes import Health
-from ..state._restore import Restorer
-from ..state._window import Window
-from ._dedupe import Dedupe
-from ._route import Route, repartition_topic
-from ._single import Single
-from ._stage import SettingProblem, Stage, StageFailed
+from ..config import Settings, core_config
+from ..core import Core, CoreStats, parse_routes
+from ..errors import BrokerUnreachable, SettingProblem, StageFailed, TopicProblem
+from ..kafka import Sink, close_now, install, new_producer, new_restorer, start_with_retry
+from ..ops import (
+    Health,
+    StatsView,
+    WindowView,
+    configure_logging,
+    consumer_lag,
+    observe_kafka,
+    serve_http,
+    serve_unix,
+    tune_collector,
+)
+from ..state import Window
+from ._dedupe import DedupeStage
+from ._route import RouteStage, repartition_topic
+from ._single import SingleStage
+from ._stage import Stage
 from ._startup import co_partitioning_broken, prepare
 from ._workers import run_workers
 
@@ -55,7 +58,7 @@ class Processor:
         self.settings = settings
         self.stopping = anyio.Event()
         install()  # records aiokafka cannot parse become dead letters (see _fetch.py)
-        self.restorer = Restorer(settings)
+        self.restorer = new_restorer(settings)
         config = core_config(settings)
         single = settings.topology == "single"
         window = Window(settings.window_max_messages, settings.window_ttl_s * 1000)
@@ -77,7 +80,7 @@ class Processor:
 
     # What the metrics read at scrape time (pipeline.ops._metrics.Observed).
     def stats(self) -> list[StatsView]:
-        dedupe = [s for s in self.stages if isinstance(s, Dedupe)]
+        dedupe = [s for s in self.stages if isinstance(s, DedupeStage)]
         return [self.core.stats if not dedupe else _Forwarded(self.core.stats, dedupe[0])]
 
     def windows(self) -> list[WindowView]:
@@ -85,7 +88,7 @@ class Processor:
             return [self.core.window]
         views: list[WindowView] = []
         for stage in self.stages:
-            if isinstance(stage, Dedupe):
+            if isinstance(stage, DedupeStage):
                 views += stage.windows.values()
                 views.append(stage.dropped)
         return views
@@ -126,14 +129,14 @@ class Processor:
         await self.restorer.start()
         stopping = self.stopping
         if settings.topology == "single":
-            single = Single(settings, self.core, self.sink, self.restorer, stopping)
+            single = SingleStage(settings, self.core, self.sink, self.restorer, stopping)
             self.stages = [single]
             self._observe()
             single.subscribe()
             await start_with_retry(single.consumer, "consumer", settings)
             return
-        route = Route(settings, self.core, self.sink, stopping)
-        dedupe = Dedupe(settings, self.sink, self.restorer, self.partitions, stopping)
+        route = RouteStage(settings, self.core, self.sink, stopping)
+        dedupe = DedupeStage(settings, self.sink, self.restorer, self.partitions, stopping)
         self.stages = [route, dedupe]
         self._observe()
         dedupe.subscribe()
@@ -233,7 +236,7 @@ class _Forwarded:
     """The route stage's counters, with the events out that the dedupe stage forwarded (the
     route's core counts every event, before dedupe)."""
 
-    def __init__(self, stats: CoreStats, dedupe: Dedupe) -> None:
+    def __init__(self, stats: CoreStats, dedupe: DedupeStage) -> None:
         self._stats, self._dedupe = stats, dedupe
         self.records_in, self.receipts_in = stats.records_in, stats.receipts_in
         self.dead_letters, self.skipped = stats.dead_letters, stats.skipped
@@ -317,7 +320,7 @@ def run_kafka(settings: Settings, metrics_socket: str | None = None) -> int:
     configure_logging(settings.log_level)
     parse_routes(settings.topic_map)
     if settings.workers > 1:
-        return run_workers(settings)
+        return run_workers(settings, run_kafka)
     tune_collector()
     try:
         return anyio.run(

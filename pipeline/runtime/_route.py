@@ -14,11 +14,10 @@ from typing import Any, Final
 import anyio
 from aiokafka import TopicPartition
 
-from ..config._settings import Settings
-from ..core._batch import BatchResult, Core, DeadLetter, InputRecord, OutputRecord
-from ..kafka._clients import new_group_consumer
-from ..kafka._fetch import input_records
-from ..kafka._sink import Sent, Sink
+from ..config import Settings
+from ..core import BatchResult, Core, DeadLetter, InputRecord, OutputRecord
+from ..kafka import Sent, Sink, input_records, new_group_consumer
+from ..state import Window
 from ._stage import Stage
 
 
@@ -26,10 +25,12 @@ def repartition_topic(settings: Settings) -> str:
     return f"{settings.output_topic}.by-message"
 
 
-class Route(Stage):
+class RouteStage(Stage):
     name = "route"
 
-    def __init__(self, settings: Settings, core: Core, sink: Sink, stopping: anyio.Event) -> None:
+    def __init__(
+        self, settings: Settings, core: Core[Window], sink: Sink, stopping: anyio.Event
+    ) -> None:
         super().__init__(settings, new_group_consumer(settings, settings.group_id), sink, stopping)
         self.core = core
         self.topic = repartition_topic(settings)
@@ -45,7 +46,7 @@ class Route(Stage):
 
 
 async def write_events(
-    core: Core,
+    core: Core[Window],
     sink: Sink,
     batches: dict[TopicPartition, list[Any]],
     topic: str,
@@ -79,7 +80,7 @@ def slices(records: Sequence[InputRecord], max_bytes: int = SLICE_BYTES) -> list
     return cuts
 
 
-async def process_in_slices(core: Core, records: Sequence[InputRecord]) -> BatchResult:
+async def process_in_slices(core: Core[Window], records: Sequence[InputRecord]) -> BatchResult:
     """`core.process` slice by slice, yielding to the event loop between slices. The window
     sees the records in the same order as in one call; its clock moves slice by slice."""
     cuts = slices(records)

@@ -15,23 +15,22 @@ from typing import Any
 import anyio
 from aiokafka import TopicPartition
 
-from ..config._settings import Settings
-from ..core._batch import Core
-from ..kafka._clients import new_group_consumer
-from ..kafka._sink import Sent, Sink
-from ..state._restore import Restorer
-from ..state._window import Window
+from ..config import Settings
+from ..core import Core
+from ..errors import SettingProblem
+from ..kafka import Sent, Sink, new_group_consumer
+from ..state import Restorer, Window
 from ._route import write_events
-from ._stage import SettingProblem, Stage
+from ._stage import Stage
 
 
-class Single(Stage):
+class SingleStage(Stage):
     name = "single"
 
     def __init__(
         self,
         settings: Settings,
-        core: Core,
+        core: Core[Window],
         sink: Sink,
         restorer: Restorer,
         stopping: anyio.Event,

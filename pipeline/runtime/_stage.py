@@ -21,22 +21,15 @@ import anyio
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalGenerationError, UnknownMemberIdError
 
-from ..config._settings import Settings
-from ..kafka._sink import Sent, Sink
-from ..ops._probes import Health
+from ..config import Settings
+from ..errors import StageFailed
+from ..kafka import Sent, Sink
+from ..ops import Health
 
 log = logging.getLogger("pipeline.kafka")
 
 #: Attempts at a rebalance callback before the process gives up (aiokafka swallows failures).
 LISTENER_ATTEMPTS: Final = 3
-
-
-class StageFailed(Exception):
-    """A stage cannot go on; the process exits non-zero with this message."""
-
-
-class SettingProblem(StageFailed):
-    """A stop that a setting or the deployment must fix (exit 2)."""
 
 
 class InFlight(NamedTuple):

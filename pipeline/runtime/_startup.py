@@ -8,12 +8,18 @@ from typing import NamedTuple
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from ..config._settings import Settings
-from ..kafka._clients import kafka_options, start_with_retry
-from ..kafka._limits import TopicLimits, topic_limits
-from ..kafka._topics import check_topics, ensure_topic, matching_topics
+from ..config import Settings
+from ..errors import SettingProblem
+from ..kafka import (
+    TopicLimits,
+    check_topics,
+    ensure_topic,
+    kafka_options,
+    matching_topics,
+    start_with_retry,
+    topic_limits,
+)
 from ._route import repartition_topic
-from ._stage import SettingProblem
 
 log = logging.getLogger("pipeline.kafka")
 

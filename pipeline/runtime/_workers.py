@@ -8,20 +8,26 @@ import multiprocessing
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
-from ..config._settings import Settings
-from ..ops._endpoint import serve_workers
+from ..config import Settings
+from ..ops import serve_workers
 
 log = logging.getLogger("pipeline.kafka")
 
+#: What a worker runs: the processor's entry point, with its metrics socket.
+Entry = Callable[[Settings, str | None], int]
 
-def _worker(settings_data: dict[str, Any], parent: int, metrics_socket: str | None) -> None:
-    # Fix (issue 5, tests/integration/test_two_instances.py): a worker outlived a parent killed
-    # with SIGKILL (or by the OOM killer) and went on consuming unsupervised; a restarted
-    # parent then added its workers to the orphans. Linux sends this worker SIGTERM (a
+
+def _worker(
+    entry: Entry, settings_data: dict[str, Any], parent: int, metrics_socket: str | None
+) -> None:
+    # A worker must not outlive a parent killed with SIGKILL (or by the OOM killer): it would
+    # go on consuming unsupervised, and a restarted parent would add its workers to the orphans
+    # (tests/integration/test_two_instances.py). Linux sends this worker SIGTERM (a
     # graceful stop) when the parent dies; the getppid check covers a parent that died first.
     if sys.platform == "linux":
         import ctypes
@@ -29,15 +35,14 @@ def _worker(settings_data: dict[str, Any], parent: int, metrics_socket: str | No
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     if os.getppid() != parent:
         sys.exit(0)
-    from ._processor import run_kafka  # the parent's entry point, imported late: it imports us
-
     settings = msgspec.convert(settings_data, Settings)
-    sys.exit(run_kafka(settings, metrics_socket))
+    sys.exit(entry(settings, metrics_socket))
 
 
-def run_workers(settings: Settings) -> int:
-    """N processes in one consumer group; a signal stops them all, one failure stops the rest.
-    With `--metrics-port`, the parent serves one endpoint with every worker's series."""
+def run_workers(settings: Settings, entry: Entry) -> int:
+    """N processes in one consumer group, each running ``entry`` (a module-level function, so
+    that the spawned process can import it); a signal stops them all, one failure stops the
+    rest. With `--metrics-port`, the parent serves one endpoint with every worker's series."""
     with contextlib.ExitStack() as endpoint:
         sockets: list[str | None] = [None] * settings.workers
         if settings.metrics_port is not None:
@@ -49,17 +54,17 @@ def run_workers(settings: Settings) -> int:
                 "metrics served",
                 extra={"host": settings.metrics_host, "port": port, "workers": settings.workers},
             )
-        return _supervise(settings, sockets)
+        return _supervise(settings, entry, sockets)
 
 
-def _supervise(settings: Settings, sockets: list[str | None]) -> int:
+def _supervise(settings: Settings, entry: Entry, sockets: list[str | None]) -> int:
     ctx = multiprocessing.get_context("spawn")
     procs = []
     for i, path in enumerate(sockets):
         data = msgspec.to_builtins(settings)
         data["workers"] = 1
         data["metrics_port"] = None
-        args = (data, os.getpid(), path)
+        args = (entry, data, os.getpid(), path)
         proc = ctx.Process(target=_worker, args=args, name=f"pipeline-worker-{i}")
         proc.start()
         procs.append(proc)

@@ -13,14 +13,15 @@ from typing import Final
 
 from schemas import PROVIDER_INDEX, STATUS_INDEX
 
-from ._window import EMIT, Window
+from ..core import EMIT
+from ._window import Window
 
 #: Header values of our own records, straight to the window's codes (no decoding).
 STATUS_CODES: Final = {s.encode(): i for s, i in STATUS_INDEX.items()}
 PROVIDER_CODES: Final = {p.encode(): i for p, i in PROVIDER_INDEX.items()}
 
 
-def codes(headers: Iterable[tuple[str, bytes]]) -> tuple[int, int] | None:
+def header_codes(headers: Iterable[tuple[str, bytes]]) -> tuple[int, int] | None:
     """(status, provider) codes from an output record's headers; None if either is missing."""
     status = provider = None
     for name, value in headers:
@@ -45,7 +46,7 @@ class Identities:
         self.providers: list[int] = []
         self.stamps: list[int] = []
         for i, (key, headers, stamp) in enumerate(records):
-            found = codes(headers)
+            found = header_codes(headers)
             if found is None or key is None:
                 continue
             self.indexes.append(i)

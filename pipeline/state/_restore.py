@@ -11,13 +11,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, Final, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from ..config._settings import Settings
-from ..kafka._clients import kafka_options, start_with_retry
+from ..config import Settings
+from ..errors import RestoreStalled
 from ._identities import Identities
 from ._window import Window
 
@@ -29,10 +29,6 @@ RECORDS_PER_MESSAGE: Final = 2
 TAIL: Final = 64
 #: Seconds a restore's read may get no record further before it counts as stalled.
 STALL_S: Final = 20.0
-
-
-class RestoreStalled(Exception):
-    """A restore's read made no progress for `STALL_S` (the broker answers no fetch)."""
 
 
 class Restored(NamedTuple):
@@ -53,22 +49,24 @@ def bound(capacity: int) -> int:
 class Restorer:
     """Reads output partitions into windows, one at a time, on a consumer of its own (no group)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        consumer: AIOKafkaConsumer,
+        start: Callable[[AIOKafkaConsumer], Awaitable[None]],
+    ) -> None:
+        """``consumer``: a consumer without a group, not started; ``start`` starts it (the Kafka
+        layer's bounded retry)."""
         self.settings = settings
-        self.consumer = AIOKafkaConsumer(
-            **kafka_options(settings),
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            fetch_max_bytes=16 * 1024 * 1024,
-            max_partition_fetch_bytes=4 * 1024 * 1024,
-        )
+        self.consumer = consumer
+        self._start = start
         #: Every restore so far (newest last), for the log.
         self.done: list[Restored] = []
         #: Called with (seconds, records) after each restore (the metrics).
         self.on_restore: Callable[[float, int], None] | None = None
 
     async def start(self) -> None:
-        await start_with_retry(self.consumer, "restore", self.settings)
+        await self._start(self.consumer)
 
     async def offsets(self, partition: int) -> tuple[int, int]:
         """Output partition p's log start and end offsets now."""

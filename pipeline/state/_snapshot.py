@@ -6,11 +6,11 @@ is written atomically (temporary file, fsync, rename, fsync of the directory), s
 point leaves either the previous snapshot or the new one, never a mix. On assignment of p the
 dedupe stage loads it and reads only the output records from its offset on.
 
-A snapshot is never trusted blindly: :func:`load` returns None, with a WARNING naming the file
-and the reason, when it is missing, unreadable, truncated or corrupt (checksums over header and
+A snapshot is never trusted blindly: :func:`load_snapshot` returns None, with a WARNING naming the
+file and the reason, when it is missing, unreadable, truncated or corrupt (checksums over header and
 payload), foreign (another group, topic or partition), or incompatible (another format version,
 window capacity or ttl). Staleness against the broker is the caller's check, with
-:func:`usable`, once it knows the partition's log start and end offsets.
+:func:`snapshot_usable`, once it knows the partition's log start and end offsets.
 
 File layout (little-endian): a fixed header (magic, format, name lengths, partition, capacity,
 ttl, offset, newest record time, payload length, payload CRC-32), the group and topic names
@@ -18,9 +18,9 @@ ttl, offset, newest record time, payload length, payload CRC-32), the group and 
 window's hash key: keep the state directory private (it is created 0700, files 0600).
 
 Cost (benchmarks/RESULTS.md): 1 M messages make a 14 MB file, 0.15 s to dump, 0.24 s to load;
-5 M an 84 MB file, 0.7 s to dump, 1.5 s to load. :func:`save` does both the dump and the write;
-a caller that must not hold its event loop during the write calls :func:`encode` on the loop
-(the window must not change while it is dumped) and :func:`write` in a thread.
+5 M an 84 MB file, 0.7 s to dump, 1.5 s to load. :func:`save_snapshot` does both the dump and the
+write; a caller that must not hold its event loop during the write calls :func:`encode_snapshot` on
+the loop (the window must not change while it is dumped) and :func:`write_snapshot` in a thread.
 """
 
 from __future__ import annotations
@@ -40,19 +40,19 @@ from ._window import Window
 __all__ = [
     "Rejected",
     "Snapshot",
-    "decode",
-    "encode",
-    "load",
-    "path_for",
-    "save",
-    "usable",
-    "write",
+    "decode_snapshot",
+    "encode_snapshot",
+    "load_snapshot",
+    "save_snapshot",
+    "snapshot_path",
+    "snapshot_usable",
+    "write_snapshot",
 ]
 
 log = logging.getLogger("pipeline.snapshot")
 
 MAGIC: Final = b"SMSWSNAP"
-FORMAT: Final = 1
+SNAPSHOT_FORMAT: Final = 1
 #: magic, format, group length, topic length, partition, capacity, ttl_ms, offset, newest_ts,
 #: payload length, payload CRC-32.
 _HEAD: Final = struct.Struct("<8sHHHIQQqqQI")
@@ -61,7 +61,7 @@ _SUFFIX: Final = ".snapshot"
 
 
 class Snapshot(NamedTuple):
-    """What :func:`load` returns: the window, the output offset it reflects (the next one to
+    """What :func:`load_snapshot` returns: the window, the output offset it reflects (the next to
     read), and the newest record time it had seen (ms)."""
 
     window: Window
@@ -70,10 +70,12 @@ class Snapshot(NamedTuple):
 
 
 class Rejected(Exception):
-    """Why a snapshot file is not used (logged by :func:`load`)."""
+    """Why a snapshot file is not used (logged by :func:`load_snapshot`)."""
 
 
-def path_for(state_dir: str | os.PathLike[str], group: str, topic: str, partition: int) -> Path:
+def snapshot_path(
+    state_dir: str | os.PathLike[str], group: str, topic: str, partition: int
+) -> Path:
     """The snapshot file of a partition: ``<state_dir>/<group>+<topic>+<p>.snapshot``, names
     percent-quoted (so any group id is a safe file name); very long names are hashed."""
     name = f"{quote(group, safe='')}+{quote(topic, safe='')}+{partition}{_SUFFIX}"
@@ -83,7 +85,7 @@ def path_for(state_dir: str | os.PathLike[str], group: str, topic: str, partitio
     return Path(state_dir) / name
 
 
-def encode(
+def encode_snapshot(
     group: str, topic: str, partition: int, window: Window, offset: int, newest_ts: int
 ) -> bytes:
     """The snapshot file's bytes (dumps the window: call it where the window cannot change)."""
@@ -92,7 +94,7 @@ def encode(
     head = (
         _HEAD.pack(
             MAGIC,
-            FORMAT,
+            SNAPSHOT_FORMAT,
             len(g),
             len(t),
             partition,
@@ -109,16 +111,16 @@ def encode(
     return b"".join((head, _CRC.pack(zlib.crc32(head)), payload))
 
 
-def write(
+def write_snapshot(
     state_dir: str | os.PathLike[str], group: str, topic: str, partition: int, data: bytes
 ) -> Path:
-    """Write :func:`encode`'s bytes atomically as the partition's snapshot; returns the path.
+    """Write :func:`encode_snapshot`'s bytes atomically as the partition's snapshot; the path.
 
     Temporary file in the same directory, fsync, rename over the old snapshot, fsync of the
     directory (so the rename itself survives a power cut). Leftover temporary files of this
-    partition (a crash mid-write) are removed first; :func:`load` never reads them.
+    partition (a crash mid-write) are removed first; :func:`load_snapshot` never reads them.
     """
-    path = path_for(state_dir, group, topic, partition)
+    path = snapshot_path(state_dir, group, topic, partition)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     # Quoted names hold no glob syntax.
     for stray in path.parent.glob(f"{path.name}.tmp*"):
@@ -144,7 +146,7 @@ def write(
     return path
 
 
-def save(
+def save_snapshot(
     state_dir: str | os.PathLike[str],
     group: str,
     topic: str,
@@ -153,21 +155,21 @@ def save(
     offset: int,
     newest_ts: int,
 ) -> Path:
-    """Snapshot window ``partition`` of ``topic`` for ``group``: :func:`encode` + :func:`write`.
+    """Snapshot window ``partition`` of ``topic`` for ``group``: encode, then write.
 
     ``offset``: the next output offset of the partition the window does not reflect yet (every
     record before it is in the window). ``newest_ts``: the newest record time seen (ms).
     """
-    return write(
+    return write_snapshot(
         state_dir,
         group,
         topic,
         partition,
-        encode(group, topic, partition, window, offset, newest_ts),
+        encode_snapshot(group, topic, partition, window, offset, newest_ts),
     )
 
 
-def load(
+def load_snapshot(
     state_dir: str | os.PathLike[str],
     group: str,
     topic: str,
@@ -178,8 +180,8 @@ def load(
     """The partition's snapshot, or None (with a WARNING saying why) when there is none or it
     cannot be trusted: unreadable, truncated, corrupt, foreign (another group, topic or
     partition), or incompatible (another format, ``capacity`` or ``ttl_ms``). Staleness
-    against the broker is checked by the caller with :func:`usable`."""
-    path = path_for(state_dir, group, topic, partition)
+    against the broker is checked by the caller with :func:`snapshot_usable`."""
+    path = snapshot_path(state_dir, group, topic, partition)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -191,16 +193,16 @@ def load(
         log.warning("ignoring snapshot %s: cannot read it: %s", path, exc)
         return None
     try:
-        return decode(data, group, topic, partition, capacity, ttl_ms)
+        return decode_snapshot(data, group, topic, partition, capacity, ttl_ms)
     except Rejected as exc:
         log.warning("ignoring snapshot %s: %s", path, exc)
         return None
 
 
-def decode(
+def decode_snapshot(
     data: bytes, group: str, topic: str, partition: int, capacity: int, ttl_ms: int
 ) -> Snapshot:
-    """Parse and check a snapshot file's bytes; raises :class:`Rejected` (see :func:`load`)."""
+    """Parse and check a snapshot file's bytes; raises :class:`Rejected` (see load_snapshot)."""
     if len(data) < _HEAD.size:
         raise Rejected(f"truncated: {len(data)} bytes")
     (
@@ -218,8 +220,8 @@ def decode(
     ) = _HEAD.unpack_from(data)
     if magic != MAGIC:
         raise Rejected("not a snapshot file (wrong magic)")
-    if version != FORMAT:
-        raise Rejected(f"format version {version}, this build reads {FORMAT}")
+    if version != SNAPSHOT_FORMAT:
+        raise Rejected(f"format version {version}, this build reads {SNAPSHOT_FORMAT}")
     end = _HEAD.size + glen + tlen
     if len(data) < end + _CRC.size:
         raise Rejected(f"truncated: {len(data)} bytes")
@@ -253,7 +255,7 @@ def decode(
     return Snapshot(window, offset, newest_ts)
 
 
-def usable(snapshot: Snapshot, log_start: int, end: int) -> bool:
+def snapshot_usable(snapshot: Snapshot, log_start: int, end: int) -> bool:
     """Whether the snapshot can seed window p given output partition p's log start and end
     offsets now: its offset must lie in [log_start, end]. Beyond the end, the topic was
     recreated or truncated; before the log start, records it does not reflect were deleted."""

@@ -85,21 +85,17 @@ from collections.abc import Callable, Iterable, Sequence
 from itertools import repeat, starmap
 from typing import Final, Self
 
-from schemas._event import PROVIDERS, RANK, STATUSES
+from schemas import PROVIDERS, RANK, STATUSES
+
+from ..core import DUPLICATE, EMIT, STALE
 
 __all__ = [
-    "DUPLICATE",
-    "EMIT",
-    "STALE",
     "Window",
     "WindowCounters",
     "message_hash",
     "message_hashes",
 ]
 
-EMIT: Final = 0
-DUPLICATE: Final = 1
-STALE: Final = 2
 
 _NS: Final = len(STATUSES)  # 9 status codes, 0..8
 _NP: Final = len(PROVIDERS)

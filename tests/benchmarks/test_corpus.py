@@ -27,9 +27,9 @@ from benchmarks.corpus import (
     kcat_line,
     write_jsonl,
 )
-from pipeline.cli._embedded import read_records
-from pipeline.core._batch import Core, InputRecord, sniff
-from pipeline.state._window import Window
+from pipeline.cli import read_records
+from pipeline.core import Core, InputRecord, sniff
+from pipeline.state import Window
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = 3

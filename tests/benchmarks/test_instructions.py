@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+import pipeline.core
 from benchmarks.instructions import PROVIDERS, STAGES, child, write_corpus
-from pipeline.core import _batch
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,7 +37,7 @@ def test_each_stage_passes_its_check(stage: str, corpus: dict[str, tuple[Path, i
 def test_a_pass_that_loses_events_fails(
     corpus: dict[str, tuple[Path, int]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = _batch.emitted_outputs
-    monkeypatch.setattr(_batch, "emitted_outputs", lambda *a: real(*a)[1:])
+    real = pipeline.core.emitted_outputs
+    monkeypatch.setattr(pipeline.core, "emitted_outputs", lambda *a: real(*a)[1:])
     with pytest.raises(SystemExit, match=r"encode: \d+ results, expected \d+"):
         child(str(ROOT), str(corpus["all"][0]), "encode", 1)

@@ -42,8 +42,8 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from benchmarks import corpus
-from pipeline.core._batch import BatchResult, Core, CoreConfig, InputRecord, sniff
-from pipeline.state._window import Window
+from pipeline.core import BatchResult, Core, CoreConfig, InputRecord, sniff
+from pipeline.state import Window
 from tools import broker as broker_module
 from tools.broker import LocalKafka
 
@@ -715,7 +715,7 @@ def header_dict(headers: Iterable[tuple[str, bytes]]) -> dict[str, bytes]:
 def check_outputs(got: Sequence[ConsumerRecord], want: Sequence[Any], out_partitions: int) -> None:
     """`got` (output topic) holds exactly the expected events, once each, keyed, headed and
     partitioned as the Kafka contract says."""
-    from pipeline.kafka._partitioner import partition_for
+    from pipeline.kafka import partition_for
 
     want_pairs = Counter((o.key, o.value) for o in want)
     got_pairs = Counter((m.key, m.value) for m in got)

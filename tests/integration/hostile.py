@@ -13,8 +13,8 @@ from aiokafka.producer import producer as aiokafka_producer
 from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
 
 from benchmarks.generators.noise import ENTITY_BOMB
-from pipeline.core._batch import Decoder, InputRecord
-from pipeline.core.normalise._errors import DecodeError, NotReceipts
+from pipeline.core import Decoder, InputRecord
+from pipeline.errors import DecodeError, NotReceipts
 
 MIB = 1024 * 1024
 

@@ -11,12 +11,11 @@ from typing import Any
 import anyio
 import pytest
 
-from pipeline.config._settings import Settings, load
-from pipeline.runtime._dedupe import Dedupe
-from pipeline.runtime._processor import Processor
+from pipeline.config import Settings, load_run_settings
+from pipeline.kafka import new_restorer
+from pipeline.runtime import DedupeStage, Processor
+from pipeline.state import Restored, Restorer, Window
 from pipeline.state import _restore as restore_module
-from pipeline.state._restore import Restored, Restorer
-from pipeline.state._window import Window
 
 from .conftest import (
     MIN_SESSION_MS,
@@ -53,14 +52,14 @@ async def test_a_restore_longer_than_the_session_keeps_the_member(
         return await real_restore(self, partition, window, capacity)
 
     assignments: list[set[Any]] = []
-    real_assigned = Dedupe.assigned
+    real_assigned = DedupeStage.assigned
 
-    async def counted(self: Dedupe, partitions: set[Any]) -> None:
+    async def counted(self: DedupeStage, partitions: set[Any]) -> None:
         assignments.append(set(partitions))
         await real_assigned(self, partitions)
 
     monkeypatch.setattr(Restorer, "restore", slow_restore)
-    monkeypatch.setattr(Dedupe, "assigned", counted)
+    monkeypatch.setattr(DedupeStage, "assigned", counted)
     settings = settings_for(
         kafka_bootstrap,
         topics,
@@ -96,7 +95,7 @@ async def test_a_restore_that_gets_nowhere_fails_clearly(
     instead of holding the partition paused for ever."""
     topics = await make_topics(kafka_bootstrap, "stalled-restore", raw=1, out=1, dlq=1)
     monkeypatch.setattr(restore_module, "STALL_S", 1.0)
-    restorer = Restorer(settings_for(kafka_bootstrap, topics))
+    restorer = new_restorer(settings_for(kafka_bootstrap, topics))
     await restorer.start()
     try:
         window = Window(100, 3_600_000)
@@ -115,7 +114,7 @@ async def test_a_restore_that_gets_nowhere_fails_clearly(
 
 
 def settings_for(bootstrap: str, topics: Topics, **extra: Any) -> Settings:
-    return load(
+    return load_run_settings(
         {
             "bootstrap_servers": bootstrap,
             "input_topics": [topics.raw],

@@ -15,8 +15,7 @@ from collections.abc import Callable
 import pytest
 from aiokafka.structs import ConsumerRecord
 
-from pipeline.core._batch import InputRecord, record_size
-from pipeline.core.normalise._errors import DEFAULT_RECORD_MAX_BYTES
+from pipeline.core import DEFAULT_RECORD_MAX_BYTES, InputRecord, record_size
 
 from .conftest import (
     BIG,

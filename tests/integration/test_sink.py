@@ -14,11 +14,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import TopicAuthorizationFailedError
 
-from pipeline.core._batch import CoreStats, DeadLetter, OutputRecord
-from pipeline.kafka._limits import TopicLimits, topic_limits
-from pipeline.kafka._partitioner import partition_for
-from pipeline.kafka._sink import Sent, Sink
-from pipeline.kafka._topics import TopicProblem
+from pipeline.core import CoreStats, DeadLetter, OutputRecord
+from pipeline.errors import TopicProblem
+from pipeline.kafka import Sent, Sink, TopicLimits, partition_for, topic_limits
 
 from .conftest import DEAD_LETTER_HEADERS, create_topics, drain, unique
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.state._snapshot import path_for
+from pipeline.state import snapshot_path
 
 from .conftest import (
     check_outputs,
@@ -59,7 +59,7 @@ async def test_restart_reads_only_after_the_snapshot_and_skips_a_corrupt_one(
 
     # Partition 0's snapshot is corrupted (one payload byte flipped).
     group = f"{topics.group}.dedupe"
-    corrupt = path_for(state, group, topics.out, 0)
+    corrupt = snapshot_path(state, group, topics.out, 0)
     data = bytearray(corrupt.read_bytes())
     data[-10] ^= 0xFF
     corrupt.write_bytes(bytes(data))

@@ -13,8 +13,8 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from pipeline.kafka._partitioner import partition_for
-from pipeline.state._restore import bound
+from pipeline.kafka import partition_for
+from pipeline.state import bound
 
 from .conftest import (
     Placement,

@@ -11,7 +11,7 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
-from pipeline.kafka._transactions import PartitionLost, PartitionWriters, transactional_id
+from pipeline.kafka import PartitionLost, PartitionWriters, transactional_id
 
 from .conftest import committed, create_topics, drain, unique
 

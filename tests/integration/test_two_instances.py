@@ -10,7 +10,7 @@ import time
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from pipeline.core._batch import InputRecord
+from pipeline.core import InputRecord
 
 from .conftest import (
     Placement,

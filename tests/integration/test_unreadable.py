@@ -11,9 +11,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
 from aiokafka.record.util import calc_crc32c
 
-from pipeline.core._batch import InputRecord
-from pipeline.kafka import _fetch
-from pipeline.kafka._fetch import Unreadable, _PartitionRecords, _Records, input_records, install
+from pipeline.core import InputRecord
+from pipeline.kafka import Unreadable, _fetch, input_records, install
+from pipeline.kafka._fetch import _PartitionRecords, _Records
 
 from .conftest import create_topics, new_producer, send, unique
 from .hostile import RawKey, raw_header_keys

@@ -7,8 +7,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from pipeline.core._batch import sniff
-from pipeline.core.normalise._context import RecordContext
+from pipeline.core import sniff
+from pipeline.core.normalise import RecordContext
 from pipeline.core.providers import REGISTRY
 
 GOLDEN = Path(__file__).parent.parent / "golden"

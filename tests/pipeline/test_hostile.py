@@ -22,7 +22,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.core._batch import (
+from pipeline.core import (
+    DEFAULT_RECORD_MAX_BYTES,
     Core,
     CoreConfig,
     DeadLetter,
@@ -30,17 +31,12 @@ from pipeline.core._batch import (
     dead_letter,
     record_size,
 )
-from pipeline.core.normalise._context import RecordContext
-from pipeline.core.normalise._errors import (
-    DEFAULT_RECORD_MAX_BYTES,
-    BodyTooLarge,
-    MalformedBody,
-)
-from pipeline.core.normalise._fields import UNMAPPED_STATUSES
+from pipeline.core.normalise import UNMAPPED_STATUSES, RecordContext
 from pipeline.core.providers import REGISTRY, SKIP_KINDS, smspartner
 from pipeline.core.providers.yunpian import percent_decode
-from pipeline.kafka._partitioner import partition_for
-from pipeline.state._window import Window
+from pipeline.errors import BodyTooLarge, MalformedBody
+from pipeline.kafka import partition_for
+from pipeline.state import Window
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests/golden"

@@ -10,7 +10,7 @@ from datetime import date, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ._errors import MalformedBody
+from ...errors import MalformedBody
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 # Year 9999-12-31T23:59:59: anything later cannot be an RFC 3339 date.

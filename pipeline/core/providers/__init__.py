@@ -10,7 +10,7 @@ from typing import Final, Protocol
 
 from schemas import ReceiptEvent
 
-from ..normalise._context import RecordContext
+from ..normalise import RecordContext
 from . import smspartner, tencent, ultiroam, uspeedo, yunpian
 
 

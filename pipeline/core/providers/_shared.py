@@ -9,8 +9,8 @@ import msgspec
 
 from schemas import ReceiptEvent
 
-from ..normalise._context import RecordContext
-from ..normalise._errors import DecodeError, MalformedBody, NotReceipts, PartialBody
+from ...errors import DecodeError, MalformedBody, NotReceipts, PartialBody
+from ..normalise import RecordContext
 
 T = TypeVar("T")
 

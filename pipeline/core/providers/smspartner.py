@@ -1,4 +1,4 @@
-"""SMS Partner `bulk-status` poll (seed 003): a JSON response, or the same data as positional XML.
+"""SMS Partner `bulk-status` poll: a JSON response, or the same data as positional XML.
 
 The XML is parsed with expat directly, with every DTD construct refused: `StartDoctypeDeclHandler`
 fires on `<!DOCTYPE` before any of its internal subset is read, so entity declarations (billion
@@ -20,10 +20,8 @@ import msgspec
 from schemas import ReceiptEvent, Status
 from schemas.smspartner import SmsPartnerReport, SmsPartnerResponse
 
-from ..normalise._context import RecordContext
-from ..normalise._errors import MalformedBody, ProviderError, UnknownFormat, UnsafeXml
-from ..normalise._fields import e164, make_event, map_status, national_fr
-from ..normalise._timefmt import provider_time
+from ...errors import MalformedBody, ProviderError, UnknownFormat, UnsafeXml
+from ..normalise import RecordContext, e164, make_event, map_status, national_fr, provider_time
 from ._shared import by_report, decode_json, id_text
 
 PROVIDER: Final = "smspartner"

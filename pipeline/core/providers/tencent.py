@@ -1,4 +1,4 @@
-"""Tencent Cloud SMS (seed 004): `PullSmsSendStatus` poll, status callback push, `SendSms` results.
+"""Tencent Cloud SMS: `PullSmsSendStatus` poll, status callback push, `SendSms` results.
 
 Every body is decoded in one pass with one union type: a JSON array is a callback batch, an
 object is an API response envelope `{"Response": ...}` (or, rarely, a single callback object).
@@ -23,10 +23,8 @@ from schemas.tencent import (
     TencentSendStatus,
 )
 
-from ..normalise._context import RecordContext
-from ..normalise._errors import MalformedBody, NotReceipts, ProviderError, UnknownFormat
-from ..normalise._fields import e164, make_event, map_status
-from ..normalise._timefmt import provider_time
+from ...errors import MalformedBody, NotReceipts, ProviderError, UnknownFormat
+from ..normalise import RecordContext, e164, make_event, map_status, provider_time
 from ._shared import by_report, decode_json, id_text
 
 PROVIDER: Final = "tencent"

@@ -1,5 +1,5 @@
 """Ultiroam GSM gateway: `query_sms_result` poll and `sms_result` / `sms_deliver_status` pushes
-(seed 001).
+(Ultiroam's API documentation).
 
 All forms decode with one struct; the receipt key present in the body picks the form, so a
 generic `push` header is enough. `time` is the gateway-local *send* time: it gives `sent_at`,
@@ -21,16 +21,8 @@ from schemas.ultiroam import (
     UltiroamResult,
 )
 
-from ..normalise._context import RecordContext
-from ..normalise._errors import (
-    DecodeError,
-    MalformedBody,
-    NotReceipts,
-    ProviderError,
-    UnknownFormat,
-)
-from ..normalise._fields import e164, make_event, map_status
-from ..normalise._timefmt import local_to_utc
+from ...errors import DecodeError, MalformedBody, NotReceipts, ProviderError, UnknownFormat
+from ..normalise import RecordContext, e164, local_to_utc, make_event, map_status
 from ._shared import by_report, decode_json, id_text, sniff_head_first
 
 PROVIDER: Final = "ultiroam"

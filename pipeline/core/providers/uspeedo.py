@@ -1,4 +1,4 @@
-"""uSpeedo: `GetUSMSSendReceipt` poll responses and `MsgType` push callbacks (seed 000).
+"""uSpeedo: `GetUSMSSendReceipt` poll responses and `MsgType` push callbacks.
 
 The body's shape decides the form (the shapes cannot be confused): a bare array is a push,
 an object with `MsgType` is a push envelope, an object with `RetCode` is a poll response.
@@ -16,10 +16,15 @@ import msgspec
 from schemas import Channel, ReceiptEvent, Status
 from schemas.uspeedo import UspeedoEnvelope, UspeedoPushReceipt, UspeedoReceipt, UspeedoSession
 
-from ..normalise._context import RecordContext
-from ..normalise._errors import MalformedBody, NotReceipts, ProviderError, UnknownFormat
-from ..normalise._fields import e164, make_event, map_status, national_with_cc
-from ..normalise._timefmt import epoch_text_to_utc
+from ...errors import MalformedBody, NotReceipts, ProviderError, UnknownFormat
+from ..normalise import (
+    RecordContext,
+    e164,
+    epoch_text_to_utc,
+    make_event,
+    map_status,
+    national_with_cc,
+)
 from ._shared import EACH, by_report, decode_json, id_text, sniff_head_first
 
 PROVIDER: Final = "uspeedo"

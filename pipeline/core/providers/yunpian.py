@@ -1,4 +1,4 @@
-"""Yunpian push: `sms_status=<url-encoded JSON array>` form bodies (seed 002).
+"""Yunpian push: `sms_status=<url-encoded JSON array>` form bodies.
 
 Some senders URL-encode the array twice, so the value is decoded until it is JSON.
 """
@@ -14,10 +14,8 @@ import msgspec
 from schemas import ReceiptEvent, Status
 from schemas.yunpian import YunpianReport
 
-from ..normalise._context import RecordContext
-from ..normalise._errors import MalformedBody, UnknownFormat
-from ..normalise._fields import e164, make_event, map_status, national_cn
-from ..normalise._timefmt import local_to_utc
+from ...errors import MalformedBody, UnknownFormat
+from ..normalise import RecordContext, e164, local_to_utc, make_event, map_status, national_cn
 from ._shared import by_report, decode_json, id_text
 
 PROVIDER: Final = "yunpian"

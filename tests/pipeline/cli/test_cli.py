@@ -10,7 +10,7 @@ from pathlib import Path
 import jsonschema
 import msgspec
 
-from pipeline.cli._main import event_schema
+from pipeline.cli import event_schema
 
 ROOT = Path(__file__).resolve().parents[3]
 

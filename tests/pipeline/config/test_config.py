@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config._settings import ConfigError, Settings, add_arguments, core_config, load
+from pipeline.config import Settings, add_arguments, core_config, load_run_settings
+from pipeline.errors import ConfigError
 
 
 def flags(*argv: str) -> dict[str, object]:
@@ -17,19 +18,19 @@ def flags(*argv: str) -> dict[str, object]:
 
 
 def test_defaults() -> None:
-    assert load(flags(), {}) == Settings()
+    assert load_run_settings(flags(), {}) == Settings()
 
 
 def test_flags_win_over_env_over_file(tmp_path: Path) -> None:
     config = tmp_path / "pipeline.toml"
     config.write_text('group_id = "from-file"\nlinger_ms = 1\nworkers = 3\n')
     env = {"PIPELINE_LINGER_MS": "2", "PIPELINE_WORKERS": "4"}
-    settings = load(flags("--config", str(config), "--workers", "5"), env)
+    settings = load_run_settings(flags("--config", str(config), "--workers", "5"), env)
     assert (settings.group_id, settings.linger_ms, settings.workers) == ("from-file", 2, 5)
 
 
 def test_lists_and_maps_from_text() -> None:
-    settings = load(
+    settings = load_run_settings(
         flags(
             "--input-topics", "a,b", "--input-topics", "c", "--time-zones", "ultiroam=Europe/Berlin"
         ),
@@ -41,9 +42,9 @@ def test_lists_and_maps_from_text() -> None:
 
 
 def test_kafka_bootstrap_servers_env() -> None:
-    assert load(flags(), {"KAFKA_BOOTSTRAP_SERVERS": "h:1"}).bootstrap_servers == "h:1"
+    assert load_run_settings(flags(), {"KAFKA_BOOTSTRAP_SERVERS": "h:1"}).bootstrap_servers == "h:1"
     assert (
-        load(
+        load_run_settings(
             flags(), {"KAFKA_BOOTSTRAP_SERVERS": "h:1", "PIPELINE_BOOTSTRAP_SERVERS": "h:2"}
         ).bootstrap_servers
         == "h:2"
@@ -63,23 +64,23 @@ def test_bad_values_name_the_setting(
     argv: tuple[str, ...], env: dict[str, str], named: str
 ) -> None:
     with pytest.raises(ConfigError, match=named):
-        load(flags(*argv), env)
+        load_run_settings(flags(*argv), env)
 
 
 def test_bad_file_key_and_syntax(tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
     config.write_text("windw_max_messages = 3\n")
     with pytest.raises(ConfigError, match="windw_max_messages"):
-        load(flags("--config", str(config)), {})
+        load_run_settings(flags("--config", str(config)), {})
     config.write_text("workers = \n")
     with pytest.raises(ConfigError, match=re.escape(str(config))):
-        load(flags("--config", str(config)), {})
+        load_run_settings(flags("--config", str(config)), {})
     with pytest.raises(ConfigError, match=r"missing\.toml"):
-        load(flags("--config", str(tmp_path / "missing.toml")), {})
+        load_run_settings(flags("--config", str(tmp_path / "missing.toml")), {})
 
 
 def test_clock_skew_tolerance_reaches_the_core() -> None:
-    settings = load(flags("--clock-skew-tolerance-s", "7"), {})
+    settings = load_run_settings(flags("--clock-skew-tolerance-s", "7"), {})
     assert core_config(settings).clock_skew_tolerance_ms == 7000
     assert core_config(Settings()).clock_skew_tolerance_ms == 300_000
 
@@ -105,7 +106,7 @@ def test_item9_unknown_env_warns() -> None:
     logger = logging.getLogger("pipeline.config")
     logger.addHandler(seen)  # on the logger itself: `pipeline` may not propagate (JSON logs)
     try:
-        settings = load(flags(), env)
+        settings = load_run_settings(flags(), env)
     finally:
         logger.removeHandler(seen)
     assert settings.metrics_host == "0.0.0.0"
@@ -115,15 +116,15 @@ def test_item9_unknown_env_warns() -> None:
         "ignoring unknown environment variable PIPELINE_SERVICE_HOST",
     ]
     with pytest.raises(ConfigError, match="PIPELINE_METRICS_PORT"):
-        load(flags(), {**env, "PIPELINE_METRICS_PORT": "http"})
-    assert load(flags(), {}).metrics_host == "127.0.0.1"
+        load_run_settings(flags(), {**env, "PIPELINE_METRICS_PORT": "http"})
+    assert load_run_settings(flags(), {}).metrics_host == "127.0.0.1"
 
 
 def test_item9_service_link_on_a_known_key_is_ignored() -> None:
     """A Service named `pipeline` injects PIPELINE_PORT=tcp://...: the ingress's own `port`
     setting keeps its default (warned), while a plain bad port still stops start-up."""
-    from pipeline.config._settings import load_settings
-    from pipeline.ingress._settings import IngressSettings
+    from pipeline.config import load_settings
+    from pipeline.ingress import IngressSettings
 
     seen = _Records()
     logger = logging.getLogger("pipeline.config")
@@ -141,25 +142,30 @@ def test_item9_service_link_on_a_known_key_is_ignored() -> None:
 
 
 def test_exactly_once_is_a_switch(tmp_path: Path) -> None:
-    assert load(flags(), environ={}).exactly_once is False
-    assert load(flags("--exactly-once"), environ={}).exactly_once is True
-    assert load(flags(), environ={"PIPELINE_EXACTLY_ONCE": "true"}).exactly_once is True
+    assert load_run_settings(flags(), environ={}).exactly_once is False
+    assert load_run_settings(flags("--exactly-once"), environ={}).exactly_once is True
+    assert (
+        load_run_settings(flags(), environ={"PIPELINE_EXACTLY_ONCE": "true"}).exactly_once is True
+    )
     config = tmp_path / "p.toml"
     config.write_text("exactly_once = true\n")
-    assert load(flags("--config", str(config)), environ={}).exactly_once is True
+    assert load_run_settings(flags("--config", str(config)), environ={}).exactly_once is True
     with pytest.raises(ConfigError, match="exactly_once"):
-        load(flags(), environ={"PIPELINE_EXACTLY_ONCE": "maybe"})
+        load_run_settings(flags(), environ={"PIPELINE_EXACTLY_ONCE": "maybe"})
     with pytest.raises(ConfigError, match="exactly_once: needs topology partitioned"):
-        load(flags("--exactly-once", "--topology", "single"), environ={})
+        load_run_settings(flags("--exactly-once", "--topology", "single"), environ={})
 
 
 def test_max_batches_in_flight_from_every_source(tmp_path: Path) -> None:
-    assert load(flags(), environ={}).max_batches_in_flight == 2
+    assert load_run_settings(flags(), environ={}).max_batches_in_flight == 2
     config = tmp_path / "p.toml"
     config.write_text("max_batches_in_flight = 3\n")
-    assert load(flags("--config", str(config)), environ={}).max_batches_in_flight == 3
+    assert load_run_settings(flags("--config", str(config)), environ={}).max_batches_in_flight == 3
     env = {"PIPELINE_MAX_BATCHES_IN_FLIGHT": "4"}
-    assert load(flags("--config", str(config)), environ=env).max_batches_in_flight == 4
-    assert load(flags("--max-batches-in-flight", "1"), environ=env).max_batches_in_flight == 1
+    assert load_run_settings(flags("--config", str(config)), environ=env).max_batches_in_flight == 4
+    assert (
+        load_run_settings(flags("--max-batches-in-flight", "1"), environ=env).max_batches_in_flight
+        == 1
+    )
     with pytest.raises(ConfigError, match=r"max_batches_in_flight.*flag --max-batches-in-flight"):
-        load(flags("--max-batches-in-flight", "0"), environ={})
+        load_run_settings(flags("--max-batches-in-flight", "0"), environ={})

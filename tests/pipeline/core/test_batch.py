@@ -7,9 +7,16 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from pipeline.core._batch import Core, CoreConfig, InputRecord, Route, parse_routes, record_size
-from pipeline.core.normalise._errors import DEFAULT_RECORD_MAX_BYTES
-from pipeline.state._window import Window
+from pipeline.core import (
+    DEFAULT_RECORD_MAX_BYTES,
+    Core,
+    CoreConfig,
+    InputRecord,
+    ProviderRoute,
+    parse_routes,
+    record_size,
+)
+from pipeline.state import Window
 
 GOLDEN = Path(__file__).parents[2] / "golden"
 YUNPIAN = (GOLDEN / "yunpian/push.body").read_bytes()
@@ -154,7 +161,7 @@ def test_non_receipts_are_skipped_and_counted() -> None:
 def test_bad_configuration_fails_at_start() -> None:
     with pytest.raises(ValueError, match="twilio"):
         parse_routes({"raw": "twilio.push"})
-    assert parse_routes({"raw": "yunpian"}) == {"raw": Route("yunpian", None)}
+    assert parse_routes({"raw": "yunpian"}) == {"raw": ProviderRoute("yunpian", None)}
     with pytest.raises(Exception, match="Mars/Base"):
         core(time_zones={"yunpian": "Mars/Base"})
 

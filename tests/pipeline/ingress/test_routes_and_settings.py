@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config._settings import ConfigError, add_arguments, load_settings
+from pipeline.config import add_arguments, load_settings
 from pipeline.core.providers import REGISTRY
-from pipeline.ingress import INGRESS_HELP, ROUTES, IngressSettings
-from pipeline.ingress._routes import PROVIDERS
-from pipeline.ingress._settings import check
+from pipeline.errors import ConfigError
+from pipeline.ingress import INGRESS_HELP, PROVIDERS, ROUTES, IngressSettings, check_settings
 
 
 def test_every_decodable_endpoint_and_push_has_a_path() -> None:
@@ -88,4 +87,4 @@ def test_run_settings_are_not_the_ingress_flags(capsys: pytest.CaptureFixture[st
 )
 def test_checks_name_the_setting(settings: IngressSettings, named: str) -> None:
     with pytest.raises(ConfigError, match=named):
-        check(settings, PROVIDERS)
+        check_settings(settings, PROVIDERS)

@@ -8,14 +8,14 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
-from pipeline.core._batch import record_size
-from pipeline.kafka._limits import (
+from pipeline.core import record_size
+from pipeline.kafka import (
     CLOCK_MARGIN_MS,
     DEFAULT_MAX_MESSAGE_BYTES,
     TopicLimits,
+    ensure_topic,
     topic_limits,
 )
-from pipeline.kafka._topics import ensure_topic
 
 pytestmark = [pytest.mark.anyio]
 

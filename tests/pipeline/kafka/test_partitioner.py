@@ -39,7 +39,7 @@ from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.kafka._partitioner import murmur2, partition_for, partitions_for
+from pipeline.kafka import murmur2, partition_for, partitions_for
 from tools import broker as _broker
 
 HERE = Path(__file__).resolve().parent

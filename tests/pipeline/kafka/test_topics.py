@@ -8,14 +8,9 @@ from collections.abc import AsyncIterator
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from pipeline.kafka._topics import (
-    TOPIC_AUTHORIZATION_FAILED,
-    TopicProblem,
-    _problem,
-    check_topics,
-    ensure_topic,
-    matching_topics,
-)
+from pipeline.errors import TopicProblem
+from pipeline.kafka import TOPIC_AUTHORIZATION_FAILED, check_topics, ensure_topic, matching_topics
+from pipeline.kafka._topics import _problem
 
 pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
 

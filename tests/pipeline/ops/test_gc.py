@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.ops._gc import GEN0_THRESHOLD, tune_collector
+from pipeline.ops import GEN0_THRESHOLD, tune_collector
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -33,7 +33,7 @@ def test_tune_collector_freezes_start_up_and_keeps_older_generations(collector: 
 
 def test_run_command_tunes_the_collector(tmp_path: Path) -> None:
     script = (
-        "import gc, sys; from pipeline.cli._main import main; "
+        "import gc, sys; from pipeline.cli import main; "
         f"code = main(['run', '--from', {str(ROOT / 'pipeline/sample/stream.jsonl')!r}, "
         f"'--to', {os.devnull!r}]); print(code, gc.get_threshold()[0])"
     )

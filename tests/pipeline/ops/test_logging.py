@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pipeline.ops._logging import JsonFormatter, RateLimit, configure_logging
+from pipeline.ops import JsonFormatter, RateLimit, configure_logging
 
 
 def record(msg: str, name: str = "aiokafka") -> logging.LogRecord:

@@ -18,20 +18,23 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.core._batch import CoreStats
+from pipeline.core import CoreStats
 from pipeline.core.providers import SKIP_KINDS
-from pipeline.ops._endpoint import MAX_CONNECTIONS, serve_http, serve_unix, serve_workers
-from pipeline.ops._metrics import (
+from pipeline.ops import (
+    MAX_CONNECTIONS,
     OTHER,
+    Health,
     KafkaMetrics,
     PipelineCollector,
     bounded,
     consumer_lag,
     error_classes,
     observe_kafka,
+    serve_http,
+    serve_unix,
+    serve_workers,
 )
-from pipeline.ops._probes import Health
-from pipeline.state._window import Window
+from pipeline.state import Window
 from schemas import PROVIDERS, STATUS_INDEX
 
 Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -155,7 +158,7 @@ def test_bounded_maps_unknown_values_to_other() -> None:
 
 
 def test_error_classes_are_the_decode_errors() -> None:
-    from pipeline.kafka._fetch import UnreadableRecord
+    from pipeline.errors import UnreadableRecord
 
     classes = error_classes()
     assert {"MalformedBody", "BodyTooLarge", "PartialBody", "EventTooLarge"} <= classes

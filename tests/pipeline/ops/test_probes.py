@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.ops._probes import Health
+from pipeline.ops import Health
 
 
 class Clock:

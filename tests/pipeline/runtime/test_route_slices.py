@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import anyio
 
-from pipeline.core import Core, CoreConfig, InputRecord, Window
-from pipeline.runtime._route import SLICE_BYTES, process_in_slices, slices
+from pipeline.core import Core, CoreConfig, InputRecord
+from pipeline.runtime import SLICE_BYTES, process_in_slices, slices
+from pipeline.state import Window
 
 
 def _yunpian(i: int, pad: int) -> InputRecord:

@@ -21,9 +21,9 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaTimeoutError
 from anyio.abc import TaskGroup
 
-from pipeline.config._settings import Settings
-from pipeline.kafka._sink import Sent, Sink
-from pipeline.runtime._stage import Stage
+from pipeline.config import Settings
+from pipeline.kafka import Sent, Sink
+from pipeline.runtime import Stage
 
 TP = TopicPartition("raw", 0)
 

@@ -1,6 +1,6 @@
-"""Restores outside the rebalance callback, on a fake consumer. Dedupe: a new partition is
+"""Restores outside the rebalance callback, on a fake consumer. DedupeStage: a new partition is
 paused and pending until its window is open, records fetched before the pause are sought back,
-and one window is restored per turn of the loop, then its partition resumed. Single: it refuses
+and one window is restored per turn of the loop, then its partition resumed. SingleStage: it refuses
 a share of the partitions, and its window is rebuilt at every assignment, one output partition
 per turn, before any partition resumes."""
 
@@ -12,14 +12,12 @@ import anyio
 import pytest
 from aiokafka import TopicPartition
 
-from pipeline.config._settings import Settings
-from pipeline.core._batch import Core
-from pipeline.kafka._sink import Sink
-from pipeline.runtime._dedupe import Dedupe
-from pipeline.runtime._single import Single
-from pipeline.runtime._stage import SettingProblem
-from pipeline.state._restore import Restored, Restorer
-from pipeline.state._window import Window
+from pipeline.config import Settings
+from pipeline.core import Core
+from pipeline.errors import SettingProblem
+from pipeline.kafka import Sink, new_restorer
+from pipeline.runtime import DedupeStage, SingleStage
+from pipeline.state import Restored, Window
 
 pytestmark = pytest.mark.anyio
 
@@ -57,7 +55,7 @@ class Record:
 
 
 class Staged(NamedTuple):
-    stage: Dedupe
+    stage: DedupeStage
     consumer: Consumer
     opened: list[int]  # the partitions whose windows were opened, in order
 
@@ -66,7 +64,9 @@ class Staged(NamedTuple):
 async def staged(monkeypatch: pytest.MonkeyPatch) -> Staged:
     """A dedupe stage (its Kafka clients made, never started) on the fake consumer."""
     settings = Settings(output_topic="out", state_dir="")
-    dedupe = Dedupe(settings, Sink(lambda _: None, "dlq"), Restorer(settings), 2, anyio.Event())
+    dedupe = DedupeStage(
+        settings, Sink(lambda _: None, "dlq"), new_restorer(settings), 2, anyio.Event()
+    )
     consumer = Consumer()
     dedupe.consumer = consumer  # type: ignore[assignment]
     opened: list[int] = []
@@ -138,7 +138,7 @@ async def test_the_counts_of_a_revoked_window_are_kept(staged: Staged) -> None:
 
 
 class SingleStaged(NamedTuple):
-    stage: Single
+    stage: SingleStage
     consumer: Consumer
     restored: list[int]  # the output partitions read into the window, in order
 
@@ -150,8 +150,8 @@ async def single(monkeypatch: pytest.MonkeyPatch) -> SingleStaged:
     settings = Settings(output_topic="out", state_dir="", topology="single")
     window = Window(1_000, 60_000)
     sink = Sink(lambda _: None, "dlq")
-    restorer = Restorer(settings)
-    stage = Single(settings, Core(window), sink, restorer, anyio.Event())
+    restorer = new_restorer(settings)
+    stage = SingleStage(settings, Core(window), sink, restorer, anyio.Event())
     consumer = Consumer()
     stage.consumer = consumer  # type: ignore[assignment]
     restored: list[int] = []

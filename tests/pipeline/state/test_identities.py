@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from pipeline.state._identities import Identities, codes, passing
-from pipeline.state._window import Window
+from pipeline.state import Identities, Window, header_codes, passing
 
 T = 1_700_000_000_000
 
@@ -15,9 +14,9 @@ def rec(key: bytes | None, status: bytes, provider: bytes = b"tencent", stamp: i
 
 
 def test_codes_need_both_headers() -> None:
-    assert codes([("provider", b"tencent"), ("status", b"DELIVERED")]) is not None
-    assert codes([("provider", b"tencent")]) is None
-    assert codes([("provider", b"nobody"), ("status", b"DELIVERED")]) is None
+    assert header_codes([("provider", b"tencent"), ("status", b"DELIVERED")]) is not None
+    assert header_codes([("provider", b"tencent")]) is None
+    assert header_codes([("provider", b"nobody"), ("status", b"DELIVERED")]) is None
 
 
 def test_copies_and_stale_are_dropped_in_order() -> None:

@@ -12,9 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.state import _snapshot
-from pipeline.state._snapshot import Snapshot, load, path_for, save, usable
-from pipeline.state._window import DUPLICATE, EMIT, Window
+from pipeline.core import DUPLICATE, EMIT
+from pipeline.state import (
+    Snapshot,
+    Window,
+    _snapshot,
+    load_snapshot,
+    save_snapshot,
+    snapshot_path,
+    snapshot_usable,
+)
 from schemas import STATUS_INDEX
 
 GROUP, TOPIC, P = "grp.dedupe", "sms-receipts", 3
@@ -32,7 +39,7 @@ def filled() -> Window:
 
 def saved(tmp_path: Path) -> tuple[Window, Path]:
     w = filled()
-    return w, save(tmp_path, GROUP, TOPIC, P, w, offset=1234, newest_ts=5678)
+    return w, save_snapshot(tmp_path, GROUP, TOPIC, P, w, offset=1234, newest_ts=5678)
 
 
 def rejected(tmp_path: Path, caplog: pytest.LogCaptureFixture, reason: str, **kw: object) -> None:
@@ -40,15 +47,15 @@ def rejected(tmp_path: Path, caplog: pytest.LogCaptureFixture, reason: str, **kw
     args.update(kw)
     caplog.clear()
     with caplog.at_level(logging.WARNING, "pipeline.snapshot"):
-        assert load(tmp_path, **args) is None  # type: ignore[arg-type]
+        assert load_snapshot(tmp_path, **args) is None  # type: ignore[arg-type]
     assert [r.levelno for r in caplog.records] == [logging.WARNING]
     assert reason in caplog.records[0].getMessage()
 
 
 def test_round_trip(tmp_path: Path) -> None:
     w, path = saved(tmp_path)
-    assert path == path_for(tmp_path, GROUP, TOPIC, P) and path.parent == tmp_path
-    snap = load(tmp_path, GROUP, TOPIC, P, CAP, TTL)
+    assert path == snapshot_path(tmp_path, GROUP, TOPIC, P) and path.parent == tmp_path
+    snap = load_snapshot(tmp_path, GROUP, TOPIC, P, CAP, TTL)
     assert snap is not None
     assert (snap.offset, snap.newest_ts) == (1234, 5678)
     assert snap.window.dump() == w.dump()
@@ -83,7 +90,7 @@ def test_bit_flips_anywhere(tmp_path: Path, caplog: pytest.LogCaptureFixture) ->
         path.write_bytes(flipped)
         rejected(tmp_path, caplog, "ignoring snapshot")
     path.write_bytes(data)  # the unflipped file is fine
-    assert load(tmp_path, GROUP, TOPIC, P, CAP, TTL) is not None
+    assert load_snapshot(tmp_path, GROUP, TOPIC, P, CAP, TTL) is not None
 
 
 @pytest.mark.parametrize(
@@ -95,7 +102,7 @@ def test_foreign(
 ) -> None:
     """Another partition's file in this partition's place (copied, renamed) is refused."""
     _, path = saved(tmp_path)
-    path.rename(path_for(tmp_path, group, topic, partition))
+    path.rename(snapshot_path(tmp_path, group, topic, partition))
     rejected(tmp_path, caplog, "foreign", group=group, topic=topic, partition=partition)
 
 
@@ -110,29 +117,28 @@ def test_incompatible_bounds(
 def test_other_format_version(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     _, path = saved(tmp_path)
     data = bytearray(path.read_bytes())
-    data[8:10] = (_snapshot.FORMAT + 1).to_bytes(2, "little")
+    data[8:10] = (_snapshot.SNAPSHOT_FORMAT + 1).to_bytes(2, "little")
     path.write_bytes(data)
-    rejected(tmp_path, caplog, f"format version {_snapshot.FORMAT + 1}")
+    rejected(tmp_path, caplog, f"format version {_snapshot.SNAPSHOT_FORMAT + 1}")
 
 
 def test_not_a_snapshot(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    path_for(tmp_path, GROUP, TOPIC, P).write_bytes(b"x" * 500)
+    snapshot_path(tmp_path, GROUP, TOPIC, P).write_bytes(b"x" * 500)
     rejected(tmp_path, caplog, "wrong magic")
 
 
 _CRASH = """
 import os, signal, sys
-from pipeline.state._window import Window
-from pipeline.state import _snapshot
+from pipeline.state import Window, _snapshot
 w = Window(1000, 3_600_000, hash_key=bytes(16))
 w.check_batch(w.hashes([b"uspeedo:crash"]), [0], [0], 1)
 if sys.argv[2] == "before-rename":
     os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)
 else:  # mid-write: half the bytes reach the temporary file, then the process dies
-    data = _snapshot.encode("grp.dedupe", "sms-receipts", 3, w, 99, 99)
+    data = _snapshot.encode_snapshot("grp.dedupe", "sms-receipts", 3, w, 99, 99)
     os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)
-    _snapshot.encode = lambda *a: data[: len(data) // 2]
-_snapshot.save(sys.argv[1], "grp.dedupe", "sms-receipts", 3, w, 99, 99)
+    _snapshot.encode_snapshot = lambda *a: data[: len(data) // 2]
+_snapshot.save_snapshot(sys.argv[1], "grp.dedupe", "sms-receipts", 3, w, 99, 99)
 """
 
 
@@ -143,33 +149,39 @@ def test_a_crash_while_saving_keeps_the_old_snapshot(tmp_path: Path, when: str) 
     assert proc.returncode == -9
     strays = list(tmp_path.glob("*.tmp*"))
     assert len(strays) == 1  # the crashed write's temporary file
-    snap = load(tmp_path, GROUP, TOPIC, P, CAP, TTL)
+    snap = load_snapshot(tmp_path, GROUP, TOPIC, P, CAP, TTL)
     assert snap is not None and snap.offset == 1234 and snap.window.dump() == w.dump()
     # The next save replaces the snapshot and clears the leftover.
-    save(tmp_path, GROUP, TOPIC, P, w, offset=2000, newest_ts=0)
+    save_snapshot(tmp_path, GROUP, TOPIC, P, w, offset=2000, newest_ts=0)
     assert list(tmp_path.glob("*.tmp*")) == []
-    snap = load(tmp_path, GROUP, TOPIC, P, CAP, TTL)
+    snap = load_snapshot(tmp_path, GROUP, TOPIC, P, CAP, TTL)
     assert snap is not None and snap.offset == 2000
 
 
 def test_usable_against_the_partition_offsets() -> None:
     snap = Snapshot(Window(10, 10), offset=100, newest_ts=0)
-    assert usable(snap, 0, 100) and usable(snap, 100, 500) and usable(snap, 50, 150)
-    assert not usable(snap, 0, 99)  # beyond the end: topic recreated or truncated
-    assert not usable(snap, 101, 500)  # records it does not reflect were deleted
+    assert (
+        snapshot_usable(snap, 0, 100)
+        and snapshot_usable(snap, 100, 500)
+        and snapshot_usable(snap, 50, 150)
+    )
+    assert not snapshot_usable(snap, 0, 99)  # beyond the end: topic recreated or truncated
+    assert not snapshot_usable(snap, 101, 500)  # records it does not reflect were deleted
 
 
 @pytest.mark.parametrize("group", ["../escape", "a/b", ".", "..", "x+y", "é" * 150])
 def test_any_group_id_is_a_file_in_the_state_dir(tmp_path: Path, group: str) -> None:
     w = filled()
-    path = save(tmp_path, group, TOPIC, P, w, offset=1, newest_ts=2)
+    path = save_snapshot(tmp_path, group, TOPIC, P, w, offset=1, newest_ts=2)
     assert path.parent == tmp_path and len(path.name) <= 255
-    snap = load(tmp_path, group, TOPIC, P, CAP, TTL)
+    snap = load_snapshot(tmp_path, group, TOPIC, P, CAP, TTL)
     assert snap is not None and snap.offset == 1
-    assert path_for(tmp_path, group, TOPIC, P) != path_for(tmp_path, group + "z", TOPIC, P)
+    assert snapshot_path(tmp_path, group, TOPIC, P) != snapshot_path(
+        tmp_path, group + "z", TOPIC, P
+    )
 
 
 def test_state_dir_is_created_private(tmp_path: Path) -> None:
     state = tmp_path / "state" / "deeper"
-    save(state, GROUP, TOPIC, P, filled(), offset=0, newest_ts=0)
+    save_snapshot(state, GROUP, TOPIC, P, filled(), offset=0, newest_ts=0)
     assert stat.S_IMODE(state.stat().st_mode) == 0o700

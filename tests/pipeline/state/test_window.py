@@ -15,7 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.state._window import DUPLICATE, EMIT, STALE, Window, message_hash, message_hashes
+from pipeline.core import DUPLICATE, EMIT, STALE
+from pipeline.state import Window, message_hash, message_hashes
 from schemas._event import PROVIDER_INDEX, PROVIDERS, RANK, STATUS_INDEX, STATUSES
 
 S = STATUS_INDEX
@@ -597,7 +598,7 @@ def test_restore_in_another_process() -> None:
     keys = [b"uspeedo:a", b"yunpian:b"]
     assert check(w, [(h, S["SENT"], 0) for h in w.hashes(keys)], 1) == [EMIT, EMIT]
     code = (
-        "import sys; from pipeline.state._window import Window;"
+        "import sys; from pipeline.state import Window;"
         "w = Window.restore(sys.stdin.buffer.read());"
         "keys = [b'uspeedo:a', b'yunpian:b', b'uspeedo:new'];"
         f"print(list(w.check_batch(w.hashes(keys), [{S['SENT']}] * 3, [0, 0, 0], 2)))"

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.core.normalise._context import RecordContext
-from pipeline.core.normalise._fields import (
+from pipeline.core.normalise import (
     UNMAPPED_STATUSES,
+    RecordContext,
     e164,
     make_event,
     map_status,

@@ -7,13 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.core.normalise._errors import MalformedBody
-from pipeline.core.normalise._timefmt import (
-    epoch_text_to_utc,
-    format_epoch_ms,
-    format_epoch_s,
-    local_to_utc,
-)
+from pipeline.core.normalise import epoch_text_to_utc, format_epoch_ms, format_epoch_s, local_to_utc
+from pipeline.errors import MalformedBody
 
 
 def test_epoch_seconds_and_millis() -> None:

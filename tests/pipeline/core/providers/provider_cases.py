@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from pipeline.core.normalise._context import RecordContext
-from pipeline.core.normalise._errors import DecodeError, NotReceipts
+from pipeline.core.normalise import RecordContext
 from pipeline.core.providers import ProviderModule
+from pipeline.errors import DecodeError, NotReceipts
 from schemas import ReceiptEvent
 
 #: Literal bodies by "<provider>.<form>", each recognised by its own provider's sniffer only.

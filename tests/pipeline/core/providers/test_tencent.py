@@ -13,15 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mutations import mutated
 
-from pipeline.core.normalise._context import RecordContext
-from pipeline.core.normalise._errors import (
-    MalformedBody,
-    NotReceipts,
-    ProviderError,
-    UnknownFormat,
-)
-from pipeline.core.normalise._fields import UNMAPPED_STATUSES
+from pipeline.core.normalise import UNMAPPED_STATUSES, RecordContext
 from pipeline.core.providers import tencent
+from pipeline.errors import MalformedBody, NotReceipts, ProviderError, UnknownFormat
 from schemas import ReceiptEvent
 
 

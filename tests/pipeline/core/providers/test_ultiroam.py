@@ -15,15 +15,9 @@ from hypothesis import strategies as st
 from mutations import JUNK, mutated
 from provider_cases import PROPERTY, bodies_of_other_providers, decode_one, ids, survives, text
 
-from pipeline.core.normalise._context import RecordContext
-from pipeline.core.normalise._errors import (
-    MalformedBody,
-    NotReceipts,
-    ProviderError,
-    UnknownFormat,
-)
-from pipeline.core.normalise._fields import UNMAPPED_STATUSES
+from pipeline.core.normalise import UNMAPPED_STATUSES, RecordContext
 from pipeline.core.providers import ultiroam
+from pipeline.errors import MalformedBody, NotReceipts, ProviderError, UnknownFormat
 from schemas import ReceiptEvent
 
 CTX = RecordContext(topic="raw", partition=1, offset=9, timestamp_ms=1_700_000_000_000)

@@ -22,15 +22,9 @@ from provider_cases import (
     text,
 )
 
-from pipeline.core.normalise._context import RecordContext
-from pipeline.core.normalise._errors import (
-    MalformedBody,
-    NotReceipts,
-    ProviderError,
-    UnknownFormat,
-)
-from pipeline.core.normalise._fields import UNMAPPED_STATUSES
+from pipeline.core.normalise import UNMAPPED_STATUSES, RecordContext
 from pipeline.core.providers import uspeedo
+from pipeline.errors import MalformedBody, NotReceipts, ProviderError, UnknownFormat
 from schemas import ReceiptEvent
 
 CTX = RecordContext(topic="raw", partition=3, offset=42, timestamp_ms=1_700_000_000_123)

@@ -14,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mutations import JUNK, mutated
 
-from pipeline.core.normalise._context import RecordContext
-from pipeline.core.normalise._errors import DecodeError, MalformedBody, UnknownFormat
+from pipeline.core.normalise import RecordContext
 from pipeline.core.providers import yunpian
+from pipeline.errors import DecodeError, MalformedBody, UnknownFormat
 
 CTX = RecordContext(topic="t", partition=1, offset=2, timestamp_ms=1_700_000_000_000)
 
