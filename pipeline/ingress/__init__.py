@@ -3,6 +3,6 @@ over HTTP, each body on the raw topic before the provider hears "received". The 
 is in `_server` (imported by the `ingress` command only: it pulls in uvicorn and aiokafka)."""
 
 from ._routes import ROUTES, Route
-from ._settings import INGRESS_HELP, IngressSettings
+from ._settings import IngressSettings
 
-__all__ = ["INGRESS_HELP", "ROUTES", "IngressSettings", "Route"]
+__all__ = ["ROUTES", "IngressSettings", "Route"]

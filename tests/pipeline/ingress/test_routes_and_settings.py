@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.config._settings import ConfigError, add_arguments, load_settings
 from pipeline.core.providers import REGISTRY
-from pipeline.ingress import INGRESS_HELP, ROUTES, IngressSettings
+from pipeline.ingress import ROUTES, IngressSettings
 from pipeline.ingress._routes import PROVIDERS
 from pipeline.ingress._settings import check
 
@@ -43,7 +43,7 @@ def test_success_bodies() -> None:
 
 def flags(*argv: str) -> dict[str, object]:
     parser = argparse.ArgumentParser()
-    add_arguments(parser, IngressSettings, INGRESS_HELP)
+    add_arguments(parser, IngressSettings)
     return vars(parser.parse_args(argv))
 
 
