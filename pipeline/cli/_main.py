@@ -104,13 +104,13 @@ def parser() -> argparse.ArgumentParser:
     add_arguments(run)
     run.set_defaults(func=_cmd_run)
 
-    from ..ingress import INGRESS_HELP, IngressSettings
+    from ..ingress import IngressSettings
 
     ingress = sub.add_parser(
         "ingress",
         help="the webhook ingress: HTTP bodies onto the raw topic, answered after the broker's ack",
     )
-    add_arguments(ingress, IngressSettings, INGRESS_HELP)
+    add_arguments(ingress, IngressSettings)
     ingress.set_defaults(func=_cmd_ingress)
 
     norm = sub.add_parser("normalise", help="decode raw bodies and print canonical events")

@@ -10,7 +10,7 @@ import logging
 import os
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Annotated, Any, Final, Literal, TypeVar
 
 import msgspec
@@ -19,135 +19,262 @@ from ..core import DEFAULT_MAX_BODY_BYTES, DEFAULT_RECORD_MAX_BYTES, CoreConfig,
 from ..core.normalise import zone
 from ..errors import ConfigError, MalformedBody
 
-Positive = Annotated[int, msgspec.Meta(ge=1)]
 _log = logging.getLogger("pipeline.config")
 #: The value shape of Kubernetes' service-link variables (`<SERVICE>_PORT=tcp://ip:port`).
 _SERVICE_LINK: Final = re.compile(r"(tcp|udp|sctp)://")
 
 
 class KafkaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """What every Kafka-facing command shares (`run`, `ingress`): connection and producer."""
+    """What every Kafka-facing command shares (`run`, `ingress`): connection and producer.
 
-    bootstrap_servers: str = "127.0.0.1:9092"
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    sasl_username: str | None = None
-    sasl_password: str | None = None
-    ssl_cafile: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-    # zstd: aiokafka compresses lz4 at level 9, several times the CPU of zstd's level 3.
-    compression: Literal["lz4", "zstd", "gzip", "none"] = "zstd"
-    startup_timeout_s: Positive = 60
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    Each field's `Meta(description=...)` is its `--help` text (see `add_arguments`)."""
+
+    bootstrap_servers: Annotated[
+        str, msgspec.Meta(description="Kafka bootstrap servers (also KAFKA_BOOTSTRAP_SERVERS)")
+    ] = "127.0.0.1:9092"
+    security_protocol: Annotated[
+        Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"],
+        msgspec.Meta(
+            description="Kafka security protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+        ),
+    ] = "PLAINTEXT"
+    sasl_mechanism: Annotated[
+        Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None,
+        msgspec.Meta(description="SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"),
+    ] = None
+    sasl_username: Annotated[str | None, msgspec.Meta(description="SASL user name")] = None
+    sasl_password: Annotated[
+        str | None, msgspec.Meta(description="SASL password (prefer PIPELINE_SASL_PASSWORD)")
+    ] = None
+    ssl_cafile: Annotated[str | None, msgspec.Meta(description="CA bundle for SSL")] = None
+    ssl_certfile: Annotated[str | None, msgspec.Meta(description="client certificate for SSL")] = (
+        None
+    )
+    ssl_keyfile: Annotated[str | None, msgspec.Meta(description="client key for SSL")] = None
+    compression: Annotated[
+        Literal["lz4", "zstd", "gzip", "none"],
+        msgspec.Meta(
+            description="producer compression: lz4, zstd, gzip or none; zstd is the default "
+            "because aiokafka compresses lz4 at level 9, several times the CPU of zstd's level 3"
+        ),
+    ] = "zstd"
+    startup_timeout_s: Annotated[
+        int, msgspec.Meta(ge=1, description="how long to wait for the broker at start, in s")
+    ] = 60
+    log_level: Annotated[
+        Literal["DEBUG", "INFO", "WARNING", "ERROR"],
+        msgspec.Meta(description="log level: DEBUG, INFO, WARNING or ERROR"),
+    ] = "INFO"
 
 
 class Settings(KafkaSettings, kw_only=True, forbid_unknown_fields=True):
+    """Everything `run` takes: the Kafka settings plus the processor's own."""
+
     # Kafka
-    input_topics: list[str] = msgspec.field(default_factory=lambda: ["sms-receipts-raw"])
-    input_pattern: str | None = None
-    output_topic: str = "sms-receipts"
-    dead_letter_topic: str = "sms-receipts-dlq"
-    group_id: str = "sms-receipt-pipeline"
-    isolation_level: Literal["read_committed", "read_uncommitted"] = "read_committed"
-    # Batches are built whole (create_batch/send_batch); lingering would only add latency.
-    linger_ms: Annotated[int, msgspec.Meta(ge=0)] = 0
-    batch_max_records: Positive = 2000
-    # Batch n's acks arrive while batch n + 1 is processed; commits stay in batch order.
-    max_batches_in_flight: Positive = 2
-    # Bounds every stop: the batches in hand, their commits and closing the clients.
-    shutdown_timeout_s: Positive = 30
-    fetch_max_wait_ms: Annotated[int, msgspec.Meta(ge=0)] = 100
-    # How long a crashed member keeps its partitions before the group reassigns them.
-    session_timeout_ms: Annotated[int, msgspec.Meta(ge=6000, le=300000)] = 10_000
+    input_topics: Annotated[
+        list[str], msgspec.Meta(description="raw input topic(s), comma-separated or repeated")
+    ] = msgspec.field(default_factory=lambda: ["sms-receipts-raw"])
+    input_pattern: Annotated[
+        str | None, msgspec.Meta(description="regex of input topics (instead of --input-topics)")
+    ] = None
+    output_topic: Annotated[
+        str,
+        msgspec.Meta(description="topic for canonical events (also the dedupe log read on start)"),
+    ] = "sms-receipts"
+    dead_letter_topic: Annotated[
+        str, msgspec.Meta(description="topic for records that cannot be decoded")
+    ] = "sms-receipts-dlq"
+    group_id: Annotated[str, msgspec.Meta(description="consumer group id")] = "sms-receipt-pipeline"
+    isolation_level: Annotated[
+        Literal["read_committed", "read_uncommitted"],
+        msgspec.Meta(description="how the consumer reads: read_committed or read_uncommitted"),
+    ] = "read_committed"
+    linger_ms: Annotated[
+        int,
+        msgspec.Meta(
+            ge=0,
+            description="producer linger in ms; batches are built whole (create_batch/"
+            "send_batch), so any linger only adds latency",
+        ),
+    ] = 0
+    batch_max_records: Annotated[
+        int, msgspec.Meta(ge=1, description="records per consumer batch (getmany max_records)")
+    ] = 2000
+    max_batches_in_flight: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1,
+            description="batches processed ahead of their acknowledgements: batch n+1 is "
+            "decoded and sent while batch n's acks are in flight; offsets are committed in "
+            "batch order, each once its batch is acknowledged (1: one batch at a time; "
+            "--exactly-once: always 1)",
+        ),
+    ] = 2
+    shutdown_timeout_s: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1,
+            description="longest a stop (SIGTERM/SIGINT) takes, in s: it bounds finishing the "
+            "batches in hand, committing them and closing the clients; giving up leaves them "
+            "uncommitted and exits 3",
+        ),
+    ] = 30
+    fetch_max_wait_ms: Annotated[
+        int,
+        msgspec.Meta(ge=0, description="longest wait for a consumer batch to fill, in ms"),
+    ] = 100
+    session_timeout_ms: Annotated[
+        int,
+        msgspec.Meta(
+            ge=6000,
+            le=300000,
+            description="consumer group session timeout, in ms: how long a crashed member "
+            "keeps its partitions before the group moves them to the others (the broker's "
+            "group.min.session.timeout.ms bounds it)",
+        ),
+    ] = 10_000
     # The core
-    window_max_messages: Positive = 5_000_000
-    window_ttl_s: Positive = 86_400
-    clock_skew_tolerance_s: Positive = 300
-    max_body_bytes: Positive = DEFAULT_MAX_BODY_BYTES
-    dead_letter_max_bytes: Positive = DEFAULT_RECORD_MAX_BYTES
-    time_zones: dict[str, str] = msgspec.field(default_factory=dict)
-    topic_map: dict[str, str] = msgspec.field(default_factory=dict)
+    window_max_messages: Annotated[
+        int, msgspec.Meta(ge=1, description="dedupe window: most messages held")
+    ] = 5_000_000
+    window_ttl_s: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1, description="dedupe window: longest a message is held, in s of record time"
+        ),
+    ] = 86_400
+    clock_skew_tolerance_s: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1,
+            description="records stamped more than this many s ahead of the wall clock do not "
+            "move the window's clock (counted as clock skew)",
+        ),
+    ] = 300
+    max_body_bytes: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1, description="bodies larger than this many bytes are dead-lettered unparsed"
+        ),
+    ] = DEFAULT_MAX_BODY_BYTES
+    dead_letter_max_bytes: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1,
+            description="the dead-letter topic's record limit in bytes (key, value, headers "
+            "and framing): a dead letter's value is cut, and oversize original headers "
+            "dropped, to fit",
+        ),
+    ] = DEFAULT_RECORD_MAX_BYTES
+    time_zones: Annotated[
+        dict[str, str],
+        msgspec.Meta(
+            description="zones for naive times: provider[/account]=Zone, comma-separated or "
+            "repeated"
+        ),
+    ] = msgspec.field(default_factory=dict)
+    topic_map: Annotated[
+        dict[str, str],
+        msgspec.Meta(
+            description="provider of unlabelled topics: topic=provider[.endpoint], comma-separated"
+        ),
+    ] = msgspec.field(default_factory=dict)
     # Topology
-    topology: Literal["partitioned", "single"] = "partitioned"
-    repartition_replication_factor: Annotated[int, msgspec.Meta(ge=0, le=32)] = 0
-    repartition_retention_s: Positive = 86_400
+    topology: Annotated[
+        Literal["partitioned", "single"],
+        msgspec.Meta(
+            description="partitioned (route + dedupe stages, any number of instances) or "
+            "single (one stage, one window, exactly one instance: refuses to share its group)"
+        ),
+    ] = "partitioned"
+    repartition_replication_factor: Annotated[
+        int,
+        msgspec.Meta(
+            ge=0,
+            le=32,
+            description="replicas of the repartition topic <output>.by-message when it is "
+            "created (0: as many as the output topic)",
+        ),
+    ] = 0
+    repartition_retention_s: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1, description="retention of the repartition topic when it is created, in s"
+        ),
+    ] = 86_400
     # Process
-    workers: Positive = 1
-    metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] | None = None
-    metrics_host: str = "127.0.0.1"
-    liveness_timeout_s: Positive = 120
-    # Window snapshots (pipeline/state/_snapshot.py); '' turns them off.
-    state_dir: str = ".pipeline-state"
-    snapshot_interval_s: Positive = 60
-    # Topology partitioned: dedupe writes and commits in one transaction per partition.
-    exactly_once: bool = False
+    workers: Annotated[int, msgspec.Meta(ge=1, description="processes in the consumer group")] = 1
+    metrics_port: (
+        Annotated[
+            int,
+            msgspec.Meta(
+                ge=0,
+                le=65535,
+                description="serve Prometheus /metrics, /livez and /readyz on this port (0: "
+                "any free port); with --workers, one endpoint for all of them",
+            ),
+        ]
+        | None
+    ) = None
+    metrics_host: Annotated[
+        str,
+        msgspec.Meta(
+            description="address the metrics endpoint binds (0.0.0.0: every interface, e.g. "
+            "in a container)"
+        ),
+    ] = "127.0.0.1"
+    liveness_timeout_s: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1,
+            description="/livez fails when a loop made no progress (a batch, or a poll that "
+            "found nothing) for this long, in s",
+        ),
+    ] = 120
+    # Window snapshots (pipeline/state/_snapshot.py)
+    state_dir: Annotated[
+        str,
+        msgspec.Meta(
+            description="directory for dedupe window snapshots (relative: under the working "
+            "directory; '' turns them off): a restart reads only the output written after them"
+        ),
+    ] = ".pipeline-state"
+    snapshot_interval_s: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1,
+            description="snapshot the dedupe windows at most this often, in s (also on "
+            "revocation and shutdown)",
+        ),
+    ] = 60
+    exactly_once: Annotated[
+        bool,
+        msgspec.Meta(
+            description="topology partitioned: the dedupe stage writes each batch and commits "
+            "its offsets in one transaction per output partition, fencing a member that lost "
+            "the partition (read the output read_committed)"
+        ),
+    ] = False
     # Embedded mode (no Kafka)
-    source: str | None = None
-    to: str | None = None
-    dead_letter: str | None = None
+    source: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="embedded mode: kcat -J JSON lines, a directory of raw bodies, or - (stdin)"
+        ),
+    ] = None
+    to: Annotated[
+        str | None,
+        msgspec.Meta(description="embedded mode: where events go as JSON lines (- for stdout)"),
+    ] = None
+    dead_letter: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="embedded mode: dead-letter file (default: <to>.deadletter.jsonl, "
+            "stderr for -)"
+        ),
+    ] = None
 
 
-HELP: Final[dict[str, str]] = {
-    "bootstrap_servers": "Kafka bootstrap servers (also KAFKA_BOOTSTRAP_SERVERS)",
-    "input_topics": "raw input topic(s), comma-separated or repeated",
-    "input_pattern": "regex of input topics (instead of --input-topics)",
-    "output_topic": "topic for canonical events (also the dedupe log read on start)",
-    "dead_letter_topic": "topic for records that cannot be decoded",
-    "group_id": "consumer group id",
-    "isolation_level": "read_committed or read_uncommitted",
-    "security_protocol": "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
-    "sasl_mechanism": "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
-    "sasl_username": "SASL user name",
-    "sasl_password": "SASL password (prefer PIPELINE_SASL_PASSWORD)",
-    "ssl_cafile": "CA bundle for SSL",
-    "ssl_certfile": "client certificate for SSL",
-    "ssl_keyfile": "client key for SSL",
-    "compression": "producer compression: lz4, zstd, gzip or none",
-    "linger_ms": "producer linger in ms",
-    "batch_max_records": "records per consumer batch (getmany max_records)",
-    "max_batches_in_flight": "batches processed ahead of their acknowledgements: batch n+1 is "
-    "decoded and sent while batch n's acks are in flight; offsets are committed in batch order, "
-    "each once its batch is acknowledged (1: one batch at a time; --exactly-once: always 1)",
-    "fetch_max_wait_ms": "longest wait for a consumer batch to fill, in ms",
-    "startup_timeout_s": "how long to wait for the broker at start, in s",
-    "shutdown_timeout_s": "longest a stop (SIGTERM/SIGINT) waits for the batches in hand and the "
-    "broker, in s; giving up leaves them uncommitted and exits 3",
-    "session_timeout_ms": "consumer group session timeout: how soon a crashed member's "
-    "partitions move to the others (the broker's group.min.session.timeout.ms bounds it)",
-    "window_max_messages": "dedupe window: most messages held",
-    "window_ttl_s": "dedupe window: longest a message is held, in s of record time",
-    "clock_skew_tolerance_s": "records stamped more than this many s ahead of the wall clock "
-    "do not move the window's clock (counted as clock skew)",
-    "max_body_bytes": "bodies larger than this are dead-lettered unparsed",
-    "dead_letter_max_bytes": "the dead-letter topic's record limit in bytes (key, value, headers "
-    "and framing): a dead letter's value is cut, and oversize original headers dropped, to fit",
-    "time_zones": "zones for naive times: provider[/account]=Zone, comma-separated or repeated",
-    "topic_map": "provider of unlabelled topics: topic=provider[.endpoint], comma-separated",
-    "topology": "partitioned (route + dedupe stages, any number of instances) or single "
-    "(one stage, one window, exactly one instance: refuses to share its group)",
-    "repartition_replication_factor": "replicas of the repartition topic <output>.by-message "
-    "when it is created (0: as many as the output topic)",
-    "repartition_retention_s": "retention of the repartition topic when it is created",
-    "workers": "processes in the consumer group",
-    "metrics_port": "serve Prometheus /metrics, /livez and /readyz on this port (0: any free "
-    "port); with --workers, one endpoint for all of them",
-    "metrics_host": "address the metrics endpoint binds (0.0.0.0: every interface, e.g. in a "
-    "container)",
-    "liveness_timeout_s": "/livez fails when a loop made no progress (a batch, or a poll that "
-    "found nothing) for this long, in s",
-    "log_level": "DEBUG, INFO, WARNING or ERROR",
-    "state_dir": "directory for dedupe window snapshots (relative: under the working "
-    "directory; '' turns them off): a restart reads only the output written after them",
-    "snapshot_interval_s": "snapshot the dedupe windows at most this often, in s (also on "
-    "revocation and shutdown)",
-    "exactly_once": "topology partitioned: the dedupe stage writes each batch and commits its "
-    "offsets in one transaction per output partition, fencing a member that lost the partition "
-    "(read the output read_committed)",
-    "source": "embedded mode: kcat -J JSON lines, a directory of raw bodies, or - (stdin)",
-    "to": "embedded mode: where events go as JSON lines (- for stdout)",
-    "dead_letter": "embedded mode: dead-letter file (default: <to>.deadletter.jsonl, stderr for -)",
-}
 FLAG_NAMES: Final[dict[str, str]] = {"source": "--from", "to": "--to"}
 S = TypeVar("S", bound=msgspec.Struct)
 Fields = dict[str, msgspec.structs.FieldInfo]
@@ -187,19 +314,40 @@ def _split_text(field: msgspec.structs.FieldInfo, text: str) -> Any:
     return text
 
 
+def _description(field_type: msgspec.inspect.Type) -> str | None:
+    """The `Meta(description=...)` of a field's type; for `Annotated[...] | None`, the one
+    inside the union (constraints such as `ge` cannot be set on the union itself)."""
+    if isinstance(field_type, msgspec.inspect.Metadata):
+        description = (field_type.extra_json_schema or {}).get("description")
+        return description if isinstance(description, str) else _description(field_type.type)
+    if isinstance(field_type, msgspec.inspect.UnionType):
+        found = (_description(member) for member in field_type.types)
+        return next((d for d in found if d is not None), None)
+    return None
+
+
+@functools.cache
+def descriptions(settings_type: type[msgspec.Struct]) -> dict[str, str | None]:
+    """Each field's description (None where it has none: tests/pipeline/config refuses that)."""
+    info = msgspec.inspect.type_info(settings_type)
+    assert isinstance(info, msgspec.inspect.StructType)
+    return {field.name: _description(field.type) for field in info.fields}
+
+
 def add_arguments(
-    parser: argparse.ArgumentParser,
-    settings_type: type[msgspec.Struct] = Settings,
-    help_text: Mapping[str, str] = HELP,
+    parser: argparse.ArgumentParser, settings_type: type[msgspec.Struct] = Settings
 ) -> None:
-    """One flag per setting of `settings_type`, each documented with its default."""
+    """One flag per setting of `settings_type`, its help the field's description and default."""
     parser.add_argument(
         "--config", metavar="FILE", help="TOML file of settings (keys as below, with _)"
     )
     for name, field in _fields(settings_type).items():
         flag = FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
         default = _default(field)
-        text = f"{help_text[name]} (default: {default!r}; env PIPELINE_{name.upper()})"
+        description = descriptions(settings_type)[name]
+        if description is None:
+            raise TypeError(f"{settings_type.__name__}.{name} has no Meta(description=...)")
+        text = f"{description} (default: {default!r}; env PIPELINE_{name.upper()})"
         if isinstance(default, bool):  # a switch: the flag turns it on
             parser.add_argument(
                 flag, dest=name, action="store_true", default=argparse.SUPPRESS, help=text
@@ -294,13 +442,6 @@ def settings_from_args(
     args: argparse.Namespace, environ: Mapping[str, str] | None = None
 ) -> Settings:
     return load_run_settings(vars(args), environ)
-
-
-def as_flags(settings: Settings, only: Sequence[str] = ()) -> dict[str, Any]:
-    """Settings as a plain dict (for handing to worker processes)."""
-    data = msgspec.to_builtins(settings)
-    assert isinstance(data, dict)
-    return {k: v for k, v in data.items() if not only or k in only}
 
 
 def core_config(settings: Settings) -> CoreConfig:

@@ -5,10 +5,9 @@ is imported by `run_ingress` only when it runs: it pulls in uvicorn and aiokafka
 from __future__ import annotations
 
 from ._routes import PROVIDERS, ROUTES, IngressPath
-from ._settings import INGRESS_HELP, IngressSettings, check_settings
+from ._settings import IngressSettings, check_settings
 
 __all__ = [
-    "INGRESS_HELP",
     "PROVIDERS",
     "ROUTES",
     "IngressPath",

@@ -8,50 +8,88 @@ from typing import Annotated, Final
 
 import msgspec
 
-from ..config import HELP, KafkaSettings, Positive, Settings
+from ..config import KafkaSettings, Settings
 from ..errors import ConfigError
 
 MiB: Final = 1024 * 1024
 
 
 class IngressSettings(KafkaSettings, kw_only=True, forbid_unknown_fields=True):
-    host: str = "127.0.0.1"
-    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8080
-    raw_topic: str = "sms-receipts-raw"
-    max_request_bytes: Positive = 8 * MiB
-    request_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
-    ack_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
-    retry_after_s: Positive = 30
-    max_in_flight: Positive = 1000
-    max_in_flight_bytes: Positive = 256 * MiB
-    tokens: dict[str, str] = msgspec.field(default_factory=dict)
-    allow_ips: list[str] = msgspec.field(default_factory=list)
-    tls_certfile: str | None = None
-    tls_keyfile: str | None = None
-    keep_alive_s: Positive = 75
-    shutdown_timeout_s: Positive = 30
+    """Everything `ingress` takes: the Kafka settings plus the HTTP server's."""
 
-
-INGRESS_HELP: Final[dict[str, str]] = {
-    **{name: HELP[name] for name in KafkaSettings.__struct_fields__},
-    "host": "address the HTTP server listens on",
-    "port": "port the HTTP server listens on (0: any free port, logged)",
-    "raw_topic": "topic the HTTP bodies are written to",
-    "max_request_bytes": "largest body accepted; larger ones are answered 413",
-    "request_timeout_s": "longest time to receive a request's body (408 after it)",
-    "ack_timeout_s": "longest wait for the broker's acknowledgement (503 + Retry-After after it)",
-    "retry_after_s": "the Retry-After of 503 answers, in s",
-    "max_in_flight": "requests handled at once; more are answered 503 at once",
-    "max_in_flight_bytes": "body bytes held at once; more are answered 503",
-    "tokens": "shared secrets: provider=token, comma-separated (prefer PIPELINE_TOKENS); "
-    "requests to that provider must carry ?token= or an X-Ingress-Token header",
-    "allow_ips": "client addresses or networks allowed to post (CIDR, comma-separated; "
-    "default: any)",
-    "tls_certfile": "serve HTTPS with this certificate (PEM)",
-    "tls_keyfile": "the private key of --tls-certfile (PEM)",
-    "keep_alive_s": "how long an idle keep-alive connection stays open, in s",
-    "shutdown_timeout_s": "on SIGTERM, longest wait for in-flight requests, in s",
-}
+    host: Annotated[str, msgspec.Meta(description="address the HTTP server listens on")] = (
+        "127.0.0.1"
+    )
+    port: Annotated[
+        int,
+        msgspec.Meta(
+            ge=0,
+            le=65535,
+            description="port the HTTP server listens on (0: any free port, logged)",
+        ),
+    ] = 8080
+    raw_topic: Annotated[str, msgspec.Meta(description="topic the HTTP bodies are written to")] = (
+        "sms-receipts-raw"
+    )
+    max_request_bytes: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1, description="largest body accepted, in bytes; larger ones are answered 413"
+        ),
+    ] = 8 * MiB
+    request_timeout_s: Annotated[
+        float,
+        msgspec.Meta(
+            gt=0, description="longest time to receive a request's body, in s (408 after it)"
+        ),
+    ] = 30.0
+    ack_timeout_s: Annotated[
+        float,
+        msgspec.Meta(
+            gt=0,
+            description="longest wait for the broker's acknowledgement, in s (503 + "
+            "Retry-After after it)",
+        ),
+    ] = 10.0
+    retry_after_s: Annotated[
+        int, msgspec.Meta(ge=1, description="the Retry-After of 503 answers, in s")
+    ] = 30
+    max_in_flight: Annotated[
+        int,
+        msgspec.Meta(ge=1, description="requests handled at once; more are answered 503 at once"),
+    ] = 1000
+    max_in_flight_bytes: Annotated[
+        int, msgspec.Meta(ge=1, description="body bytes held at once; more are answered 503")
+    ] = 256 * MiB
+    tokens: Annotated[
+        dict[str, str],
+        msgspec.Meta(
+            description="shared secrets: provider=token, comma-separated (prefer "
+            "PIPELINE_TOKENS); requests to that provider must carry ?token= or an "
+            "X-Ingress-Token header"
+        ),
+    ] = msgspec.field(default_factory=dict)
+    allow_ips: Annotated[
+        list[str],
+        msgspec.Meta(
+            description="client addresses or networks allowed to post (CIDR, "
+            "comma-separated; default: any)"
+        ),
+    ] = msgspec.field(default_factory=list)
+    tls_certfile: Annotated[
+        str | None, msgspec.Meta(description="serve HTTPS with this certificate (PEM)")
+    ] = None
+    tls_keyfile: Annotated[
+        str | None, msgspec.Meta(description="the private key of --tls-certfile (PEM)")
+    ] = None
+    keep_alive_s: Annotated[
+        int,
+        msgspec.Meta(ge=1, description="how long an idle keep-alive connection stays open, in s"),
+    ] = 75
+    shutdown_timeout_s: Annotated[
+        int,
+        msgspec.Meta(ge=1, description="on SIGTERM, longest wait for in-flight requests, in s"),
+    ] = 30
 
 
 def networks(

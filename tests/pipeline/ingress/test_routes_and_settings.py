@@ -10,7 +10,7 @@ import pytest
 from pipeline.config import add_arguments, load_settings
 from pipeline.core.providers import REGISTRY
 from pipeline.errors import ConfigError
-from pipeline.ingress import INGRESS_HELP, PROVIDERS, ROUTES, IngressSettings, check_settings
+from pipeline.ingress import PROVIDERS, ROUTES, IngressSettings, check_settings
 
 
 def test_every_decodable_endpoint_and_push_has_a_path() -> None:
@@ -42,7 +42,7 @@ def test_success_bodies() -> None:
 
 def flags(*argv: str) -> dict[str, object]:
     parser = argparse.ArgumentParser()
-    add_arguments(parser, IngressSettings, INGRESS_HELP)
+    add_arguments(parser, IngressSettings)
     return vars(parser.parse_args(argv))
 
 
