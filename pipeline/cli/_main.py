@@ -1,4 +1,4 @@
-"""Command line: `run`, `ingress`, `normalise`, `schema`."""
+"""Command line: `run`, `ingress`, `topics create`, `normalise`, `schema`."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from ..core.normalise._errors import DecodeError, NotReceipts
 from ..core.providers import REGISTRY
 from ..ops._gc import tune_collector
 from ..ops._logging import configure_logging
+from . import _topics
 
 
 def event_schema() -> bytes:
@@ -120,6 +121,8 @@ def parser() -> argparse.ArgumentParser:
     )
     add_arguments(ingress, IngressSettings, INGRESS_HELP)
     ingress.set_defaults(func=_cmd_ingress)
+
+    _topics.add_parser(sub)
 
     norm = sub.add_parser("normalise", help="decode raw bodies and print canonical events")
     norm.add_argument("--provider", required=True, choices=sorted(REGISTRY))

@@ -10,7 +10,7 @@ import logging
 import os
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Annotated, Any, Final, Literal, TypeVar
 
 import msgspec
@@ -195,12 +195,16 @@ def add_arguments(
     parser: argparse.ArgumentParser,
     settings_type: type[msgspec.Struct] = Settings,
     help_text: Mapping[str, str] = HELP,
+    only: Collection[str] = (),
 ) -> None:
-    """One flag per setting of `settings_type`, each documented with its default."""
+    """One flag per setting of `settings_type` (or of those in `only`), each documented with its
+    default."""
     parser.add_argument(
         "--config", metavar="FILE", help="TOML file of settings (keys as below, with _)"
     )
     for name, field in _fields(settings_type).items():
+        if only and name not in only:
+            continue
         flag = FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
         default = _default(field)
         text = f"{help_text[name]} (default: {default!r}; env PIPELINE_{name.upper()})"
