@@ -1,6 +1,7 @@
-"""`python -m pipeline`: run (Kafka or embedded files), ingress, normalise, schema."""
+"""`python -m pipeline`: run (Kafka or embedded files), ingress, topics, normalise,
+schema."""
 
 from ._embedded import read_records, run_embedded
-from ._main import event_schema, main
+from ._main import event_schema, main, parser
 
-__all__ = ["event_schema", "main", "read_records", "run_embedded"]
+__all__ = ["event_schema", "main", "parser", "read_records", "run_embedded"]

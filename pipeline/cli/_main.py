@@ -1,4 +1,4 @@
-"""Command line: `run`, `ingress`, `normalise`, `schema`."""
+"""Command line: `run`, `ingress`, `topics create`, `normalise`, `schema`."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from ..core import Core, CoreConfig, Decoder, InputRecord
 from ..core.providers import REGISTRY
 from ..errors import ConfigError, DecodeError, NotReceipts
 from ..ops import configure_logging, tune_collector
+from . import _topics
 
 
 def event_schema() -> bytes:
@@ -112,6 +113,8 @@ def parser() -> argparse.ArgumentParser:
     )
     add_arguments(ingress, IngressSettings)
     ingress.set_defaults(func=_cmd_ingress)
+
+    _topics.add_parser(sub)
 
     norm = sub.add_parser("normalise", help="decode raw bodies and print canonical events")
     norm.add_argument("--provider", required=True, choices=sorted(REGISTRY))

@@ -10,7 +10,7 @@ import logging
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Annotated, Any, Final, Literal, TypeVar
 
 import msgspec
@@ -335,13 +335,18 @@ def descriptions(settings_type: type[msgspec.Struct]) -> dict[str, str | None]:
 
 
 def add_arguments(
-    parser: argparse.ArgumentParser, settings_type: type[msgspec.Struct] = Settings
+    parser: argparse.ArgumentParser,
+    settings_type: type[msgspec.Struct] = Settings,
+    only: Collection[str] = (),
 ) -> None:
-    """One flag per setting of `settings_type`, its help the field's description and default."""
+    """One flag per setting of `settings_type` (or of those in `only`), its help the field's
+    description and default."""
     parser.add_argument(
         "--config", metavar="FILE", help="TOML file of settings (keys as below, with _)"
     )
     for name, field in _fields(settings_type).items():
+        if only and name not in only:
+            continue
         flag = FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
         default = _default(field)
         description = descriptions(settings_type)[name]

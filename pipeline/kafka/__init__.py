@@ -15,7 +15,14 @@ from ._fetch import Unreadable, input_records, install
 from ._limits import CLOCK_MARGIN_MS, DEFAULT_MAX_MESSAGE_BYTES, TopicLimits, topic_limits
 from ._partitioner import murmur2, partition_for, partitions_for
 from ._sink import PRODUCER_BATCH_BYTES, Record, Sent, Sink
-from ._topics import TOPIC_AUTHORIZATION_FAILED, check_topics, ensure_topic, matching_topics
+from ._topics import (
+    TOPIC_AUTHORIZATION_FAILED,
+    check_topics,
+    create_topic,
+    ensure_topic,
+    matching_topics,
+    wait_for_leaders,
+)
 from ._transactions import PartitionLost, PartitionWriters, transactional_id
 
 __all__ = [
@@ -33,6 +40,7 @@ __all__ = [
     "Unreadable",
     "check_topics",
     "close_now",
+    "create_topic",
     "ensure_topic",
     "input_records",
     "install",
@@ -48,4 +56,5 @@ __all__ = [
     "start_with_retry",
     "topic_limits",
     "transactional_id",
+    "wait_for_leaders",
 ]

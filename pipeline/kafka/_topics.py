@@ -4,7 +4,8 @@ Every topic the processor needs is looked up before any client subscribes or pro
 one stops start-up with a message that names it and the setting that named it, instead of a bare
 `UnknownTopicOrPartitionError` from a producer 40 s later; a topic the credentials may not
 describe names the topic and the operation refused. Topics the processor owns (the repartition
-topic) are created with `ensure_topic`.
+topic) are created with `ensure_topic`; `python -m pipeline topics create` creates the others
+with `create_topic`.
 """
 
 from __future__ import annotations
@@ -26,14 +27,20 @@ TOPIC_ALREADY_EXISTS: Final = 36
 CLUSTER_AUTHORIZATION_FAILED: Final = 31
 
 
-def _problem(topic: str, role: str, code: int, operation: str) -> TopicProblem:
+def _problem(
+    topic: str, role: str, code: int, operation: str, reason: str | None = None
+) -> TopicProblem:
+    """The message for error `code`, with the broker's `reason` when it gave one."""
+    because = f": {reason}" if reason else ""
     if code == UNKNOWN_TOPIC:
         return TopicProblem(
             f"{role} topic {topic!r} does not exist (create it, or fix the setting)"
         )
     if code in (TOPIC_AUTHORIZATION_FAILED, CLUSTER_AUTHORIZATION_FAILED):
-        return TopicProblem(f"not authorized to {operation} {role} topic {topic!r}")
-    return TopicProblem(f"{role} topic {topic!r}: {operation} failed with Kafka error code {code}")
+        return TopicProblem(f"not authorized to {operation} {role} topic {topic!r}{because}")
+    return TopicProblem(
+        f"{role} topic {topic!r}: {operation} failed with Kafka error code {code}{because}"
+    )
 
 
 async def check_topics(admin: AIOKafkaAdminClient, roles: Mapping[str, str]) -> dict[str, int]:
@@ -63,28 +70,35 @@ async def matching_topics(admin: AIOKafkaAdminClient, pattern: str) -> list[str]
     return sorted(t for t in await admin.list_topics() if regex.fullmatch(t))
 
 
-async def ensure_topic(
+async def create_topic(
     admin: AIOKafkaAdminClient,
     name: str,
     partitions: int,
     config: Mapping[str, str] | None = None,
     *,
-    like: str | None = None,
-    replicas: int = 0,
-    timeout_s: float = 30.0,
-) -> int:
-    """Create `name` unless it exists (as many replicas as topic `like`, e.g. the output topic,
-    else one); return its partition count once every partition has a leader (a client started
-    earlier would otherwise see a partial topic). `replicas` > 0 overrides `like`."""
-    if not replicas and like is not None:
-        (entry,) = await admin.describe_topics([like])
-        replicas = max(1, len(entry["partitions"][0]["replicas"])) if entry["partitions"] else 1
+    replicas: int = 1,
+    role: str = "repartition",
+) -> bool:
+    """Create `name`; False when it already exists (it is kept as it is). A refusal raises
+    TopicProblem naming the topic, its `role` and the broker's reason.
+
+    Creating, not describing, is how to learn whether a topic exists: aiokafka's
+    describe_topics lets a broker with auto.create.topics.enable create a missing topic with
+    the broker's defaults (one partition)."""
     response: Any = await admin.create_topics(
-        [NewTopic(name, partitions, replicas or 1, topic_configs=dict(config or {}))]
+        [NewTopic(name, partitions, replicas, topic_configs=dict(config or {}))]
     )
-    for topic, code, *_ in response.topic_errors:
-        if code not in (0, TOPIC_ALREADY_EXISTS):
-            raise _problem(topic, "repartition", code, "Create")
+    for topic, code, *message in response.topic_errors:  # v1+ adds the broker's message
+        if code == TOPIC_ALREADY_EXISTS:
+            return False
+        if code:
+            raise _problem(topic, role, code, "Create", message[0] if message else None)
+    return True
+
+
+async def wait_for_leaders(admin: AIOKafkaAdminClient, name: str, timeout_s: float = 30.0) -> int:
+    """The partition count of `name` once every partition has a leader (a client started
+    earlier would otherwise see a partial topic)."""
     deadline = time.monotonic() + timeout_s
     while True:
         (entry,) = await admin.describe_topics([name])
@@ -96,3 +110,23 @@ async def ensure_topic(
                 f"topic {name!r} has no leader for every partition after {timeout_s}s"
             )
         await asyncio.sleep(0.05)
+
+
+async def ensure_topic(
+    admin: AIOKafkaAdminClient,
+    name: str,
+    partitions: int,
+    config: Mapping[str, str] | None = None,
+    *,
+    like: str | None = None,
+    replicas: int = 0,
+    timeout_s: float = 30.0,
+) -> int:
+    """Create `name` unless it exists (as many replicas as topic `like`, e.g. the output topic,
+    else one); return its partition count once every partition has a leader. `replicas` > 0
+    overrides `like`."""
+    if not replicas and like is not None:
+        (entry,) = await admin.describe_topics([like])
+        replicas = max(1, len(entry["partitions"][0]["replicas"])) if entry["partitions"] else 1
+    await create_topic(admin, name, partitions, config, replicas=replicas or 1)
+    return await wait_for_leaders(admin, name, timeout_s)
