@@ -8,6 +8,12 @@ for the output. No caches, no fast paths: what a competent developer writes when
 the question. It is written from the canonical event contract (field rules, status mappings,
 window rules), not from the decoders, so equal output is a real cross-check of both.
 
+Its status and code tables are derived from the documents, not copied from the decoders: each is
+written the way the contract's "Provider by provider" section (and the provider's own page, where
+it lists the values) states it, as the statuses with the values that lead to them, or for the
+GSM TP-Status as the contract's ranges; each names the section it comes from. None is imported
+from `pipeline.core`, so none is shared.
+
 Two rules the contract leaves open are taken from the decoders (both are the only sensible
 reading, and the point here is equal output):
 - `event_id` is BLAKE2b-128 of `provider \\x1f message_key \\x1f status` (the contract says "a

@@ -21,8 +21,33 @@ DEFAULT_ZONES = {
     "smspartner": "Europe/Paris",
     "ultiroam": "UTC",
 }
-# uSpeedo and Yunpian both: an UNDELIVERED report with one of these codes takes its status
-FAIL_CODES = {"EXPIRED": "EXPIRED", "REJECTD": "REJECTED"}
+# uSpeedo and Yunpian, as the contract's uSpeedo and Yunpian sections (receipt-event.md,
+# "Provider by provider") word it: a failure is UNDELIVERED, "or EXPIRED when the code is
+# `EXPIRED`, REJECTED when it is `REJECTD`". Grouped by the status a code leads to.
+CARRIER_FAIL_GROUPS: dict[str, tuple[str, ...]] = {
+    "EXPIRED": ("EXPIRED",),
+    "REJECTED": ("REJECTD",),
+}
+
+
+def grouped(
+    groups: dict[str, tuple[str, ...]], value: str | None, fold: bool = False
+) -> str | None:
+    """The status whose group lists `value` (compared lower-cased when `fold`), else None."""
+    if value is None:
+        return None
+    wanted = value.lower() if fold else value
+    for status, members in groups.items():
+        if wanted in ((m.lower() for m in members) if fold else members):
+            return status
+    return None
+
+
+def refine_failure(status: str, code: str | None, groups: dict[str, tuple[str, ...]]) -> str:
+    """An UNDELIVERED report whose code one of `groups` lists takes that group's status."""
+    if status != "UNDELIVERED":
+        return status
+    return grouped(groups, code) or status
 
 
 class Failure(Exception):

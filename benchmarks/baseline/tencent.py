@@ -14,8 +14,10 @@ from benchmarks.baseline._common import (
     Unknown,
     as_list,
     event,
+    grouped,
     load_json,
     recipient,
+    refine_failure,
     require,
     text_or_none,
     when,
@@ -23,22 +25,26 @@ from benchmarks.baseline._common import (
 
 # -- Tencent --------------------------------------------------------------------------------------
 
-TENCENT_STATUS = {"SUCCESS": "DELIVERED", "FAIL": "UNDELIVERED", "UNKNOWN": "UNKNOWN"}
-TENCENT_FAIL_CODES = {
-    "EXPIRED": "EXPIRED",
-    "REJECTD": "REJECTED",
-    "DELETED": "DELETED",
-    "SUBFAIL": "FAILED",
-    "COMFAIL": "FAILED",
-    "WTNFAIL": "FAILED",
+# The contract's Tencent section (receipt-event.md, "Provider by provider", tencent, "Status")
+# gives one outcome per `ReportStatus`; Tencent's PullSmsSendStatus documentation ("SMS
+# delivery status details") names SUCCESS and FAIL, the contract adds UNKNOWN. A FAIL is then
+# sorted "by code", the codes grouped by the status they lead to, "anything else → UNDELIVERED".
+TENCENT_REPORT_OUTCOMES: dict[str, tuple[str, ...]] = {
+    "DELIVERED": ("SUCCESS",),
+    "UNDELIVERED": ("FAIL",),
+    "UNKNOWN": ("UNKNOWN",),
+}
+TENCENT_FAIL_GROUPS: dict[str, tuple[str, ...]] = {
+    "EXPIRED": ("EXPIRED",),
+    "REJECTED": ("REJECTD",),
+    "DELETED": ("DELETED",),
+    "FAILED": ("SUBFAIL", "COMFAIL", "WTNFAIL"),
 }
 
 
 def tencent_status(raw: str, code: str | None) -> str:
-    status = TENCENT_STATUS.get(raw, "UNKNOWN")
-    if status == "UNDELIVERED" and code in TENCENT_FAIL_CODES:
-        return TENCENT_FAIL_CODES[code]
-    return status
+    status = grouped(TENCENT_REPORT_OUTCOMES, raw) or "UNKNOWN"
+    return refine_failure(status, code, TENCENT_FAIL_GROUPS)
 
 
 def tencent(body: bytes, ctx: Context) -> list[dict[str, Any]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks.baseline._common import (
-    FAIL_CODES,
+    CARRIER_FAIL_GROUPS,
     Context,
     Failure,
     NotReceipts,
@@ -14,26 +14,25 @@ from benchmarks.baseline._common import (
     cc_rule,
     event,
     from_epoch,
+    grouped,
     load_json,
     recipient,
+    refine_failure,
     require,
     text_or_none,
 )
 
 # -- uSpeedo --------------------------------------------------------------------------------------
 
-USPEEDO_STATUS = {
-    "success": "DELIVERED",
-    "发送成功": "DELIVERED",
-    "sent successfully": "DELIVERED",
-    "fail": "UNDELIVERED",
-    "发送失败": "UNDELIVERED",
-    "sending failed": "UNDELIVERED",
-    "unknow": "UNKNOWN",
-    "unknown": "UNKNOWN",
-    "状态未知": "UNKNOWN",
-    "unknown state": "UNKNOWN",
-    "submitfail": "FAILED",
+# The contract's uSpeedo section (receipt-event.md, "Provider by provider", uspeedo,
+# `ReceiptResult`): each status with the spellings that lead to it, matched ignoring case.
+# uSpeedo's GetUSMSSendReceipt documentation ("ReceiptPerPhone", ReceiptResult) enumerates
+# Success, Fail, Unknow and SubmitFail; the contract adds the Chinese and long English forms.
+USPEEDO_RESULT_SPELLINGS: dict[str, tuple[str, ...]] = {
+    "DELIVERED": ("Success", "发送成功", "Sent successfully"),
+    "UNDELIVERED": ("Fail", "发送失败", "Sending failed"),
+    "UNKNOWN": ("Unknow", "UNKNOWN", "状态未知", "Unknown state"),
+    "FAILED": ("SubmitFail",),
 }
 
 
@@ -73,9 +72,8 @@ def uspeedo(body: bytes, ctx: Context) -> list[dict[str, Any]]:
         phone = require(item, "Phone", str)
         result = require(item, "ReceiptResult", str)
         code = text_or_none(item.get("ReceiptCode"))
-        status = USPEEDO_STATUS.get(result.lower(), "UNKNOWN")
-        if status == "UNDELIVERED" and code in FAIL_CODES:
-            status = FAIL_CODES[code]
+        status = grouped(USPEEDO_RESULT_SPELLINGS, result, fold=True) or "UNKNOWN"
+        status = refine_failure(status, code, CARRIER_FAIL_GROUPS)
         number = recipient(phone, item.get("CountryCode"), cc_rule)
         receipt_time = item.get("ReceiptTime")
         occurred = None if receipt_time in (None, 0, "0", "") else from_epoch(receipt_time)

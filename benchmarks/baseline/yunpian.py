@@ -6,23 +6,32 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from benchmarks.baseline._common import (
+    CARRIER_FAIL_GROUPS,
     DEFAULT_ZONES,
-    FAIL_CODES,
     Context,
     Failure,
     as_list,
     cn_rule,
     event,
     from_local,
+    grouped,
     load_json,
     recipient,
+    refine_failure,
     require,
     text_or_none,
 )
 
 # -- Yunpian --------------------------------------------------------------------------------------
 
-YUNPIAN_STATUS = {"SUCCESS": "DELIVERED", "FAIL": "UNDELIVERED", "UNKNOWN": "UNKNOWN"}
+# Yunpian's "Push Status Records" page, "Attention": "SUCCESS" means delivered, otherwise "FAIL";
+# the contract's Yunpian section (receipt-event.md, "Provider by provider", yunpian,
+# `report_status`) adds UNKNOWN and refines a FAIL by `error_msg` (CARRIER_FAIL_GROUPS).
+YUNPIAN_REPORT_OUTCOMES: dict[str, tuple[str, ...]] = {
+    "DELIVERED": ("SUCCESS",),
+    "UNDELIVERED": ("FAIL",),
+    "UNKNOWN": ("UNKNOWN",),
+}
 
 
 def yunpian(body: bytes, ctx: Context) -> list[dict[str, Any]]:
@@ -52,9 +61,8 @@ def yunpian(body: bytes, ctx: Context) -> list[dict[str, Any]]:
         mobile = require(r, "mobile", str)
         report_status = require(r, "report_status", str)
         code = r.get("error_msg") or None
-        status = YUNPIAN_STATUS.get(report_status, "UNKNOWN")
-        if status == "UNDELIVERED" and code in FAIL_CODES:
-            status = FAIL_CODES[code]
+        status = grouped(YUNPIAN_REPORT_OUTCOMES, report_status) or "UNKNOWN"
+        status = refine_failure(status, code, CARRIER_FAIL_GROUPS)
         raw_time = r.get("user_receive_time")
         events.append(
             event(

@@ -136,21 +136,27 @@ def test_the_same_message_keys_match_across_forms() -> None:
 # --- every row of the status tables ------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("status", "expected", "finality"),
-    [
-        ("SENDING", "PENDING", "intermediate"),
-        ("SENT_OK", "SENT", "intermediate"),
-        ("DELIVERED", "DELIVERED", "final"),
-        ("FAILED", "FAILED", "final"),
-    ],
-)
+# The contract's Ultiroam `status` rule, case by case.
+STATUS_ROWS = [
+    ("SENDING", "PENDING", "intermediate"),
+    ("SENT_OK", "SENT", "intermediate"),
+    ("DELIVERED", "DELIVERED", "final"),
+    ("FAILED", "FAILED", "final"),
+]
+
+
+@pytest.mark.parametrize(("status", "expected", "finality"), STATUS_ROWS)
 @pytest.mark.parametrize("key", ["result", "sms_result"])
 def test_status_table(status: str, expected: str, finality: str, key: str) -> None:
     item = {"port": 0, "number": "10086", "time": "2024-05-01 08:00:00", "status": status,
             "ref_id": 1}  # fmt: skip
     e = one(json.dumps({"error_code": 200, "sn": SN, key: [item]}).encode())
     assert (e.status, e.finality, e.provider_status) == (expected, finality, status)
+
+
+def test_every_status_of_the_table_has_a_case() -> None:
+    """A row added to the product's table must come with a case from the documents above."""
+    assert set(ultiroam._STATUS) <= {status for status, _, _ in STATUS_ROWS}
 
 
 def test_unmapped_status_is_unknown_and_counted() -> None:
@@ -173,6 +179,13 @@ def test_unmapped_status_is_unknown_and_counted() -> None:
 def test_tp_status_ranges(code: int, expected: str) -> None:
     e = one(deliver(code))
     assert (e.status, e.provider_status, e.provider_code) == (expected, str(code), str(code))
+
+
+def test_tp_status_changes_only_at_the_range_bounds() -> None:
+    """With the cases above, pins every code: the contract's ranges start at 0, 32, 64, 96, 128."""
+    table = ultiroam._TP_STATUS
+    assert len(table) == 256
+    assert [c for c in range(1, 256) if table[c] != table[c - 1]] == [32, 64, 96, 128]
 
 
 @pytest.mark.parametrize("code", [-1, 256, 1000, 2**64, -(2**70)])
@@ -433,20 +446,15 @@ def test_time_beyond_year_9999_in_utc() -> None:
 
 # --- property tests ----------------------------------------------------------------------------
 
-TABLE = {"SENDING": "PENDING", "SENT_OK": "SENT", "DELIVERED": "DELIVERED", "FAILED": "FAILED"}
+# The property tests need only the data: the product's tables, checked case by case above.
+TABLE = ultiroam._STATUS
 ZONES = [None, "UTC", "Asia/Shanghai", "Europe/Paris", "America/Sao_Paulo", "Pacific/Chatham"]
 
 digits = st.text("0123456789", min_size=1, max_size=14)
 
 
 def _tp(code: int) -> str:
-    if code <= 31:
-        return "DELIVERED"
-    if code <= 63:
-        return "SENT"
-    if code <= 95 or code >= 128:
-        return "UNDELIVERED"
-    return "EXPIRED"
+    return ultiroam._TP_STATUS[code]
 
 
 @st.composite

@@ -215,6 +215,13 @@ def test_status_table(result: str, code: str | None, status: str, case: Any) -> 
     assert e.provider_code == code
 
 
+def test_every_row_of_the_tables_has_a_case() -> None:
+    """A row added to the product's tables must come with a case from the documents above."""
+    assert set(uspeedo._STATUS_ROWS) <= {result for result, _, _ in STATUS_ROWS}
+    cased = {code for result, code, _ in STATUS_ROWS if result.lower() == "fail"}
+    assert set(uspeedo._FAIL_BY_CODE) <= cased
+
+
 def test_unmapped_status_is_unknown_and_counted() -> None:
     before = UNMAPPED_STATUSES["uspeedo"]
     e = one(push(ReceiptResult="Bounced"))
@@ -470,14 +477,9 @@ def _literal(value: Any) -> bytes:
 
 # --- property tests ----------------------------------------------------------------------------
 
-TABLE = {
-    "success": "DELIVERED", "发送成功": "DELIVERED", "sent successfully": "DELIVERED",
-    "fail": "UNDELIVERED", "发送失败": "UNDELIVERED", "sending failed": "UNDELIVERED",
-    "unknow": "UNKNOWN", "unknown": "UNKNOWN", "状态未知": "UNKNOWN", "unknown state": "UNKNOWN",
-    "submitfail": "FAILED",
-}  # fmt: skip
-RESULTS = ["Success", "发送成功", "Sent successfully", "Fail", "发送失败", "Sending failed",
-           "Unknow", "UNKNOWN", "状态未知", "Unknown state", "SubmitFail"]  # fmt: skip
+# The property tests need only the data: the product's tables, checked row by row by STATUS_ROWS.
+TABLE = uspeedo._STATUS
+RESULTS = list(uspeedo._STATUS_ROWS)
 
 digits = st.text("0123456789", min_size=1, max_size=12)
 nz_digits = st.builds(lambda a, b: a + b, st.sampled_from("123456789"), digits)
@@ -533,8 +535,8 @@ def reports(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
     code = draw(st.sampled_from(["EXPIRED", "REJECTD", "DELIVRD", "0", "", None]) | text | ids)
     code_text = None if code is None else str(code)
     status = TABLE.get(result.lower(), "UNKNOWN")
-    if status == "UNDELIVERED" and code_text in ("EXPIRED", "REJECTD"):
-        status = "EXPIRED" if code_text == "EXPIRED" else "REJECTED"
+    if status == "UNDELIVERED" and code_text:
+        status = uspeedo._FAIL_BY_CODE.get(code_text, status)
     wire: dict[str, Any] = {"Phone": phone, "ReceiptResult": result}
     if cc is not None:
         wire["CountryCode"] = cc
