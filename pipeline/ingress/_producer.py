@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
@@ -76,8 +75,6 @@ class Writer:
         self._renew = False
         self._on_batch = on_batch
         self.started = False
-        self.last_error_at = 0.0
-        self.last_ack_at = 0.0
 
     def _new_producer(self) -> AIOKafkaProducer:
         settings = self.settings
@@ -165,7 +162,6 @@ class Writer:
                 exc = TooLarge(str(exc))
             self._failed(members, exc or asyncio.CancelledError())
             return
-        self.last_ack_at = time.monotonic()
         for item in members:
             if not item.future.done():
                 item.future.set_result(None)
@@ -186,7 +182,6 @@ class Writer:
         if isinstance(exc, _SEQUENCE_BROKEN):
             self._renew = True
             self._wake.set()
-        self.last_error_at = time.monotonic()
         for item in members:
             if not item.future.done():
                 item.future.set_exception(exc)

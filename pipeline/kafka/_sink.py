@@ -43,9 +43,6 @@ PRODUCER_BATCH_BYTES: Final = 1024 * 1024
 Record = tuple[bytes | None, bytes, Sequence[tuple[str, bytes]], int]
 #: What the broker answers for a record it will never take.
 REFUSALS: Final = (MessageSizeTooLargeError, RecordTooLargeError, InvalidTimestampError)
-#: Attempts of the rare path before the error is let through (the broker keeps refusing what
-#: the limits it reported say it takes).
-_ATTEMPTS: Final = 3
 _SOURCE_HEADERS: Final = ("source.topic", "source.partition", "source.offset")
 #: The headers of an event that name its counter's labels.
 _LABELS: Final = ("provider", "status")

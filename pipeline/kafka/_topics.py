@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.protocol.metadata import MetadataRequest
 
 from ..errors import TopicProblem
 
@@ -48,7 +49,10 @@ async def check_topics(admin: AIOKafkaAdminClient, roles: Mapping[str, str]) -> 
 
     Raises TopicProblem for the first topic that is missing, unauthorized or has no partitions.
     """
-    described = await admin.describe_topics(list(roles))
+    # Not admin.describe_topics: its metadata request lets the broker create a missing topic
+    # (auto.create.topics.enable is on by default), so the check would make what it reports.
+    request = MetadataRequest(list(roles), allow_auto_topic_creation=False)
+    described = (await admin._send_request(request)).to_object()["topics"]
     found = {t["topic"]: t for t in described}
     counts = {}
     for topic, role in roles.items():

@@ -137,13 +137,6 @@ class Observed(Protocol):
         ...
 
 
-class _TopicPartition(Protocol):
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-
-
 class ConsumerView(Protocol):
     """The two calls of an aiokafka consumer that consumer lag needs."""
 

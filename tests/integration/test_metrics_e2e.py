@@ -106,7 +106,7 @@ async def test_metrics_match_the_topics(kafka_bootstrap: str, spawn) -> None:
     assert proc.crashes() == []
 
 
-async def test_item11_workers_one_endpoint(kafka_bootstrap: str, spawn) -> None:
+async def test_workers_one_endpoint(kafka_bootstrap: str, spawn) -> None:
     """`--workers 2`: one port, every worker's series under a `worker` label, and the probes
     answer for both workers."""
     topics = await make_topics(kafka_bootstrap, "metrics-workers", raw=4, out=4, dlq=1)

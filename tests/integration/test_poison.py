@@ -210,7 +210,7 @@ def _oversized(stamp: int) -> list[tuple[str, InputRecord]]:
     ]
 
 
-async def test_item1_oversized_events_at_default_limits(kafka_bootstrap: str, spawn) -> None:
+async def test_oversized_events_at_default_limits(kafka_bootstrap: str, spawn) -> None:
     """Events too large for a default topic are dead-lettered (their body cut to fit), large
     flat XML is refused at its first element, and the processor never restarts."""
     topics = Topics("oversized", raw=4, out=6, dlq=2)

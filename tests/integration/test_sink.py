@@ -65,7 +65,7 @@ def event(offset: int, pad: int = 0) -> bytes:
     return json.dumps({"source": source, "pad": "x" * pad}).encode()
 
 
-async def test_item1_refused_records_are_dead_lettered_and_the_rest_sent(
+async def test_refused_records_are_dead_lettered_and_the_rest_sent(
     kafka_bootstrap: str,
 ) -> None:
     out, dlq = unique("sink-out"), unique("sink-dlq")
@@ -154,7 +154,7 @@ async def check_one_dead_letter(bootstrap: str, dlq: str) -> None:
     assert int(h["error.original_size"]) == len(event(1, 2_000_000))
 
 
-async def test_item1_record_refused_alone_is_dead_lettered_even_if_limits_said_it_fits(
+async def test_record_refused_alone_is_dead_lettered_even_if_limits_said_it_fits(
     kafka_bootstrap: str,
 ) -> None:
     sink, out, dlq = await lowered_limit_sink(kafka_bootstrap, "sink-lowered")
@@ -188,7 +188,7 @@ async def test_a_refusal_spoils_the_next_batch_in_flight_which_is_sent_again(
     await check_one_dead_letter(kafka_bootstrap, dlq)
 
 
-async def test_item7_write_refused_by_authorization_names_topic_and_operation() -> None:
+async def test_write_refused_by_authorization_names_topic_and_operation() -> None:
     # What aiokafka hands back for a batch the credentials may not write (no ACL broker here).
     refused: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     refused.set_exception(TopicAuthorizationFailedError())
@@ -197,7 +197,7 @@ async def test_item7_write_refused_by_authorization_names_topic_and_operation() 
         await sink.flush([Sent(refused, "sms-out", 0, [])])
 
 
-async def test_item1_events_stamped_outside_the_window_are_dead_lettered_before_sending(
+async def test_events_stamped_outside_the_window_are_dead_lettered_before_sending(
     kafka_bootstrap: str,
 ) -> None:
     # Kafka's default message.timestamp.after.max.ms is one hour: a producer clock 2 h ahead.
@@ -237,7 +237,7 @@ async def test_item1_events_stamped_outside_the_window_are_dead_lettered_before_
     assert sink.stats.dead_letters == {"InvalidTimestamp": 2}
 
 
-async def test_item12_dead_letters_spread_over_the_dead_letter_partitions_by_their_keys(
+async def test_dead_letters_spread_over_the_dead_letter_partitions_by_their_keys(
     kafka_bootstrap: str,
 ) -> None:
     out, dlq = unique("sink-spread-out"), unique("sink-spread-dlq")

@@ -87,7 +87,7 @@ async def test_bad_setting_exits_2_naming_it(
     assert "Traceback" not in text, text[-3000:]
 
 
-async def test_item9_unknown_env_warns(kafka_bootstrap: str, spawn) -> None:
+async def test_unknown_env_warns(kafka_bootstrap: str, spawn) -> None:
     """The environment Kubernetes gives a pod behind a Service named `pipeline`: the unknown
     PIPELINE_* variables are warned about (JSON lines) and ignored, the processor runs, and
     its endpoint binds the address PIPELINE_METRICS_HOST names."""

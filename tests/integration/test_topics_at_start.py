@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
         ("dlq", "dead-letter (--dead-letter-topic)"),
     ],
 )
-async def test_item7_missing_topic_stops_startup_naming_it(
+async def test_missing_topic_stops_startup_naming_it(
     kafka_bootstrap: str, spawn, missing: str, role: str
 ) -> None:
     topics = Topics("absent", raw=2, out=2, dlq=1)

@@ -48,7 +48,7 @@ async def read_all(bootstrap: str, topic: str, count: int) -> list:
 
 
 @pytest.mark.parametrize("compression", [None, "gzip"])
-async def test_item2_non_utf8_header_key_is_dead_lettered_and_reading_goes_on(
+async def test_non_utf8_header_key_is_dead_lettered_and_reading_goes_on(
     kafka_bootstrap: str, compression: str | None
 ) -> None:
     install()
@@ -81,7 +81,7 @@ async def test_item2_non_utf8_header_key_is_dead_lettered_and_reading_goes_on(
     assert dict(dead[0].headers)["error.message"] == b"header key b'acc\\xffount' is not UTF-8"
 
 
-def test_item2_batch_past_repair_is_one_dead_letter_naming_its_offsets() -> None:
+def test_batch_past_repair_is_one_dead_letter_naming_its_offsets() -> None:
     builder = _DefaultRecordBatchBuilderPy(2, 0, 0, -1, -1, 0, 1 << 20)
     for i in range(3):
         builder.append(i, 1000 + i, None, b"v%d" % i, [])

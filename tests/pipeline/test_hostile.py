@@ -1,10 +1,8 @@
-"""Hostile input without I/O: one test per rule, named by the rule's number (`test_item3_...`).
-
-1: an event no output record can hold is dead-lettered and the rest goes on; 3: XML structure
-is checked while parsing; 4: a partly bad body emits its good reports; 5: percent-decoding
-equals `unquote_plus`; 6: metric labels come from closed sets; 12: dead letters are keyed by
-their source record; 14: the embedded run stops before writing when its input is missing;
-15: invalid UTF-8 in a skipped field makes the body malformed.
+"""Hostile input without I/O, one section per rule: an event no output record can hold is
+dead-lettered and the rest goes on; XML structure is checked while parsing; a partly bad body
+emits its good reports; percent-decoding equals `unquote_plus`; metric labels come from closed
+sets; dead letters are keyed by their source record; the embedded run stops before writing when
+its input is missing; invalid UTF-8 in a skipped field makes the body malformed.
 """
 
 from __future__ import annotations
@@ -57,7 +55,7 @@ def golden(name: str) -> bytes:
     return (GOLDEN / name).read_bytes()
 
 
-# -- item 3: XML structure checked while parsing -------------------------------------------------
+# -- XML structure checked while parsing -----
 
 _HEAD = b"<result><entry>true</entry><entry>200</entry><entry>m1</entry>"
 
@@ -72,7 +70,7 @@ _HEAD = b"<result><entry>true</entry><entry>200</entry><entry>m1</entry>"
     ],
     ids=["8MB-of-a", "empty-entries", "flat-fields", "deep"],
 )
-def test_item3_xml_structure_checked_while_parsing(body: bytes, message: str) -> None:
+def test_xml_structure_checked_while_parsing(body: bytes, message: str) -> None:
     """The parse stops at the first wrong element: no tree of the body is ever built (before:
     338 MB and 7 s for 8 MB of `<a/>`)."""
     tracemalloc.start()
@@ -85,7 +83,7 @@ def test_item3_xml_structure_checked_while_parsing(body: bytes, message: str) ->
     assert peak < 8 * 1024 * 1024, f"peak {peak} bytes while refusing an 8 MB body"
 
 
-def test_item3_valid_xml_still_decodes() -> None:
+def test_valid_xml_still_decodes() -> None:
     rows = b"".join(
         b"<entry><entry>+3360000%04d</entry><entry>Delivered</entry><entry>0</entry>"
         b"<entry>1700000000</entry></entry>" % i
@@ -96,7 +94,7 @@ def test_item3_valid_xml_still_decodes() -> None:
         assert [e.recipient for e in events] == [f"+3360000{i:04d}" for i in range(3)]
 
 
-# -- item 4: a partly bad body emits its good reports --------------------------------------------
+# -- a partly bad body emits its good reports -----
 
 
 def _ultiroam_deliveries(n: int) -> list[dict[str, Any]]:
@@ -136,7 +134,7 @@ def _with_bad(name: str, bad_at: int) -> tuple[str, bytes, int]:
         "ultiroam/sms_result",
     ],
 )
-def test_item4_partial_body_emits_good_reports(name: str) -> None:
+def test_partial_body_emits_good_reports(name: str) -> None:
     provider, body, n = _with_bad(name, 1)
     whole = core().process([record(golden(name + ".body"), [("provider", provider.encode())])])
     result = core().process([record(body, [("provider", provider.encode())])])
@@ -157,7 +155,7 @@ def test_item4_partial_body_emits_good_reports(name: str) -> None:
     assert n > 1
 
 
-def test_item4_ultiroam_partial_and_unmapped_status_code() -> None:
+def test_ultiroam_partial_and_unmapped_status_code() -> None:
     items = _ultiroam_deliveries(100)
     items[17]["status_code"] = "x"  # a string where a number belongs
     items[40]["status_code"] = 256  # not a TP-Status: unmapped, not an error
@@ -177,7 +175,7 @@ def test_item4_ultiroam_partial_and_unmapped_status_code() -> None:
     assert sum(c.stats.events_out.values()) == 98 == sum(c.stats.receipts_in.values())
 
 
-def test_item4_wholly_bad_body_keeps_its_class() -> None:
+def test_wholly_bad_body_keeps_its_class() -> None:
     items: list[Any] = [42, "x", None]
     body = json.dumps({"sn": "gw", "sms_result": items}).encode()
     result = core().process([record(body, [("provider", b"ultiroam")])])
@@ -185,7 +183,7 @@ def test_item4_wholly_bad_body_keeps_its_class() -> None:
     assert [d.error_class for d in result.dead_letters] == ["MalformedBody"]
 
 
-def test_item4_yunpian_partial_body() -> None:
+def test_yunpian_partial_body() -> None:
     reports = [
         {"sid": i, "uid": "", "user_receive_time": "2024-01-01 00:00:00", "error_msg": "",
          "mobile": "13800138000", "report_status": "SUCCESS"}
@@ -198,14 +196,14 @@ def test_item4_yunpian_partial_body() -> None:
     assert dict(result.dead_letters[0].headers)["error.reports"] == b"3"
 
 
-# -- item 5: percent-decoding --------------------------------------------------------------------
+# -- percent-decoding --------------------------------------------------------------------
 
 _FORM_CHARS = st.sampled_from([*"%+=_.-~ \n\r\t&abcXYZ019fF", "%%", "%2", "%G0", "é", "="])
 
 
 @settings(max_examples=500, deadline=None)
 @given(st.lists(st.one_of(_FORM_CHARS, st.text(max_size=3)), max_size=30))
-def test_item5_percent_decoding_equals_unquote_plus(pieces: list[str]) -> None:
+def test_percent_decoding_equals_unquote_plus(pieces: list[str]) -> None:
     text = "".join(pieces)
     raw = text.encode()
     assert percent_decode(raw) == urllib.parse.unquote_to_bytes(raw.replace(b"+", b" "))
@@ -224,16 +222,16 @@ def test_item5_percent_decoding_equals_unquote_plus(pieces: list[str]) -> None:
         (b"a=b+c%3d", b"a=b c="),
     ],
 )
-def test_item5_bare_percent_is_literal(value: bytes, expected: bytes) -> None:
+def test_bare_percent_is_literal(value: bytes, expected: bytes) -> None:
     assert percent_decode(value) == expected
 
 
-# -- item 6: metric labels from closed sets ------------------------------------------------------
+# -- metric labels from closed sets -----
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.text(min_size=1, max_size=40), min_size=1, max_size=20), st.integers())
-def test_item6_label_values_come_from_closed_sets(keys: list[str], msg_type: int) -> None:
+def test_label_values_come_from_closed_sets(keys: list[str], msg_type: int) -> None:
     """Attacker-chosen first keys, MsgTypes, providers and endpoints never mint a label."""
     bodies = [
         (json.dumps({"sn": "x", key: [1]}).encode(), [("provider", b"ultiroam")]) for key in keys
@@ -251,7 +249,7 @@ def test_item6_label_values_come_from_closed_sets(keys: list[str], msg_type: int
     assert len(SKIP_KINDS) < 120
 
 
-def test_item6_many_distinct_kinds_stay_bounded() -> None:
+def test_many_distinct_kinds_stay_bounded() -> None:
     c = core()
     c.process(
         [
@@ -262,10 +260,10 @@ def test_item6_many_distinct_kinds_stay_bounded() -> None:
     assert c.stats.skipped == {"ultiroam.other": 5000}
 
 
-# -- item 12: dead letters keyed by their source ------------------------------------------------
+# -- dead letters keyed by their source -----
 
 
-def test_item12_dead_letters_keyed_by_source() -> None:
+def test_dead_letters_keyed_by_source() -> None:
     records = [record(b"junk", [("provider", b"tencent")], offset=n) for n in range(20)]
     keys = [d.key for d in core().process(records).dead_letters]
     assert keys == [f"raw:2:{n}".encode() for n in range(20)]
@@ -274,11 +272,11 @@ def test_item12_dead_letters_keyed_by_source() -> None:
     assert len({partition_for(k, 12) for k in keys}) > 5
 
 
-# -- item 14: the embedded run's missing input --------------------------------------------------
+# -- the embedded run's missing input -----
 
 
 @pytest.mark.parametrize("kind", ["missing", "unreadable"])
-def test_item14_embedded_missing_input_stops_before_writing(tmp_path: Path, kind: str) -> None:
+def test_embedded_missing_input_stops_before_writing(tmp_path: Path, kind: str) -> None:
     source = tmp_path / "missing.jsonl"
     if kind == "unreadable":
         source.symlink_to(source)  # a symlink loop: open() fails (ELOOP), even as root
@@ -295,7 +293,7 @@ def test_item14_embedded_missing_input_stops_before_writing(tmp_path: Path, kind
     assert not out.exists() and not (tmp_path / "out.jsonl.deadletter.jsonl").exists()
 
 
-# -- item 15: invalid UTF-8 in skipped fields ---------------------------------------------------
+# -- invalid UTF-8 in skipped fields ---------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -308,7 +306,7 @@ def test_item14_embedded_missing_input_stops_before_writing(tmp_path: Path, kind
         ("smspartner/bulk-status-json", b'"extra": "\xf8\x88\x80\x80\x80", '),
     ],
 )
-def test_item15_invalid_utf8_in_skipped_fields_is_malformed(name: str, where: bytes) -> None:
+def test_invalid_utf8_in_skipped_fields_is_malformed(name: str, where: bytes) -> None:
     provider = name.split("/")[0]
     body = golden(name + ".body")
     at = body.rindex(b"}")  # a skipped field at the end of the last object
@@ -319,14 +317,14 @@ def test_item15_invalid_utf8_in_skipped_fields_is_malformed(name: str, where: by
     assert [d.error_class for d in result.dead_letters] == ["MalformedBody"]
 
 
-def test_item15_yunpian_invalid_utf8_after_decoding() -> None:
+def test_yunpian_invalid_utf8_after_decoding() -> None:
     value = urllib.parse.quote('[{"sid":1,"mobile":"13800138000","report_status":"SUCCESS",')
     body = b"sms_status=" + value.encode() + b"%22x%22%3A%22%FF%22%7D%5D"
     with pytest.raises(MalformedBody):
         REGISTRY["yunpian"].decode(body, "push", CTX)
 
 
-# -- item 1 (the core's part): events no output record can hold ---------------------------------
+# -- the core's part: events no output record can hold -----
 
 
 def _tencent_callback(n: int, description_at: dict[int, str]) -> bytes:
@@ -340,7 +338,7 @@ def _tencent_callback(n: int, description_at: dict[int, str]) -> bytes:
     ).encode()  # fmt: skip
 
 
-def test_item1_event_too_large_is_dead_lettered_and_good_events_go() -> None:
+def test_event_too_large_is_dead_lettered_and_good_events_go() -> None:
     body = _tencent_callback(5, {2: "x" * 3_000_000})
     c = core()
     result = c.process([record(body, [("provider", b"tencent")])])
@@ -358,7 +356,7 @@ def test_item1_event_too_large_is_dead_lettered_and_good_events_go() -> None:
     assert c.stats.dead_letters == {"EventTooLarge": 1}
 
 
-def test_item1_smspartner_long_message_id_and_control_byte_account() -> None:
+def test_smspartner_long_message_id_and_control_byte_account() -> None:
     long_id = "m" * 400_000
     sms = json.dumps(
         {"success": True, "code": 200, "message_id": long_id,
@@ -379,7 +377,7 @@ def test_item1_smspartner_long_message_id_and_control_byte_account() -> None:
         assert record_size(dead.key, dead.value, dead.headers) <= DEFAULT_RECORD_MAX_BYTES
 
 
-def test_item1_output_limit_is_configurable() -> None:
+def test_output_limit_is_configurable() -> None:
     body = golden("yunpian/push.body")
     assert len(core().process([record(body)]).outputs) == 5
     result = core(output_max_bytes=600).process([record(body)])
@@ -388,7 +386,7 @@ def test_item1_output_limit_is_configurable() -> None:
     assert dict(dead.headers)["error.reports"] == b"0-4"
 
 
-def test_item1_dead_letter_counts_header_bytes() -> None:
+def test_dead_letter_counts_header_bytes() -> None:
     """A 9 MB body with 100 KB of headers gives a dead letter under the limit."""
     body = b"{" + b"x" * 9_000_000
     headers = [(f"h{i}", b"v" * 1000) for i in range(100)]
@@ -397,7 +395,7 @@ def test_item1_dead_letter_counts_header_bytes() -> None:
     assert dict(dead.headers)["h99"] == b"v" * 1000 and len(dead.value) > 800_000
 
 
-def test_item1_dead_letter_drops_original_headers_that_cannot_fit() -> None:
+def test_dead_letter_drops_original_headers_that_cannot_fit() -> None:
     headers = [("provider", b"tencent"), ("big", b"\x01" * 2_000_000), ("account", b"a1")]
     dead = dead_letter(record(b"{" * 100, headers), MalformedBody("bad"), 100_000)
     assert record_size(dead.key, dead.value, dead.headers) <= 100_000
@@ -408,7 +406,7 @@ def test_item1_dead_letter_drops_original_headers_that_cannot_fit() -> None:
         assert name in kept
 
 
-def test_item1_huge_header_key_and_many_headers() -> None:
+def test_huge_header_key_and_many_headers() -> None:
     headers = [("k" * 600_000, b"v")] + [(f"x{i}", b"y" * 100) for i in range(20_000)]
     dead = dead_letter(record(b"[" * 5_000_000, headers), MalformedBody("bad"))
     assert isinstance(dead, DeadLetter)
@@ -416,7 +414,7 @@ def test_item1_huge_header_key_and_many_headers() -> None:
     assert len(dead.value) >= DEFAULT_RECORD_MAX_BYTES // 2 - 1024
 
 
-def test_item1_error_reports_header_is_bounded() -> None:
+def test_error_reports_header_is_bounded() -> None:
     items: list[Any] = _ultiroam_deliveries(60_000)
     for i in range(0, 60_000, 2):
         items[i] = 42

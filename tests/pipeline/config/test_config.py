@@ -94,7 +94,7 @@ class _Records(logging.Handler):
         self.records.append(record)
 
 
-def test_item9_unknown_env_warns() -> None:
+def test_unknown_env_warns() -> None:
     """Kubernetes injects PIPELINE_SERVICE_HOST, PIPELINE_PORT, ... for a Service named
     `pipeline`: warned about and ignored; a bad value of a known key still stops start-up."""
     env = {
@@ -120,7 +120,7 @@ def test_item9_unknown_env_warns() -> None:
     assert load_run_settings(flags(), {}).metrics_host == "127.0.0.1"
 
 
-def test_item9_service_link_on_a_known_key_is_ignored() -> None:
+def test_service_link_on_a_known_key_is_ignored() -> None:
     """A Service named `pipeline` injects PIPELINE_PORT=tcp://...: the ingress's own `port`
     setting keeps its default (warned), while a plain bad port still stops start-up."""
     from pipeline.config import load_settings

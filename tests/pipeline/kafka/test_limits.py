@@ -26,7 +26,7 @@ def anyio_backend() -> str:
 
 
 @pytest.mark.kafka
-async def test_item1_limits_come_from_the_topic_and_the_broker(kafka_bootstrap: str) -> None:
+async def test_limits_come_from_the_topic_and_the_broker(kafka_bootstrap: str) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     await admin.start()
     try:
@@ -51,7 +51,7 @@ async def test_item1_limits_come_from_the_topic_and_the_broker(kafka_bootstrap: 
     assert limits[small].timestamp_after_max_ms == 600_000
 
 
-def test_item1_record_size_bounds_the_batch_a_record_makes() -> None:
+def test_record_size_bounds_the_batch_a_record_makes() -> None:
     cases = [
         (b"k" * 40, b"v" * 1_000_000, [("event_id", b"e" * 36), ("provider", b"tencent")]),
         (None, b"", []),
@@ -68,7 +68,7 @@ def test_item1_record_size_bounds_the_batch_a_record_makes() -> None:
         assert size + overhead - batch <= 4096 + 64 + 10 * len(headers)  # ...and not a loose one
 
 
-def test_item1_stamp_window_keeps_a_margin_inside_the_broker_window() -> None:
+def test_stamp_window_keeps_a_margin_inside_the_broker_window() -> None:
     now = 10**12
     lo, hi = TopicLimits(timestamp_after_max_ms=600_000).stamp_window(now)
     assert hi == now + 600_000 - CLOCK_MARGIN_MS

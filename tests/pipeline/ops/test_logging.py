@@ -46,7 +46,7 @@ def restore_loggers() -> Iterator[None]:
         lg.handlers[:], lg.level, lg.propagate = handlers, level, propagate
 
 
-def test_item10_child_loggers_rate_limited(
+def test_child_loggers_rate_limited(
     capsys: pytest.CaptureFixture[str], restore_loggers: None
 ) -> None:
     """aiokafka.conn and aiokafka.consumer.group_coordinator are throttled too (a filter on

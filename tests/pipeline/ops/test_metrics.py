@@ -173,7 +173,7 @@ def test_error_classes_are_the_decode_errors() -> None:
         max_size=400,
     )
 )
-def test_item6_metrics_series_bounded(values: list[tuple[str, str, int]]) -> None:
+def test_metrics_series_bounded(values: list[tuple[str, str, int]]) -> None:
     """Attacker-chosen provider, status, error-class and skip-kind values: every label value
     is from its closed set (so the series count has a bound whatever the input), and nothing
     is lost (the sums)."""
@@ -213,7 +213,7 @@ def test_item6_metrics_series_bounded(values: list[tuple[str, str, int]]) -> Non
         assert sum(v for (n, _), v in got.items() if n == f"pipeline_{name}_total") == total
 
 
-def test_item6_distinct_skip_kinds_one_series() -> None:
+def test_distinct_skip_kinds_one_series() -> None:
     obs = Observed()
     m = observe_kafka(obs)
     for i in range(20_000):
@@ -271,7 +271,7 @@ def clock() -> list[float]:
     return [1000.0]
 
 
-def test_item8_endpoint_serves_metrics_livez_readyz(clock: list[float]) -> None:
+def test_endpoint_serves_metrics_livez_readyz(clock: list[float]) -> None:
     health = Health(30, clock=lambda: clock[0])
     obs = Observed()
     obs.cores[0].records_in["yunpian"] += 2
@@ -352,7 +352,7 @@ def test_connection_flood_is_shed() -> None:
             time.sleep(0.05)
 
 
-def test_item9_metrics_host_binds_that_address() -> None:
+def test_metrics_host_binds_that_address() -> None:
     registry = CollectorRegistry()
     health = Health(30)
     with serve_http(registry, health, "127.0.0.2", 0) as port:
@@ -365,7 +365,7 @@ def test_item9_metrics_host_binds_that_address() -> None:
 # ------------------------------------------------------------------------------- workers
 
 
-def test_item11_workers_one_endpoint() -> None:
+def test_workers_one_endpoint() -> None:
     """Two workers serving their expositions on private sockets; the parent's one endpoint
     has every worker's series with a `worker` label, and its probes are all workers'."""
     workers = [Observed(), Observed()]

@@ -13,7 +13,7 @@ class Clock:
         return self.now
 
 
-def test_item8_health_live_and_ready() -> None:
+def test_health_live_and_ready() -> None:
     clock = Clock()
     health = Health(20, clock=clock)
     assert health.live() == (True, "starting")  # start-up has its own timeouts

@@ -30,7 +30,7 @@ def test_slices_bound_bytes_and_keep_order() -> None:
         assert len(part) == 1 or sum(len(r.value) for r in part) <= SLICE_BYTES
 
 
-def test_item3_batch_yields_to_the_loop_and_gives_the_same_output() -> None:
+def test_batch_yields_to_the_loop_and_gives_the_same_output() -> None:
     records = [_yunpian(i, 100) for i in range(400)]
     whole = Core(Window(1_000_000, 86_400_000), CoreConfig()).process(records)
     ticks = 0
