@@ -1,4 +1,4 @@
-"""Command line: `run`, `ingress`, `normalise`, `schema`."""
+"""Command line: `run`, `ingress`, `redrive`, `normalise`, `schema`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from schemas import ReceiptEvent
 
 from ..config._settings import (
     ConfigError,
+    Settings,
     add_arguments,
     core_config,
     load_settings,
@@ -96,6 +97,29 @@ def _cmd_ingress(args: argparse.Namespace) -> int:
     return run_ingress(load_settings(IngressSettings, vars(args)))
 
 
+def _cmd_redrive(args: argparse.Namespace) -> int:
+    from ._redrive import selection_from_args, unknown_classes
+
+    configure_logging("WARNING")
+    settings = load_settings(Settings, vars(args))
+    selection = selection_from_args(args)
+    target = args.to_topic or settings.input_topics[0]
+    if target == settings.dead_letter_topic:
+        raise ConfigError(f"--to-topic {target!r} is the dead-letter topic itself")
+    for name in unknown_classes(selection):
+        print(f"warning: --error-class {name!r}: not a class the processor writes", file=sys.stderr)
+    configure_logging(settings.log_level)
+    from ._redrive_kafka import run_redrive
+
+    return run_redrive(
+        settings,
+        selection,
+        target,
+        progress_s=args.progress_interval_s,
+        dry_run=args.dry_run,
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="python -m pipeline",
@@ -120,6 +144,19 @@ def parser() -> argparse.ArgumentParser:
     )
     add_arguments(ingress, IngressSettings, INGRESS_HELP)
     ingress.set_defaults(func=_cmd_ingress)
+
+    from ._redrive import add_redrive_arguments
+
+    redrive = sub.add_parser(
+        "redrive",
+        help="copy dead letters back to the raw topic (by class, time or offsets), at least once",
+        description="Copy dead letters back to the raw topic: the original value, headers "
+        "(without the error.* and source.* ones, plus redriven.from) and timestamp. Reads the "
+        "dead-letter topic up to its end at start, without a consumer group; reports done only "
+        "once every copy is acknowledged. Settings as for run (flags, PIPELINE_*, --config).",
+    )
+    add_redrive_arguments(redrive)
+    redrive.set_defaults(func=_cmd_redrive)
 
     norm = sub.add_parser("normalise", help="decode raw bodies and print canonical events")
     norm.add_argument("--provider", required=True, choices=sorted(REGISTRY))
