@@ -11,7 +11,6 @@ by a second run: the processor's dedupe window drops the events already emitted.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import signal
 import sys
@@ -49,6 +48,8 @@ READ_RECORDS: Final = 2000
 MAX_BATCHES_IN_FLIGHT: Final = 64
 #: Extra time, past --startup-timeout-s, for one client's start that hangs (no answer at all).
 _START_SLACK_S: Final = 5.0
+#: The part of --shutdown-timeout-s kept for closing the clients after a signal.
+_CLOSE_RESERVE_S: Final = 1.0
 
 
 class Redrive:
@@ -76,6 +77,7 @@ class Redrive:
         self.pending: deque[tuple[Sent, Sequence[Copy]]] = deque()
         self.unacknowledged = 0  # copies queued and not (yet) acknowledged
         self.remaining: dict[TopicPartition, int] = {}  # partition → end offset of the run
+        self.next_offset: dict[TopicPartition, int] = {}  # partition → next offset to read
         self.total = 0  # dead letters in the range to read
         self.started = time.monotonic()
         self._last_progress = self.started
@@ -103,10 +105,10 @@ class Redrive:
                 self.interrupted = True
                 if self._startup is not None:
                     self._startup.cancel()  # nothing in hand yet: abandon start-up at once
-                # Everything, the flush of the copies in flight included, ends by then.
-                scope.deadline = min(
-                    scope.deadline, anyio.current_time() + self.settings.shutdown_timeout_s
-                )
+                # Everything, the flush of the copies in flight included, ends by then (the
+                # clients' closing gets the last moment of it).
+                bound = max(0.5, self.settings.shutdown_timeout_s - _CLOSE_RESERVE_S)
+                scope.deadline = min(scope.deadline, anyio.current_time() + bound)
                 return
 
     async def _run(self) -> None:
@@ -199,6 +201,7 @@ class Redrive:
                 start = stop if found is None else max(start, min(found.offset, stop))
             if start < stop:
                 consumer.seek(tp, start)
+                self.next_offset[tp] = start
                 self.remaining[tp] = stop
                 self.total += stop - start
         consumer.pause(*[tp for tp in tps if tp not in self.remaining])
@@ -226,6 +229,7 @@ class Redrive:
                     if m.offset >= end:
                         break
                     self._take(m, selection, copies)
+                    self.next_offset[tp] = m.offset + 1
             if copies and not self.dry_run:
                 await self._send(producer, copies)
             for tp, end in list(self.remaining.items()):
@@ -285,20 +289,22 @@ class Redrive:
             self._progress()
 
     async def _close(self, clients: Sequence[Any]) -> None:
-        """Stop the clients; a producer with copies still unacknowledged (a stop that gave up)
-        is closed at once: waiting for them is what the stop gave up on."""
+        """Stop the clients. After a signal this gets the last `_CLOSE_RESERVE_S` of the stop's
+        bound; a producer with copies still unacknowledged (a stop that gave up) is closed at
+        once: waiting for them is what the stop gave up on."""
+        budget = _CLOSE_RESERVE_S if self.interrupted else 10.0
+        deadline = time.monotonic() + budget
         for i, client in reversed(list(enumerate(clients))):
             if client is None:
                 continue
-            if self.unacknowledged and i == 1:
-                with contextlib.suppress(Exception):
+            with anyio.move_on_after(max(0.0, deadline - time.monotonic())) as scope:
+                if self.unacknowledged and i == 1:
                     await close_now(client)
-                continue
-            with anyio.move_on_after(5) as scope:
-                await client.stop()
+                else:
+                    await client.stop()
             if scope.cancelled_caught:
-                with contextlib.suppress(Exception):
-                    await close_now(client)
+                # Whatever is left (sockets, a request in flight) goes with the process.
+                log.warning("client not closed in time", extra={"client": type(client).__name__})
 
     # ------------------------------------------------------------------------ reporting
 
@@ -325,7 +331,7 @@ class Redrive:
             note = f"; dry run: {selected} would be redriven, nothing written"
         if self.interrupted:
             left = ", ".join(
-                f"partition {tp.partition} up to offset {end - 1}"
+                f"partition {tp.partition} offsets {self.next_offset[tp]}-{end - 1}"
                 for tp, end in sorted(self.remaining.items())
             )
             note += "; interrupted" + (f", not read: {left}" if left else "")
