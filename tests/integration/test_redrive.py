@@ -12,8 +12,11 @@ content-type), so the copies are routed exactly as the originals were.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable
 
@@ -23,6 +26,8 @@ from aiokafka.structs import ConsumerRecord
 from .conftest import (
     ROOT,
     Proc,
+    RestartableKafka,
+    Topics,
     corpus_records,
     drain,
     end_offsets,
@@ -158,6 +163,10 @@ async def test_redrive_after_a_fix_emits_the_receipts_once(
     none = await redrive(kafka_bootstrap, *common, "--error-class", "UnsafeXml")
     assert f"read {n} dead letters from {topics.dlq!r}, selected 0, redriven 0 " in summary(none)
     assert await end_offsets(kafka_bootstrap, topics.raw) == before
+    # A dry run reports and writes nothing.
+    dry = await redrive(kafka_bootstrap, *common, "--dry-run")
+    assert f"; dry run: {n} would be redriven, nothing written" in summary(dry)
+    assert await end_offsets(kafka_bootstrap, topics.raw) == before
     assert not fixed.crashes()
 
 
@@ -182,3 +191,93 @@ async def test_a_missing_topic_exits_2_naming_it(kafka_bootstrap: str) -> None:
     )  # fmt: skip
     assert result.returncode == 2, result.stderr
     assert "--partition 1" in result.stderr
+
+
+async def fill_dead_letters(bootstrap: str, dlq: str, raw: str, count: int) -> None:
+    """`count` dead letters in the core's exact envelope, written by hand (fast)."""
+    from aiokafka import AIOKafkaProducer
+
+    from pipeline.core._batch import InputRecord, dead_letter
+    from pipeline.core.normalise._errors import UnknownFormat
+
+    stamp = int(time.time() * 1000) - 60_000
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=512 * 1024
+    )
+    await producer.start()
+    try:
+        futures = []
+        for i in range(count):
+            record = InputRecord(raw, 0, i, stamp + i, [("x-n", str(i).encode())], b"hello " * 20)
+            d = dead_letter(record, UnknownFormat("body shape unknown"))
+            futures.append(
+                await producer.send(
+                    dlq, d.value, key=d.key, headers=d.headers, timestamp_ms=d.timestamp_ms
+                )
+            )
+            if len(futures) >= 5000:
+                await asyncio.gather(*futures)
+                futures.clear()
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def start_and_signal(
+    bootstrap: str, topics: Topics, *, before_term: Callable[[], None] = lambda: None
+) -> tuple[int, float, str]:
+    """Start a redrive, SIGTERM it at its first progress line (after `before_term`); its exit
+    code, the seconds from the signal to its exit, and its stderr."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "redrive", "--bootstrap-servers", bootstrap,
+         "--input-topics", topics.raw, "--dead-letter-topic", topics.dlq,
+         "--progress-interval-s", "0.1", "--shutdown-timeout-s", "3", "--log-level", "WARNING"],
+        cwd=ROOT, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    lines = []
+    try:
+        for line in proc.stderr:
+            lines.append(line)
+            if line.startswith("redrive progress:"):
+                break
+        before_term()
+        signalled = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        rest = await asyncio.to_thread(proc.stderr.read)
+        code = await asyncio.to_thread(proc.wait, 30)
+        return code, time.monotonic() - signalled, "".join(lines) + rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+async def test_sigterm_stops_within_the_shutdown_timeout(own_broker: RestartableKafka) -> None:
+    bootstrap = own_broker.bootstrap
+    topics = await make_topics(bootstrap, "redrive-stop", raw=2, out=1, dlq=1)
+    await fill_dead_letters(bootstrap, topics.dlq, topics.raw, 150_000)
+
+    # Stopped with the broker answering: every copy sent is acknowledged, exit 0, and the
+    # summary says what was not read.
+    code, seconds, err = await start_and_signal(bootstrap, topics)
+    assert code == 0, err
+    assert seconds < 3
+    last = err.splitlines()[-1]
+    assert last.startswith(
+        "redrive: read "
+    ) and "; interrupted, not read: partition 0 offsets " in (last), err
+
+    # Stopped with the broker frozen: the copies in flight cannot be acknowledged; the stop
+    # gives up after --shutdown-timeout-s and exits 3.
+    pid = own_broker.pid
+    assert pid is not None
+    try:
+        code, seconds, err = await start_and_signal(
+            bootstrap, topics, before_term=lambda: os.kill(pid, signal.SIGSTOP)
+        )
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert code == 3, err
+    assert seconds < 3 + 1.5, seconds
+    assert "copies not acknowledged within 3s" in err.splitlines()[-1], err
