@@ -1,7 +1,9 @@
 """The embedded run mode: the whole core on files, no Kafka (`run --from PATH --to PATH`).
 
 Input is kcat's `-J` JSON-lines envelope (so a dumped topic replays offline) or a directory of
-raw body files; output is one canonical event per line, the same bytes the Kafka sink writes.
+raw body files; a dead letter among the lines (the dead-letter file this mode writes, or a dump of
+the dead-letter topic) is processed as its original record (`_redrive.embedded_original`).
+Output is one canonical event per line, the same bytes the Kafka sink writes.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import msgspec
 from ..core import Core, DeadLetter, InputRecord, dead_letter
 from ..errors import ConfigError, MalformedBody
 from ..state import Window
+from ._redrive import DeadLetterView, embedded_original
 
 BATCH_RECORDS: Final = 1000
 PROGRESS_EVERY_S: Final = 5.0
@@ -54,14 +57,25 @@ def _pairs(flat: list[str] | None) -> list[tuple[str, bytes]]:
     return [(flat[i], flat[i + 1].encode()) for i in range(0, len(flat), 2)]
 
 
-def _parse_line(line: bytes, number: int) -> InputRecord:
+def _parse_line(line: bytes, number: int) -> InputRecord | DeadLetter:
     env = _ENVELOPE.decode(line)
     if env.payload_b64 is not None:
         value = base64.b64decode(env.payload_b64)
     else:
         value = (env.payload or "").encode()
     offset = env.offset if env.offset >= 0 else number
-    return InputRecord(env.topic, env.partition, offset, env.ts, _pairs(env.headers), value)
+    headers = _pairs(env.headers)
+    original = embedded_original(headers)
+    if original is None:
+        return InputRecord(env.topic, env.partition, offset, env.ts, headers, value)
+    # A dead letter (our dead-letter file, or a dump of the dead-letter topic): processed as its
+    # original record, from where that was, without the headers the dead-lettering added.
+    if isinstance(original, DeadLetterView):
+        # Its value is not the original body (cut to fit, or an event): kept as it is.
+        key = (env.key or f"{env.topic}:{env.partition}:{offset}").encode()
+        return DeadLetter(key, value, headers, env.ts, original.error_class)
+    source, original_headers = original
+    return InputRecord(*source, env.ts, original_headers, value)
 
 
 def read_records(path: str) -> Iterator[InputRecord | DeadLetter]:

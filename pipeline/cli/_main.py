@@ -1,4 +1,4 @@
-"""Command line: `run`, `ingress`, `topics create`, `normalise`, `schema`."""
+"""Command line: `run`, `ingress`, `topics create`, `redrive`, `normalise`, `schema`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import msgspec
 
 from schemas import ReceiptEvent
 
-from ..config import add_arguments, core_config, load_settings, settings_from_args
+from ..config import Settings, add_arguments, core_config, load_settings, settings_from_args
 from ..core import Core, CoreConfig, Decoder, InputRecord
 from ..core.providers import REGISTRY
 from ..errors import ConfigError, DecodeError, NotReceipts
@@ -89,6 +89,29 @@ def _cmd_ingress(args: argparse.Namespace) -> int:
     return run_ingress(load_settings(IngressSettings, vars(args)))
 
 
+def _cmd_redrive(args: argparse.Namespace) -> int:
+    from ._redrive import selection_from_args, unknown_classes
+
+    configure_logging("WARNING")
+    settings = load_settings(Settings, vars(args))
+    selection = selection_from_args(args)
+    target = args.to_topic or settings.input_topics[0]
+    if target == settings.dead_letter_topic:
+        raise ConfigError(f"--to-topic {target!r} is the dead-letter topic itself")
+    for name in unknown_classes(selection):
+        print(f"warning: --error-class {name!r}: not a class the processor writes", file=sys.stderr)
+    configure_logging(settings.log_level)
+    from ._redrive_kafka import run_redrive
+
+    return run_redrive(
+        settings,
+        selection,
+        target,
+        progress_s=args.progress_interval_s,
+        dry_run=args.dry_run,
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="python -m pipeline",
@@ -115,6 +138,19 @@ def parser() -> argparse.ArgumentParser:
     ingress.set_defaults(func=_cmd_ingress)
 
     _topics.add_parser(sub)
+
+    from ._redrive import add_redrive_arguments
+
+    redrive = sub.add_parser(
+        "redrive",
+        help="copy dead letters back to the raw topic (by class, time or offsets), at least once",
+        description="Copy dead letters back to the raw topic: the original value, headers "
+        "(without the error.* and source.* ones, plus redriven.from) and timestamp. Reads the "
+        "dead-letter topic up to its end at start, without a consumer group; reports done only "
+        "once every copy is acknowledged. Settings as for run (flags, PIPELINE_*, --config).",
+    )
+    add_redrive_arguments(redrive)
+    redrive.set_defaults(func=_cmd_redrive)
 
     norm = sub.add_parser("normalise", help="decode raw bodies and print canonical events")
     norm.add_argument("--provider", required=True, choices=sorted(REGISTRY))

@@ -14,7 +14,7 @@ from ._clients import (
 from ._fetch import Unreadable, input_records, install
 from ._limits import CLOCK_MARGIN_MS, DEFAULT_MAX_MESSAGE_BYTES, TopicLimits, topic_limits
 from ._partitioner import murmur2, partition_for, partitions_for
-from ._sink import PRODUCER_BATCH_BYTES, Record, Sent, Sink
+from ._sink import PRODUCER_BATCH_BYTES, Record, Sent, Sink, queue
 from ._topics import (
     TOPIC_AUTHORIZATION_FAILED,
     check_topics,
@@ -53,6 +53,7 @@ __all__ = [
     "new_restorer",
     "partition_for",
     "partitions_for",
+    "queue",
     "start_with_retry",
     "topic_limits",
     "transactional_id",
