@@ -94,7 +94,7 @@ Timing = tuple[float, float]  # (wall seconds, CPU seconds of this process)
 
 def run_core(
     records: Sequence[InputRecord], batch: int = BATCH, keep: bool = True
-) -> tuple[Timing, list[bytes], int, Core]:
+) -> tuple[Timing, list[bytes], int, Core[Window]]:
     """((wall, CPU) seconds, output values, dead letters, core) for one pass, fresh window.
 
     With `keep` False the outputs of each batch are dropped after counting, as a sink drops

@@ -96,7 +96,7 @@ def _install_first_batch_hook(path: str) -> None:
     original = AIOKafkaConsumer.getmany
     if getattr(original, "_e2e_hook", False):
         return
-    done = []
+    done: list[bool] = []
 
     async def getmany(self, *partitions, timeout_ms=0, max_records=None):  # type: ignore[no-untyped-def]
         result = await original(self, *partitions, timeout_ms=timeout_ms, max_records=max_records)

@@ -125,7 +125,8 @@ async def restart(
 
 
 def event_id(record: Any) -> bytes:
-    return dict(record.headers).get("event_id", b"")
+    headers: list[tuple[str, bytes]] = record.headers
+    return dict(headers).get("event_id", b"")
 
 
 async def bench(bootstrap: str, receipts: int, work: Path) -> bool:

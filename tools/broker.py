@@ -43,6 +43,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 KAFKA_VERSION = "4.3.1"
 LOG4J_VERSION = "2.25.5"
@@ -518,7 +519,7 @@ class LocalKafka:
             self._entry = None
         atexit.unregister(self.stop)
 
-    def __enter__(self) -> LocalKafka:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

@@ -6,12 +6,26 @@ import contextlib
 import platform
 import sys
 from pathlib import Path
+from typing import TypedDict
 
 PARTITIONS = 4
 #: Provider → raw partition (balanced by receipts: tencent 25 %, ultiroam 22 %, uspeedo 21 %,
 #: yunpian 17 % + smspartner 15 %). Unrecognisable bodies are spread by offset.
 PROVIDER_PARTITION = {"tencent": 0, "ultiroam": 1, "uspeedo": 2, "yunpian": 3, "smspartner": 3}
-FULL = {
+
+
+class Size(TypedDict):
+    """How big a run is (FULL or QUICK, with the command line's overrides)."""
+
+    latency_fractions: tuple[float, ...]
+    receipts: int
+    latency_s: float
+    latency_cap: int
+    settle_s: float
+    drain_timeout_s: float
+
+
+FULL: Size = {
     "latency_fractions": (0.5, 0.25),
     "receipts": 200_000,
     "latency_s": 8.0,
@@ -19,7 +33,7 @@ FULL = {
     "settle_s": 0.5,
     "drain_timeout_s": 300.0,
 }
-QUICK = {
+QUICK: Size = {
     "latency_fractions": (0.5,),
     "receipts": 20_000,
     "latency_s": 1.0,

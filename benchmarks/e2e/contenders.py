@@ -17,7 +17,16 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from benchmarks.e2e.config import BENCH_DIR, FIRST_ENV, OURS, PARTITIONS, PYTHON, RELAYS, ROOT
+from benchmarks.e2e.config import (
+    BENCH_DIR,
+    FIRST_ENV,
+    OURS,
+    PARTITIONS,
+    PYTHON,
+    RELAYS,
+    ROOT,
+    Size,
+)
 from benchmarks.e2e.expected import Expected, LatencyCorpus, canonical_digest
 from benchmarks.e2e.kafka_io import Watcher, create_topics, read_topic
 from benchmarks.e2e.proc import TreeSampler, child_pids, is_running
@@ -104,9 +113,7 @@ def _percentile(values: list[int], q: float) -> float:
 
 
 class Bench:
-    def __init__(
-        self, size: dict[str, Any], say: Any, workdir: Path, bootstrap: str, run_id: str
-    ) -> None:
+    def __init__(self, size: Size, say: Any, workdir: Path, bootstrap: str, run_id: str) -> None:
         self.size = size
         self.ours_args: list[str] = []
         self.say = say

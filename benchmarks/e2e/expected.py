@@ -16,7 +16,8 @@ from benchmarks.e2e.config import PARTITIONS, PROVIDER_PARTITION, SEED
 def _provider_of(record: Any) -> str | None:
     from pipeline.core import sniff
 
-    for key, value in record.headers:
+    headers: list[tuple[str, bytes]] = record.headers
+    for key, value in headers:
         if key == "provider":
             return value.decode("utf-8", "replace")
     route = sniff(record.value)

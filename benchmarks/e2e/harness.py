@@ -45,7 +45,7 @@ def run(
 
     from tools.broker import LocalKafka, kafka_bootstrap_from_env
 
-    size = dict(QUICK if quick else FULL)
+    size = (QUICK if quick else FULL).copy()
     if receipts:
         size["receipts"] = receipts
     if latency_s is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from benchmarks.e2e.config import PARTITIONS
 
@@ -122,9 +122,13 @@ def _stamp_key_value(m: Any) -> tuple[int, bytes | None, bytes]:
     return m.timestamp, m.key, m.value
 
 
+@overload
+async def read_topic(bootstrap: str, topic: str) -> list[tuple[int, bytes | None, bytes]]: ...
+@overload
+async def read_topic(bootstrap: str, topic: str, view: Callable[[Any], T]) -> list[T]: ...
 async def read_topic(
-    bootstrap: str, topic: str, view: Callable[[Any], T] = _stamp_key_value
-) -> list[T]:
+    bootstrap: str, topic: str, view: Callable[[Any], Any] = _stamp_key_value
+) -> list[Any]:
     """`view` of every record of the topic (default: timestamp, key, value)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -136,7 +140,7 @@ async def read_topic(
         max_partition_fetch_bytes=16 * 1024 * 1024,
     )
     await consumer.start()
-    out: list[T] = []
+    out: list[Any] = []
     try:
         tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
         consumer.assign(tps)

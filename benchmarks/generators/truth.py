@@ -18,7 +18,7 @@ HEADERED: Final = 0.80
 MALFORMED: Final = 0.010
 NON_RECEIPT: Final = 0.012
 
-BIT: Final = {s: 1 << i for i, s in enumerate(STATUSES)}
+BIT: Final[dict[str, int]] = {s: 1 << i for i, s in enumerate(STATUSES)}
 
 #: Every format the corpus produces (`Truth.formats` keys), provider.format.
 FORMATS: Final = (

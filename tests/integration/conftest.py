@@ -32,7 +32,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 from unittest import mock
 
 import pytest
@@ -594,8 +594,14 @@ def run_args(
     ]
 
 
+class Spawn(Protocol):
+    """The `spawn` fixture: starts a processor subprocess."""
+
+    def __call__(self, args: list[str], env: dict[str, str] | None = None) -> Proc: ...
+
+
 @pytest.fixture
-def spawn() -> Iterator[Callable[..., Proc]]:
+def spawn() -> Iterator[Spawn]:
     """Start processor subprocesses; any still running at the end of the test is killed."""
     procs: list[Proc] = []
 
@@ -725,7 +731,7 @@ def check_outputs(got: Sequence[ConsumerRecord], want: Sequence[Any], out_partit
         f"{len(got)} records for {len(want)} expected: {sum(missing.values())} missing "
         f"(e.g. {list(missing)[:2]}), {sum(extra.values())} unexpected (e.g. {list(extra)[:2]})"
     )
-    identities = Counter()
+    identities: Counter[tuple[str, str | None, str, str]] = Counter()
     want_headers = {(o.key, o.value): o.headers for o in want}
     for m in got:
         event = json.loads(m.value)

@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from .conftest import (
     RestartableKafka,
+    Spawn,
     check_outputs,
     check_replayed_dead_letters,
     corpus_stream,
@@ -33,7 +34,7 @@ async def output_count(bootstrap: str, topic: str, partitions: int) -> int:
         await consumer.stop()
 
 
-async def test_broker_restart_mid_stream(own_broker: RestartableKafka, spawn) -> None:
+async def test_broker_restart_mid_stream(own_broker: RestartableKafka, spawn: Spawn) -> None:
     bootstrap = own_broker.bootstrap
     topics, records, want = await corpus_stream(bootstrap, "restart", 31, 40_000)
     # Two thirds are there before the restart; the rest arrives after it, so the stream is

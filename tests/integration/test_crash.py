@@ -11,6 +11,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from .conftest import (
+    Spawn,
     check_outputs,
     check_replayed_dead_letters,
     corpus_stream,
@@ -30,7 +31,7 @@ NATURAL_TIMEOUT_KILL = 3  # the kill after which the group is left to time the m
 
 
 async def test_sigkill_at_random_points_loses_and_duplicates_nothing(
-    kafka_bootstrap: str, spawn
+    kafka_bootstrap: str, spawn: Spawn
 ) -> None:
     seed = int(os.environ.get("CRASH_TEST_SEED") or random.randrange(1 << 30))
     print(f"CRASH_TEST_SEED={seed}")  # shown on failure: replays the same kill points

@@ -8,10 +8,12 @@ from collections import Counter
 
 import pytest
 
+from benchmarks import corpus
+
 from .conftest import (
+    Spawn,
     check_dead_letters,
     check_outputs,
-    corpus,
     corpus_stream,
     drain,
     expected,
@@ -24,7 +26,7 @@ from .conftest import (
 pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
 
 
-async def test_every_event_once_and_every_dead_letter(kafka_bootstrap: str, spawn) -> None:
+async def test_every_event_once_and_every_dead_letter(kafka_bootstrap: str, spawn: Spawn) -> None:
     truth = corpus.Truth()
     topics, records, want = await corpus_stream(kafka_bootstrap, "e2e", 11, 12_000, truth=truth)
 

@@ -10,7 +10,7 @@ import signal
 import ssl
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -18,6 +18,7 @@ import pytest
 
 from .conftest import (
     RestartableKafka,
+    Spawn,
     drain,
     make_topics,
     parse_metrics,
@@ -50,7 +51,9 @@ PUSHES = [
 ]
 
 
-async def test_each_push_answered_and_stored_byte_for_byte(kafka_bootstrap: str, spawn) -> None:
+async def test_each_push_answered_and_stored_byte_for_byte(
+    kafka_bootstrap: str, spawn: Spawn
+) -> None:
     topics = await make_topics(kafka_bootstrap, "ingress-push", raw=2)
     proc, url = await start_ingress(spawn, kafka_bootstrap, topics.raw)
     before = int(time.time() * 1000)
@@ -98,7 +101,7 @@ async def test_each_push_answered_and_stored_byte_for_byte(kafka_bootstrap: str,
 
 
 async def test_unknown_paths_and_oversized_bodies_write_nothing(
-    kafka_bootstrap: str, spawn
+    kafka_bootstrap: str, spawn: Spawn
 ) -> None:
     topics = await make_topics(kafka_bootstrap, "ingress-404", raw=1)
     proc, url = await start_ingress(
@@ -110,7 +113,8 @@ async def test_unknown_paths_and_oversized_bodies_write_nothing(
         assert (await client.get("/v1/yunpian/push")).status_code == 405
         assert (await client.post("/v1/yunpian/push", content=b"x" * 1001)).status_code == 413
 
-        async def chunked():  # no Content-Length: the limit holds while reading
+        # No Content-Length: the limit holds while reading.
+        async def chunked() -> AsyncIterator[bytes]:
             for _ in range(11):
                 yield b"y" * 100
 
@@ -122,7 +126,7 @@ async def test_unknown_paths_and_oversized_bodies_write_nothing(
     assert await proc.stop() == 0
 
 
-async def test_token_and_allow_list(kafka_bootstrap: str, spawn) -> None:
+async def test_token_and_allow_list(kafka_bootstrap: str, spawn: Spawn) -> None:
     topics = await make_topics(kafka_bootstrap, "ingress-auth", raw=1)
     proc, url = await start_ingress(
         spawn, kafka_bootstrap, topics.raw, "--tokens", "yunpian=s3cret"
@@ -151,7 +155,7 @@ async def test_token_and_allow_list(kafka_bootstrap: str, spawn) -> None:
 
 
 async def test_broker_down_503_then_retry_succeeds_and_processor_emits_once(
-    own_broker: RestartableKafka, spawn
+    own_broker: RestartableKafka, spawn: Spawn
 ) -> None:
     bootstrap = own_broker.bootstrap
     topics = await make_topics(bootstrap, "ingress-down", raw=2, out=3, dlq=1)
@@ -237,7 +241,9 @@ def rss_kib(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-async def test_kill_9_under_load_loses_no_acknowledged_body(kafka_bootstrap: str, spawn) -> None:
+async def test_kill_9_under_load_loses_no_acknowledged_body(
+    kafka_bootstrap: str, spawn: Spawn
+) -> None:
     topics = await make_topics(kafka_bootstrap, "ingress-kill", raw=3)
     proc, url = await start_ingress(spawn, kafka_bootstrap, topics.raw)
     acknowledged: list[tuple[bytes, bytes]] = []
@@ -263,7 +269,9 @@ async def test_kill_9_under_load_loses_no_acknowledged_body(kafka_bootstrap: str
     assert not lost, f"{len(lost)} of {len(acknowledged)} acknowledged bodies not on the topic"
 
 
-async def test_flood_above_the_bounds_503s_with_flat_memory(kafka_bootstrap: str, spawn) -> None:
+async def test_flood_above_the_bounds_503s_with_flat_memory(
+    kafka_bootstrap: str, spawn: Spawn
+) -> None:
     topics = await make_topics(kafka_bootstrap, "ingress-flood", raw=2)
     proc, url = await start_ingress(
         spawn,
@@ -320,7 +328,7 @@ async def test_flood_above_the_bounds_503s_with_flat_memory(kafka_bootstrap: str
 
 
 async def test_sigterm_under_load_finishes_in_flight_and_flushes(
-    kafka_bootstrap: str, spawn
+    kafka_bootstrap: str, spawn: Spawn
 ) -> None:
     topics = await make_topics(kafka_bootstrap, "ingress-term", raw=2)
     proc, url = await start_ingress(spawn, kafka_bootstrap, topics.raw)
@@ -341,7 +349,9 @@ async def test_sigterm_under_load_finishes_in_flight_and_flushes(
     assert all(b in stored for b, _ in answered)
 
 
-async def test_tls_from_the_server_options(kafka_bootstrap: str, spawn, tmp_path: Path) -> None:
+async def test_tls_from_the_server_options(
+    kafka_bootstrap: str, spawn: Spawn, tmp_path: Path
+) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
         [

@@ -11,7 +11,7 @@ import pytest
 
 from tools.broker import LocalKafka
 
-from .conftest import make_topics, run_args
+from .conftest import Spawn, make_topics, run_args
 
 pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
 
@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
 DOWN_S = 12.0
 
 
-async def test_aiokafka_logs_throttled(own_broker: LocalKafka, spawn) -> None:
+async def test_aiokafka_logs_throttled(own_broker: LocalKafka, spawn: Spawn) -> None:
     bootstrap = own_broker.bootstrap
     topics = await make_topics(bootstrap, "logs", raw=2, out=2, dlq=1)
     proc = spawn(run_args(bootstrap, topics))

@@ -12,6 +12,7 @@ import anyio
 import pytest
 
 from pipeline.config import Settings, load_run_settings
+from pipeline.errors import RestoreStalled
 from pipeline.kafka import new_restorer
 from pipeline.runtime import DedupeStage, Processor
 from pipeline.state import Restored, Restorer, Window
@@ -100,7 +101,7 @@ async def test_a_restore_that_gets_nowhere_fails_clearly(
     try:
         window = Window(100, 3_600_000)
         with anyio.fail_after(30):
-            with pytest.raises(restore_module.RestoreStalled) as caught:
+            with pytest.raises(RestoreStalled) as caught:
                 await restorer.resume(0, window, 0, 5)
         assert f"{topics.out}[0]" in str(caught.value)
         assert "past offset 0 (of 0..5)" in str(caught.value)

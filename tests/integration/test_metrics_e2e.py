@@ -9,8 +9,10 @@ from collections import Counter
 
 import pytest
 
+from benchmarks import corpus
+
 from .conftest import (
-    corpus,
+    Spawn,
     corpus_records,
     corpus_stream,
     drain,
@@ -27,11 +29,11 @@ from .conftest import (
 pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
 
 
-def by_label(samples: dict, label: str) -> dict[str, float]:
+def by_label(samples: dict[tuple[tuple[str, str], ...], float], label: str) -> dict[str, float]:
     return {dict(labels)[label]: value for labels, value in samples.items()}
 
 
-async def test_metrics_match_the_topics(kafka_bootstrap: str, spawn) -> None:
+async def test_metrics_match_the_topics(kafka_bootstrap: str, spawn: Spawn) -> None:
     truth = corpus.Truth()
     topics, records, want = await corpus_stream(kafka_bootstrap, "metrics", 71, 30_000, truth=truth)
     assert len(want.outputs) == truth.emitted and truth.duplicates > 0
@@ -106,7 +108,7 @@ async def test_metrics_match_the_topics(kafka_bootstrap: str, spawn) -> None:
     assert proc.crashes() == []
 
 
-async def test_workers_one_endpoint(kafka_bootstrap: str, spawn) -> None:
+async def test_workers_one_endpoint(kafka_bootstrap: str, spawn: Spawn) -> None:
     """`--workers 2`: one port, every worker's series under a `worker` label, and the probes
     answer for both workers."""
     topics = await make_topics(kafka_bootstrap, "metrics-workers", raw=4, out=4, dlq=1)

@@ -15,11 +15,12 @@ from collections.abc import Callable
 import pytest
 from aiokafka.structs import ConsumerRecord
 
-from pipeline.core import DEFAULT_RECORD_MAX_BYTES, InputRecord, record_size
+from pipeline.core import DEFAULT_RECORD_MAX_BYTES, InputRecord, OutputRecord, record_size
 
 from .conftest import (
     BIG,
     Proc,
+    Spawn,
     Topics,
     check_dead_letters,
     check_outputs,
@@ -49,7 +50,7 @@ async def process_all(
 
 
 async def test_poison_is_dead_lettered_and_never_stops_the_processor(
-    kafka_bootstrap: str, spawn
+    kafka_bootstrap: str, spawn: Spawn
 ) -> None:
     # The raw topic takes 9 MiB records (the ingress landed them); output and dead-letter topics
     # are at the broker's default limits (1 MiB).
@@ -121,7 +122,7 @@ async def test_poison_is_dead_lettered_and_never_stops_the_processor(
     assert not mismatched, list(mismatched.items())[:5]
     only_good = expected(plan(good, topics.raw, 4))
 
-    def identities(outputs: list) -> set:
+    def identities(outputs: list[OutputRecord]) -> set[tuple[bytes, bytes]]:
         return {(o.key, dict(o.headers)["status"]) for o in outputs}
 
     assert identities(want_outputs) == identities(only_good.outputs)
@@ -210,7 +211,7 @@ def _oversized(stamp: int) -> list[tuple[str, InputRecord]]:
     ]
 
 
-async def test_oversized_events_at_default_limits(kafka_bootstrap: str, spawn) -> None:
+async def test_oversized_events_at_default_limits(kafka_bootstrap: str, spawn: Spawn) -> None:
     """Events too large for a default topic are dead-lettered (their body cut to fit), large
     flat XML is refused at its first element, and the processor never restarts."""
     topics = Topics("oversized", raw=4, out=6, dlq=2)

@@ -13,6 +13,7 @@ import pytest
 from .conftest import (
     Proc,
     RestartableKafka,
+    Spawn,
     check_outputs,
     check_replayed_dead_letters,
     committed,
@@ -31,7 +32,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 async def test_graceful_stop_commits_what_it_emitted(
-    kafka_bootstrap: str, spawn, signum: signal.Signals
+    kafka_bootstrap: str, spawn: Spawn, signum: signal.Signals
 ) -> None:
     topics, records, want = await corpus_stream(kafka_bootstrap, "shutdown", 61, 40_000)
     await produce(kafka_bootstrap, records)
@@ -88,7 +89,7 @@ async def test_graceful_stop_commits_what_it_emitted(
     assert await committed(kafka_bootstrap, topics.group, topics.raw) == ends
 
 
-async def test_rebalance_commits_what_is_done(kafka_bootstrap: str, spawn) -> None:
+async def test_rebalance_commits_what_is_done(kafka_bootstrap: str, spawn: Spawn) -> None:
     """A second instance joins in the middle of a live stream, takes half the partitions, and
     leaves again: every event exactly once, every dead letter there."""
     topics, records, want = await corpus_stream(kafka_bootstrap, "rebalance", 63, 40_000)
@@ -160,7 +161,7 @@ async def stop_without_broker(proc: Proc, own_broker: RestartableKafka) -> tuple
 
 @pytest.mark.parametrize("topology", ["single", "partitioned"])
 async def test_stop_with_broker_gone_and_nothing_in_hand(
-    own_broker: RestartableKafka, spawn, topology: str
+    own_broker: RestartableKafka, spawn: Spawn, topology: str
 ) -> None:
     """Everything read is committed, then the broker goes: the stop is bounded, exits 0, and
     closes every client quietly."""
@@ -179,7 +180,7 @@ async def test_stop_with_broker_gone_and_nothing_in_hand(
 
 @pytest.mark.parametrize("topology", ["single", "partitioned"])
 async def test_stop_with_broker_gone_and_a_batch_in_hand(
-    own_broker: RestartableKafka, spawn, topology: str
+    own_broker: RestartableKafka, spawn: Spawn, topology: str
 ) -> None:
     """The broker goes in the middle of a stream: the stop gives up on the batch in hand
     within the bound (exit 3, said in a log line), and a new processor, once the broker is

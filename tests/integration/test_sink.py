@@ -16,7 +16,7 @@ from aiokafka.errors import TopicAuthorizationFailedError
 
 from pipeline.core import CoreStats, DeadLetter, OutputRecord
 from pipeline.errors import TopicProblem
-from pipeline.kafka import Sent, Sink, TopicLimits, partition_for, topic_limits
+from pipeline.kafka import Record, Sent, Sink, TopicLimits, partition_for, topic_limits
 
 from .conftest import DEAD_LETTER_HEADERS, create_topics, drain, unique
 
@@ -159,7 +159,9 @@ async def test_record_refused_alone_is_dead_lettered_even_if_limits_said_it_fits
 ) -> None:
     sink, out, dlq = await lowered_limit_sink(kafka_bootstrap, "sink-lowered")
     now = int(time.time() * 1000)
-    records = [(b"k%d" % i, event(i, 2_000_000 if i == 1 else 10), [], now) for i in range(3)]
+    records: list[Record] = [
+        (b"k%d" % i, event(i, 2_000_000 if i == 1 else 10), [], now) for i in range(3)
+    ]
     try:
         await sink.flush(await sink.send(out, records, [0, 0, 0]))
     finally:
@@ -176,7 +178,9 @@ async def test_a_refusal_spoils_the_next_batch_in_flight_which_is_sent_again(
     its flush sends it again rather than failing."""
     sink, out, dlq = await lowered_limit_sink(kafka_bootstrap, "sink-spoilt")
     now = int(time.time() * 1000)
-    records = [(b"k%d" % i, event(i, 2_000_000 if i == 1 else 10), [], now) for i in range(5)]
+    records: list[Record] = [
+        (b"k%d" % i, event(i, 2_000_000 if i == 1 else 10), [], now) for i in range(5)
+    ]
     try:
         first = await sink.send(out, records[:3], [0, 0, 0])
         second = await sink.send(out, records[3:], [0, 0])

@@ -11,6 +11,7 @@ import pytest
 from pipeline.state import snapshot_path
 
 from .conftest import (
+    Spawn,
     check_outputs,
     corpus_stream,
     drain,
@@ -24,7 +25,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
 
 
 async def test_restart_reads_only_after_the_snapshot_and_skips_a_corrupt_one(
-    kafka_bootstrap: str, spawn, tmp_path: Path
+    kafka_bootstrap: str, spawn: Spawn, tmp_path: Path
 ) -> None:
     topics, records, want = await corpus_stream(
         kafka_bootstrap, "snapshot", 71, 4_000, raw=2, out=2, dlq=1

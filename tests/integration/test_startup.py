@@ -7,12 +7,12 @@ import time
 
 import pytest
 
-from .conftest import free_port, make_topics, run_args, scrape
+from .conftest import Spawn, free_port, make_topics, run_args, scrape
 
 pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
 
 
-async def test_unreachable_broker_exits_nonzero_naming_it(spawn) -> None:
+async def test_unreachable_broker_exits_nonzero_naming_it(spawn: Spawn) -> None:
     bootstrap = f"127.0.0.1:{free_port()}"  # bound and closed again: nothing listens there
     started = time.monotonic()
     proc = spawn(
@@ -76,7 +76,7 @@ async def test_unreachable_broker_exits_nonzero_naming_it(spawn) -> None:
     ],
 )
 async def test_bad_setting_exits_2_naming_it(
-    spawn, args: list[str], env: dict[str, str], names: list[str]
+    spawn: Spawn, args: list[str], env: dict[str, str], names: list[str]
 ) -> None:
     proc = spawn(["run", "--bootstrap-servers", f"127.0.0.1:{free_port()}", *args], env)
     assert await proc.wait(10) == 2, proc.text()[-2000:]
@@ -87,7 +87,7 @@ async def test_bad_setting_exits_2_naming_it(
     assert "Traceback" not in text, text[-3000:]
 
 
-async def test_unknown_env_warns(kafka_bootstrap: str, spawn) -> None:
+async def test_unknown_env_warns(kafka_bootstrap: str, spawn: Spawn) -> None:
     """The environment Kubernetes gives a pod behind a Service named `pipeline`: the unknown
     PIPELINE_* variables are warned about (JSON lines) and ignored, the processor runs, and
     its endpoint binds the address PIPELINE_METRICS_HOST names."""

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from .conftest import Topics, create_topics, run_args, unique
+from .conftest import Spawn, Topics, create_topics, run_args, unique
 
 pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
 
@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
     ],
 )
 async def test_missing_topic_stops_startup_naming_it(
-    kafka_bootstrap: str, spawn, missing: str, role: str
+    kafka_bootstrap: str, spawn: Spawn, missing: str, role: str
 ) -> None:
     topics = Topics("absent", raw=2, out=2, dlq=1)
     gone = getattr(topics, missing)

@@ -12,12 +12,15 @@ from collections.abc import Sequence
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.structs import ConsumerRecord
 
 from pipeline.kafka import partition_for
 from pipeline.state import bound
 
 from .conftest import (
     Placement,
+    Proc,
+    Spawn,
     check_outputs,
     chunks,
     corpus_records,
@@ -41,11 +44,11 @@ from .conftest import (
 pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
 
 
-def identities(records: Sequence) -> Counter[tuple[bytes, bytes]]:
+def identities(records: Sequence[ConsumerRecord]) -> Counter[tuple[bytes, bytes]]:
     return Counter((m.key, dict(m.headers)["status"]) for m in records)
 
 
-async def test_three_members_copies_within_ms_once(kafka_bootstrap: str, spawn) -> None:
+async def test_three_members_copies_within_ms_once(kafka_bootstrap: str, spawn: Spawn) -> None:
     topics = await make_topics(kafka_bootstrap, "three", raw=6, out=6, dlq=2)
     procs = [spawn(run_args(kafka_bootstrap, topics)) for _ in range(3)]
     sets = await wait_spread(procs, topics.raw, 6)
@@ -71,11 +74,11 @@ async def test_three_members_copies_within_ms_once(kafka_bootstrap: str, spawn) 
     # Every message is there (an intermediate status may be dropped as stale when a copy of its
     # final status came first: order across partitions is not promised).
     assert {k for k, _ in got} == {o.key for o in expected(originals).outputs}
-    for p in procs:
-        assert await p.stop() == 0 and p.crashes() == []
+    for proc in procs:
+        assert await proc.stop() == 0 and proc.crashes() == []
 
 
-async def test_kill9_and_members_added_and_removed(kafka_bootstrap: str, spawn) -> None:
+async def test_kill9_and_members_added_and_removed(kafka_bootstrap: str, spawn: Spawn) -> None:
     rng = random.Random(int(time.time()))
     topics, records, want = await corpus_stream(kafka_bootstrap, "churn", 53, 30_000, raw=6)
     args = run_args(kafka_bootstrap, topics, extra=["--batch-max-records", "100"])
@@ -107,7 +110,7 @@ async def test_kill9_and_members_added_and_removed(kafka_bootstrap: str, spawn) 
 
 
 async def test_restore_is_bounded_and_old_record_times_replay_once(
-    kafka_bootstrap: str, spawn
+    kafka_bootstrap: str, spawn: Spawn
 ) -> None:
     topics = await make_topics(kafka_bootstrap, "restore", raw=2, out=2, dlq=1)
     # Input stamped 30 h ago: older than the window's ttl by the wall clock.
@@ -147,7 +150,7 @@ async def test_restore_is_bounded_and_old_record_times_replay_once(
     assert await proc.stop() == 0
 
 
-async def test_single_refuses_a_second_member(kafka_bootstrap: str, spawn) -> None:
+async def test_single_refuses_a_second_member(kafka_bootstrap: str, spawn: Spawn) -> None:
     topics = await make_topics(kafka_bootstrap, "single", raw=2, out=2, dlq=1)
     args = run_args(kafka_bootstrap, topics, extra=["--topology", "single"])
     a = spawn(args)
@@ -173,7 +176,7 @@ async def test_single_refuses_a_second_member(kafka_bootstrap: str, spawn) -> No
     other.kill()
 
 
-def rebuilt_alone(proc) -> bool:
+def rebuilt_alone(proc: Proc) -> bool:
     """The last assignment holds every raw partition and both windows' partitions were read
     after it (what the other member wrote meanwhile included)."""
     logs = proc.lines()
@@ -188,7 +191,9 @@ async def repartition_exists(bootstrap: str, output: str) -> bool:
     return bool(await end_offsets(bootstrap, f"{output}.by-message"))
 
 
-async def test_repartition_topic_created_and_mismatch_refused(kafka_bootstrap: str, spawn) -> None:
+async def test_repartition_topic_created_and_mismatch_refused(
+    kafka_bootstrap: str, spawn: Spawn
+) -> None:
     topics = await make_topics(kafka_bootstrap, "repart", raw=2, out=3, dlq=1)
     proc = spawn(run_args(kafka_bootstrap, topics))
     await proc.wait_log(lambda d: d.get("msg") == "started", timeout=40)
@@ -222,7 +227,7 @@ async def add_partitions(bootstrap: str, topic: str, total: int) -> None:
         await admin.close()
 
 
-async def test_output_partitions_added_while_running(kafka_bootstrap: str, spawn) -> None:
+async def test_output_partitions_added_while_running(kafka_bootstrap: str, spawn: Spawn) -> None:
     topics = await make_topics(kafka_bootstrap, "grow", raw=2, out=2, dlq=1)
     records = plan(corpus_records(57, 6_000), topics.raw, 2)
     half = len(records) // 2

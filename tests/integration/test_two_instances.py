@@ -14,6 +14,7 @@ from pipeline.core import InputRecord
 
 from .conftest import (
     Placement,
+    Spawn,
     check_dead_letters,
     check_outputs,
     chunks,
@@ -33,7 +34,9 @@ from .conftest import (
 pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
 
 
-async def test_retry_on_a_partition_of_the_other_instance(kafka_bootstrap: str, spawn) -> None:
+async def test_retry_on_a_partition_of_the_other_instance(
+    kafka_bootstrap: str, spawn: Spawn
+) -> None:
     topics = await make_topics(kafka_bootstrap, "two", raw=4, out=6, dlq=2)
     a = spawn(run_args(kafka_bootstrap, topics))
     b = spawn(run_args(kafka_bootstrap, topics))
@@ -116,7 +119,7 @@ def alive(pid: int) -> bool:
         return False
 
 
-async def test_two_workers_in_one_process(kafka_bootstrap: str, spawn) -> None:
+async def test_two_workers_in_one_process(kafka_bootstrap: str, spawn: Spawn) -> None:
     topics, records, want = await corpus_stream(kafka_bootstrap, "workers", 43, 20_000)
     proc = spawn(run_args(kafka_bootstrap, topics, extra=["--workers", "2"]))
     # Both workers are in the group before the stream arrives, so both take part.
@@ -144,7 +147,7 @@ async def test_two_workers_in_one_process(kafka_bootstrap: str, spawn) -> None:
     assert proc.crashes() == []
 
 
-async def test_workers_die_with_their_parent(kafka_bootstrap: str, spawn) -> None:
+async def test_workers_die_with_their_parent(kafka_bootstrap: str, spawn: Spawn) -> None:
     """A `--workers` parent killed with SIGKILL (or by the OOM killer) leaves no worker behind
     consuming unsupervised: a restarted parent would otherwise add its workers to theirs."""
     topics = await make_topics(kafka_bootstrap, "orphans", raw=2, out=2, dlq=1)

@@ -6,13 +6,15 @@ from __future__ import annotations
 import struct
 import time
 
+import aiokafka.consumer.fetcher as aiokafka_fetcher
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
 from aiokafka.record.util import calc_crc32c
+from aiokafka.structs import ConsumerRecord
 
 from pipeline.core import InputRecord
-from pipeline.kafka import Unreadable, _fetch, input_records, install
+from pipeline.kafka import Unreadable, input_records, install
 from pipeline.kafka._fetch import _PartitionRecords, _Records
 
 from .conftest import create_topics, new_producer, send, unique
@@ -29,7 +31,7 @@ def stream(topic: str, stamp: int) -> list[InputRecord]:
     ]
 
 
-async def read_all(bootstrap: str, topic: str, count: int) -> list:
+async def read_all(bootstrap: str, topic: str, count: int) -> list[ConsumerRecord]:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, auto_offset_reset="earliest", fetch_max_wait_ms=50
     )
@@ -37,7 +39,7 @@ async def read_all(bootstrap: str, topic: str, count: int) -> list:
     try:
         tp = TopicPartition(topic, 0)
         consumer.assign([tp])
-        got: list = []
+        got: list[ConsumerRecord] = []
         deadline = time.monotonic() + 30
         while len(got) < count and time.monotonic() < deadline:
             batches = await consumer.getmany(timeout_ms=200)
@@ -96,4 +98,4 @@ def test_batch_past_repair_is_one_dead_letter_naming_its_offsets() -> None:
     assert [type(m) is Unreadable for m in got] == [False, True]
     assert got[1].error.startswith("record batch of t partition 0, offsets 41 to 42")
     assert records.next_fetch_offset == 43
-    assert _fetch.aiokafka_fetcher.PartitionRecords is _PartitionRecords
+    assert aiokafka_fetcher.PartitionRecords is _PartitionRecords  # installed by _fetch

@@ -9,12 +9,14 @@ import json
 import signal
 import time
 from collections import Counter
+from typing import Any
 
 import pytest
 
 from .conftest import (
     MIN_SESSION_MS,
     Proc,
+    Spawn,
     corpus_stream,
     drain,
     owned,
@@ -32,11 +34,11 @@ SESSION_MS = MIN_SESSION_MS
 BATCH, DEPTH = 200, 2
 
 
-def real_crashes(proc: Proc) -> list[dict]:
+def real_crashes(proc: Proc) -> list[dict[str, Any]]:
     """Crash lines, less aiokafka's warning at collection of a fenced producer's batches: their
     drain waiters fail with ProducerFenced and aiokafka never retrieves them (not ours to reach)."""
     lines = proc.crashes()
-    blocks: list[list[dict]] = []
+    blocks: list[list[dict[str, Any]]] = []
     for line in lines:
         if line.get("raw") == "Future exception was never retrieved" or not blocks:
             blocks.append([])
@@ -56,7 +58,9 @@ def real_crashes(proc: Proc) -> list[dict]:
     ]
 
 
-async def frozen_member_run(bootstrap: str, spawn, exactly_once: bool) -> tuple[Counter, int, Proc]:
+async def frozen_member_run(
+    bootstrap: str, spawn: Spawn, exactly_once: bool
+) -> tuple[Counter[tuple[str, str | None, str, str]], int, Proc]:
     """Stream into two members, freeze one until the other owns every window partition, wake
     it; return (output identities read read_committed, expected count, the frozen member)."""
     topics, records, want = await corpus_stream(
@@ -85,7 +89,7 @@ async def frozen_member_run(bootstrap: str, spawn, exactly_once: bool) -> tuple[
     await wait_processed(bootstrap, topics, procs=[a, b])
     out = await drain(bootstrap, topics.out, isolation_level="read_committed")
     assert {(m.key, m.value) for m in out} == {(o.key, o.value) for o in want.outputs}
-    identities: Counter = Counter()
+    identities: Counter[tuple[str, str | None, str, str]] = Counter()
     for m in out:
         event = json.loads(m.value)
         identities[event["provider"], event["account"], event["message_key"], event["status"]] += 1
@@ -94,7 +98,7 @@ async def frozen_member_run(bootstrap: str, spawn, exactly_once: bool) -> tuple[
     return identities, len(want.outputs), a
 
 
-async def test_exactly_once_fences_a_frozen_member(kafka_bootstrap: str, spawn) -> None:
+async def test_exactly_once_fences_a_frozen_member(kafka_bootstrap: str, spawn: Spawn) -> None:
     identities, events, a = await frozen_member_run(kafka_bootstrap, spawn, exactly_once=True)
     assert len(identities) == events
     twice = {k: n for k, n in identities.items() if n > 1}
@@ -103,7 +107,7 @@ async def test_exactly_once_fences_a_frozen_member(kafka_bootstrap: str, spawn) 
 
 
 async def test_without_exactly_once_a_frozen_member_duplicates_its_batch_at_most(
-    kafka_bootstrap: str, spawn
+    kafka_bootstrap: str, spawn: Spawn
 ) -> None:
     identities, events, _ = await frozen_member_run(kafka_bootstrap, spawn, exactly_once=False)
     assert len(identities) == events

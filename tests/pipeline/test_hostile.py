@@ -47,7 +47,7 @@ def record(
     return InputRecord("raw", 2, offset, 1_700_000_000_000, headers or [], value)
 
 
-def core(**config: Any) -> Core:
+def core(**config: Any) -> Core[Window]:
     return Core(Window(100_000, 3_600_000), CoreConfig(**config))
 
 
@@ -189,7 +189,7 @@ def test_yunpian_partial_body() -> None:
          "mobile": "13800138000", "report_status": "SUCCESS"}
         for i in range(5)
     ]  # fmt: skip
-    reports[3]["sid"] = {"no": 1}  # type: ignore[dict-item]
+    reports[3]["sid"] = {"no": 1}
     body = b"sms_status=" + urllib.parse.quote(json.dumps(reports)).encode()
     result = core().process([record(body, [("provider", b"yunpian")])])
     assert [json.loads(o.value)["message_id"] for o in result.outputs] == ["0", "1", "2", "4"]

@@ -40,9 +40,10 @@ def test_help_shows_each_description_with_default_and_env(
     add_arguments(parser, settings_type)
     helps = {action.dest: action.help for action in parser._actions}
     for name, text in descriptions(settings_type).items():
-        assert helps[name] is not None
-        assert helps[name].startswith(f"{text} (default: ")
-        assert helps[name].endswith(f"; env PIPELINE_{name.upper()})")
+        shown = helps[name]
+        assert shown is not None
+        assert shown.startswith(f"{text} (default: ")
+        assert shown.endswith(f"; env PIPELINE_{name.upper()})")
 
 
 def test_a_field_without_description_is_refused() -> None:

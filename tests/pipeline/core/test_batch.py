@@ -30,7 +30,7 @@ def record(
     return InputRecord(topic, 3, offset, 1_700_000_000_000 + offset, pairs, value)
 
 
-def core(**config: object) -> Core:
+def core(**config: object) -> Core[Window]:
     return Core(Window(1000, 3_600_000), CoreConfig(**config))  # type: ignore[arg-type]
 
 
@@ -50,11 +50,12 @@ def test_output_records_follow_the_kafka_contract() -> None:
 
 
 def test_duplicates_across_and_within_batches() -> None:
-    c = core()
+    window = Window(1000, 3_600_000)  # core()'s
+    c = Core(window, CoreConfig())
     first = c.process([record(YUNPIAN), record(YUNPIAN, offset=1)])
     assert len(first.outputs) == 5
     assert not c.process([record(YUNPIAN, offset=2)]).outputs
-    assert sum(c.window.counters.duplicates) == 10
+    assert sum(window.counters.duplicates) == 10
 
 
 def test_oversized_body_is_dead_lettered_before_parsing() -> None:
@@ -132,7 +133,7 @@ def test_routing_order_headers_then_topic_map_then_shape() -> None:
 
 
 def test_time_zones_header_then_config_then_default() -> None:
-    def first_time(c: Core, headers: dict[str, str]) -> tuple[str, str]:
+    def first_time(c: Core[Window], headers: dict[str, str]) -> tuple[str, str]:
         out = c.process([record(YUNPIAN, headers)]).outputs[0]
         event = msgspec.json.decode(out.value)
         return event["occurred_at"], event["time_zone"]
@@ -180,13 +181,14 @@ def test_a_record_stamped_years_ahead_does_not_move_the_window_clock() -> None:
     the tolerance, so the window keeps its content; the skew is counted."""
     hour = 3_600_000
     wall = 1_700_000_000_000
-    c = Core(Window(1000, hour), CoreConfig(clock_skew_tolerance_ms=300_000), wall_ms=lambda: wall)
+    window = Window(1000, hour)
+    c = Core(window, CoreConfig(clock_skew_tolerance_ms=300_000), wall_ms=lambda: wall)
     first = c.process([record(YUNPIAN, {"provider": "yunpian"})])
     assert len(first.outputs) == 5
     ahead = record(YUNPIAN, {"provider": "yunpian"})._replace(timestamp_ms=wall + 10 * 8760 * hour)
     replay = c.process([ahead, record(YUNPIAN, {"provider": "yunpian"}, offset=1)])
-    assert replay.outputs == [] and sum(c.window.counters.duplicates) == 10
-    assert c.window.counters.clock_skew == 1 and sum(c.window.counters.expired) == 0
+    assert replay.outputs == [] and sum(window.counters.duplicates) == 10
+    assert window.counters.clock_skew == 1 and sum(window.counters.expired) == 0
     # Half an hour later (record time and wall clock), still remembered.
     wall += hour // 2
     late = record(YUNPIAN, {"provider": "yunpian"})._replace(timestamp_ms=wall)

@@ -75,7 +75,7 @@ class Overlapping(Stage):
     def __init__(self, broker: Broker, depth: int) -> None:
         settings = Settings(max_batches_in_flight=depth, fetch_max_wait_ms=broker.fetch_wait_ms)
         sink = Sink(lambda batch_bytes: None, "dlq")  # flush only awaits the futures
-        super().__init__(settings, broker, sink, anyio.Event())  # type: ignore[arg-type]
+        super().__init__(settings, broker, sink, anyio.Event())
         self.broker = broker
         self.most_in_flight = 0
 

@@ -17,6 +17,7 @@ from pipeline.core import Core
 from pipeline.errors import SettingProblem
 from pipeline.kafka import Sink, new_restorer
 from pipeline.runtime import DedupeStage, SingleStage
+from pipeline.runtime._dedupe import Dropped
 from pipeline.state import Restored, Window
 
 pytestmark = pytest.mark.anyio
@@ -68,7 +69,7 @@ async def staged(monkeypatch: pytest.MonkeyPatch) -> Staged:
         settings, Sink(lambda _: None, "dlq"), new_restorer(settings), 2, anyio.Event()
     )
     consumer = Consumer()
-    dedupe.consumer = consumer  # type: ignore[assignment]
+    dedupe.consumer = consumer
     opened: list[int] = []
 
     async def open_window(partition: int) -> Window:
@@ -126,7 +127,7 @@ async def test_the_counts_of_a_revoked_window_are_kept(staged: Staged) -> None:
         window.check_batch(window.hashes([b"k%d" % i for i in range(n)]), [0] * n, [1] * n, 1)
 
     def emitted() -> int:
-        views = [*stage.windows.values(), stage.dropped]
+        views: list[Window | Dropped] = [*stage.windows.values(), stage.dropped]
         return sum(sum(v.counters.emitted) for v in views)
 
     assert emitted() == 8
@@ -153,7 +154,7 @@ async def single(monkeypatch: pytest.MonkeyPatch) -> SingleStaged:
     restorer = new_restorer(settings)
     stage = SingleStage(settings, Core(window), sink, restorer, anyio.Event())
     consumer = Consumer()
-    stage.consumer = consumer  # type: ignore[assignment]
+    stage.consumer = consumer
     restored: list[int] = []
 
     async def partition_count(topic: str) -> int:

@@ -9,7 +9,9 @@ from pipeline.state import Identities, Window, header_codes, passing
 T = 1_700_000_000_000
 
 
-def rec(key: bytes | None, status: bytes, provider: bytes = b"tencent", stamp: int = T) -> tuple:
+def rec(
+    key: bytes | None, status: bytes, provider: bytes = b"tencent", stamp: int = T
+) -> tuple[bytes | None, list[tuple[str, bytes]], int]:
     return (key, [("event_id", b"x"), ("provider", provider), ("status", status)], stamp)
 
 

@@ -16,6 +16,7 @@ from pipeline.core.normalise import (
     national_fr,
     national_with_cc,
 )
+from schemas import Provider, Status
 
 
 @pytest.mark.parametrize(
@@ -41,12 +42,12 @@ def test_e164_rules(raw: str, cc: str | None, rule: object, expected: str) -> No
     assert e164(raw, cc, rule) == expected  # type: ignore[arg-type]
 
 
-def event_id(provider: str, key: str, status: str) -> str:
+def event_id(provider: Provider, key: str, status: Status) -> str:
     """The id of an event make_event builds for (provider, message_key, status)."""
     ctx = RecordContext("t", 0, 1, 1_700_000_000_000, None, None, "2023-11-14T22:13:20Z")
     return make_event(
         ctx, provider, "push", f"{provider}.push", 0, None, key, key, None, None, "+1", "+1",
-        status, status, None, None, None, None, None, None, None, None, None,  # type: ignore[arg-type]
+        status, status, None, None, None, None, None, None, None, None, None,
     ).event_id  # fmt: skip
 
 
