@@ -13,10 +13,12 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 setup .venv: $(STAMP)
 
+# Quiet, and on stderr: `make run`'s stdout is the events.
 $(STAMP): pyproject.toml
-	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q -e '.[dev]' </dev/null
-	touch $@
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV) >&2
+	@echo "installing into $(VENV)" >&2
+	@$(VENV)/bin/pip install -q -e '.[dev]' </dev/null >&2
+	@touch $@
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -25,8 +27,10 @@ test: $(STAMP)
 	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/python -m pytest -q
 
+# `@`: make's own echo of the command would land in the events on stdout.
 run: $(STAMP)
-	$(VENV)/bin/python -m pipeline run --from pipeline/sample/stream.jsonl --to -
+	@$(VENV)/bin/python -m pipeline run --from pipeline/sample/stream.jsonl --to -
 
+# Flags for the launcher: make broker ARGS='--data-dir /tmp/kafka'
 broker: $(STAMP)
-	$(VENV)/bin/python -m tools.broker
+	$(VENV)/bin/python -m tools.broker $(ARGS)

@@ -14,7 +14,7 @@ from schemas import ReceiptEvent
 from ..config import Settings, add_arguments, core_config, load_settings, settings_from_args
 from ..core import Core, CoreConfig, Decoder, InputRecord
 from ..core.providers import REGISTRY
-from ..errors import ConfigError, DecodeError, NotReceipts
+from ..errors import EXIT_INTERRUPTED, ConfigError, DecodeError, NotReceipts, PipelineError
 from ..ops import configure_logging, tune_collector
 from . import _topics
 
@@ -69,6 +69,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     configure_logging("WARNING")  # start-up warnings (unknown env variables) as JSON lines too
     settings = settings_from_args(args)
     config = core_config(settings)
+    if settings.source is None and (settings.to is not None or settings.dead_letter is not None):
+        flag = "--to" if settings.to is not None else "--dead-letter"
+        raise ConfigError(
+            f"{flag} needs --from (files in, files out); without --from, run reads and writes Kafka"
+        )
     if settings.source is not None:
         from ..state import Window
         from ._embedded import run_embedded
@@ -171,9 +176,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except ConfigError as exc:
+    except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     return code

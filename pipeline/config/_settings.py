@@ -434,13 +434,57 @@ def load_settings(
             "flag " + FLAG_NAMES.get(name, "--" + name.replace("_", "-")),
         )
     try:
-        return msgspec.convert(merged, settings_type, strict=False)
+        settings = msgspec.convert(merged, settings_type, strict=False)
     except msgspec.ValidationError as exc:
         text = str(exc)
         match = re.search(r"\$\.(\w+)", text)
         name = match.group(1) if match else ""
         where = f" (from {origin[name]})" if name in origin else ""
+        choices = _choices(settings_type, name)
+        if choices:
+            text += f" (valid: {', '.join(choices)})"
         raise ConfigError(f"invalid setting {name or '?'}{where}: {text}") from None
+    servers = getattr(settings, "bootstrap_servers", None)
+    if isinstance(servers, str):
+        problem = _bootstrap_problem(servers)
+        if problem:
+            where = (
+                f" (from {origin['bootstrap_servers']})" if "bootstrap_servers" in origin else ""
+            )
+            raise ConfigError(f"invalid setting bootstrap_servers{where}: {problem}")
+    return settings
+
+
+def _choices(settings_type: type[msgspec.Struct], name: str) -> list[str]:
+    """The values a Literal setting accepts (empty for any other setting)."""
+    info = msgspec.inspect.type_info(settings_type)
+    assert isinstance(info, msgspec.inspect.StructType)
+    for field in info.fields:
+        if field.name == name:
+            kind = field.type
+            while isinstance(kind, msgspec.inspect.Metadata):
+                kind = kind.type
+            kinds = kind.types if isinstance(kind, msgspec.inspect.UnionType) else (kind,)
+            for one in kinds:
+                if isinstance(one, msgspec.inspect.LiteralType):
+                    return [str(v) for v in one.values]
+    return []
+
+
+#: One bootstrap address: a host name, IPv4 address or bracketed IPv6 address, and a port.
+_ADDRESS: Final = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})")
+
+
+def _bootstrap_problem(servers: str) -> str | None:
+    """Why `servers` (comma-separated host:port) is not a list of broker addresses, or None."""
+    items = [item.strip() for item in servers.split(",")]
+    for item in items:
+        match = _ADDRESS.fullmatch(item)
+        if match is None:
+            return f"{item!r} is not host:port (e.g. 127.0.0.1:9092)"
+        if not 0 < int(match.group(2)) < 65536:
+            return f"{item!r}: port {match.group(2)} is not between 1 and 65535"
+    return None
 
 
 def settings_from_args(

@@ -3,7 +3,7 @@ endpoints, JSON logging, and the garbage collector's tuning."""
 
 from ._endpoint import MAX_CONNECTIONS, serve_http, serve_unix, serve_workers
 from ._gc import GEN0_THRESHOLD, tune_collector
-from ._logging import JsonFormatter, RateLimit, configure_logging
+from ._logging import JsonFormatter, RateLimit, Retried, configure_logging
 from ._metrics import (
     OTHER,
     KafkaMetrics,
@@ -27,6 +27,7 @@ __all__ = [
     "PipelineCollector",
     "Probes",
     "RateLimit",
+    "Retried",
     "StatsView",
     "WindowView",
     "bounded",

@@ -30,6 +30,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.parser import text_string_to_metric_families
 
+from ..errors import ConfigError
 from ._probes import Probes
 
 __all__ = ["WorkerSockets", "serve_http", "serve_unix", "serve_workers"]
@@ -113,12 +114,20 @@ def _app(registry: CollectorRegistry, probes: Probes) -> WSGIApplication:
 @contextlib.contextmanager
 def serve_http(registry: CollectorRegistry, probes: Probes, host: str, port: int) -> Iterator[int]:
     """Serve the endpoint on `host:port` (0: a free port) while in the block; yields the port."""
-    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise ConfigError(f"invalid setting metrics_host: {host!r}: {exc.strerror}") from None
 
     class Server(_Server):
-        address_family = family  # IPv6 hosts too
+        address_family = family[0][0]  # IPv6 hosts too
 
-    httpd = make_server(host, port, _app(registry, probes), Server, _QuietHandler)
+    try:
+        httpd = make_server(host, port, _app(registry, probes), Server, _QuietHandler)
+    except OSError as exc:
+        raise ConfigError(
+            f"invalid setting metrics_port: cannot listen on {host}:{port}: {exc.strerror}"
+        ) from None
     thread = threading.Thread(
         target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="metrics", daemon=True
     )

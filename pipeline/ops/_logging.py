@@ -81,6 +81,18 @@ class RateLimit(logging.Filter):
         return True
 
 
+class Retried(logging.Filter):
+    """Demotes to INFO what aiokafka logs as an error but retries itself (an exception argument
+    that is `retriable`, e.g. GroupCoordinatorNotAvailableError while a new group's coordinator
+    is elected): normal conditions, not something for an operator to act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        if record.levelno > logging.INFO and any(getattr(a, "retriable", 0) is True for a in args):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
 class _JsonHandler(logging.StreamHandler[TextIO]):
     """Marker type, so configure_logging can replace its own handlers when called again."""
 
@@ -104,5 +116,6 @@ def configure_logging(level: str, aiokafka_every: float = 10.0) -> None:
     _install(logger, level.upper(), ours)
     theirs = _JsonHandler(sys.stderr)
     theirs.setFormatter(JsonFormatter())
+    theirs.addFilter(Retried())
     theirs.addFilter(RateLimit(aiokafka_every))
     _install(logging.getLogger("aiokafka"), logging.WARNING, theirs)

@@ -17,7 +17,7 @@ from aiokafka.errors import KafkaError
 
 from ..config import Settings, core_config
 from ..core import Core, CoreStats, parse_routes
-from ..errors import BrokerUnreachable, SettingProblem, StageFailed, TopicProblem
+from ..errors import PipelineError, SettingProblem, exit_code
 from ..kafka import Sink, close_now, install, new_producer, new_restorer, start_with_retry
 from ..ops import (
     Health,
@@ -310,7 +310,7 @@ async def serve(settings: Settings, metrics_socket: str | None = None) -> int:
     return 0
 
 
-_KNOWN = (KafkaError, BrokerUnreachable, TopicProblem, StageFailed)
+_KNOWN = (KafkaError, PipelineError)
 
 
 def run_kafka(settings: Settings, metrics_socket: str | None = None) -> int:
@@ -338,8 +338,7 @@ def run_kafka(settings: Settings, metrics_socket: str | None = None) -> int:
             while isinstance(known, BaseExceptionGroup):
                 known = known.exceptions[0]
             exc = known
-        if isinstance(exc, (BrokerUnreachable, TopicProblem, StageFailed)):
-            print(f"error: {exc}", file=sys.stderr)
-        log.error("kafka error", extra={"error": repr(exc)})
-        # A missing topic or a deployment the topology refuses is a setting to fix (exit 2).
-        return 2 if isinstance(exc, (TopicProblem, SettingProblem)) else 1
+        # One line, once: the message names what to fix; its class says whose fix it is.
+        text = str(exc) if isinstance(exc, PipelineError) else f"Kafka: {exc!r}"
+        print(f"error: {text}", file=sys.stderr)
+        return exit_code(exc)

@@ -177,17 +177,15 @@ def load_snapshot(
     capacity: int,
     ttl_ms: int,
 ) -> Snapshot | None:
-    """The partition's snapshot, or None (with a WARNING saying why) when there is none or it
-    cannot be trusted: unreadable, truncated, corrupt, foreign (another group, topic or
+    """The partition's snapshot, or None when there is none (INFO) or it cannot be trusted
+    (a WARNING saying why): unreadable, truncated, corrupt, foreign (another group, topic or
     partition), or incompatible (another format, ``capacity`` or ``ttl_ms``). Staleness
     against the broker is checked by the caller with :func:`snapshot_usable`."""
     path = snapshot_path(state_dir, group, topic, partition)
     try:
         data = path.read_bytes()
-    except FileNotFoundError:
-        log.warning(
-            "no snapshot of %s partition %d for group %s (%s)", topic, partition, group, path
-        )
+    except FileNotFoundError:  # a first start: normal, the restore reads the output instead
+        log.info("no snapshot of %s partition %d for group %s (%s)", topic, partition, group, path)
         return None
     except OSError as exc:
         log.warning("ignoring snapshot %s: cannot read it: %s", path, exc)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import jsonschema
 import msgspec
+import pytest
 
 from pipeline.cli import event_schema
 
@@ -28,8 +30,8 @@ def pipeline(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProc
 def test_help_lists_the_subcommands() -> None:
     result = pipeline("--help")
     assert result.returncode == 0
-    for command in ("run", "normalise", "schema", "broker"):
-        assert command in result.stdout.decode()
+    listed = re.findall(r"^    (\w+)\b", result.stdout.decode(), flags=re.M)
+    assert listed == ["run", "ingress", "topics", "redrive", "normalise", "schema"]
 
 
 def test_run_help_documents_every_option_with_its_default() -> None:
@@ -120,3 +122,34 @@ def test_bad_time_zone_setting_names_it() -> None:
     result = pipeline("run", "--from", "-", "--time-zones", "yunpian=Mars/Olympus", stdin=b"")
     assert result.returncode == 2
     assert "time_zones" in result.stderr.decode() and "Mars/Olympus" in result.stderr.decode()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--bootstrap-servers", "localhost:90a2"],
+            "error: invalid setting bootstrap_servers (from flag --bootstrap-servers): "
+            "'localhost:90a2' is not host:port (e.g. 127.0.0.1:9092)",
+        ),
+        (
+            ["--bootstrap-servers", "a:9092,b:70000"],
+            "error: invalid setting bootstrap_servers (from flag --bootstrap-servers): "
+            "'b:70000': port 70000 is not between 1 and 65535",
+        ),
+        (
+            ["--topology", "ring"],
+            "error: invalid setting topology (from flag --topology): Invalid enum value 'ring' "
+            "- at `$.topology` (valid: partitioned, single)",
+        ),
+        (
+            ["--to", "events.jsonl"],
+            "error: --to needs --from (files in, files out); without --from, run reads and "
+            "writes Kafka",
+        ),
+    ],
+)
+def test_a_mistake_is_one_line_naming_the_setting(args: list[str], message: str) -> None:
+    """At once, before any wait for Kafka: exit 2 and one line on stderr, no traceback."""
+    result = pipeline("run", "--startup-timeout-s", "1", *args)
+    assert (result.returncode, result.stderr.decode().splitlines()) == (2, [message])

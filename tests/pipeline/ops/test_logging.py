@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterator
 
 import pytest
+from aiokafka.errors import GroupCoordinatorNotAvailableError, UnknownError
 
 from pipeline.ops import JsonFormatter, RateLimit, configure_logging
 
@@ -99,3 +100,19 @@ def test_json_formatter_degrades_on_unencodable() -> None:
 def test_unknown_level_rejected(restore_loggers: None) -> None:
     with pytest.raises(ValueError):
         configure_logging("LOUD")
+
+
+def test_retried_conditions_are_info(
+    capsys: pytest.CaptureFixture[str], restore_loggers: None
+) -> None:
+    """A first start's coordinator election is logged by aiokafka as an error it then retries:
+    INFO; an error that is not retried stays an error."""
+    configure_logging("INFO")
+    coordinator = logging.getLogger("aiokafka.consumer.group_coordinator")
+    coordinator.error("Group Coordinator Request failed: %s", GroupCoordinatorNotAvailableError())
+    coordinator.error("Attempt to join group failed due to fatal error: %s", UnknownError())
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [(d["level"], d["msg"].split(":")[0]) for d in lines] == [
+        ("INFO", "Group Coordinator Request failed"),
+        ("ERROR", "Attempt to join group failed due to fatal error"),
+    ]

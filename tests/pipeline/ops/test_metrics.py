@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.core import CoreStats
 from pipeline.core.providers import SKIP_KINDS
+from pipeline.errors import ConfigError
 from pipeline.ops import (
     MAX_CONNECTIONS,
     OTHER,
@@ -415,3 +416,16 @@ def test_label_escaping_survives_the_merge() -> None:
         body = get(port, "/metrics")[1]
     topic = obs.behind[0][0]
     assert value(body, "pipeline_consumer_lag", topic=topic, partition="1", worker="0") == 5
+
+
+def test_a_metrics_port_in_use_is_a_setting_to_fix() -> None:
+    """Not an OSError traceback: a ConfigError (exit 2) naming the setting and the address."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with (
+            pytest.raises(ConfigError, match=rf"metrics_port: cannot listen on 127.0.0.1:{port}"),
+            serve_http(CollectorRegistry(), Health(30), "127.0.0.1", port),
+        ):
+            pass
