@@ -2,22 +2,26 @@
 
 from ._settings import (
     KafkaSettings,
+    SettingDoc,
     Settings,
     add_arguments,
     core_config,
     descriptions,
     load_run_settings,
     load_settings,
+    setting_docs,
     settings_from_args,
 )
 
 __all__ = [
     "KafkaSettings",
+    "SettingDoc",
     "Settings",
     "add_arguments",
     "core_config",
     "descriptions",
     "load_run_settings",
     "load_settings",
+    "setting_docs",
     "settings_from_args",
 ]

@@ -11,7 +11,7 @@ import os
 import re
 import tomllib
 from collections.abc import Collection, Mapping
-from typing import Annotated, Any, Final, Literal, TypeVar
+from typing import Annotated, Any, Final, Literal, NamedTuple, TypeVar
 
 import msgspec
 
@@ -334,6 +334,31 @@ def descriptions(settings_type: type[msgspec.Struct]) -> dict[str, str | None]:
     return {field.name: _description(field.type) for field in info.fields}
 
 
+class SettingDoc(NamedTuple):
+    """What `--help` and the operations guide say of one setting."""
+
+    name: str
+    flag: str
+    env: str
+    default: Any
+    description: str
+
+
+def setting_docs(settings_type: type[msgspec.Struct] = Settings) -> list[SettingDoc]:
+    """Every setting of `settings_type`, in field order; a field without a description is a
+    bug (TypeError), so no setting goes undocumented."""
+    docs = []
+    for name, field in _fields(settings_type).items():
+        description = descriptions(settings_type)[name]
+        if description is None:
+            raise TypeError(f"{settings_type.__name__}.{name} has no Meta(description=...)")
+        flag = FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
+        docs.append(
+            SettingDoc(name, flag, f"PIPELINE_{name.upper()}", _default(field), description)
+        )
+    return docs
+
+
 def add_arguments(
     parser: argparse.ArgumentParser,
     settings_type: type[msgspec.Struct] = Settings,
@@ -344,27 +369,23 @@ def add_arguments(
     parser.add_argument(
         "--config", metavar="FILE", help="TOML file of settings (keys as below, with _)"
     )
-    for name, field in _fields(settings_type).items():
-        if only and name not in only:
+    fields = _fields(settings_type)
+    for doc in setting_docs(settings_type):
+        if only and doc.name not in only:
             continue
-        flag = FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
-        default = _default(field)
-        description = descriptions(settings_type)[name]
-        if description is None:
-            raise TypeError(f"{settings_type.__name__}.{name} has no Meta(description=...)")
-        text = f"{description} (default: {default!r}; env PIPELINE_{name.upper()})"
-        if isinstance(default, bool):  # a switch: the flag turns it on
+        text = f"{doc.description} (default: {doc.default!r}; env {doc.env})"
+        if isinstance(doc.default, bool):  # a switch: the flag turns it on
             parser.add_argument(
-                flag, dest=name, action="store_true", default=argparse.SUPPRESS, help=text
+                doc.flag, dest=doc.name, action="store_true", default=argparse.SUPPRESS, help=text
             )
             continue
-        action = "append" if _kind(field) != "scalar" else "store"
+        action = "append" if _kind(fields[doc.name]) != "scalar" else "store"
         parser.add_argument(
-            flag,
-            dest=name,
+            doc.flag,
+            dest=doc.name,
             action=action,
             default=argparse.SUPPRESS,
-            metavar=name.upper(),
+            metavar=doc.name.upper(),
             help=text,
         )
 
