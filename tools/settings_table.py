@@ -46,10 +46,11 @@ def render(page: str) -> str:
     """`page` with every settings table replaced by the generated one."""
     for name, settings_type in TABLES.items():
         pattern = re.compile(rf"(<!-- settings:{name} -->\n).*?(<!-- /settings:{name} -->)", re.S)
-        if not pattern.search(page):
+        block = pattern.search(page)
+        if block is None:
             raise SystemExit(f"{PAGE}: no <!-- settings:{name} --> block")
-        rows = table(settings_type)
-        page = pattern.sub(lambda m: m.group(1) + rows + m.group(2), page)
+        rows = block.group(1) + table(settings_type) + block.group(2)
+        page = page[: block.start()] + rows + page[block.end() :]
     return page
 
 
