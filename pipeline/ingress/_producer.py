@@ -25,7 +25,7 @@ from aiokafka.errors import (
     UnknownProducerId,
 )
 
-from ..kafka import kafka_options, start_with_retry
+from ..kafka import close_now, kafka_options, start_with_retry
 from ._settings import IngressSettings, kafka_settings
 
 log = logging.getLogger("pipeline.ingress")
@@ -186,10 +186,23 @@ class Writer:
             if not item.future.done():
                 item.future.set_exception(exc)
 
-    async def stop(self) -> None:
-        """Write what is pending, wait for the broker's answers, stop the producer."""
-        if self._task is not None:
-            self._closing = True
-            self._wake.set()
-            await self._task
-        await self.producer.stop()  # flushes the batches still in the accumulator
+    async def stop(self, timeout: float) -> bool:
+        """Write what is pending, wait for the broker's answers, stop the producer; within
+        `timeout` seconds whatever the broker does. False when the time was up first: the
+        bodies still unacknowledged were never answered "received" (their requests got a 503),
+        and the producer's connections are closed without them."""
+        try:
+            async with asyncio.timeout(timeout):
+                if self._task is not None:
+                    self._closing = True
+                    self._wake.set()
+                    await asyncio.shield(self._task)
+                await self.producer.stop()  # flushes the batches still in the accumulator
+            return True
+        except TimeoutError:
+            if self._task is not None:
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
+            self._failed(self._pending, TimeoutError("stopped before the broker answered"))
+            await close_now(self.producer)
+            return False

@@ -81,11 +81,17 @@ async def serve(settings: IngressSettings) -> int:
             "cannot listen",
             extra={"host": settings.host, "port": settings.port, "error": exc.strerror},
         )
-        await writer.stop()
+        await writer.stop(settings.shutdown_timeout_s)
         return 2
     loop = asyncio.get_running_loop()
+    stop_at: list[float] = []  # when the first stop signal came
+
+    def stop() -> None:
+        stop_at[:] = stop_at or [loop.time()]
+        server.should_exit = True
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, setattr, server, "should_exit", True)
+        loop.add_signal_handler(signum, stop)
     port = sock.getsockname()[1]
     log.info(
         "ingress listening",
@@ -95,7 +101,15 @@ async def serve(settings: IngressSettings) -> int:
         await server.serve(sockets=[sock])
     finally:
         log.info("ingress stopping: flushing the producer", extra={"in_flight": app.in_flight})
-        await writer.stop()
+        # One bound for the whole stop, from the signal: the requests in flight, then the flush.
+        started = stop_at[0] if stop_at else loop.time()
+        left = max(0.1, started + settings.shutdown_timeout_s - loop.time())
+        if not await writer.stop(left):
+            log.warning(
+                "the broker did not answer before the stop's bound: bodies it had not "
+                "acknowledged were answered 503, not received",
+                extra={"shutdown_timeout_s": settings.shutdown_timeout_s},
+            )
     log.info("ingress stopped")
     return 0
 

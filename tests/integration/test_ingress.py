@@ -395,3 +395,26 @@ async def test_tls_from_the_server_options(
     records = await drain(kafka_bootstrap, topics.raw, count=1)
     assert records[0].value == TENCENT_CALLBACK
     assert await proc.stop() == 0
+
+
+async def test_sigterm_with_the_broker_down_stops_within_the_bound(
+    own_broker: RestartableKafka, spawn: Spawn
+) -> None:
+    """A body it could not get acknowledged was answered 503, so nothing answered "received"
+    is lost: the stop is bounded by --shutdown-timeout-s whatever the broker does, exit 0."""
+    bootstrap = own_broker.bootstrap
+    topics = await make_topics(bootstrap, "ingress-down-term", raw=1)
+    proc, url = await start_ingress(
+        spawn, bootstrap, topics.raw, "--ack-timeout-s", "1", "--shutdown-timeout-s", "3"
+    )
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        ok = await client.post("/v1/yunpian/push", content=yunpian_push(1))
+        assert (ok.status_code, ok.content) == (200, b"SUCCESS")
+        own_broker.down()
+        refused = await client.post("/v1/yunpian/push", content=yunpian_push(2))
+        assert refused.status_code == 503
+    started = time.monotonic()
+    proc.signal(signal.SIGTERM)
+    assert await proc.wait(15) == 0, proc.text()[-3000:]
+    assert time.monotonic() - started < 3 + 3, time.monotonic() - started
+    assert proc.messages("ingress stopped")
