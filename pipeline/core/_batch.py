@@ -28,8 +28,9 @@ from .normalise._errors import (
     PartialBody,
     UnknownFormat,
 )
-from .normalise._fields import UNMAPPED_STATUSES
+from .normalise._lookup import UNMAPPED_STATUSES
 from .normalise._timefmt import format_epoch_ms, zone
+from .normalise._times import UNPARSED_TIMES
 from .providers import REGISTRY, SKIP_KINDS, ProviderModule
 
 Headers = Sequence[tuple[str, bytes]]
@@ -109,6 +110,7 @@ class CoreStats:
         self.dead_letters: Counter[str] = Counter()  # by error class
         self.skipped: Counter[str] = Counter()  # by kind, e.g. "ultiroam.ussd"
         self._unmapped_before = Counter(UNMAPPED_STATUSES)
+        self._unparsed_before = Counter(UNPARSED_TIMES)
 
     @property
     def unmapped_statuses(self) -> Counter[str]:
@@ -118,6 +120,12 @@ class CoreStats:
         process runs one core, and this view subtracts what came before it.
         """
         return UNMAPPED_STATUSES - self._unmapped_before
+
+    @property
+    def unparsed_times(self) -> Counter[str]:
+        """Time values that could not be read since these stats were created, by provider (the
+        events carry a null time and the raw text); process-wide like `unmapped_statuses`."""
+        return UNPARSED_TIMES - self._unparsed_before
 
 
 _ENCODER = msgspec.json.Encoder()
