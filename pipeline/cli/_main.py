@@ -19,7 +19,7 @@ from ..config._settings import (
     settings_from_args,
 )
 from ..core._batch import Core, CoreConfig, Decoder, InputRecord
-from ..core.normalise._errors import DecodeError, NotReceipts
+from ..core.normalise._errors import DecodeError, NotReceipts, PartialBody
 from ..core.providers import REGISTRY
 from ..ops._gc import tune_collector
 from ..ops._logging import configure_logging
@@ -59,6 +59,11 @@ def _cmd_normalise(args: argparse.Namespace) -> int:
         stamp = int(path.stat().st_mtime * 1000)
         try:
             events = decoder.decode(InputRecord(name, 0, 0, stamp, headers, body))
+        except PartialBody as partial:
+            # What the pipeline does: the good reports' events go out, the body is dead-lettered.
+            events = partial.events
+            print(f"{name}: {partial.error_class}: {partial}", file=sys.stderr)
+            status = 1
         except DecodeError as exc:
             print(f"{name}: {exc.error_class}: {exc}", file=sys.stderr)
             status = 1
@@ -66,7 +71,7 @@ def _cmd_normalise(args: argparse.Namespace) -> int:
         except NotReceipts as skip:
             print(f"{name}: no receipts ({skip.kind})", file=sys.stderr)
             continue
-        # Encoded whole before writing, so a failing body prints nothing.
+        # Encoded whole before writing, so a body that fails whole prints nothing.
         out.write(b"".join(encoder.encode(e) + b"\n" for e in events))
     return status
 
