@@ -47,18 +47,13 @@ def child(tree: str, corpus: str, stage: str, passes: int) -> None:
         from pipeline.errors import DecodeError, NotReceipts
         from pipeline.state import Window
     except ImportError:  # a tree from before the layered layout, measured for comparison
-        from pipeline.core._batch import (  # type: ignore[import-not-found,no-redef]
-            Core,
-            InputRecord,
-            emitted_outputs,
-            window_verdicts,
-        )
         from pipeline.normalise._errors import (  # type: ignore[import-not-found,no-redef]
             DecodeError,
             NotReceipts,
         )
 
-        from pipeline.core import Window  # type: ignore[attr-defined,no-redef]
+        from pipeline.core import Core, InputRecord, emitted_outputs, window_verdicts
+        from pipeline.state import Window
 
     records = [InputRecord(*r) for r in pickle.loads(Path(corpus).read_bytes())]
     # Always two cores: a window's allocation is large, and must cancel out like the rest.

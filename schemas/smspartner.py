@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from msgspec import UNSET, UnsetType
 
-from ._wire import Wire
+from ._wire import Boolean, Id, Integer, Time, Wire
 
 
 class SmsPartnerReport(Wire):
@@ -18,17 +18,17 @@ class SmsPartnerReport(Wire):
     number: str | None = None
     status: str | None = None
     statut: str | None = None
-    stopSMS: bool | None = None
-    stopSms: bool | None = None
+    stopSMS: Boolean | None = None
+    stopSms: Boolean | None = None
     # A numeric string (epoch seconds) in the seed; an int or a local time string are accepted too.
-    date: str | int | None = None
-    messageId: int | str | None = None
-    message_id: int | str | None = None
+    date: Time | None = None
+    messageId: Id | None = None
+    message_id: Id | None = None
 
 
 class SmsPartnerResponse(SmsPartnerReport):
-    success: bool | None = None
-    code: int | str | None = None
+    success: Boolean | None = None
+    code: Integer | None = None
     message: str | None = None
     # Absent (UNSET) means the single-message form; null is an empty list.
     StatutResponse_List: list[SmsPartnerReport] | UnsetType | None = UNSET

@@ -6,24 +6,18 @@ so their content is never validated or materialised.
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import msgspec
 from msgspec import UNSET, Raw, UnsetType
 
-from ._wire import Wire
-
-# Billable segments per recipient; the cap only rejects absurd values (fits a signed int32).
-Fee = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
+from ._wire import Id, Integer, Time, Wire
 
 
 class TencentPullStatus(Wire):
-    SerialNo: str | int
+    SerialNo: Id | None
     ReportStatus: str
     PhoneNumber: str | None = None
-    CountryCode: str | int | None = None
+    CountryCode: Id | None = None
     SubscriberNumber: str | None = None
-    UserReceiveTime: int | str | None = None
+    UserReceiveTime: Time | None = None
     Description: str | None = None
     SessionContext: str | None = None
 
@@ -32,8 +26,8 @@ class TencentSendStatus(Wire):
     PhoneNumber: str
     Code: str
     # Empty when the send failed for this number.
-    SerialNo: str | int | None = None
-    Fee: Fee | None = None
+    SerialNo: Id | None = None
+    Fee: Integer | None = None
     SessionContext: str | None = None
     Message: str | None = None
 
@@ -57,12 +51,12 @@ class TencentResponse(Wire):
 class TencentCallback(Wire):
     """One object of a callback array: a status report, or a reply (`text`, `sign`)."""
 
-    sid: str | int | None = None
+    sid: Id | None = None
     report_status: str | None = None
     mobile: str | None = None
-    nationcode: str | int | None = None
+    nationcode: Id | None = None
     # `YYYY-MM-DD HH:MM:SS` (Asia/Shanghai) in the docs; epoch seconds seen too.
-    user_receive_time: str | int | None = None
+    user_receive_time: Time | None = None
     errmsg: str | None = None
     description: str | None = None
     text: Raw | UnsetType = UNSET

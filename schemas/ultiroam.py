@@ -3,37 +3,37 @@
 
 from __future__ import annotations
 
-from ._wire import Wire
+from ._wire import Id, Integer, Time, Wire
 
 
 class UltiroamResult(Wire):
     """One SMS sending result (`result` / `sms_result` item; pushes may omit `user_id`)."""
 
-    port: int | str
-    number: str
-    time: str
+    port: Id | None
+    number: str | None
+    time: Time | None
     status: str
-    ref_id: int | str
-    user_id: int | str | None = None
-    count: int | None = None
-    succ_count: int | None = None
+    ref_id: Id | None
+    user_id: Id | None = None
+    count: Integer | None = None
+    succ_count: Integer | None = None
 
 
 class UltiroamDeliverStatus(Wire):
     """One delivery report (`sms_deliver_status` item); `status_code` is the GSM TP-Status."""
 
-    port: int | str
-    number: str
-    time: str
-    ref_id: int | str
-    status_code: int
+    port: Id | None
+    number: str | None
+    time: Time | None
+    ref_id: Id | None
+    status_code: Integer
 
 
 class UltiroamBody(Wire):
     """Every form in one struct: exactly one receipt key is expected to be present."""
 
-    sn: int | str | None = None
-    error_code: int | None = None
+    sn: Id | None = None
+    error_code: Integer | None = None
     result: list[UltiroamResult] | None = None
     sms_result: list[UltiroamResult] | None = None
     sms_deliver_status: list[UltiroamDeliverStatus] | None = None

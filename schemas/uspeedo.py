@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import msgspec
 
-from ._wire import Wire
+from ._wire import Id, Integer, Time, Wire
 
 
 class UspeedoEnvelope(Wire):
     """Either object form: poll (`Action`/`RetCode`) or push (`MsgType`)."""
 
-    RetCode: int | None = None
+    RetCode: Integer | None = None
     Message: str | None = None
     Action: str | None = None
-    MsgType: int | None = None
-    AccountId: int | str | None = None
+    MsgType: Integer | None = None
+    AccountId: Id | None = None
     # Empty when absent (msgspec cannot put Raw in a union with None).
     Data: msgspec.Raw = msgspec.Raw()
 
@@ -26,20 +26,20 @@ class UspeedoEnvelope(Wire):
 class UspeedoReceipt(Wire):
     """Poll `ReceiptPerPhone`."""
 
-    Phone: str
+    Phone: str | None
     ReceiptResult: str
-    CostCount: int | None = None
+    CostCount: Integer | None = None
     ReceiptCode: int | str | None = None
     ReceiptDesc: str | None = None
-    ReceiptTime: int | str | None = None
-    UserId: int | str | None = None
-    CountryCode: int | str | None = None
+    ReceiptTime: Time | None = None
+    UserId: Id | None = None
+    CountryCode: Id | None = None
 
 
 class UspeedoSession(Wire):
     """Poll `ReceiptPerSession`."""
 
-    SessionNo: int | str
+    SessionNo: Id | None
     ReceiptSet: list[UspeedoReceipt]
 
 
@@ -47,5 +47,5 @@ class UspeedoPushReceipt(UspeedoReceipt, kw_only=True):
     """One pushed receipt (`MsgType` 2 `Data` item, or an item of a bare array): a poll receipt
     that carries its own `SessionNo`."""
 
-    SessionNo: int | str
-    AccountId: int | str | None = None
+    SessionNo: Id | None = None
+    AccountId: Id | None = None

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from ._wire import Wire
+from ._wire import Id, Time, Wire
 
 
 class YunpianReport(Wire):
-    sid: int | str
+    sid: Id | None
     mobile: str
     report_status: str
-    uid: str | int | None = None
-    user_receive_time: str | None = None
+    uid: Id | None = None
+    user_receive_time: Time | None = None
     error_msg: str | None = None
     error_detail: str | None = None

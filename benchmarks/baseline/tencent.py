@@ -171,7 +171,7 @@ def tencent(body: bytes, ctx: Context) -> list[dict[str, Any]]:
                     number,
                     message_id=serial,
                     client_ref=r.get("SessionContext"),
-                    provider_code=code,
+                    provider_code=None,  # a submit has no carrier code (receipt-event.md)
                     provider_message=r.get("Message") or None,
                     segments=r.get("Fee"),
                 )

@@ -14,7 +14,14 @@ from schemas import ReceiptEvent
 from ..config import Settings, add_arguments, core_config, load_settings, settings_from_args
 from ..core import Core, CoreConfig, Decoder, InputRecord
 from ..core.providers import REGISTRY
-from ..errors import EXIT_INTERRUPTED, ConfigError, DecodeError, NotReceipts, PipelineError
+from ..errors import (
+    EXIT_INTERRUPTED,
+    ConfigError,
+    DecodeError,
+    NotReceipts,
+    PartialBody,
+    PipelineError,
+)
 from ..ops import configure_logging, tune_collector
 from . import _topics
 
@@ -53,6 +60,11 @@ def _cmd_normalise(args: argparse.Namespace) -> int:
         stamp = int(path.stat().st_mtime * 1000)
         try:
             events = decoder.decode(InputRecord(name, 0, 0, stamp, headers, body))
+        except PartialBody as partial:
+            # What the pipeline does: the good reports' events go out, the body is dead-lettered.
+            events = partial.events
+            print(f"{name}: {partial.error_class}: {partial}", file=sys.stderr)
+            status = 1
         except DecodeError as exc:
             print(f"{name}: {exc.error_class}: {exc}", file=sys.stderr)
             status = 1
@@ -60,7 +72,7 @@ def _cmd_normalise(args: argparse.Namespace) -> int:
         except NotReceipts as skip:
             print(f"{name}: no receipts ({skip.kind})", file=sys.stderr)
             continue
-        # Encoded whole before writing, so a failing body prints nothing.
+        # Encoded whole before writing, so a body that fails whole prints nothing.
         out.write(b"".join(encoder.encode(e) + b"\n" for e in events))
     return status
 

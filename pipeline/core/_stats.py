@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .normalise import UNMAPPED_STATUSES
+from .normalise import UNMAPPED_STATUSES, UNPARSED_TIMES
 
 
 class CoreStats:
@@ -21,6 +21,7 @@ class CoreStats:
         self.dead_letters: Counter[str] = Counter()  # by error class
         self.skipped: Counter[str] = Counter()  # by kind, e.g. "ultiroam.ussd"
         self._unmapped_before = Counter(UNMAPPED_STATUSES)
+        self._unparsed_before = Counter(UNPARSED_TIMES)
 
     @property
     def unmapped_statuses(self) -> Counter[str]:
@@ -30,3 +31,9 @@ class CoreStats:
         process runs one core, and this view subtracts what came before it.
         """
         return UNMAPPED_STATUSES - self._unmapped_before
+
+    @property
+    def unparsed_times(self) -> Counter[str]:
+        """Time values that could not be read since these stats were created, by provider (the
+        events carry a null time and the raw text); process-wide like `unmapped_statuses`."""
+        return UNPARSED_TIMES - self._unparsed_before

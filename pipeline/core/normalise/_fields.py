@@ -1,103 +1,21 @@
-"""Normalisation shared by every provider decoder: phone numbers, event ids, event assembly.
+"""Event assembly shared by every provider decoder: the event id and the canonical event.
 
-Everything here runs once per report, so the costly parts are cached (bounded) and the common
-cases take a fast path before any cache is consulted.
+The rules a provider applies to its fields live beside this module, one module per rule:
+`_identity` (keys and ids), `_times`, `_numbers`, `_lookup` (statuses and codes), `_phones`.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
-from collections.abc import Callable
-from functools import lru_cache
 from typing import Final
 
 from schemas import FINALITY, Channel, Provider, ReceiptEvent, Source, Status
 
 from ._context import RecordContext
 
-#: Reports whose provider status matched no mapping row, by provider (they become UNKNOWN).
-UNMAPPED_STATUSES: Final[Counter[str]] = Counter()
-
-_SEPARATORS = str.maketrans("", "", " -()")
-
-
 # The event id's hash: copying a configured state is cheaper than constructing one (parameter
 # set-up) per report.
 _EVENT_ID_HASH: Final = hashlib.blake2b(digest_size=16)
-
-
-NationalRule = Callable[[str], str | None]
-
-
-def national_cn(digits: str) -> str | None:
-    """Yunpian strips +86 from mainland numbers: 11 digits starting with 1 are Chinese mobiles."""
-    return "+86" + digits if len(digits) == 11 and digits[0] == "1" else None
-
-
-def national_with_cc(digits: str) -> str | None:
-    """uSpeedo numbers carry their country code without the `+`.
-
-    Fewer than 8 digits cannot be a country code plus a subscriber number: a short code stays raw.
-    """
-    return "+" + digits if digits[0] != "0" and len(digits) >= 8 else None
-
-
-def national_fr(digits: str) -> str | None:
-    """SMS Partner national numbers `0X XX XX XX XX` are French."""
-    return "+33" + digits[1:] if len(digits) == 10 and digits[0] == "0" else None
-
-
-def _is_digits(text: str) -> bool:
-    return text.isascii() and text.isdigit()
-
-
-def _by_rules(
-    digits: str, country_code: str | None, national: NationalRule | None, raw: str
-) -> str:
-    """The rules for a number that is all digits once separators are gone."""
-    if country_code:
-        cc = country_code.strip().lstrip("+")
-        if _is_digits(cc):
-            return "+" + cc + (digits[1:] if digits[0] == "0" else digits)
-    if national is not None:
-        number = national(digits)
-        if number is not None:
-            return number
-    return raw.strip()
-
-
-@lru_cache(maxsize=65536)
-def _e164_slow(raw: str, country_code: str | None, national: NationalRule | None) -> str:
-    cleaned = raw.strip().translate(_SEPARATORS)
-    if cleaned[:1] == "+":
-        return cleaned if _is_digits(cleaned[1:]) else raw.strip()
-    if not _is_digits(cleaned):
-        return raw.strip()
-    return _by_rules(cleaned, country_code, national, raw)
-
-
-def e164(raw: str, country_code: str | None = None, national: NationalRule | None = None) -> str:
-    """The recipient in E.164 by the rules of receipt-event.md, else the trimmed raw value."""
-    # Fast paths, no cache: most numbers arrive as `+<digits>` or as bare digits, and distinct
-    # numbers rarely repeat, so a cache would mostly miss. Only messy values are cached.
-    if raw.isascii():
-        if raw.isdigit():
-            return _by_rules(raw, country_code, national, raw)
-        if raw[:1] == "+" and raw[1:].isdigit():
-            return raw
-    if not raw:
-        return raw
-    return _e164_slow(raw, country_code, national)
-
-
-def map_status(provider: str, table: dict[str, Status], raw: str) -> Status:
-    """The canonical status for `raw`; an unmapped value is UNKNOWN and counted."""
-    status = table.get(raw)
-    if status is None:
-        UNMAPPED_STATUSES[provider] += 1
-        return "UNKNOWN"
-    return status
 
 
 def make_event(

@@ -1,4 +1,4 @@
-"""RFC 3339 UTC formatting and naive-local-time conversion, cached for the hot path.
+"""RFC 3339 UTC formatting and time zones, cached for the hot path (the time parser is `_times`).
 
 `datetime.strftime` and `zoneinfo` look-ups cost microseconds; receipts of one stream share days,
 hours and often whole seconds, so the expensive parts are computed once per distinct value.
@@ -6,7 +6,7 @@ hours and often whole seconds, so the expensive parts are computed once per dist
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -50,73 +50,3 @@ def zone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise MalformedBody(f"unknown time zone {name!r}") from exc
-
-
-@lru_cache(maxsize=8192)
-def _local_hour(prefix: str, zone_name: str) -> int:
-    """Epoch seconds of the local hour `YYYY-MM-DD HH` in `zone_name`.
-
-    Every zone we serve changes its offset on an hour boundary, so the hour's offset is the
-    offset of each second in it; receipts share hours, so this is computed rarely.
-    """
-    try:
-        naive = datetime.strptime(prefix, "%Y-%m-%d %H")
-    except ValueError as exc:
-        raise MalformedBody(f"invalid time {prefix!r}") from exc
-    offset = naive.replace(tzinfo=zone(zone_name)).utcoffset()
-    assert offset is not None  # a ZoneInfo always answers
-    days = naive.toordinal() - _EPOCH_ORDINAL
-    return days * 86400 + naive.hour * 3600 - int(offset.total_seconds())
-
-
-@lru_cache(maxsize=65536)
-def local_to_utc(text: str, zone_name: str) -> str:
-    """`YYYY-MM-DD HH:MM:SS` read in `zone_name`, as RFC 3339 UTC.
-
-    Whitespace between date and time is tolerated (gateways wrap it); anything else is an error.
-    Cached whole (receipts of a stream share seconds); a miss costs no date parsing either.
-    """
-    if len(text) != 19 or text[10] != " ":
-        parts = text.split()
-        if len(parts) != 2 or len(parts[0]) != 10 or len(parts[1]) != 8:
-            raise MalformedBody(f"time not in 'YYYY-MM-DD HH:MM:SS' form: {text!r}")
-        text = f"{parts[0]} {parts[1]}"
-    minutes, seconds = text[14:16], text[17:19]
-    if not (
-        text[13] == text[16] == ":"
-        and minutes.isascii()
-        and minutes.isdigit()
-        and seconds.isascii()
-        and seconds.isdigit()
-        and minutes < "60"
-        and seconds < "60"
-    ):
-        raise MalformedBody(f"invalid time {text!r}")
-    return format_epoch_s(_local_hour(text[:13], zone_name) + int(minutes) * 60 + int(seconds))
-
-
-def epoch_text_to_utc(value: int | str) -> str:
-    """Epoch seconds given as an int or a numeric string, as RFC 3339 UTC."""
-    if isinstance(value, str):
-        # isascii: str.isdigit accepts '²'; the length cap keeps int() far from its digit limit.
-        if not (value.isascii() and value.isdigit() and len(value) <= 20):
-            raise MalformedBody(f"epoch seconds not numeric: {value[:40]!r}")
-        value = int(value)
-    return format_epoch_s(value)
-
-
-@lru_cache(maxsize=65536)
-def provider_time(value: int | str | None, zone: str) -> tuple[str | None, str | None, str | None]:
-    """(occurred_at, occurred_at_raw, time_zone) of a provider time that is either epoch seconds
-    (an int or a digit string, UTC) or a naive `YYYY-MM-DD HH:MM:SS` read in `zone`.
-
-    Cached whole: at volume, many receipts of a stream share their second.
-    """
-    if value is None or value == "":
-        return None, None, None
-    if isinstance(value, int):
-        return format_epoch_s(value), str(value), None
-    text = value.strip()
-    if text.isascii() and text.isdigit():
-        return epoch_text_to_utc(text), value, None
-    return local_to_utc(value, zone), value, zone

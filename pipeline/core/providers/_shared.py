@@ -11,6 +11,7 @@ from schemas import ReceiptEvent
 
 from ...errors import DecodeError, MalformedBody, NotReceipts, PartialBody
 from ..normalise import RecordContext
+from ._partial import reasons
 
 T = TypeVar("T")
 
@@ -77,30 +78,28 @@ def by_report(
     """
     try:
         return decode(body, endpoint, ctx)
-    except MalformedBody as error:
+    except MalformedBody:
         if not _utf8(body):
             raise  # a corrupted body, not one bad report
         bodies = split_reports(body, lists)
         if bodies is None or len(bodies) < 2:
             raise
         events: list[ReceiptEvent] = []
-        failed: list[int] = []
+        failed: list[tuple[int, str]] = []
         replace = msgspec.structs.replace
         for index, one in enumerate(bodies):
             try:
                 got = decode(one, endpoint, ctx)
             except NotReceipts:
                 continue  # a non-receipt item (a Tencent reply) counts in the positions only
-            except DecodeError:
-                failed.append(index)
+            except DecodeError as exc:
+                failed.append((index, str(exc)))
                 continue
             events += [replace(e, source=replace(e.source, index=index)) for e in got]
         if not events or not failed:
             raise
         raise PartialBody(
-            f"{len(failed)} of {len(bodies)} reports invalid; the first: {error}",
-            events,
-            tuple(failed),
+            reasons(failed, len(bodies)), events, tuple(i for i, _ in failed)
         ) from None
 
 

@@ -21,8 +21,22 @@ from schemas import ReceiptEvent, Status
 from schemas.smspartner import SmsPartnerReport, SmsPartnerResponse
 
 from ...errors import MalformedBody, ProviderError, UnknownFormat, UnsafeXml
-from ..normalise import RecordContext, e164, make_event, map_status, national_fr, provider_time
-from ._shared import by_report, decode_json, id_text
+from ..normalise import (
+    Lookup,
+    NumberValue,
+    RecordContext,
+    TimeValue,
+    boolean,
+    integer,
+    key_part,
+    make_event,
+    map_status,
+    national_fr,
+    parse_time,
+    recipient,
+)
+from ._partial import each_report
+from ._shared import by_report, decode_json
 
 PROVIDER: Final = "smspartner"
 ENDPOINTS: Final = ("bulk-status",)
@@ -33,11 +47,9 @@ _ALIASES: Final = frozenset({"bulk-status", "poll", "bulk_status", "bulkStatus",
 _ENDPOINT: Final = "smspartner.bulk-status"
 SKIP_KINDS: Final = frozenset[str]()
 _DECODER = msgspec.json.Decoder(SmsPartnerResponse)
-_STATUS: Final[dict[str, Status]] = {
-    "Delivered": "DELIVERED",
-    "Not delivered": "UNDELIVERED",
-    "Waiting": "SENT",
-}
+_STATUS: Final = Lookup[Status](
+    {"Delivered": "DELIVERED", "Not delivered": "UNDELIVERED", "Waiting": "SENT"}
+)
 _BOOL: Final[dict[str, bool | None]] = {
     "true": True,
     "false": False,
@@ -105,7 +117,11 @@ def _plain(what: str) -> MalformedBody:
     return MalformedBody(f"smspartner XML: {what} is not a plain <entry>")
 
 
-def _xml_reports(body: bytes) -> tuple[str, list[tuple[str, str, str, str]]]:
+#: One XML recipient: its four fields, or why it has none.
+XmlRow = tuple[str, str, str, str] | str
+
+
+def _xml_reports(body: bytes) -> tuple[str, list[XmlRow]]:
     """(message_id, [(phone, status, stopSMS, date)]) from the positional XML.
 
     `<result>`: success, code, message_id (or the error message), then the recipients. The seed
@@ -117,7 +133,7 @@ def _xml_reports(body: bytes) -> tuple[str, list[tuple[str, str, str, str]]]:
     costs no more than its first wrong element, and memory holds only the reports.
     """
     head: list[str] = []
-    reports: list[tuple[str, str, str, str]] = []
+    reports: list[XmlRow] = []
     fields: list[str] = []  # of the recipient being read
     text: list[str] = []  # since the innermost element started: a leaf's text at its end
     empties: list[None] = []  # empty recipient lists seen
@@ -181,9 +197,7 @@ def _xml_reports(body: bytes) -> tuple[str, list[tuple[str, str, str, str]]]:
             if kid_kids:
                 _recipient()
             elif group_wraps:
-                raise MalformedBody(
-                    f"smspartner XML recipient {len(reports)} has 0 fields, expected {_FIELDS}"
-                )
+                reports.append(f"has 0 fields, expected {_FIELDS}")
             else:
                 group_wraps = False
                 fields.append("".join(text).strip())
@@ -195,18 +209,16 @@ def _xml_reports(body: bytes) -> tuple[str, list[tuple[str, str, str, str]]]:
         head.append(value)
         if len(head) == 1 and _BOOL.get(value.lower()) is None:
             raise MalformedBody(f"smspartner XML success is not a boolean: {value!r}")
-        if len(head) == len(_HEAD) and not _BOOL[head[0].lower()]:
-            # An error answer: the rest of the body does not matter.
-            raise ProviderError(f"smspartner error {head[1]}: {head[2]}")
+        if len(head) == len(_HEAD):
+            # An error answer stops here: the rest of the body does not matter.
+            _check_answer(head[0], head[1], head[2])
 
     def _recipient() -> None:
-        if len(fields) != _FIELDS:
-            raise MalformedBody(
-                f"smspartner XML recipient {len(reports)} has {len(fields)} fields, "
-                f"expected {_FIELDS}"
-            )
-        phone, status, stop, date = fields
-        reports.append((phone, status, stop, date))
+        if len(fields) != _FIELDS:  # this recipient's fault only
+            reports.append(f"has {len(fields)} fields, expected {_FIELDS}")
+        else:
+            phone, status, stop, date = fields
+            reports.append((phone, status, stop, date))
         fields.clear()
 
     parser = _parser()
@@ -221,34 +233,30 @@ def _xml_reports(body: bytes) -> tuple[str, list[tuple[str, str, str, str]]]:
         raise MalformedBody(f"smspartner invalid XML: {exc}") from None
     if not head:
         raise MalformedBody("smspartner XML <result> has no entries")
-    if not _BOOL[head[0].lower()]:
-        code = head[1] if len(head) > 1 else "?"
-        raise ProviderError(f"smspartner error {code}: {head[2] if len(head) > 2 else ''}")
+    _check_answer(head[0], head[1] if len(head) > 1 else None, head[2] if len(head) > 2 else "")
     if len(head) < len(_HEAD):
         raise MalformedBody(
             f"smspartner XML has {len(head)} entries; expected success, code, message_id"
         )
-    message_id = head[2]
-    if not message_id:
-        raise MalformedBody("smspartner XML has an empty message_id")
-    return message_id, reports
+    return key_part(head[2], "message_id"), reports
 
 
-def _opt_out(text: str) -> bool | None:
-    key = text.lower()
-    if key not in _BOOL:
-        raise MalformedBody(f"smspartner stopSMS is not a boolean: {text!r}")
-    return _BOOL[key]
+def _check_answer(success: NumberValue | None, code: NumberValue | None, message: object) -> None:
+    """ProviderError for an error answer: `success` false, or any `code` other than 200."""
+    ok = boolean(success, "success")
+    number = integer(code, "code")
+    if ok is False or (number is not None and number != 200):
+        shown = code if number is None else number
+        raise ProviderError(f"smspartner error {shown}: {str(message or '')[:200]}")
 
 
 # -- decode -------------------------------------------------------------------------------------
 
 
-def _json_reports(body: bytes) -> tuple[str | None, list[SmsPartnerReport]]:
+def _json_reports(body: bytes) -> tuple[int | float | str | None, list[SmsPartnerReport]]:
     resp = decode_json(_DECODER, body, "smspartner bulk-status")
-    if resp.success is False:
-        raise ProviderError(f"smspartner error {resp.code}: {resp.message}")
-    top_id = id_text(resp.message_id if resp.message_id is not None else resp.messageId)
+    _check_answer(resp.success, resp.code, resp.message)
+    top_id = resp.message_id if resp.message_id is not None else resp.messageId
     reports = resp.StatutResponse_List
     if reports is msgspec.UNSET:
         if resp.status is None and resp.statut is None:
@@ -271,10 +279,14 @@ def decode(body: bytes, endpoint: str, ctx: RecordContext) -> list[ReceiptEvent]
 
 def _decode_xml(body: bytes, ctx: RecordContext, zone: str) -> list[ReceiptEvent]:
     message_id, rows = _xml_reports(body)
-    return [
-        _event(ctx, index, message_id, phone, status, _opt_out(stop), date, zone)
-        for index, (phone, status, stop, date) in enumerate(rows)
-    ]
+
+    def build(index: int, row: XmlRow) -> ReceiptEvent:
+        if isinstance(row, str):
+            raise MalformedBody(f"smspartner XML recipient {index} {row}")
+        phone, status, stop, date = row
+        return _event(ctx, index, message_id, phone, status, stop, date, zone)
+
+    return each_report(rows, build)
 
 
 def _decode_json(body: bytes, _endpoint: str, ctx: RecordContext) -> list[ReceiptEvent]:
@@ -283,12 +295,11 @@ def _decode_json(body: bytes, _endpoint: str, ctx: RecordContext) -> list[Receip
     events = []
     for index, r in enumerate(reports):
         mid = r.messageId if r.messageId is not None else r.message_id
-        message_id = id_text(mid) if mid is not None else top_id
+        message_id = key_part(mid if mid is not None else top_id, "message_id")
         phone = r.phoneNumber if r.phoneNumber is not None else r.number
         status = r.status if r.status is not None else r.statut
-        if not message_id or phone is None or status is None:
-            missing = "message_id" if not message_id else "phone" if phone is None else "status"
-            raise MalformedBody(f"smspartner report {index} lacks {missing}")
+        if status is None:
+            raise MalformedBody(f"smspartner report {index} lacks status")
         stop_sms = r.stopSMS if r.stopSMS is not None else r.stopSms
         events.append(_event(ctx, index, message_id, phone, status, stop_sms, r.date, zone))
     return events
@@ -298,16 +309,14 @@ def _event(
     ctx: RecordContext,
     index: int,
     message_id: str,
-    phone: str,
+    phone: str | None,
     raw_status: str,
-    opt_out: bool | None,
-    date: int | str | None,
+    stop_sms: NumberValue | None,
+    date: TimeValue | None,
     zone: str,
 ) -> ReceiptEvent:
-    if not phone.strip():
-        raise MalformedBody(f"smspartner report {index} has an empty phone number")
-    recipient = e164(phone, None, national_fr)
-    occurred_at, occurred_raw, time_zone = provider_time(date, zone)
+    to = recipient(key_part(phone, "phoneNumber"), None, national_fr)
+    occurred_at, occurred_raw, time_zone = parse_time(date, zone, PROVIDER)
     return make_event(
         ctx,
         PROVIDER,  # provider
@@ -315,19 +324,19 @@ def _event(
         _ENDPOINT,  # endpoint
         index,
         None,  # account
-        f"{message_id}|{recipient}",  # message_key
+        f"{message_id}|{to}",  # message_key
         None,  # message_id
         message_id,  # batch_id
         None,  # client_ref
-        recipient,
-        phone,  # recipient_raw
+        to,  # recipient
+        phone or "",  # recipient_raw
         map_status(PROVIDER, _STATUS, raw_status),  # status
         raw_status,  # provider_status
         None,  # provider_code
         None,  # provider_message
         None,  # segments
         None,  # segments_ok
-        opt_out,
+        boolean(stop_sms, "stopSMS"),  # opt_out
         occurred_at,
         occurred_raw,  # occurred_at_raw
         None,  # sent_at

@@ -24,8 +24,21 @@ from schemas.tencent import (
 )
 
 from ...errors import MalformedBody, NotReceipts, ProviderError, UnknownFormat
-from ..normalise import RecordContext, e164, make_event, map_status, provider_time
-from ._shared import by_report, decode_json, id_text
+from ..normalise import (
+    Lookup,
+    RecordContext,
+    id_or_none,
+    integer,
+    key_part,
+    make_event,
+    map_status,
+    national_cn,
+    parse_time,
+    recipient,
+    refine,
+    text_or_none,
+)
+from ._shared import by_report, decode_json
 
 PROVIDER: Final = "tencent"
 ENDPOINTS: Final = ("PullSmsSendStatus", "callback", "SendSms")
@@ -51,20 +64,24 @@ _KEYS_DECODER = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _REPORT_LISTS: Final = ((), ("Response", "PullSmsSendStatusSet"), ("Response", "SendStatusSet"))
 SKIP_KINDS: Final = frozenset({"tencent.reply", "tencent.statistics"})
 
-_STATUS: Final[dict[str, Status]] = {
-    "SUCCESS": "DELIVERED",
-    "FAIL": "UNDELIVERED",
-    "UNKNOWN": "UNKNOWN",
-}
+_STATUS: Final = Lookup[Status](
+    {"SUCCESS": "DELIVERED", "FAIL": "UNDELIVERED", "UNKNOWN": "UNKNOWN"}
+)
 # A FAIL is refined by its carrier code; codes not listed stay UNDELIVERED.
-_FAIL_BY_CODE: Final[dict[str, Status]] = {
-    "EXPIRED": "EXPIRED",
-    "REJECTD": "REJECTED",
-    "DELETED": "DELETED",
-    "SUBFAIL": "FAILED",
-    "COMFAIL": "FAILED",
-    "WTNFAIL": "FAILED",
-}
+_FAIL_BY_CODE: Final = Lookup[Status](
+    {
+        "EXPIRED": "EXPIRED",
+        "REJECTD": "REJECTED",
+        "DELETED": "DELETED",
+        "SUBFAIL": "FAILED",
+        "COMFAIL": "FAILED",
+        "WTNFAIL": "FAILED",
+    }
+)
+#: A submit's `Code` (any case): `Ok` is accepted for sending, anything else failed.
+_SUBMIT: Final = Lookup[Status]({"Ok": "PENDING"})
+#: The largest `Fee` (billable segments) taken as real: it fits a signed int32.
+_MAX_FEE: Final = 2**31 - 1
 # A poll `Description` is a carrier code (`DELIVRD`, `MSBLACK`, `DB:0103`, `MK:0001`) when it is
 # upper-case letters, digits and `_:-` only; anything else (prose, Chinese text) is a message.
 _IS_CODE = re.compile(r"[A-Z0-9_:\-]+").fullmatch
@@ -94,10 +111,8 @@ def sniff(body: bytes) -> str | None:
 
 
 def _status(raw: str, code: str | None) -> Status:
-    status = _STATUS.get(raw) or map_status(PROVIDER, _STATUS, raw)  # counts the unmapped
-    if status == "UNDELIVERED" and code is not None:
-        return _FAIL_BY_CODE.get(code, status)
-    return status
+    status = map_status(PROVIDER, _STATUS, raw)  # counts the unmapped
+    return refine(status, _FAIL_BY_CODE, code) if status == "UNDELIVERED" else status
 
 
 @lru_cache(maxsize=4096)
@@ -153,20 +168,21 @@ def _poll(reports: list[TencentPullStatus], ctx: RecordContext) -> list[ReceiptE
     endpoint = "tencent.PullSmsSendStatus"
     events = []
     for index, r in enumerate(reports):
-        serial = id_text(r.SerialNo)
-        if not serial:
-            raise MalformedBody(f"tencent PullSmsSendStatusSet[{index}] has an empty SerialNo")
-        code, message = _describe(r.Description) if r.Description else (None, None)
-        phone = r.PhoneNumber
-        if phone is not None and phone[:1] == "+":
-            recipient = e164(phone)
-        elif r.SubscriberNumber and r.CountryCode is not None:
-            recipient = e164(r.SubscriberNumber, id_text(r.CountryCode))
-        elif phone or r.SubscriberNumber:
-            recipient = e164(phone or r.SubscriberNumber or "")
+        serial = key_part(r.SerialNo, "SerialNo")
+        description = text_or_none(r.Description)
+        code, message = _describe(description) if description else (None, None)
+        phone, subscriber = r.PhoneNumber, r.SubscriberNumber
+        if phone is not None and phone.lstrip()[:1] == "+":
+            raw_phone, to = phone, recipient(phone)
+        elif subscriber and r.CountryCode is not None:
+            cc = id_or_none(r.CountryCode, "CountryCode")
+            raw_phone, to = subscriber, recipient(subscriber, cc, national_cn)
+        elif phone or subscriber:
+            raw_phone = phone or subscriber or ""
+            to = recipient(raw_phone, None, national_cn)
         else:
             raise MalformedBody(f"tencent PullSmsSendStatusSet[{index}] has no phone number")
-        occurred_at, occurred_raw, time_zone = provider_time(r.UserReceiveTime, zone)
+        occurred_at, occurred_raw, time_zone = parse_time(r.UserReceiveTime, zone, PROVIDER)
         events.append(
             make_event(
                 ctx,
@@ -178,9 +194,9 @@ def _poll(reports: list[TencentPullStatus], ctx: RecordContext) -> list[ReceiptE
                 serial,  # message_key
                 serial,  # message_id
                 None,  # batch_id
-                r.SessionContext,  # client_ref
-                recipient,
-                phone or r.SubscriberNumber or "",  # recipient_raw
+                id_or_none(r.SessionContext),  # client_ref
+                to,  # recipient
+                raw_phone,  # recipient_raw
                 _status(r.ReportStatus, code),  # status
                 r.ReportStatus,  # provider_status
                 code,  # provider_code
@@ -209,13 +225,12 @@ def _callbacks(reports: Sequence[TencentCallback], ctx: RecordContext) -> list[R
                 replies += 1  # a reply in the batch: not a receipt, skipped
                 continue
             raise MalformedBody(f"tencent callback[{index}] has no report_status")
-        serial = id_text(r.sid)
+        serial = key_part(r.sid, "sid")
         mobile = r.mobile
-        if not serial or not mobile:
-            missing = "sid" if not serial else "mobile"
-            raise MalformedBody(f"tencent callback[{index}] lacks {missing}")
-        code = r.errmsg or None
-        occurred_at, occurred_raw, time_zone = provider_time(r.user_receive_time, zone)
+        if mobile is None:
+            raise MalformedBody(f"tencent callback[{index}] lacks mobile")
+        code = text_or_none(r.errmsg)
+        occurred_at, occurred_raw, time_zone = parse_time(r.user_receive_time, zone, PROVIDER)
         events.append(
             make_event(
                 ctx,
@@ -228,12 +243,12 @@ def _callbacks(reports: Sequence[TencentCallback], ctx: RecordContext) -> list[R
                 serial,  # message_id
                 None,  # batch_id
                 None,  # client_ref
-                e164(mobile, id_text(r.nationcode)),  # recipient
+                recipient(mobile, id_or_none(r.nationcode, "nationcode"), national_cn),
                 mobile,  # recipient_raw
                 _status(raw_status, code),  # status
                 raw_status,  # provider_status
                 code,  # provider_code
-                r.description or None,  # provider_message
+                text_or_none(r.description),  # provider_message
                 None,  # segments
                 None,  # segments_ok
                 None,  # opt_out
@@ -255,14 +270,21 @@ def _submit(
     events = []
     for index, r in enumerate(results):
         phone = r.PhoneNumber
-        if not phone.strip():
-            raise MalformedBody(f"tencent SendStatusSet[{index}] has an empty PhoneNumber")
-        recipient = e164(phone)
-        serial = id_text(r.SerialNo) or None
-        # A number whose send failed gets no SerialNo: key it by request and recipient instead,
-        # so failures of different numbers or requests stay distinct.
-        key = serial if serial is not None else f"{request_id or ''}|{recipient}"
+        to = recipient(key_part(phone, "PhoneNumber"), None, national_cn)
         code = r.Code
+        status = _SUBMIT[code] or "FAILED"
+        serial = id_or_none(r.SerialNo, "SerialNo")
+        if serial is not None:
+            key = key_part(serial, "SerialNo")
+        elif status == "PENDING":
+            raise MalformedBody(f"tencent SendStatusSet[{index}] is Ok without a SerialNo")
+        else:
+            # A number whose send failed gets no SerialNo: key it by request and recipient
+            # instead, so failures of different numbers or requests stay distinct.
+            key = f"{key_part(request_id, 'RequestId')}|{to}"
+        fee = integer(r.Fee, "Fee")
+        if fee is not None and not 0 <= fee <= _MAX_FEE:
+            raise MalformedBody(f"tencent SendStatusSet[{index}] Fee out of range: {fee}")
         events.append(
             make_event(
                 ctx,
@@ -274,14 +296,14 @@ def _submit(
                 key,  # message_key
                 serial,  # message_id
                 None,  # batch_id
-                r.SessionContext,  # client_ref
-                recipient,
+                id_or_none(r.SessionContext),  # client_ref
+                to,  # recipient
                 phone,  # recipient_raw
-                "PENDING" if code.lower() == "ok" else "FAILED",  # status
+                status,
                 code,  # provider_status
-                code,  # provider_code
-                r.Message or None,  # provider_message
-                r.Fee,  # segments
+                None,  # provider_code
+                text_or_none(r.Message),  # provider_message
+                fee,  # segments
                 None,  # segments_ok
                 None,  # opt_out
                 None,  # occurred_at

@@ -22,8 +22,19 @@ from schemas.ultiroam import (
 )
 
 from ...errors import DecodeError, MalformedBody, NotReceipts, ProviderError, UnknownFormat
-from ..normalise import RecordContext, e164, local_to_utc, make_event, map_status
-from ._shared import by_report, decode_json, id_text, sniff_head_first
+from ..normalise import (
+    Lookup,
+    RecordContext,
+    id_or_none,
+    integer,
+    key_part,
+    key_time,
+    make_event,
+    map_status,
+    parse_time,
+    recipient,
+)
+from ._shared import by_report, decode_json, sniff_head_first
 
 PROVIDER: Final = "ultiroam"
 ENDPOINTS: Final = ("query_sms_result", "sms_result", "sms_deliver_status")
@@ -37,12 +48,14 @@ _BODY = msgspec.json.Decoder(UltiroamBody)
 _HEAD = msgspec.json.Decoder(UltiroamHead)
 _KEYS = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
-_STATUS: Final[dict[str, Status]] = {
-    "SENDING": "PENDING",
-    "SENT_OK": "SENT",
-    "DELIVERED": "DELIVERED",
-    "FAILED": "FAILED",
-}
+_STATUS: Final = Lookup[Status](
+    {
+        "SENDING": "PENDING",
+        "SENT_OK": "SENT",
+        "DELIVERED": "DELIVERED",
+        "FAILED": "FAILED",
+    }
+)
 
 
 def _tp_status(code: int) -> Status:
@@ -61,7 +74,7 @@ def _tp_status(code: int) -> Status:
 
 _TP_STATUS: Final[tuple[Status, ...]] = tuple(_tp_status(c) for c in range(256))
 _TP_TEXT: Final[tuple[str, ...]] = tuple(str(c) for c in range(256))
-_NO_TP_STATUS: Final[dict[str, Status]] = {}
+_NO_TP_STATUS: Final = Lookup[Status]({})
 _ERRORS: Final[dict[str, str]] = {
     "400": "request format is not valid",
     "413": "more than 32 numbers",
@@ -105,12 +118,12 @@ def _sniff(body: bytes) -> str | None:
     return None
 
 
-def _provider_error(code: int | str) -> ProviderError:
+def _provider_error(code: int | float | str) -> ProviderError:
     text = str(code)[:20]
     return ProviderError(f"ultiroam error_code {text}: {_ERRORS.get(text, 'error')}")
 
 
-def _error_code(body: bytes) -> int | str | None:
+def _error_code(body: bytes) -> int | float | str | None:
     try:
         return _HEAD.decode(body).error_code
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError):
@@ -123,7 +136,7 @@ def _read(body: bytes) -> UltiroamBody:
     except MalformedBody:
         # An error answer may carry anything else; its error_code still decides the class.
         code = _error_code(body)
-        if code is not None and code not in (200, "200"):
+        if code is not None and code not in (200, "200", 200.0):
             raise _provider_error(code) from None
         raise
 
@@ -150,7 +163,8 @@ def _results(
     zone = ctx.tz or DEFAULT_TZ
     events = []
     for index, r in enumerate(items):
-        recipient = e164(r.number)
+        to = recipient(key_part(r.number, "number"))
+        sent_at, _, time_zone = parse_time(r.time, zone, PROVIDER)
         events.append(
             make_event(
                 ctx,
@@ -159,23 +173,23 @@ def _results(
                 endpoint,
                 index,
                 sn,  # account
-                f"{sn}|{r.port}|{recipient}|{r.ref_id}|{_key_time(r.time)}",  # message_key
+                _key(sn, r.port, to, r.ref_id, r.time),  # message_key
                 None,  # message_id
                 None,  # batch_id
-                id_text(r.user_id),  # client_ref
-                recipient,
-                r.number,  # recipient_raw
+                id_or_none(r.user_id, "user_id"),  # client_ref
+                to,  # recipient
+                r.number or "",  # recipient_raw
                 map_status(PROVIDER, _STATUS, r.status),  # status
                 r.status,  # provider_status
                 None,  # provider_code
                 None,  # provider_message
-                r.count,  # segments
-                r.succ_count,  # segments_ok
+                integer(r.count, "count"),  # segments
+                integer(r.succ_count, "succ_count"),  # segments_ok
                 None,  # opt_out
                 None,  # occurred_at
                 None,  # occurred_at_raw
-                local_to_utc(r.time, zone),  # sent_at
-                zone,  # time_zone
+                sent_at,
+                time_zone,
             )
         )
     return events
@@ -187,13 +201,15 @@ def _deliveries(
     zone = ctx.tz or DEFAULT_TZ
     events = []
     for index, r in enumerate(items):
-        code = r.status_code
+        code = integer(r.status_code, "status_code")
+        assert code is not None  # a required field
         if 0 <= code <= 255:
             status, text = _TP_STATUS[code], _TP_TEXT[code]
         else:  # not a TP-Status: unmapped, kept raw and counted (receipt-event.md)
             text = str(code)
             status = map_status(PROVIDER, _NO_TP_STATUS, text)
-        recipient = e164(r.number)
+        to = recipient(key_part(r.number, "number"))
+        sent_at, _, time_zone = parse_time(r.time, zone, PROVIDER)
         events.append(
             make_event(
                 ctx,
@@ -202,12 +218,12 @@ def _deliveries(
                 "ultiroam.sms_deliver_status",  # endpoint
                 index,
                 sn,  # account
-                f"{sn}|{r.port}|{recipient}|{r.ref_id}|{_key_time(r.time)}",  # message_key
+                _key(sn, r.port, to, r.ref_id, r.time),  # message_key
                 None,  # message_id
                 None,  # batch_id
                 None,  # client_ref
-                recipient,
-                r.number,  # recipient_raw
+                to,  # recipient
+                r.number or "",  # recipient_raw
                 status,
                 text,  # provider_status
                 text,  # provider_code
@@ -217,17 +233,18 @@ def _deliveries(
                 None,  # opt_out
                 None,  # occurred_at
                 None,  # occurred_at_raw
-                local_to_utc(r.time, zone),  # sent_at
-                zone,  # time_zone
+                sent_at,
+                time_zone,
             )
         )
     return events
 
 
-def _key_time(text: str) -> str:
-    """The send time as it goes into message_key: gateways wrap the text differently between
-    push and poll, and the same SMS must get the same key."""
-    return text if len(text) == 19 else " ".join(text.split())
+def _key(sn: str, port: object, to: str, ref_id: object, time: int | float | str | None) -> str:
+    """`sn|port|recipient|ref_id|time`, the time in its canonical form (one key for the push
+    and the poll of one SMS, however each writes the time)."""
+    port_text, ref_text = key_part(port, "port"), key_part(ref_id, "ref_id")
+    return f"{sn}|{port_text}|{to}|{ref_text}|{key_time(key_part(time, 'time'))}"
 
 
 def decode(body: bytes, endpoint: str, ctx: RecordContext) -> list[ReceiptEvent]:
@@ -238,13 +255,14 @@ def _decode(body: bytes, endpoint: str, ctx: RecordContext) -> list[ReceiptEvent
     if endpoint not in _ALIASES:
         raise UnknownFormat(f"ultiroam has no endpoint {endpoint!r}")
     b = _read(body)
-    if b.error_code is not None and b.error_code != 200:
-        raise _provider_error(b.error_code)
+    error_code = integer(b.error_code, "error_code")
+    if error_code is not None and error_code != 200:
+        raise _provider_error(error_code)
     if b.result is None and b.sms_result is None and b.sms_deliver_status is None:
         raise _not_receipts(body)
     if b.sn is None:
         raise MalformedBody("ultiroam receipts without sn")
-    sn = id_text(b.sn) or ""
+    sn = key_part(b.sn, "sn")
     if b.result is not None:
         return _results(b.result, sn, "ultiroam.query_sms_result", ctx)
     if b.sms_result is not None:

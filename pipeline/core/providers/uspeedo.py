@@ -8,7 +8,6 @@ The endpoint header only has to be one of the names below.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from typing import Final
 
 import msgspec
@@ -18,18 +17,24 @@ from schemas.uspeedo import UspeedoEnvelope, UspeedoPushReceipt, UspeedoReceipt,
 
 from ...errors import MalformedBody, NotReceipts, ProviderError, UnknownFormat
 from ..normalise import (
+    Lookup,
     RecordContext,
-    e164,
-    epoch_text_to_utc,
+    id_or_none,
+    integer,
+    key_part,
     make_event,
     map_status,
     national_with_cc,
+    parse_time,
+    recipient,
+    refine,
+    text_or_none,
 )
 from ._shared import EACH, by_report, decode_json, id_text, sniff_head_first
 
 PROVIDER: Final = "uspeedo"
 ENDPOINTS: Final = ("GetUSMSSendReceipt", "push")
-DEFAULT_TZ: Final = None  # uSpeedo only sends epoch seconds
+DEFAULT_TZ: Final = "UTC"  # uSpeedo sends epoch seconds; a naive time would be UTC
 
 _POLL: Final = "uspeedo.GetUSMSSendReceipt"
 _PUSH: Final = "uspeedo.push"
@@ -45,24 +50,22 @@ _REPORT_LISTS: Final = (("Data", EACH, "ReceiptSet"), ("Data",), ())
 _SESSIONS = msgspec.json.Decoder(list[UspeedoSession])
 _PUSHED = msgspec.json.Decoder(list[UspeedoPushReceipt])
 
-# ReceiptResult is matched case-insensitively: keys lower-cased once, values per report.
-_STATUS_ROWS: Final[dict[str, Status]] = {
-    "Success": "DELIVERED",
-    "发送成功": "DELIVERED",
-    "Sent successfully": "DELIVERED",
-    "Fail": "UNDELIVERED",
-    "发送失败": "UNDELIVERED",
-    "Sending failed": "UNDELIVERED",
-    "Unknow": "UNKNOWN",
-    "UNKNOWN": "UNKNOWN",
-    "状态未知": "UNKNOWN",
-    "Unknown state": "UNKNOWN",
-    "SubmitFail": "FAILED",
-}
-_STATUS: Final[dict[str, Status]] = {k.lower(): v for k, v in _STATUS_ROWS.items()}
-_FAIL_BY_CODE: Final[dict[str, Status]] = {"EXPIRED": "EXPIRED", "REJECTD": "REJECTED"}
-# A ReceiptTime of 0 means "no time yet", not 1970.
-_NO_TIME: Final = frozenset({0, "0", ""})
+_STATUS: Final = Lookup[Status](
+    {
+        "Success": "DELIVERED",
+        "发送成功": "DELIVERED",
+        "Sent successfully": "DELIVERED",
+        "Fail": "UNDELIVERED",
+        "发送失败": "UNDELIVERED",
+        "Sending failed": "UNDELIVERED",
+        "Unknow": "UNKNOWN",
+        "UNKNOWN": "UNKNOWN",
+        "状态未知": "UNKNOWN",
+        "Unknown state": "UNKNOWN",
+        "SubmitFail": "FAILED",
+    }
+)
+_FAIL_BY_CODE: Final = Lookup[Status]({"EXPIRED": "EXPIRED", "REJECTD": "REJECTED"})
 
 # A quoted name followed by a colon can only be a JSON key (a quote inside a string is escaped).
 # None of these keys exists in the other providers' formats: Yunpian is a form body, Ultiroam
@@ -101,12 +104,6 @@ def _data(env: UspeedoEnvelope) -> msgspec.Raw:
     return env.Data
 
 
-@lru_cache(maxsize=65536)
-def _times(value: int | str) -> tuple[str | None, str | None]:
-    """(occurred_at, occurred_at_raw), cached whole: the receipts of a stream share seconds."""
-    return None if value in _NO_TIME else epoch_text_to_utc(value), id_text(value) or None
-
-
 def _event(
     ctx: RecordContext,
     endpoint: str,
@@ -117,11 +114,14 @@ def _event(
     account: str | None,
 ) -> ReceiptEvent:
     code = id_text(r.ReceiptCode)
-    status = map_status(PROVIDER, _STATUS, r.ReceiptResult.lower())
-    if status == "UNDELIVERED" and code:
-        status = _FAIL_BY_CODE.get(code, status)
-    recipient = e164(r.Phone, id_text(r.CountryCode), national_with_cc)
-    occurred_at, occurred_at_raw = (None, None) if r.ReceiptTime is None else _times(r.ReceiptTime)
+    status = map_status(PROVIDER, _STATUS, r.ReceiptResult)
+    if status == "UNDELIVERED":
+        status = refine(status, _FAIL_BY_CODE, code)
+    phone = key_part(r.Phone, "Phone")
+    to = recipient(phone, id_or_none(r.CountryCode, "CountryCode"), national_with_cc)
+    occurred_at, occurred_at_raw, time_zone = parse_time(
+        r.ReceiptTime, ctx.tz or DEFAULT_TZ, PROVIDER
+    )
     return make_event(
         ctx,
         PROVIDER,  # provider
@@ -129,23 +129,23 @@ def _event(
         endpoint,
         index,
         account,
-        f"{session}|{recipient}",  # message_key
+        f"{session}|{to}",  # message_key
         None,  # message_id
         session,  # batch_id
-        id_text(r.UserId),  # client_ref
-        recipient,
-        r.Phone,  # recipient_raw
+        id_or_none(r.UserId, "UserId"),  # client_ref
+        to,  # recipient
+        r.Phone or "",  # recipient_raw
         status,
         r.ReceiptResult,  # provider_status
-        code or None,  # provider_code
-        r.ReceiptDesc or None,  # provider_message
-        r.CostCount,  # segments
+        text_or_none(code),  # provider_code
+        text_or_none(r.ReceiptDesc),  # provider_message
+        integer(r.CostCount, "CostCount"),  # segments
         None,  # segments_ok
         None,  # opt_out
         occurred_at,
         occurred_at_raw,
         None,  # sent_at
-        None,  # time_zone
+        time_zone,
     )
 
 
@@ -153,7 +153,15 @@ def _push_events(
     items: list[UspeedoPushReceipt], account: str | None, ctx: RecordContext
 ) -> list[ReceiptEvent]:
     return [
-        _event(ctx, _PUSH, "push", i, f"{r.SessionNo}", r, id_text(r.AccountId) or account)
+        _event(
+            ctx,
+            _PUSH,
+            "push",
+            i,
+            key_part(r.SessionNo, "SessionNo"),
+            r,
+            id_or_none(r.AccountId, "AccountId") or account,
+        )
         for i, r in enumerate(items)
     ]
 
@@ -178,20 +186,22 @@ def _decode(body: bytes, endpoint: str, ctx: RecordContext) -> list[ReceiptEvent
         return _push_events(decode_json(_PUSHED, body, "uspeedo push array"), None, ctx)
     # Data stays raw until the envelope says what it holds.
     env = decode_json(_ENVELOPE, body, "uspeedo body")
-    account = id_text(env.AccountId)
-    if env.MsgType is not None:
-        if env.MsgType != 2:
-            raise NotReceipts(_msgtype_kind(env.MsgType))
+    account = id_or_none(env.AccountId, "AccountId")
+    msg_type = integer(env.MsgType, "MsgType")
+    if msg_type is not None:
+        if msg_type != 2:
+            raise NotReceipts(_msgtype_kind(msg_type))
         return _push_events(decode_json(_PUSHED, _data(env), "uspeedo push Data"), account, ctx)
-    if env.RetCode is None:
+    ret_code = integer(env.RetCode, "RetCode")
+    if ret_code is None:
         raise MalformedBody("uspeedo body has neither MsgType nor RetCode")
-    if env.RetCode != 0:
-        raise ProviderError(f"uspeedo RetCode {env.RetCode}: {(env.Message or '')[:200]}")
+    if ret_code != 0:
+        raise ProviderError(f"uspeedo RetCode {ret_code}: {(env.Message or '')[:200]}")
     sessions = decode_json(_SESSIONS, _data(env), "uspeedo GetUSMSSendReceipt Data")
     events = []
     index = 0
     for s in sessions:
-        session = f"{s.SessionNo}"
+        session = key_part(s.SessionNo, "SessionNo")
         for r in s.ReceiptSet:
             events.append(_event(ctx, _POLL, "poll", index, session, r, account))
             index += 1

@@ -6,6 +6,7 @@ Some senders URL-encode the array twice, so the value is decoded until it is JSO
 from __future__ import annotations
 
 import binascii
+import json
 import re
 from typing import Final
 
@@ -15,8 +16,20 @@ from schemas import ReceiptEvent, Status
 from schemas.yunpian import YunpianReport
 
 from ...errors import MalformedBody, UnknownFormat
-from ..normalise import RecordContext, e164, local_to_utc, make_event, map_status, national_cn
-from ._shared import by_report, decode_json, id_text
+from ..normalise import (
+    Lookup,
+    RecordContext,
+    id_or_none,
+    key_part,
+    make_event,
+    map_status,
+    national_cn,
+    parse_time,
+    recipient,
+    refine,
+    text_or_none,
+)
+from ._shared import by_report, decode_json
 
 PROVIDER: Final = "yunpian"
 ENDPOINTS: Final = ("push",)
@@ -25,12 +38,10 @@ DEFAULT_TZ: Final = "Asia/Shanghai"
 _FIELD = b"sms_status="
 _ENDPOINT: Final = "yunpian.push"
 _DECODER = msgspec.json.Decoder(list[YunpianReport])
-_STATUS: Final[dict[str, Status]] = {
-    "SUCCESS": "DELIVERED",
-    "FAIL": "UNDELIVERED",
-    "UNKNOWN": "UNKNOWN",
-}
-_FAIL_BY_CODE: Final[dict[str, Status]] = {"EXPIRED": "EXPIRED", "REJECTD": "REJECTED"}
+_STATUS: Final = Lookup[Status](
+    {"SUCCESS": "DELIVERED", "FAIL": "UNDELIVERED", "UNKNOWN": "UNKNOWN"}
+)
+_FAIL_BY_CODE: Final = Lookup[Status]({"EXPIRED": "EXPIRED", "REJECTD": "REJECTED"})
 # Double encoding is the worst seen in the wild; more rounds would only hide garbage.
 _MAX_ROUNDS = 3
 SKIP_KINDS: Final = frozenset[str]()
@@ -71,7 +82,8 @@ def _qp(value: bytes) -> bytes:
     return binascii.a2b_qp(value.replace(b"=", b"=3D").translate(_TO_QP))
 
 
-def _form_value(body: bytes) -> bytes:
+def _form_value(body: bytes) -> tuple[bytes, bool]:
+    """The `sms_status` value, and whether it is bare JSON (not form-encoded)."""
     # find (memchr), not split: the value is nearly all of a body of kilobytes.
     if body.startswith(_FIELD):
         start = len(_FIELD)
@@ -81,32 +93,51 @@ def _form_value(body: bytes) -> bytes:
             raise MalformedBody("form body has no sms_status field")
         start += 1 + len(_FIELD)
     end = body.find(b"&", start)
-    return body[start:] if end < 0 else body[start:end]
+    value = body[start:] if end < 0 else body[start:end]
+    if _is_json(value):
+        # No encoder leaves `[` or `{` bare: the value is JSON as it stands, and the JSON text
+        # decides where it ends (a `&` may sit inside one of its strings).
+        return (value if end < 0 else _json_value(body[start:])), True
+    return value, False
+
+
+def _is_json(value: bytes) -> bool:
+    return value.lstrip()[:1] in (b"[", b"{")
+
+
+def _json_value(rest: bytes) -> bytes:
+    """The JSON text at the start of `rest` (which continues with `&field=...`)."""
+    try:
+        text = rest.decode()
+        _, end = json.JSONDecoder().raw_decode(text, len(text) - len(text.lstrip()))
+    except (ValueError, RecursionError):
+        return rest[: rest.find(b"&")]  # not JSON either way: the decoder names the fault
+    return text[:end].encode()
 
 
 def decode(body: bytes, endpoint: str, ctx: RecordContext) -> list[ReceiptEvent]:
     if endpoint not in ENDPOINTS:
         raise UnknownFormat(f"yunpian has no endpoint {endpoint!r}")
-    value = _form_value(body)
-    for _ in range(_MAX_ROUNDS):
-        value = percent_decode(value)
-        if value.lstrip()[:1] == b"[":
-            break
+    value, bare = _form_value(body)
+    if not bare:
+        for _ in range(_MAX_ROUNDS):
+            value = percent_decode(value)
+            if _is_json(value):
+                break
     return by_report(_events, value, endpoint, ctx, ((),))
 
 
 def _events(value: bytes, endpoint: str, ctx: RecordContext) -> list[ReceiptEvent]:
     reports = decode_json(_DECODER, value, "yunpian sms_status")
     zone = ctx.tz or DEFAULT_TZ
-    status_of, fail_by_code = _STATUS.get, _FAIL_BY_CODE.get
     events = []
     for index, r in enumerate(reports):
-        code = r.error_msg or None
-        status = status_of(r.report_status) or map_status(PROVIDER, _STATUS, r.report_status)
-        if status == "UNDELIVERED" and code is not None:
-            status = fail_by_code(code, status)
-        sid = r.sid if type(r.sid) is str else str(r.sid)
-        raw_time = r.user_receive_time
+        code = text_or_none(r.error_msg)
+        status = map_status(PROVIDER, _STATUS, r.report_status)
+        if status == "UNDELIVERED":
+            status = refine(status, _FAIL_BY_CODE, code)
+        sid = key_part(r.sid, "sid")
+        occurred_at, occurred_at_raw, time_zone = parse_time(r.user_receive_time, zone, PROVIDER)
         events.append(
             make_event(
                 ctx,
@@ -118,20 +149,20 @@ def _events(value: bytes, endpoint: str, ctx: RecordContext) -> list[ReceiptEven
                 sid,  # message_key
                 sid,  # message_id
                 None,  # batch_id
-                id_text(r.uid),  # client_ref
-                e164(r.mobile, None, national_cn),  # recipient
+                id_or_none(r.uid, "uid"),  # client_ref
+                recipient(r.mobile, None, national_cn),  # recipient
                 r.mobile,  # recipient_raw
                 status,
                 r.report_status,  # provider_status
                 code,  # provider_code
-                r.error_detail,  # provider_message
+                text_or_none(r.error_detail),  # provider_message
                 None,  # segments
                 None,  # segments_ok
                 None,  # opt_out
-                local_to_utc(raw_time, zone) if raw_time else None,  # occurred_at
-                raw_time,  # occurred_at_raw
+                occurred_at,
+                occurred_at_raw,
                 None,  # sent_at
-                zone if raw_time else None,  # time_zone
+                time_zone,
             )
         )
     return events

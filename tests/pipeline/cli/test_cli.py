@@ -99,6 +99,21 @@ def test_normalise_bad_body_names_file_and_prints_nothing(tmp_path: Path) -> Non
     assert "MalformedBody" in result.stderr.decode()
 
 
+def test_normalise_partly_bad_body_prints_its_events_and_its_dead_letter(tmp_path: Path) -> None:
+    body = tmp_path / "partial.body"
+    body.write_bytes(
+        b'sms_status=[{"sid":1,"mobile":"15205201314","report_status":"SUCCESS"},'
+        b'{"sid":"","mobile":"15205201315","report_status":"SUCCESS"},'
+        b'{"sid":3,"mobile":"15205201316","report_status":"FAIL"}]'
+    )
+    result = pipeline("normalise", "--provider", "yunpian", str(body))
+    assert result.returncode == 1  # something was dead-lettered
+    events = [msgspec.json.decode(line) for line in result.stdout.splitlines()]
+    assert [(e["message_key"], e["source"]["index"]) for e in events] == [("1", 0), ("3", 2)]
+    err = result.stderr.decode()
+    assert f"{body}: PartialBody: 1 of 3 reports invalid: [1] sid is empty" in err
+
+
 def test_bad_flag_value_names_it() -> None:
     result = pipeline("run", "--from", "-", "--window-max-messages", "zero", stdin=b"")
     assert result.returncode == 2

@@ -170,11 +170,13 @@ def epoch_or_local_times(zone: str) -> st.SearchStrategy[tuple[Any, ...]]:
         return (
             wire,
             wire,
-            dt.replace(tzinfo=tz).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            # fold=0: a wall time that occurs twice is its first occurrence (RFC 5545).
+            dt.replace(tzinfo=tz, fold=0).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             zone,
         )
 
-    epochs = st.integers(0, MAX_EPOCH)
+    # Epoch seconds from 2000 (earlier values are placeholders) below 10^11 (milliseconds).
+    epochs = st.integers(946_684_800, 10**11 - 1)
     return st.one_of(
         epochs.map(lambda s: (s, str(s), epoch_utc(s), None)),
         epochs.map(lambda s: (str(s), str(s), epoch_utc(s), None)),
@@ -183,3 +185,31 @@ def epoch_or_local_times(zone: str) -> st.SearchStrategy[tuple[Any, ...]]:
         ),
         st.just((None, None, None, None)),
     )
+
+
+def _valid_key(value: Any) -> bool:
+    return not isinstance(value, str) or 0 < len(value.strip().encode()) <= 256
+
+
+#: Ids that satisfy the identity rule (present once trimmed, at most 256 bytes).
+key_ids = ids.filter(_valid_key)
+
+
+def key_text(value: Any) -> str:
+    """An identity component as the key holds it: trimmed text, or a number's decimal text."""
+    return value.strip() if isinstance(value, str) else str(value)
+
+
+def id_text(value: Any) -> str | None:
+    """An id (`client_ref`, ...) as an event holds it: trimmed, empty is null."""
+    return None if value is None else key_text(value) or None
+
+
+def free_text(value: str | None) -> str | None:
+    """Free text as an event holds it: verbatim, empty or whitespace only is null."""
+    return value if value and not value.isspace() else None
+
+
+def folded(value: str) -> str:
+    """A status or code as the look-ups match it."""
+    return value.strip().casefold()

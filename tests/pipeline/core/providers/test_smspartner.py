@@ -16,7 +16,7 @@ from mutations import mutated
 
 from pipeline.core.normalise import UNMAPPED_STATUSES, RecordContext
 from pipeline.core.providers import smspartner
-from pipeline.errors import MalformedBody, ProviderError, UnknownFormat, UnsafeXml
+from pipeline.errors import MalformedBody, PartialBody, ProviderError, UnknownFormat, UnsafeXml
 from schemas import ReceiptEvent
 
 
@@ -220,7 +220,7 @@ def test_phone_rules(raw: str, recipient: str) -> None:
     [
         ("1517989111", None, "2018-02-07T07:38:31Z", "1517989111", None),  # epoch string: UTC
         (1517989111, None, "2018-02-07T07:38:31Z", "1517989111", None),  # epoch int
-        ("0", None, "1970-01-01T00:00:00Z", "0", None),
+        ("0", None, None, "0", None),  # a placeholder before 2000: no time
         (
             "2018-02-07 08:38:31",
             None,
@@ -406,21 +406,7 @@ def test_sniff_ignores_other_bodies(body: bytes) -> None:
         b'{"success":true,"code":200,"message_id":1,"StatutResponse_List":[{"phoneNumber":"1",'
         b'"status":"Waiting","date":1e400}]}',
         b'{"success":true,"code":200,"message_id":1,"StatutResponse_List":[{"phoneNumber":"1",'
-        b'"status":"Waiting","date":1000000000000000000000000000000}]}',
-        b'{"success":true,"code":200,"message_id":1,"StatutResponse_List":[{"phoneNumber":"1",'
-        b'"status":"Waiting","date":"1000000000000000000000000000000"}]}',
-        b'{"success":true,"code":200,"message_id":1,"StatutResponse_List":[{"phoneNumber":"1",'
-        b'"status":"Waiting","date":-5}]}',
-        b'{"success":true,"code":200,"message_id":1,"StatutResponse_List":[{"phoneNumber":"1",'
-        b'"status":"Waiting","date":"\xc2\xb2"}]}',  # '²': isdigit() but not a number
-        b'{"success":true,"code":200,"message_id":1,"StatutResponse_List":[{"phoneNumber":"1",'
-        b'"status":"Waiting","date":"yesterday"}]}',
-        b'{"success":true,"code":200,"message_id":1,"StatutResponse_List":[{"phoneNumber":"1",'
         b'"status":"Waiting","stopSMS":"maybe"}]}',
-        b'{"success":true,"code":200,"message_id":1,"StatutResponse_List":[{"phoneNumber":"1",'
-        b'"status":"Waiting","date":"2018-02-30 10:00:00"}]}',
-        b'{"success":true,"code":200,"message_id":1,"StatutResponse_List":[{"phoneNumber":"1",'
-        b'"status":"Waiting","date":"' + b"9" * 5000 + b'"}]}',
         b'{"success":true',  # truncated
         b"\xef\xbb\xbf{}",
         b"null",
@@ -560,19 +546,12 @@ def test_malformed_xml(body: bytes) -> None:
         b"<result><entry>true</entry><entry>200</entry><entry>1</entry><entry><entry>"
         b"<entry><entry>+33612345678</entry></entry><entry>Delivered</entry><entry>false</entry>"
         b"<entry>1</entry></entry></entry></result>",
-        # a wrapper mixing recipients and plain fields:
-        b"<result><entry>true</entry><entry>200</entry><entry>1</entry><entry><entry>"
-        b"<entry>+33612345678</entry><entry>Delivered</entry><entry>false</entry><entry>1</entry>"
-        b"</entry><entry>x</entry></entry></result>",
         b"<result><entry>true</entry><entry>200</entry><entry>1</entry><entry>text</entry></result>",
         # no phone; stopSMS not a boolean:
         b"<result><entry>true</entry><entry>200</entry><entry>1</entry><entry><entry></entry>"
         b"<entry>Delivered</entry><entry>false</entry><entry>1</entry></entry></result>",
         b"<result><entry>true</entry><entry>200</entry><entry>1</entry><entry><entry>1</entry>"
         b"<entry>Delivered</entry><entry>maybe</entry><entry>1</entry></entry></result>",
-        b"<result><entry>true</entry><entry>200</entry><entry>1</entry><entry><entry>1</entry>"
-        b"<entry>Delivered</entry><entry>false</entry><entry>" + b"9" * 40 + b"</entry></entry>"
-        b"</result>",  # absurd date
     ],
 )
 def test_wrong_xml_structure_is_malformed(body: bytes) -> None:
@@ -583,7 +562,8 @@ def test_wrong_xml_structure_is_malformed(body: bytes) -> None:
 # -- properties ---------------------------------------------------------------------------------
 
 # The property tests need only the data: the product's table, checked case by case above.
-STATUS = smspartner._STATUS
+STATUS = dict(smspartner._STATUS)
+FOLDED_STATUS = {cases.folded(k): v for k, v in STATUS.items()}
 KNOWN_KEYS = {
     "success", "code", "message", "message_id", "messageId", "StatutResponse_List", "phoneNumber",
     "number", "status", "statut", "stopSMS", "stopSms", "date",
@@ -606,7 +586,11 @@ statuses = st.one_of(st.sampled_from(sorted(STATUS)), xml_text)
 
 
 dates = cases.epoch_or_local_times("Europe/Paris")
-ids = st.one_of(st.integers(-(2**63), 2**63 - 1), st.integers(2**64, 2**90), st.text(min_size=1))
+ids = st.one_of(
+    st.integers(-(2**63), 2**63 - 1),
+    st.integers(2**64, 2**90),
+    st.text(min_size=1).filter(lambda t: 0 < len(t.strip().encode()) <= 256),
+)
 unknown_fields = cases.extras(KNOWN_KEYS)
 stops = st.sampled_from([True, False, None])
 reports = st.tuples(phones, statuses, stops, dates, st.booleans(), unknown_fields)
@@ -618,7 +602,8 @@ def _expected(message_id: str, rows: list[Any]) -> list[tuple[Any, ...]]:
         (raw, recipient), status, stop, (_, date_raw, occurred, zone), *_ = row
         out.append(
             (index, f"{message_id}|{recipient}", message_id, raw, recipient,
-             STATUS.get(status, "UNKNOWN"), status, stop, occurred, date_raw, zone)
+             FOLDED_STATUS.get(cases.folded(status), "UNKNOWN"), status, stop, occurred,
+             date_raw, zone)
         )  # fmt: skip
     return out
 
@@ -645,7 +630,7 @@ def test_property_json(message_id: Any, rows: list[Any], top_extra: dict[str, An
         top_extra
         | {"success": True, "code": 200, "message_id": message_id, "StatutResponse_List": items}
     )
-    text_id = message_id if isinstance(message_id, str) else str(message_id)
+    text_id = cases.key_text(message_id)
     assert smspartner.sniff(body) == "bulk-status"
     assert _actual(decode(body)) == _expected(text_id, rows)
 
@@ -692,3 +677,41 @@ def test_arbitrary_bytes_only_raise_decode_errors(body: bytes) -> None:
 @given(body=mutated(st.sampled_from(VALID_BODIES)))
 def test_mutated_bodies_only_raise_decode_errors(body: bytes) -> None:
     cases.survives(smspartner, body, ["bulk-status"], ctx())
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"success":true,"code":200,"message_id":1,"StatutResponse_List":[{"phoneNumber":"1",'
+        b'"status":"Waiting","date":1000000000000000000000000000000}]}',
+        b'{"success":true,"code":200,"message_id":1,"StatutResponse_List":[{"phoneNumber":"1",'
+        b'"status":"Waiting","date":"1000000000000000000000000000000"}]}',
+        b'{"success":true,"code":200,"message_id":1,"StatutResponse_List":[{"phoneNumber":"1",'
+        b'"status":"Waiting","date":-5}]}',
+        b'{"success":true,"code":200,"message_id":1,"StatutResponse_List":[{"phoneNumber":"1",'
+        b'"status":"Waiting","date":"\xc2\xb2"}]}',  # '²': isdigit() but not a number
+        b'{"success":true,"code":200,"message_id":1,"StatutResponse_List":[{"phoneNumber":"1",'
+        b'"status":"Waiting","date":"yesterday"}]}',
+        b'{"success":true,"code":200,"message_id":1,"StatutResponse_List":[{"phoneNumber":"1",'
+        b'"status":"Waiting","date":"2018-02-30 10:00:00"}]}',
+        b'{"success":true,"code":200,"message_id":1,"StatutResponse_List":[{"phoneNumber":"1",'
+        b'"status":"Waiting","date":"' + b"9" * 5000 + b'"}]}',
+        b"<result><entry>true</entry><entry>200</entry><entry>1</entry><entry><entry>1</entry>"
+        b"<entry>Delivered</entry><entry>false</entry><entry>" + b"9" * 40 + b"</entry></entry>"
+        b"</result>",  # absurd date
+    ],
+)
+def test_times_bad_time_costs_no_receipt(body: bytes) -> None:
+    (e,) = decode(body)
+    assert e.occurred_at is None and e.occurred_at_raw is not None and e.time_zone is None
+
+
+def test_xml_wrapper_mixing_recipients_and_fields_is_partial() -> None:
+    body = (
+        b"<result><entry>true</entry><entry>200</entry><entry>1</entry><entry><entry>"
+        b"<entry>+33612345678</entry><entry>Delivered</entry><entry>false</entry><entry>1</entry>"
+        b"</entry><entry>x</entry></entry></result>"
+    )
+    with pytest.raises(PartialBody) as caught:
+        decode(body)
+    assert caught.value.reports == (1,) and len(caught.value.events) == 1

@@ -1,0 +1,52 @@
+"""Status and code look-ups that ignore case and surrounding whitespace (receipt-event.md).
+
+A `Lookup` is a dict of the provider's values verbatim: an exact hit is one C-level dict look-up;
+only a miss (`__missing__`) trims and case-folds the value and looks again. `provider_status`
+and `provider_code` stay verbatim: only the look-up folds.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from typing import Final, Generic, TypeVar
+
+from schemas import Status
+
+V = TypeVar("V")
+
+#: Reports whose provider status matched no mapping row, by provider (they become UNKNOWN).
+UNMAPPED_STATUSES: Final[Counter[str]] = Counter()
+
+
+def fold(text: str) -> str:
+    return text.strip().casefold()
+
+
+class Lookup(dict[str, V | None], Generic[V]):
+    """`table[value]`: the row of `value`, else of `value` trimmed and case-folded, else None."""
+
+    __slots__ = ("_folded",)
+
+    def __init__(self, rows: Mapping[str, V]) -> None:
+        super().__init__(rows)
+        self._folded: dict[str, V] = {fold(key): row for key, row in rows.items()}
+
+    def __missing__(self, key: str) -> V | None:
+        return self._folded.get(fold(key))
+
+
+def map_status(provider: str, table: Lookup[Status], raw: str) -> Status:
+    """The canonical status for `raw`; an unmapped value is UNKNOWN and counted."""
+    status = table[raw]
+    if status is None:
+        UNMAPPED_STATUSES[provider] += 1
+        return "UNKNOWN"
+    return status
+
+
+def refine(status: Status, table: Lookup[Status], code: str | None) -> Status:
+    """`status` refined by its code (a FAIL's `EXPIRED`, `REJECTD`...) when the code has a row."""
+    if code is None:
+        return status
+    return table[code] or status
