@@ -14,7 +14,7 @@ from schemas import ReceiptEvent
 from ..config import Settings, add_arguments, core_config, load_settings, settings_from_args
 from ..core import Core, CoreConfig, Decoder, InputRecord
 from ..core.providers import REGISTRY
-from ..errors import ConfigError, DecodeError, NotReceipts
+from ..errors import ConfigError, DecodeError, NotReceipts, PipelineError
 from ..ops import configure_logging, tune_collector
 from . import _topics
 
@@ -86,6 +86,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_ingress(args: argparse.Namespace) -> int:
     from ..ingress import IngressSettings, run_ingress
 
+    configure_logging("WARNING")  # start-up warnings (a secret given as a flag) as JSON lines
     return run_ingress(load_settings(IngressSettings, vars(args)))
 
 
@@ -171,9 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except ConfigError as exc:
+    except PipelineError as exc:  # a setting (exit 2), refused credentials (2), ...
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
     return code

@@ -17,7 +17,13 @@ from aiokafka.errors import KafkaError
 
 from ..config import Settings, core_config
 from ..core import Core, CoreStats, parse_routes
-from ..errors import BrokerUnreachable, SettingProblem, StageFailed, TopicProblem
+from ..errors import (
+    AuthenticationFailed,
+    BrokerUnreachable,
+    SettingProblem,
+    StageFailed,
+    TopicProblem,
+)
 from ..kafka import Sink, close_now, install, new_producer, new_restorer, start_with_retry
 from ..ops import (
     Health,
@@ -310,7 +316,7 @@ async def serve(settings: Settings, metrics_socket: str | None = None) -> int:
     return 0
 
 
-_KNOWN = (KafkaError, BrokerUnreachable, TopicProblem, StageFailed)
+_KNOWN = (KafkaError, AuthenticationFailed, BrokerUnreachable, TopicProblem, StageFailed)
 
 
 def run_kafka(settings: Settings, metrics_socket: str | None = None) -> int:
@@ -338,8 +344,9 @@ def run_kafka(settings: Settings, metrics_socket: str | None = None) -> int:
             while isinstance(known, BaseExceptionGroup):
                 known = known.exceptions[0]
             exc = known
-        if isinstance(exc, (BrokerUnreachable, TopicProblem, StageFailed)):
+        if isinstance(exc, (AuthenticationFailed, BrokerUnreachable, TopicProblem, StageFailed)):
             print(f"error: {exc}", file=sys.stderr)
         log.error("kafka error", extra={"error": repr(exc)})
-        # A missing topic or a deployment the topology refuses is a setting to fix (exit 2).
-        return 2 if isinstance(exc, (TopicProblem, SettingProblem)) else 1
+        # Refused credentials, a missing topic or a deployment the topology refuses is a
+        # setting to fix (exit 2).
+        return 2 if isinstance(exc, (AuthenticationFailed, TopicProblem, SettingProblem)) else 1
