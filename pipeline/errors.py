@@ -19,6 +19,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_UNCOMMITTED",
+    "AuthenticationFailed",
     "BodyTooLarge",
     "BrokerUnreachable",
     "ConfigError",
@@ -136,6 +137,14 @@ class ConfigError(PipelineError, ValueError):
 
 class BrokerUnreachable(PipelineError):
     """The broker did not answer within the start-up timeout."""
+
+
+class AuthenticationFailed(PipelineError):
+    """The broker refused the credentials (SASL user and password, or the TLS client
+    certificate); retrying cannot help. The message names the mechanism and the user or the
+    certificate file, never a password."""
+
+    exit_code = EXIT_CONFIG
 
 
 class TopicProblem(PipelineError):

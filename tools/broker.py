@@ -31,9 +31,11 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -41,9 +43,10 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import NamedTuple, Self
 
 KAFKA_VERSION = "4.3.1"
 LOG4J_VERSION = "2.25.5"
@@ -289,12 +292,18 @@ def _die_with_parent() -> Callable[[], None]:
     return preexec
 
 
-def _metadata_ready(port: int, timeout: float) -> bool:
-    """Send a raw Metadata v4 request; ready once the broker lists itself (i.e. is unfenced)."""
+def _metadata_ready(port: int, timeout: float, tls: ssl.SSLContext | None = None) -> bool:
+    """Send a raw Metadata v4 request; ready once the broker lists itself (i.e. is unfenced).
+    With `tls`, over TLS (the secured broker's mutual-TLS listener, as the broker itself)."""
     client = b"sms-pipeline-launcher"
     request = struct.pack(">hhih", 3, 4, 7, len(client)) + client + struct.pack(">ib", 0, 0)
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        with contextlib.ExitStack() as stack:
+            sock = stack.enter_context(
+                socket.create_connection(("127.0.0.1", port), timeout=timeout)
+            )
+            if tls is not None:
+                sock = stack.enter_context(tls.wrap_socket(sock, server_hostname="127.0.0.1"))
             sock.sendall(struct.pack(">i", len(request)) + request)
             data = b""
             while len(data) < 16:  # size, correlation id, throttle, broker count
@@ -308,6 +317,132 @@ def _metadata_ready(port: int, timeout: float) -> bool:
         return False
 
 
+# -- the secured mode: a CA, certificates and SCRAM users of its own ------------------------------
+
+#: The SASL mechanism of the secured broker's SASL_SSL listener.
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+#: The broker's own principal (its certificate's CN), a super user like `admin`.
+BROKER_PRINCIPAL = "kafka-broker"
+#: The users the secured broker knows: SCRAM credentials and a client certificate each.
+SECURED_USERS = ("admin", "processor", "ingress", "redrive", "nobody")
+
+
+class ClientCert(NamedTuple):
+    """A client's PEM certificate and key; `encrypted_key` is the same key under
+    `Security.key_password` (PKCS#8, AES-256)."""
+
+    cert: Path
+    key: Path
+    encrypted_key: Path
+
+
+@dataclass(frozen=True)
+class Security:
+    """What a client of the secured broker needs. Principals are the bare user names on both
+    listeners (a certificate's CN is mapped to its user: `CN=processor` is `User:processor`)."""
+
+    #: SASL_SSL listener (SCRAM-SHA-512), ``127.0.0.1:port``.
+    sasl_bootstrap: str
+    #: SSL listener with mutual TLS (client certificates signed by `ca_file` required).
+    ssl_bootstrap: str
+    #: The CA (PEM) that signs the broker's and the clients' certificates.
+    ca_file: Path
+    #: SCRAM-SHA-512 password of each user (`admin` is a super user).
+    passwords: dict[str, str] = field(repr=False)
+    #: Client certificate of each user, signed by `ca_file`.
+    certs: dict[str, ClientCert]
+    #: A certificate for CN=processor signed by another CA: the broker must refuse it.
+    foreign: ClientCert
+    #: The password of every `ClientCert.encrypted_key`.
+    key_password: str = field(repr=False)
+    mechanism: str = SCRAM_MECHANISM
+
+
+def _openssl(*args: str | Path, cwd: Path) -> None:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise BrokerError("openssl is required for the secured broker, but it is not on PATH")
+    res = subprocess.run(
+        [openssl, *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    if res.returncode != 0:
+        raise BrokerError(f"openssl {args[0]} failed:\n{_tail(res.stdout + res.stderr)}")
+
+
+_EC = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+
+
+def _make_ca(tls: Path, name: str) -> None:
+    _openssl(
+        "req", "-x509", *_EC, "-days", "30", "-sha256",
+        "-keyout", f"{name}.key", "-out", f"{name}.pem", "-subj", f"/CN=sms-pipeline {name}",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        cwd=tls,
+    )  # fmt: skip
+
+
+def _issue(tls: Path, name: str, cn: str, ca: str, usage: str, password: str) -> ClientCert:
+    """A key and a certificate for `cn` signed by CA `ca` (files `<name>.pem`, `<name>.key`,
+    `<name>.enc.key`)."""
+    (tls / f"{name}.ext").write_text(
+        f"subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage={usage}\n"
+        "keyUsage=critical,digitalSignature\nbasicConstraints=CA:FALSE\n"
+    )
+    _openssl("req", "-new", *_EC, "-keyout", f"{name}.key", "-out", f"{name}.csr",
+             "-subj", f"/CN={cn}", cwd=tls)  # fmt: skip
+    _openssl(
+        "x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
+        "-set_serial", f"0x{secrets.token_hex(16)}", "-days", "30", "-sha256",
+        "-extfile", f"{name}.ext", "-out", f"{name}.pem",
+        cwd=tls,
+    )  # fmt: skip
+    _openssl("pkcs8", "-topk8", "-v2", "aes256", "-in", f"{name}.key", "-out", f"{name}.enc.key",
+             "-passout", f"pass:{password}", cwd=tls)  # fmt: skip
+    for leftover in (f"{name}.csr", f"{name}.ext"):
+        (tls / leftover).unlink()
+    return ClientCert(tls / f"{name}.pem", tls / f"{name}.key", tls / f"{name}.enc.key")
+
+
+def _security_material(data: Path) -> tuple[dict[str, str], str]:
+    """The CAs, certificates and passwords of a secured broker in `<data>/tls` (made once; a
+    kept data dir reuses them, its SCRAM credentials having been formatted in)."""
+    tls = data / "tls"
+    users_file = tls / "users.json"
+    if users_file.is_file():
+        saved = json.loads(users_file.read_text())
+        return dict(saved["passwords"]), str(saved["key_password"])
+    shutil.rmtree(tls, ignore_errors=True)  # a half-made earlier attempt
+    tls.mkdir(mode=0o700, parents=True)
+    passwords = {user: secrets.token_hex(12) for user in SECURED_USERS}
+    key_password = secrets.token_hex(12)
+    _make_ca(tls, "ca")
+    _make_ca(tls, "foreign-ca")
+    broker = _issue(tls, "broker", BROKER_PRINCIPAL, "ca", "serverAuth,clientAuth", key_password)
+    # Kafka's PEM key store: the (PKCS#8, unencrypted) key and the certificate in one file.
+    (tls / "broker-keystore.pem").write_text(broker.key.read_text() + broker.cert.read_text())
+    for user in SECURED_USERS:
+        _issue(tls, user, user, "ca", "clientAuth", key_password)
+    _issue(tls, "foreign", "processor", "foreign-ca", "clientAuth", key_password)
+    tmp = tls / "users.json.tmp"
+    tmp.write_text(json.dumps({"passwords": passwords, "key_password": key_password}))
+    tmp.chmod(0o600)
+    tmp.replace(users_file)
+    return passwords, key_password
+
+
+def _broker_tls_context(tls: Path) -> ssl.SSLContext:
+    """The launcher's own TLS client (for its readiness probe): the broker's certificate."""
+    context = ssl.create_default_context(cafile=str(tls / "ca.pem"))
+    context.load_cert_chain(tls / "broker.pem", tls / "broker.key")
+    return context
+
+
 class LocalKafka:
     """One single-node KRaft broker (broker+controller) on free loopback ports.
 
@@ -315,6 +450,13 @@ class LocalKafka:
     given ``data_dir`` is formatted once and kept, so its topics survive restarts. Broker logs
     go to ``<data dir>/server.log``. Call ``start()`` from a long-lived thread: Linux delivers the
     parent-death signal when the spawning *thread* exits.
+
+    ``secured=True`` runs what production runs instead of one PLAINTEXT listener: a SASL_SSL
+    listener (SCRAM-SHA-512; ``bootstrap``) and an SSL listener requiring client certificates
+    (``security.ssl_bootstrap``), both with a CA of its own made in ``<data dir>/tls``, the
+    StandardAuthorizer denying whatever no ACL allows, and super users ``admin`` and the broker
+    itself. ``security`` holds what clients need. ``port`` pins the client port (the SASL_SSL
+    one when secured) instead of a free one.
     """
 
     def __init__(
@@ -326,8 +468,13 @@ class LocalKafka:
         data_dir: str | os.PathLike[str] | None = None,
         start_timeout: float = 60.0,
         stop_timeout: float = 15.0,
+        secured: bool = False,
+        port: int | None = None,
     ) -> None:
         self.version = version
+        self.secured = secured
+        self._fixed_port = port
+        self._security: Security | None = None
         self.heap, self.heap_initial = heap, heap_initial
         self.start_timeout, self.stop_timeout = start_timeout, stop_timeout
         self._given_dir = Path(data_dir).resolve() if data_dir is not None else None
@@ -342,6 +489,15 @@ class LocalKafka:
         if not self.running:
             raise BrokerError("the local Kafka broker is not running")
         return f"127.0.0.1:{self._port}"
+
+    @property
+    def security(self) -> Security:
+        """What a client of the secured broker needs (listeners, CA, users, certificates)."""
+        if not self.running:
+            raise BrokerError("the local Kafka broker is not running")
+        if self._security is None:
+            raise BrokerError("the local Kafka broker is not secured (LocalKafka(secured=True))")
+        return self._security
 
     @property
     def running(self) -> bool:
@@ -359,6 +515,11 @@ class LocalKafka:
     def log_file(self) -> Path | None:
         return self._dir / "server.log" if self._dir else None
 
+    @property
+    def authorizer_log(self) -> Path | None:
+        """Secured mode: every authorization decision, allowed (DEBUG) or denied (INFO)."""
+        return self._dir / "authorizer.log" if self._dir and self.secured else None
+
     def start(self) -> str:
         """Start the broker (downloading Kafka on first use); return ``127.0.0.1:port``."""
         if self.running:
@@ -373,6 +534,10 @@ class LocalKafka:
                     self._launch(java, libs)
                     return self.bootstrap
                 except _PortTaken:
+                    if self._fixed_port is not None:
+                        raise BrokerError(
+                            f"Kafka could not bind port {self._fixed_port}: address already in use"
+                        ) from None
                     continue
             raise BrokerError("Kafka could not bind free loopback ports (3 tries)")
         except BaseException:
@@ -388,10 +553,28 @@ class LocalKafka:
                 self._dir = Path(tempfile.mkdtemp(prefix="sms-kafka-"))
             self._register(pid=0)  # before the JVM exists, so a crash here leaves no orphan dir
         data = self._dir
-        port, controller_port = _free_ports(2)
+        tls = data / "tls"
+        scram: list[str] = []
+        if self.secured:
+            passwords, key_password = _security_material(data)
+            for user, password in passwords.items():
+                scram += ["--add-scram", f"{SCRAM_MECHANISM}=[name={user},password={password}]"]
+        count = 3 if self.secured else 2
+        if self._fixed_port is None:
+            port, *others = _free_ports(count)
+        else:
+            port, others = self._fixed_port, _free_ports(count - 1)
         props, log4j = data / "server.properties", data / "log4j2.properties"
-        props.write_text(_server_properties(data / "kraft-logs", port, controller_port))
-        log4j.write_text(_LOG4J.format(log=data / "server.log", level="INFO"))
+        if self.secured:
+            ssl_port, controller_port = others
+            props.write_text(_secured_properties(data / "kraft-logs", tls, *others, port=port))
+        else:
+            (controller_port,) = others
+            props.write_text(_server_properties(data / "kraft-logs", port, controller_port))
+        log4j.write_text(
+            _LOG4J.format(log=data / "server.log", level="INFO")
+            + (_AUTHORIZER_LOG4J.format(log=data / "authorizer.log") if self.secured else "")
+        )
         format_log4j = data / "log4j2-format.properties"  # keeps its config dump out of server.log
         format_log4j.write_text(_LOG4J.format(log=data / "format.log", level="WARN"))
         classpath = ["-cp", f"{libs}/*", f"-Dlog4j2.configurationFile={log4j}"]
@@ -420,6 +603,7 @@ class LocalKafka:
                 "-c",
                 str(props),
                 "--ignore-formatted",
+                *scram,
             ]
             try:
                 res = subprocess.run(
@@ -462,7 +646,14 @@ class LocalKafka:
         self._port = port
         self._register(pid=self._proc.pid)
         deadline = time.monotonic() + self.start_timeout
-        while not _metadata_ready(port, timeout=min(2.0, max(0.1, deadline - time.monotonic()))):
+        probe_port, probe_tls = port, None
+        if self.secured:
+            probe_port, probe_tls = ssl_port, _broker_tls_context(tls)
+        while not _metadata_ready(
+            probe_port,
+            timeout=min(2.0, max(0.1, deadline - time.monotonic())),
+            tls=probe_tls,
+        ):
             if self._proc.poll() is not None:
                 logs = _read_tail(data / "kafka.out", data / "server.log")
                 self._proc = None
@@ -476,6 +667,16 @@ class LocalKafka:
                     f"Log tail:\n{logs}"
                 )
             time.sleep(0.1)
+        if self.secured:
+            self._security = Security(
+                sasl_bootstrap=f"127.0.0.1:{port}",
+                ssl_bootstrap=f"127.0.0.1:{ssl_port}",
+                ca_file=tls / "ca.pem",
+                passwords=passwords,
+                certs={user: _client_cert(tls, user) for user in passwords},
+                foreign=_client_cert(tls, "foreign"),
+                key_password=key_password,
+            )
 
     def _register(self, pid: int) -> None:
         assert self._dir is not None
@@ -495,6 +696,7 @@ class LocalKafka:
     def stop(self) -> None:
         """SIGTERM, wait for a clean shutdown, then SIGKILL; remove a temporary data dir."""
         proc, self._proc = self._proc, None
+        self._security = None
         clean = False
         if proc is not None and proc.poll() is None:
             proc.terminate()
@@ -543,6 +745,54 @@ def _cluster_id() -> str:
             return cid
 
 
+def _client_cert(tls: Path, name: str) -> ClientCert:
+    return ClientCert(tls / f"{name}.pem", tls / f"{name}.key", tls / f"{name}.enc.key")
+
+
+def _secured_properties(
+    log_dir: Path, tls: Path, ssl_port: int, controller_port: int, *, port: int
+) -> str:
+    """The plaintext node's settings with its listeners replaced: SASL_SSL (SCRAM) for
+    clients, SSL with required client certificates for clients and the broker itself, and the
+    controller's over mutual TLS too; the StandardAuthorizer denies what no ACL allows."""
+    base = _server_properties(log_dir, port, controller_port)
+    kept = [
+        line
+        for line in base.splitlines()
+        if not line.startswith(
+            (
+                "listeners=",
+                "advertised.listeners=",
+                "inter.broker.listener.name=",
+                "listener.security.protocol.map=",
+            )
+        )
+    ]
+    jaas = f"listener.name.sasl_ssl.{SCRAM_MECHANISM.lower()}.sasl.jaas.config"
+    module = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+    return (
+        "\n".join(kept)
+        + f"""
+listeners=SASL_SSL://127.0.0.1:{port},SSL://127.0.0.1:{ssl_port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=SASL_SSL://127.0.0.1:{port},SSL://127.0.0.1:{ssl_port}
+inter.broker.listener.name=SSL
+listener.security.protocol.map=SASL_SSL:SASL_SSL,SSL:SSL,CONTROLLER:SSL
+ssl.keystore.type=PEM
+ssl.keystore.location={tls / "broker-keystore.pem"}
+ssl.truststore.type=PEM
+ssl.truststore.location={tls / "ca.pem"}
+listener.name.ssl.ssl.client.auth=required
+listener.name.controller.ssl.client.auth=required
+ssl.principal.mapping.rules=RULE:^CN=([^,]+)$/$1/,DEFAULT
+sasl.enabled.mechanisms={SCRAM_MECHANISM}
+{jaas}={module}
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+super.users=User:{BROKER_PRINCIPAL};User:admin
+"""
+    )
+
+
 def _server_properties(log_dir: Path, port: int, controller_port: int) -> str:
     # Static voters (not --standalone): the controller port lives only in this file, so a kept
     # data dir can be restarted on new ports. A short broker session: after a kill, the restarted
@@ -587,6 +837,20 @@ rootLogger.appenderRef.file.ref = FILE
 """
 
 
+# Secured mode: every authorization decision (DEBUG: allowed ones too) in its own file, so a
+# test can tell exactly which operations a principal used or was denied.
+_AUTHORIZER_LOG4J = """appender.authorizer.type = File
+appender.authorizer.name = AUTHORIZER
+appender.authorizer.fileName = {log}
+appender.authorizer.layout.type = PatternLayout
+appender.authorizer.layout.pattern = [%d] %p %m%n
+logger.authorizer.name = kafka.authorizer.logger
+logger.authorizer.level = DEBUG
+logger.authorizer.additivity = false
+logger.authorizer.appenderRef.file.ref = AUTHORIZER
+"""
+
+
 def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -602,8 +866,25 @@ def main(argv: list[str] | None = None) -> int:
         "--data-dir",
         help="keep data here across runs (default: a fresh temporary directory, removed on stop)",
     )
+    parser.add_argument(
+        "--secured",
+        action="store_true",
+        help="SASL_SSL (SCRAM-SHA-512) and mutual-TLS listeners, a CA of its own, ACLs enforced",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        metavar="N",
+        help="client port (the SASL_SSL one with --secured; default: a free port)",
+    )
     args = parser.parse_args(argv)
-    kafka = LocalKafka(args.kafka_version, heap=args.heap, data_dir=args.data_dir)
+    kafka = LocalKafka(
+        args.kafka_version,
+        heap=args.heap,
+        data_dir=args.data_dir,
+        secured=args.secured,
+        port=args.port,
+    )
     # Both signals stop cleanly. SIGINT is set explicitly: a process started in the background
     # by a non-interactive shell inherits SIGINT ignored, and Ctrl-C / kill -INT must still work.
     stops = (signal.SIGINT, signal.SIGTERM)
@@ -615,6 +896,18 @@ def main(argv: list[str] | None = None) -> int:
             "Ctrl-C to stop.",
             flush=True,
         )
+        if args.secured:
+            sec = kafka.security
+            tls = sec.ca_file.parent
+            print(
+                f"  SASL_SSL ({sec.mechanism}): {sec.sasl_bootstrap}\n"
+                f"  SSL (client certificates): {sec.ssl_bootstrap}\n"
+                f"  CA: {sec.ca_file}\n"
+                f"  users: {', '.join(sec.passwords)} (admin is a super user); their passwords "
+                f"are in {tls / 'users.json'}, their certificates and keys are "
+                f"{tls}/<user>.pem and .key",
+                flush=True,
+            )
         while kafka.running:
             time.sleep(0.5)
         data = kafka.data_dir

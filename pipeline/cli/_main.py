@@ -103,6 +103,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_ingress(args: argparse.Namespace) -> int:
     from ..ingress import IngressSettings, run_ingress
 
+    configure_logging("WARNING")  # start-up warnings (a secret given as a flag) as JSON lines
     return run_ingress(load_settings(IngressSettings, vars(args)))
 
 
@@ -188,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except PipelineError as exc:
+    except PipelineError as exc:  # a setting (exit 2), refused credentials (2), ...
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:

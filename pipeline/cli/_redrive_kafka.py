@@ -25,7 +25,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from ..config import Settings
-from ..errors import BrokerUnreachable, ConfigError, TopicProblem
+from ..errors import AuthenticationFailed, BrokerUnreachable, ConfigError, TopicProblem
 from ..kafka import (
     METADATA_MAX_AGE_MS,
     Record,
@@ -356,7 +356,7 @@ def _source_key(copy: Copy) -> bytes:
     return f"{s.topic}:{s.partition}:{s.offset}".encode()
 
 
-_KNOWN: Final = (KafkaError, BrokerUnreachable, TopicProblem)
+_KNOWN: Final = (KafkaError, AuthenticationFailed, BrokerUnreachable, TopicProblem)
 
 
 def run_redrive(
@@ -386,7 +386,7 @@ def run_redrive(
         if isinstance(exc, ConfigError):
             raise exc from None
         print(f"error: {exc}", file=sys.stderr)
-        code = 2 if isinstance(exc, TopicProblem) else 1
+        code = 2 if isinstance(exc, (AuthenticationFailed, TopicProblem)) else 1
         if redrive.total:  # what was done before the error
             redrive._finish(code)
         return code

@@ -20,7 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from ..config import Settings, add_arguments, settings_from_args
-from ..errors import BrokerUnreachable, TopicProblem
+from ..errors import AuthenticationFailed, BrokerUnreachable, TopicProblem
 from ..kafka import create_topic, kafka_options, start_with_retry, wait_for_leaders
 
 #: The settings `topics create` reads: the connection and the topic names (the other settings
@@ -117,7 +117,7 @@ def _cmd_create(args: argparse.Namespace) -> int:
     except KafkaError as exc:  # some have no message of their own
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    except TopicProblem as exc:
+    except (AuthenticationFailed, TopicProblem) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

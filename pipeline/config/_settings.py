@@ -9,6 +9,7 @@ import functools
 import logging
 import os
 import re
+import ssl
 import tomllib
 from collections.abc import Collection, Mapping
 from typing import Annotated, Any, Final, Literal, NamedTuple, TypeVar
@@ -44,13 +45,38 @@ class KafkaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ] = None
     sasl_username: Annotated[str | None, msgspec.Meta(description="SASL user name")] = None
     sasl_password: Annotated[
-        str | None, msgspec.Meta(description="SASL password (prefer PIPELINE_SASL_PASSWORD)")
+        str | None,
+        msgspec.Meta(
+            description="SASL password (prefer PIPELINE_SASL_PASSWORD or --sasl-password-file: "
+            "a flag is visible in ps and is logged as a warning)"
+        ),
+    ] = None
+    sasl_password_file: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="file holding the SASL password (its content, trailing newline "
+            "stripped; instead of --sasl-password)"
+        ),
     ] = None
     ssl_cafile: Annotated[str | None, msgspec.Meta(description="CA bundle for SSL")] = None
     ssl_certfile: Annotated[str | None, msgspec.Meta(description="client certificate for SSL")] = (
         None
     )
     ssl_keyfile: Annotated[str | None, msgspec.Meta(description="client key for SSL")] = None
+    ssl_password: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="password of an encrypted --ssl-keyfile (prefer PIPELINE_SSL_PASSWORD "
+            "or --ssl-password-file: a flag is visible in ps and is logged as a warning)"
+        ),
+    ] = None
+    ssl_password_file: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="file holding the password of --ssl-keyfile (its content, trailing "
+            "newline stripped; instead of --ssl-password)"
+        ),
+    ] = None
     compression: Annotated[
         Literal["lz4", "zstd", "gzip", "none"],
         msgspec.Meta(
@@ -65,6 +91,20 @@ class KafkaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         Literal["DEBUG", "INFO", "WARNING", "ERROR"],
         msgspec.Meta(description="log level: DEBUG, INFO, WARNING or ERROR"),
     ] = "INFO"
+
+    def __repr__(self) -> str:
+        # Settings may be logged or shown in a traceback: never with a secret in them.
+        shown = (
+            f"{name}={'***' if name in SECRETS and value is not None else repr(value)}"
+            for name, value in msgspec.structs.asdict(self).items()
+        )
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+
+#: Settings whose values are secrets: never logged, shown as *** in a repr.
+SECRETS: Final = frozenset({"sasl_password", "ssl_password"})
+#: Each secret's `<name>_file` setting, whose file holds it.
+SECRET_FILES: Final = {f"{name}_file": name for name in SECRETS}
 
 
 class Settings(KafkaSettings, kw_only=True, forbid_unknown_fields=True):
@@ -277,6 +317,7 @@ class Settings(KafkaSettings, kw_only=True, forbid_unknown_fields=True):
 
 FLAG_NAMES: Final[dict[str, str]] = {"source": "--from", "to": "--to"}
 S = TypeVar("S", bound=msgspec.Struct)
+K = TypeVar("K", bound=KafkaSettings)
 Fields = dict[str, msgspec.structs.FieldInfo]
 
 
@@ -473,6 +514,9 @@ def load_settings(
                 f" (from {origin['bootstrap_servers']})" if "bootstrap_servers" in origin else ""
             )
             raise ConfigError(f"invalid setting bootstrap_servers{where}: {problem}")
+    if isinstance(settings, KafkaSettings):
+        settings = _with_secrets(settings, origin)
+        check_tls(settings)
     return settings
 
 
@@ -506,6 +550,65 @@ def _bootstrap_problem(servers: str) -> str | None:
         if not 0 < int(match.group(2)) < 65536:
             return f"{item!r}: port {match.group(2)} is not between 1 and 65535"
     return None
+
+
+def _with_secrets(settings: K, origin: Mapping[str, str]) -> K:
+    """Secrets read from their files; a secret given as a flag is warned about (`ps` shows
+    every process's arguments)."""
+    found: dict[str, str] = {}
+    for file_setting, name in sorted(SECRET_FILES.items()):
+        path = getattr(settings, file_setting)
+        if getattr(settings, name) is not None:
+            if path is not None:
+                raise ConfigError(
+                    f"invalid setting {file_setting} (from {origin[file_setting]}): {name} is "
+                    f"set too (from {origin[name]}); give one of them"
+                )
+            if origin.get(name, "").startswith("flag "):
+                _log.warning(
+                    "a secret given as a flag is visible to every user of the machine (ps): "
+                    f"pass it as PIPELINE_{name.upper()} or --{file_setting.replace('_', '-')}",
+                    extra={"setting": name},
+                )
+            continue
+        if path is None:
+            continue
+        try:
+            with open(path, encoding="utf-8") as fh:
+                found[name] = fh.read().rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ConfigError(
+                f"invalid setting {file_setting} (from {origin[file_setting]}): cannot read "
+                f"{path}: {reason}"
+            ) from None
+    return msgspec.structs.replace(settings, **found) if found else settings
+
+
+def check_tls(settings: KafkaSettings) -> None:
+    """Stop at start (exit 2) on TLS files that cannot be loaded, naming the setting."""
+    if settings.security_protocol not in ("SSL", "SASL_SSL"):
+        return
+    try:
+        context = ssl.create_default_context(cafile=settings.ssl_cafile)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"invalid setting ssl_cafile: cannot load {settings.ssl_cafile}: {exc}"
+        ) from None
+    if settings.ssl_certfile is None:
+        if settings.ssl_keyfile is not None:
+            raise ConfigError("invalid setting ssl_keyfile: needs --ssl-certfile")
+        return
+    try:
+        context.load_cert_chain(
+            settings.ssl_certfile, settings.ssl_keyfile, password=settings.ssl_password or ""
+        )
+    except (OSError, ssl.SSLError) as exc:
+        hint = " (is ssl_password right?)" if settings.ssl_password is not None else ""
+        raise ConfigError(
+            f"invalid setting ssl_certfile/ssl_keyfile: cannot load {settings.ssl_certfile} "
+            f"with key {settings.ssl_keyfile or '(in the certificate file)'}: {exc}{hint}"
+        ) from None
 
 
 def settings_from_args(

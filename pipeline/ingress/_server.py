@@ -12,11 +12,12 @@ import contextlib
 import logging
 import signal
 import socket
+import sys
 from collections.abc import Iterator
 
 import uvicorn
 
-from ..errors import BrokerUnreachable
+from ..errors import AuthenticationFailed, BrokerUnreachable
 from ..ops import configure_logging
 from ._app import Ingress
 from ._metrics import IngressMetrics
@@ -72,6 +73,10 @@ async def serve(settings: IngressSettings) -> int:
         log.error("broker unreachable", extra={"error": str(exc)})
         await writer.producer.stop()
         return 1
+    except AuthenticationFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        await writer.producer.stop()
+        return exc.exit_code
     app = Ingress(settings, writer, metrics)
     server = _Server(server_config(app, settings))
     try:

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
+import ssl
+import struct
 import time
 from typing import Any, Final
 
 import anyio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.conn import AIOKafkaConnection, create_conn
+from aiokafka.errors import (
+    AuthenticationFailedError,
+    KafkaConnectionError,
+    KafkaError,
+    SaslAuthenticationFailed,
+)
 
 from ..config import Settings
-from ..errors import BrokerUnreachable
+from ..errors import AuthenticationFailed, BrokerUnreachable
 from ..state import Restorer
 from ._sink import PRODUCER_BATCH_BYTES
 
@@ -33,14 +42,140 @@ def kafka_options(settings: Settings) -> dict[str, Any]:
     if settings.security_protocol in ("SSL", "SASL_SSL"):
         from aiokafka.helpers import create_ssl_context
 
+        bound_tls_close()
         options["ssl_context"] = create_ssl_context(
-            cafile=settings.ssl_cafile, certfile=settings.ssl_certfile, keyfile=settings.ssl_keyfile
+            cafile=settings.ssl_cafile,
+            certfile=settings.ssl_certfile,
+            keyfile=settings.ssl_keyfile,
+            password=settings.ssl_password,
         )
     return options
 
 
+#: Longest a closed TLS connection waits for the broker's close_notify before it is aborted.
+TLS_CLOSE_GRACE_S: Final = 1.0
+
+
+def bound_tls_close() -> None:
+    """Bound the wait for a TLS connection to close (idempotent).
+
+    aiokafka's client close waits for every connection to be closed, and over TLS that waits
+    for the broker's close_notify, which Kafka does not always send; asyncio gives up only
+    after 30 s, so a stop could spend all of --shutdown-timeout-s there. A TLS transport still
+    open `TLS_CLOSE_GRACE_S` after its close (its buffered bytes long flushed) is aborted."""
+    connection: Any = AIOKafkaConnection
+    if getattr(connection.close, "_bounded", False):
+        return
+    close = connection.close
+
+    def bounded_close(self: Any, reason: Any = None, exc: Any = None) -> Any:
+        writer = self._writer
+        closed = close(self, reason=reason, exc=exc)
+        if writer is not None and self._ssl_context is not None and closed is not None:
+            transport = writer.transport
+
+            def abort() -> None:
+                if not closed.done():
+                    transport.abort()
+
+            asyncio.get_running_loop().call_later(TLS_CLOSE_GRACE_S, abort)
+        return closed
+
+    bounded_close._bounded = True  # type: ignore[attr-defined]
+    connection.close = bounded_close
+
+
+#: Longest the diagnosis of a failed start waits for one bootstrap server.
+PROBE_TIMEOUT_S: Final = 5.0
+
+
+def _servers(settings: Settings) -> list[tuple[str, int]]:
+    servers = []
+    for item in settings.bootstrap_servers.split(","):
+        host, _, port = item.strip().rpartition(":")
+        with contextlib.suppress(ValueError):
+            servers.append((host.strip("[]") or "localhost", int(port)))
+    return servers
+
+
+async def _tls_request(host: str, port: int, context: ssl.SSLContext) -> None:
+    """One ApiVersions v0 round trip over TLS: a broker refusing the client's certificate
+    answers the first read with a TLS alert (TLS 1.3 finishes the handshake before it)."""
+    reader, writer = await asyncio.open_connection(host, port, ssl=context, server_hostname=host)
+    try:
+        client = b"pipeline-probe"
+        request = struct.pack(">hhih", 18, 0, 1, len(client)) + client
+        writer.write(struct.pack(">i", len(request)) + request)
+        await writer.drain()
+        await reader.readexactly(4)
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError, ssl.SSLError):
+            await writer.wait_closed()
+
+
+async def _probe(host: str, port: int, settings: Settings, options: dict[str, Any]) -> None:
+    if settings.security_protocol == "SSL":
+        await _tls_request(host, port, options["ssl_context"])
+        return
+    conn = await create_conn(
+        host,
+        port,
+        client_id="pipeline-probe",
+        request_timeout_ms=int(PROBE_TIMEOUT_S * 1000),
+        ssl_context=options.get("ssl_context"),
+        security_protocol=settings.security_protocol,
+        sasl_mechanism=settings.sasl_mechanism or "PLAIN",
+        sasl_plain_username=settings.sasl_username,
+        sasl_plain_password=settings.sasl_password,
+    )
+    conn.close()
+
+
+async def refusal(settings: Settings) -> AuthenticationFailed | None:
+    """Why the broker refuses this client's credentials, if it does: a connection to each
+    bootstrap server as the clients make them (aiokafka reports a refused SASL login or TLS
+    certificate as a mere failure to bootstrap). None when nothing was refused (e.g. no
+    broker answers: that is waited for)."""
+    if settings.security_protocol == "PLAINTEXT":
+        return None
+    options = kafka_options(settings)
+    for host, port in _servers(settings):
+        where = f"{host}:{port}"
+        try:
+            with anyio.fail_after(PROBE_TIMEOUT_S):
+                await _probe(host, port, settings, options)
+        except (SaslAuthenticationFailed, AuthenticationFailedError):
+            return AuthenticationFailed(
+                f"authentication failed: SASL {settings.sasl_mechanism} as user "
+                f"{settings.sasl_username!r} was refused by the broker at {where}"
+            )
+        except ssl.SSLCertVerificationError as exc:
+            trusted = settings.ssl_cafile or "the system's CA certificates"
+            return AuthenticationFailed(
+                f"authentication failed: the certificate of the broker at {where} is not "
+                f"trusted with {trusted} (ssl_cafile): {exc.verify_message}"
+            )
+        except ssl.SSLError as exc:
+            if "ALERT" not in str(exc.reason or ""):
+                continue
+            cert = (
+                f"client certificate {settings.ssl_certfile}"
+                if settings.ssl_certfile
+                else "no client certificate (ssl_certfile is not set)"
+            )
+            return AuthenticationFailed(
+                f"authentication failed: TLS with {cert} was refused by the broker at {where} "
+                f"({exc.reason})"
+            )
+        except (OSError, KafkaError, TimeoutError, asyncio.IncompleteReadError):
+            continue
+    return None
+
+
 async def start_with_retry(client: Any, what: str, settings: Settings) -> None:
-    """Start an aiokafka client, waiting for the broker with a bounded, logged retry."""
+    """Start an aiokafka client, waiting for the broker with a bounded, logged retry; refused
+    credentials stop it at once (`AuthenticationFailed`), they cannot get better."""
     deadline = time.monotonic() + settings.startup_timeout_s
     attempt = 0
     while True:
@@ -48,7 +183,16 @@ async def start_with_retry(client: Any, what: str, settings: Settings) -> None:
         try:
             await client.start()
             return
+        except (SaslAuthenticationFailed, AuthenticationFailedError):
+            raise await refusal(settings) or AuthenticationFailed(
+                f"authentication failed: SASL {settings.sasl_mechanism} as user "
+                f"{settings.sasl_username!r} was refused by the broker at "
+                f"{settings.bootstrap_servers}"
+            ) from None
         except KafkaConnectionError as exc:
+            refused = await refusal(settings)
+            if refused is not None:
+                raise refused from None
             if time.monotonic() >= deadline:
                 raise BrokerUnreachable(
                     f"Kafka at {settings.bootstrap_servers} not reachable after "

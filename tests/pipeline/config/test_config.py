@@ -169,3 +169,48 @@ def test_max_batches_in_flight_from_every_source(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"max_batches_in_flight.*flag --max-batches-in-flight"):
         load_run_settings(flags("--max-batches-in-flight", "0"), environ={})
+
+
+# -- secrets ---------------------------------------------------------------------------------
+
+
+def test_a_password_file_is_read_without_its_trailing_newline(tmp_path: Path) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("s3cret pass\n")
+    settings = load_run_settings({}, {"PIPELINE_SASL_PASSWORD_FILE": str(secret)})
+    assert settings.sasl_password == "s3cret pass"
+    assert "s3cret" not in repr(settings) and "sasl_password='***'" not in repr(settings)
+    assert "sasl_password=***" in repr(settings)
+
+
+def test_an_unreadable_password_file_names_the_setting_and_path(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    where = r"ssl_password_file \(from env PIPELINE_SSL_PASSWORD_FILE\)"
+    with pytest.raises(ConfigError, match=rf"{where}: cannot read {re.escape(str(missing))}"):
+        load_run_settings({}, {"PIPELINE_SSL_PASSWORD_FILE": str(missing)})
+
+
+def test_a_password_and_its_file_together_are_refused(tmp_path: Path) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("x")
+    with pytest.raises(ConfigError, match="give one of them"):
+        load_run_settings({"sasl_password_file": str(secret)}, {"PIPELINE_SASL_PASSWORD": "y"})
+
+
+def test_a_password_flag_is_warned_about_never_logged(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="pipeline.config"):
+        settings = load_run_settings(flags("--sasl-password", "hunter2-flag"), {})
+    assert settings.sasl_password == "hunter2-flag"
+    assert any("visible to every user" in r.getMessage() for r in caplog.records)
+    assert "hunter2-flag" not in caplog.text
+    with caplog.at_level(logging.WARNING, logger="pipeline.config"):
+        caplog.clear()
+        load_run_settings({}, {"PIPELINE_SASL_PASSWORD": "from-env"})
+    assert not caplog.records  # an environment variable is fine
+
+
+def test_tls_files_that_cannot_be_loaded_stop_at_start(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="ssl_cafile: cannot load"):
+        load_run_settings(
+            {"security_protocol": "SSL", "ssl_cafile": str(tmp_path / "missing-ca.pem")}, {}
+        )

@@ -1,0 +1,291 @@
+"""Against the secured broker (SASL_SSL with SCRAM-SHA-512, mutual TLS, deny by default): the
+processor runs end to end with exactly the ACLs of docs/operations.md, refused credentials stop
+every command at once (exit 2) naming the mechanism and the user or the certificate, and no
+password ever reaches the logs.
+
+The broker is this module's own (`LocalKafka(secured=True)`), whatever KAFKA_BOOTSTRAP_SERVERS
+says. Test clients (topics, produce, drain) run as the super user `admin`: the conftest helpers
+are pointed at the secured broker by `as_admin`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.helpers import create_ssl_context
+
+from pipeline.core import InputRecord
+from tools.acls import Acl, create_acls
+from tools.broker import LocalKafka, Security
+
+from . import conftest as it
+from .conftest import (
+    ROOT,
+    Spawn,
+    Topics,
+    check_dead_letters,
+    check_outputs,
+    corpus_records,
+    corpus_stream,
+    drain,
+    expected,
+    make_topics,
+    plan,
+    produce,
+    run_args,
+    wait_processed,
+)
+
+pytestmark = [pytest.mark.anyio]
+
+#: Refused credentials must stop a command within this (no retry for the start-up timeout).
+FAST_EXIT_S = 10.0
+
+
+@pytest.fixture(scope="module")
+def secured() -> Iterator[LocalKafka]:
+    with LocalKafka(secured=True) as kafka:
+        yield kafka
+
+
+@pytest.fixture
+def security(secured: LocalKafka) -> Security:
+    return secured.security
+
+
+def client_options(security: Security, user: str = "admin") -> dict[str, Any]:
+    return {
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": security.mechanism,
+        "sasl_plain_username": user,
+        "sasl_plain_password": security.passwords[user],
+        "ssl_context": create_ssl_context(cafile=str(security.ca_file)),
+    }
+
+
+@pytest.fixture
+def as_admin(security: Security, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The secured broker's SASL_SSL bootstrap; the conftest helpers connect to it as admin."""
+    options = client_options(security)
+    for name, cls in (
+        ("AIOKafkaConsumer", AIOKafkaConsumer),
+        ("AIOKafkaProducer", AIOKafkaProducer),
+        ("AIOKafkaAdminClient", AIOKafkaAdminClient),
+    ):
+        monkeypatch.setattr(it, name, functools.partial(cls, **options))
+    return security.sasl_bootstrap
+
+
+def run_acls(topics: Topics, user: str) -> list[Acl]:
+    """What `run` (topology partitioned) needs: docs/operations.md, "Least privilege"."""
+    repartition = f"{topics.out}.by-message"
+    return [
+        Acl("topic", topics.raw, "READ", user),
+        Acl("topic", topics.out, "READ", user),
+        Acl("topic", topics.out, "WRITE", user),
+        Acl("topic", topics.out, "DESCRIBE_CONFIGS", user),
+        Acl("topic", topics.dlq, "WRITE", user),
+        Acl("topic", topics.dlq, "DESCRIBE_CONFIGS", user),
+        Acl("topic", repartition, "CREATE", user),
+        Acl("topic", repartition, "READ", user),
+        Acl("topic", repartition, "WRITE", user),
+        Acl("topic", repartition, "DESCRIBE_CONFIGS", user),
+        Acl("group", topics.group, "READ", user),
+        Acl("group", f"{topics.group}.dedupe", "READ", user),
+    ]
+
+
+async def grant(security: Security, acls: list[Acl]) -> None:
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=security.sasl_bootstrap, **client_options(security)
+    )
+    await admin.start()
+    try:
+        await create_acls(admin, acls)
+    finally:
+        await admin.close()
+
+
+def sasl_env(security: Security, user: str, **extra: str) -> dict[str, str]:
+    return {
+        "PIPELINE_SECURITY_PROTOCOL": "SASL_SSL",
+        "PIPELINE_SASL_MECHANISM": security.mechanism,
+        "PIPELINE_SASL_USERNAME": user,
+        "PIPELINE_SSL_CAFILE": str(security.ca_file),
+        **extra,
+    }
+
+
+def decisions(log: Path, user: str, since: int) -> list[str]:
+    """`operation resource` of each authorization of `user` after byte `since` of the
+    broker's authorizer log, prefixed `Denied` where refused."""
+    text = log.read_bytes()[since:].decode()
+    found = re.findall(
+        rf"Principal = User:{user} is (Allowed|Denied) operation = (\w+) from host = \S+ "
+        r"on resource = (\S+)",
+        text,
+    )
+    return [f"{'Denied ' if verdict == 'Denied' else ''}{op} {res}" for verdict, op, res in found]
+
+
+async def test_run_end_to_end_with_exactly_its_acls(
+    secured: LocalKafka, security: Security, as_admin: str, spawn: Spawn, tmp_path: Path
+) -> None:
+    bootstrap = as_admin
+    topics = await make_topics(bootstrap, "secured", raw=2, out=3)
+    bad = InputRecord("", 0, 0, int(time.time() * 1000), [("provider", b"uspeedo")], b"{not json")
+    records = plan([*corpus_records(5, 1500), bad], topics.raw, 2)
+    want = expected(records)
+    assert want.outputs and want.dead_letters  # the dead-letter topic is written too
+    await grant(security, run_acls(topics, "processor"))
+    password = security.passwords["processor"]
+    secret = tmp_path / "sasl-password"
+    secret.write_text(password + "\n")
+    env = sasl_env(security, "processor", PIPELINE_SASL_PASSWORD_FILE=str(secret))
+    assert secured.authorizer_log is not None
+    since = secured.authorizer_log.stat().st_size
+
+    # Two runs: the second restores its windows from the output topic (READ on it).
+    half = len(records) // 2
+    await produce(bootstrap, records[:half])
+    proc = spawn(run_args(bootstrap, topics), env)
+    await wait_processed(bootstrap, topics, procs=[proc])
+    assert await proc.stop() == 0
+    await produce(bootstrap, records[half:])
+    again = spawn(run_args(bootstrap, topics), env)
+    await wait_processed(bootstrap, topics, procs=[again])
+    denied = [d for d in decisions(secured.authorizer_log, "processor", since) if "Denied" in d]
+    assert not denied, sorted(set(denied))
+    assert await again.stop() == 0
+    assert not proc.crashes() and not again.crashes(), proc.text()[-3000:]
+
+    check_outputs(await drain(bootstrap, topics.out), want.outputs, 3)
+    check_dead_letters(await drain(bootstrap, topics.dlq), want.dead_letters)
+    for p in (proc, again):  # the password from the file was never logged
+        assert password not in p.text()
+    used = decisions(secured.authorizer_log, "processor", since)
+    assert not [d for d in used if d.startswith("Denied")], sorted(set(used))
+    assert f"READ Topic:LITERAL:{topics.out}" in used  # the second run's restore
+    assert f"CREATE Topic:LITERAL:{topics.out}.by-message" in used
+
+
+def command(name: str, bootstrap: str) -> list[str]:
+    args = {
+        "run": ["run", "--state-dir", ""],
+        "ingress": ["ingress", "--port", "0"],
+        "redrive": ["redrive", "--error-class", "MalformedBody"],
+    }[name]
+    return [*args, "--bootstrap-servers", bootstrap, "--startup-timeout-s", "60"]
+
+
+def clean_env() -> dict[str, str]:
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("PIPELINE_") and k != "KAFKA_BOOTSTRAP_SERVERS"
+    }
+
+
+def run_cli(args: list[str], env: dict[str, str]) -> tuple[int, str, float]:
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        cwd=ROOT,
+        env={**clean_env(), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    return done.returncode, done.stderr, time.monotonic() - started
+
+
+@pytest.mark.parametrize("name", ["run", "ingress", "redrive"])
+def test_wrong_password_stops_at_once(security: Security, name: str) -> None:
+    env = sasl_env(security, "processor", PIPELINE_SASL_PASSWORD="not-the-password")
+    code, stderr, took = run_cli(command(name, security.sasl_bootstrap), env)
+    assert code == 2, stderr
+    assert took < FAST_EXIT_S, (took, stderr)
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [
+        "error: authentication failed: SASL SCRAM-SHA-512 as user 'processor' was refused "
+        f"by the broker at {security.sasl_bootstrap}"
+    ], stderr
+    assert "not-the-password" not in stderr
+
+
+def test_password_flag_is_warned_about_and_never_logged(security: Security) -> None:
+    code, stderr, _ = run_cli(
+        [*command("run", security.sasl_bootstrap), "--sasl-password", "flag-secret-1234"],
+        sasl_env(security, "nobody"),
+    )
+    assert code == 2, stderr
+    assert "a secret given as a flag is visible" in stderr
+    assert "flag-secret-1234" not in stderr
+
+
+def test_certificate_of_another_ca_stops_at_once(security: Security) -> None:
+    foreign = security.foreign
+    args = [
+        *command("run", security.ssl_bootstrap),
+        "--security-protocol",
+        "SSL",
+        "--ssl-cafile",
+        str(security.ca_file),
+        "--ssl-certfile",
+        str(foreign.cert),
+        "--ssl-keyfile",
+        str(foreign.key),
+    ]
+    code, stderr, took = run_cli(args, {})
+    assert code == 2, stderr
+    assert took < FAST_EXIT_S, (took, stderr)
+    assert f"error: authentication failed: TLS with client certificate {foreign.cert} was " in (
+        stderr
+    )
+
+
+async def test_mutual_tls_with_an_encrypted_key(
+    security: Security, as_admin: str, spawn: Spawn, tmp_path: Path
+) -> None:
+    bootstrap = as_admin
+    topics, records, want = await corpus_stream(bootstrap, "mtls", 6, 200, raw=1, out=2)
+    await grant(security, run_acls(topics, "ingress"))  # CN=ingress is User:ingress
+    await produce(bootstrap, records)
+    key_password = tmp_path / "key-password"
+    key_password.write_text(security.key_password + "\n")
+    cert = security.certs["ingress"]
+    proc = spawn(
+        run_args(security.ssl_bootstrap, topics),
+        {
+            "PIPELINE_SECURITY_PROTOCOL": "SSL",
+            "PIPELINE_SSL_CAFILE": str(security.ca_file),
+            "PIPELINE_SSL_CERTFILE": str(cert.cert),
+            "PIPELINE_SSL_KEYFILE": str(cert.encrypted_key),
+            "PIPELINE_SSL_PASSWORD_FILE": str(key_password),
+        },
+    )
+    await wait_processed(bootstrap, topics, procs=[proc])
+    assert await proc.stop() == 0
+    check_outputs(await drain(bootstrap, topics.out), want.outputs, 2)
+    assert security.key_password not in proc.text()
+
+
+def test_unreadable_password_file_is_a_setting_to_fix(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    code, stderr, _ = run_cli(
+        ["run", "--bootstrap-servers", "127.0.0.1:9", "--sasl-password-file", str(missing)], {}
+    )
+    assert code == 2, stderr
+    assert f"sasl_password_file (from flag --sasl-password-file): cannot read {missing}" in stderr
