@@ -215,6 +215,11 @@ def summary(core: Core[Window], records_in: int, seconds: float) -> str:
         lines.append(
             "  dead letters: " + ", ".join(f"{k}={v}" for k, v in stats.dead_letters.items())
         )
-    if stats.skipped:
-        lines.append("  skipped: " + ", ".join(f"{k}={v}" for k, v in stats.skipped.items()))
+    for what, counts in (
+        ("skipped", stats.skipped),
+        ("unmapped statuses (UNKNOWN)", stats.unmapped_statuses),
+        ("unreadable times (kept raw)", stats.unparsed_times),
+    ):
+        if counts:
+            lines.append(f"  {what}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     return "\n".join(lines)

@@ -103,6 +103,8 @@ class StatsView(Protocol):
     def skipped(self) -> Mapping[str, int]: ...
     @property
     def unmapped_statuses(self) -> Mapping[str, int]: ...
+    @property
+    def unparsed_times(self) -> Mapping[str, int]: ...
 
 
 class WindowCountersView(Protocol):
@@ -210,6 +212,13 @@ _CORE: Final[tuple[_Spec, ...]] = (
         ("provider",),
         _P,
         "unmapped_statuses",
+    ),
+    (
+        "pipeline_unparsed_times_total",
+        "Provider time values that could not be read (the event keeps the raw text).",
+        ("provider",),
+        _P,
+        "unparsed_times",
     ),
 )
 #: The window's per-provider counters: name, help, attribute.

@@ -247,6 +247,10 @@ class _Forwarded:
         return self._stats.unmapped_statuses
 
     @property
+    def unparsed_times(self) -> Mapping[str, int]:
+        return self._stats.unparsed_times
+
+    @property
     def events_out(self) -> Mapping[tuple[str, str], int]:
         return self._dedupe.events_out()
 

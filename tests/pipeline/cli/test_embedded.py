@@ -99,3 +99,23 @@ def test_malformed_envelope_line_is_dead_lettered(tmp_path: Path) -> None:
     assert result.returncode == 0
     assert len(out.read_text().splitlines()) == 5
     assert "MalformedEnvelope" in (tmp_path / "out.jsonl.deadletter.jsonl").read_text()
+
+
+def test_summary_counts_unmapped_statuses_and_unreadable_times() -> None:
+    """Reports kept with an UNKNOWN status or a null time are counted where an operator looks."""
+    body = [{"SessionNo": "s1", "Phone": "8618512345678", "ReceiptResult": "Weird",
+             "ReceiptTime": "yesterday"}]  # fmt: skip
+    line = {"topic": "raw", "partition": 0, "offset": 1, "ts": 1_700_000_000_000,
+            "headers": ["provider", "uspeedo"], "key": None,
+            "payload": json.dumps(body)}  # fmt: skip
+    result = run("--from", "-", "--to", "-", stdin=json.dumps(line).encode() + b"\n")
+    assert result.returncode == 0
+    (event,) = [json.loads(x) for x in result.stdout.splitlines()]
+    assert (event["status"], event["occurred_at"], event["occurred_at_raw"]) == (
+        "UNKNOWN",
+        None,
+        "yesterday",
+    )
+    summary = result.stderr.decode().splitlines()
+    assert "  unmapped statuses (UNKNOWN): uspeedo=1" in summary
+    assert "  unreadable times (kept raw): uspeedo=1" in summary

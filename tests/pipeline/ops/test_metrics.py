@@ -133,6 +133,7 @@ def test_metric_names_and_types() -> None:
         "pipeline_dead_letters": "counter",
         "pipeline_skipped": "counter",
         "pipeline_unmapped_status": "counter",
+        "pipeline_unparsed_times": "counter",
         "pipeline_window_messages": "gauge",
         "pipeline_window_evicted_by_count": "counter",
         "pipeline_window_expired": "counter",
