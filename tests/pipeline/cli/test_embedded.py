@@ -119,3 +119,41 @@ def test_summary_counts_unmapped_statuses_and_unreadable_times() -> None:
     summary = result.stderr.decode().splitlines()
     assert "  unmapped statuses (UNKNOWN): uspeedo=1" in summary
     assert "  unreadable times (kept raw): uspeedo=1" in summary
+
+
+def _record(offset: int, provider: str, body: object, endpoint: str | None = None) -> bytes:
+    headers = ["provider", provider] + (["endpoint", endpoint] if endpoint else [])
+    line = {"topic": "raw", "partition": 0, "offset": offset, "ts": 1_700_000_000_000 + offset,
+            "headers": headers, "key": None, "payload": json.dumps(body)}  # fmt: skip
+    return json.dumps(line).encode() + b"\n"
+
+
+def test_ultiroam_push_and_poll_written_differently_are_one_event() -> None:
+    """The same SMS reported by push and by poll, its time written with a space and with a
+    newline: one key, so one SENT event; the second is a duplicate."""
+    report = {"port": 1, "number": "+8613800138000", "ref_id": 7, "status": "SENT_OK"}
+    push = {"sn": "gw-1", "sms_result": [report | {"time": "2014-12-21 12:06:01"}]}
+    poll = {"error_code": 200, "sn": "gw-1", "result": [report | {"time": "2014-12-21\n12:06:01"}]}
+    stream = _record(1, "ultiroam", push) + _record(2, "ultiroam", poll)
+    result = run("--from", "-", "--to", "-", stdin=stream)
+    assert result.returncode == 0, result.stderr.decode()
+    events = [json.loads(x) for x in result.stdout.splitlines()]
+    assert [(e["status"], e["endpoint"]) for e in events] == [("SENT", "ultiroam.sms_result")]
+    assert "1 events out, 1 duplicates" in result.stderr.decode()
+
+
+def test_bodies_with_empty_identities_are_dead_letters_not_duplicates() -> None:
+    """Two different reports whose identity is empty never share a made-up key: each body is a
+    dead letter with its reason, and nothing is counted as a duplicate."""
+    first = [{"SessionNo": "", "Phone": "8618512345678", "ReceiptResult": "Success"}]
+    second = [{"SessionNo": "", "Phone": "8618512345679", "ReceiptResult": "Fail"}]
+    stream = _record(1, "uspeedo", first) + _record(2, "uspeedo", second)
+    result = run("--from", "-", "--to", "-", stdin=stream)
+    assert result.stdout == b""
+    err = result.stderr.decode()
+    dead = [json.loads(x) for x in err.splitlines() if x.startswith("{")]
+    headers = [dict(zip(d["headers"][::2], d["headers"][1::2], strict=True)) for d in dead]
+    assert [h["source.offset"] for h in headers] == ["1", "2"]
+    for h in headers:
+        assert (h["error.class"], h["error.message"]) == ("MalformedBody", "SessionNo is empty")
+    assert "0 duplicates" in err and "2 dead-lettered" in err
