@@ -79,6 +79,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import zlib
 from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -198,13 +199,18 @@ class WindowCounters:
 _MIN_KEY: Final = 16
 _MAX_KEY: Final = 32
 _MAGIC: Final = b"DWIN"
-_FORMAT: Final = 1
+_FORMAT: Final = 2
 #: magic, format, max_messages, ttl_ms, generations, now, current tag, generations held,
-#: hint table size, hash key length; then the key.
-_HEAD: Final = struct.Struct("<4sHQQHqBHQB")
+#: hint table size, hash key length, whether the hints are compressed; then the key.
+_HEAD: Final = struct.Struct("<4sHQQHqBHQBB")
 #: Per generation (newest first): tag, slots taken, first, newest, entries, live per provider.
 #: Then all keys (int64) and all values (uint16), generation after generation, then the hints.
 _GEN: Final = struct.Struct(f"<BQqqQ{_NP}Q")
+#: The hint table is sized by capacity (4 to 8 bytes a message); a window holding fewer than
+#: one message per this many bytes of it is mostly zeros there, and its dump stores the hints
+#: zlib-compressed, so a dump is sized by what the window holds (1 message: kilobytes, not
+#: the tens of MiB of a full one).
+_SPARSE: Final = 16
 
 
 def _hint_size(max_messages: int) -> int:
@@ -368,6 +374,7 @@ class Window:
         if self.hash_key is None:
             raise ValueError("a window without hash_key cannot be dumped (per-process hashes)")
         ring = self._ring
+        packed = len(self) * _SPARSE < len(self._hint)
         keys = array("q")
         values = array("H")
         parts = [
@@ -382,6 +389,7 @@ class Window:
                 len(ring),
                 len(self._hint),
                 len(self.hash_key),
+                packed,
             ),
             self.hash_key,
         ]
@@ -389,7 +397,8 @@ class Window:
             parts.append(_GEN.pack(g.tag, g.n, g.first, g.newest, len(g.d), *g.counts))
             keys.extend(g.d)
             values.extend(g.d.values())
-        parts += (keys.tobytes(), values.tobytes(), bytes(self._hint))
+        hints = zlib.compress(self._hint, 1) if packed else bytes(self._hint)
+        parts += (keys.tobytes(), values.tobytes(), hints)
         return b"".join(parts)
 
     @classmethod
@@ -409,13 +418,12 @@ class Window:
         def bad(what: str) -> ValueError:
             return ValueError(f"not a window dump: {what}")
 
-        (magic, version, max_messages, ttl_ms, generations, now, tag, ngen, hint_size, key_len) = (
-            _HEAD.unpack_from(view)
-        )
+        (magic, version, *fields) = _HEAD.unpack_from(view) if len(view) >= _HEAD.size else (b"", 0)
         if magic != _MAGIC:
             raise bad("wrong magic")
         if version != _FORMAT:
             raise bad(f"format version {version}, this build reads {_FORMAT}")
+        (max_messages, ttl_ms, generations, now, tag, ngen, hint_size, key_len, packed) = fields
         pos = _HEAD.size
         hash_key = bytes(view[pos : pos + key_len])
         pos += key_len
@@ -436,7 +444,8 @@ class Window:
         slots = sum(h[1] for h in heads)
         if tags[0] != tag or len(set(tags)) != ngen or slots > max_messages or heads[0][1] > w._cap:
             raise bad("generation tags or slots inconsistent")
-        if len(view) != pos + 10 * total + hint_size:
+        stored = len(view) - pos - 10 * total  # the hint table's bytes as stored
+        if stored < 0 or (not packed and stored != hint_size):
             raise bad(f"{len(view)} bytes, expected {pos + 10 * total + hint_size}")
         keys = array("q")
         keys.frombytes(view[pos : pos + 8 * total])
@@ -460,7 +469,17 @@ class Window:
                 raise bad("repeated key in a generation")
             ring.append(g)
             start = end
-        w._hint[:] = view[pos:]
+        if packed:
+            inflate = zlib.decompressobj()
+            try:
+                hints = inflate.decompress(view[pos:], hint_size)
+            except zlib.error:
+                hints = b""
+            if len(hints) != hint_size or not inflate.eof or inflate.unused_data:
+                raise bad("compressed hint table does not inflate to its size")
+            w._hint[:] = hints
+        else:
+            w._hint[:] = view[pos:]
         w._now, w._tag, w._ring, w._slots = now, tag, ring, slots
         w._relink()
         return w
