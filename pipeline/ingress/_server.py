@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import uvicorn
 
-from ..errors import AuthenticationFailed, BrokerUnreachable
+from ..errors import EXIT_CONFIG, AuthenticationFailed, BrokerUnreachable
 from ..ops import configure_logging
 from ._app import Ingress
 from ._metrics import IngressMetrics
@@ -69,11 +69,7 @@ async def serve(settings: IngressSettings) -> int:
     writer = Writer(settings, on_batch=metrics.batch_records.observe)
     try:
         await writer.start()
-    except BrokerUnreachable as exc:
-        log.error("broker unreachable", extra={"error": str(exc)})
-        await writer.producer.stop()
-        return 1
-    except AuthenticationFailed as exc:
+    except (BrokerUnreachable, AuthenticationFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)
         await writer.producer.stop()
         return exc.exit_code
@@ -82,12 +78,13 @@ async def serve(settings: IngressSettings) -> int:
     try:
         sock = bind(settings.host, settings.port)
     except OSError as exc:
-        log.error(
-            "cannot listen",
-            extra={"host": settings.host, "port": settings.port, "error": exc.strerror},
+        print(
+            f"error: invalid setting port: cannot listen on {settings.host}:{settings.port}: "
+            f"{exc.strerror}",
+            file=sys.stderr,
         )
         await writer.stop(settings.shutdown_timeout_s)
-        return 2
+        return EXIT_CONFIG
     loop = asyncio.get_running_loop()
     stop_at: list[float] = []  # when the first stop signal came
 

@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import json
 import signal
+import socket
 import ssl
 import subprocess
 import time
@@ -33,6 +34,7 @@ from .ingress_helpers import (
     ULTIROAM_PUSH,
     USPEEDO_POLL,
     USPEEDO_PUSH,
+    ingress_args,
     start_ingress,
     yunpian_body,
     yunpian_push,
@@ -418,3 +420,21 @@ async def test_sigterm_with_the_broker_down_stops_within_the_bound(
     assert await proc.wait(15) == 0, proc.text()[-3000:]
     assert time.monotonic() - started < 3 + 3, time.monotonic() - started
     assert proc.messages("ingress stopped")
+
+
+async def test_a_port_in_use_is_one_line_naming_the_setting(
+    kafka_bootstrap: str, spawn: Spawn
+) -> None:
+    topics = await make_topics(kafka_bootstrap, "ingress-port", raw=1)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = ingress_args(kafka_bootstrap, topics.raw)
+        args[args.index("--port") + 1] = str(port)
+        proc = spawn(args)
+        assert await proc.wait(60) == 2
+    lines = [d["raw"] for d in proc.logs if "raw" in d]
+    assert lines == [
+        f"error: invalid setting port: cannot listen on 127.0.0.1:{port}: Address already in use"
+    ], proc.text()[-2000:]
