@@ -61,27 +61,28 @@ def recipient(
     raw: str, country_code: str | None = None, national: NationalRule | None = None
 ) -> str:
     """The recipient in E.164 by the rules above, else the trimmed raw value."""
+    # The fast paths test E.164 inline (`_is_e164`'s three checks): this runs once per report,
+    # and a call of its own would cost more than the checks.
     if raw.isascii():
         if raw.isdigit() and raw[0] != "0":
             if country_code is None:
-                if national is not None:
-                    number = national(raw)
-                    if number is not None and _is_e164(number):
-                        return number
-                    if number is None:
-                        return raw
-                else:
+                if national is None:
                     return raw
+                number = national(raw)
+                if number is None:
+                    return raw
+                if 9 <= len(number) <= 16 and number[1] != "0" and number[1:].isdigit():
+                    return number
             elif (
                 0 < len(country_code) <= 3
                 and country_code.isdigit()
                 and country_code[0] != "0"
                 and not raw.startswith(country_code)
+                # `+`, the code and `raw`, all digits, the first 1-9: E.164 by its length.
+                and 8 <= len(raw) + len(country_code) <= 15
             ):
-                number = "+" + country_code + raw
-                if _is_e164(number):
-                    return number
-        elif raw[:1] == "+" and raw[1:].isdigit() and _is_e164(raw):
+                return "+" + country_code + raw
+        elif raw[:1] == "+" and 9 <= len(raw) <= 16 and raw[1] != "0" and raw[1:].isdigit():
             return raw
     return _slow(raw, country_code, national)
 

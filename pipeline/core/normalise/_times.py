@@ -53,21 +53,35 @@ _KEY_TIME = re.compile(r"(\d{4}-\d\d-\d\d)(?:\s+|[Tt])(\d\d:\d\d:\d\d)", re.ASCI
 
 
 class _Unparsed(Exception):
-    """Raised inside the cache (exceptions are not cached), counted outside it."""
+    """Raised by the parser, counted by `parse_time` (an unparsed time is not cached)."""
+
+
+#: Results by value, zone and the value's type (1, 1.0 and True have different raw texts):
+#: receipts of one stream share their seconds. A dict, not `lru_cache`: a hit here is a tuple
+#: and one dict look-up, cheaper than an lru_cache hit behind a call; cleared when full.
+_CACHE: Final[dict[tuple[TimeValue, str, type], TimeFields]] = {}
+_CACHE_MAX: Final = 65536
 
 
 def parse_time(value: TimeValue | None, zone_name: str, provider: str) -> TimeFields:
     """`(time, raw, time_zone)` of a provider time field; see the module docstring."""
     if value is None:
         return _NO_TIME
+    key = (value, zone_name, type(value))
+    found = _CACHE.get(key)
+    if found is not None:
+        return found
     try:
-        return _parse(value, zone_name)
-    except _Unparsed:
+        found = _parse(value, zone_name)
+    except _Unparsed:  # not cached: each is counted
         UNPARSED_TIMES[provider] += 1
         return None, value if type(value) is str else repr(value), None
+    if len(_CACHE) >= _CACHE_MAX:
+        _CACHE.clear()
+    _CACHE[key] = found
+    return found
 
 
-@lru_cache(maxsize=65536, typed=True)  # typed: 1, 1.0 and True have different raw texts
 def _parse(value: TimeValue, zone_name: str) -> TimeFields:
     if type(value) is str:
         text = value.strip()
