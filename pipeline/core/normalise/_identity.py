@@ -39,17 +39,17 @@ def key_part(value: object, what: str) -> str:
     """
     if type(value) is str:
         text = value.strip()
+        if text and len(text) <= 64:  # _SURELY_SHORT, as a constant
+            return text
     elif type(value) is int:
         text = str(value)
     elif value is None:
         raise MalformedBody(f"{what} is missing")
     else:
         text = _number_text(value, what)
-    if 0 < len(text) <= _SURELY_SHORT:
-        return text
     if not text:
         raise MalformedBody(f"{what} is empty")
-    if len(text.encode()) > MAX_KEY_PART_BYTES:
+    if len(text) > _SURELY_SHORT and len(text.encode()) > MAX_KEY_PART_BYTES:
         raise MalformedBody(f"{what} is longer than {MAX_KEY_PART_BYTES} bytes")
     return text
 

@@ -23,6 +23,8 @@ import unicodedata
 from collections.abc import Callable
 from functools import lru_cache
 
+#: A provider's rule for bare ASCII digits: the number in E.164, or None. `recipient` trusts
+#: its answer: a rule returns nothing else.
 NationalRule = Callable[[str], str | None]
 
 _WHITESPACE = re.compile(r"\s+")
@@ -47,7 +49,7 @@ def national_cn(digits: str) -> str | None:
 
 def national_with_cc(digits: str) -> str | None:
     """uSpeedo numbers carry their country code without the `+`."""
-    return "+" + digits if digits[0] != "0" else None
+    return "+" + digits if digits[0] != "0" and 8 <= len(digits) <= 15 else None
 
 
 def national_fr(digits: str) -> str | None:
@@ -61,19 +63,14 @@ def recipient(
     raw: str, country_code: str | None = None, national: NationalRule | None = None
 ) -> str:
     """The recipient in E.164 by the rules above, else the trimmed raw value."""
-    # The fast paths test E.164 inline (`_is_e164`'s three checks): this runs once per report,
-    # and a call of its own would cost more than the checks.
+    # The fast paths test E.164 inline (a call of its own would cost more than the checks: this
+    # runs once per report), and trust a national rule's answer (see `NationalRule`).
     if raw.isascii():
         if raw.isdigit() and raw[0] != "0":
             if country_code is None:
-                if national is None:
-                    return raw
-                number = national(raw)
-                if number is None:
-                    return raw
-                if 9 <= len(number) <= 16 and number[1] != "0" and number[1:].isdigit():
-                    return number
-            elif (
+                # Bare digits: the national rule's number, else `raw` itself (rules 5 and 6).
+                return raw if national is None else national(raw) or raw
+            if (
                 0 < len(country_code) <= 3
                 and country_code.isdigit()
                 and country_code[0] != "0"

@@ -25,6 +25,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Final
 
+from ._identity import key_part
 from ._timefmt import format_epoch_ms, zone
 
 TimeValue = int | float | str
@@ -180,13 +181,20 @@ def _local_hour(day_number: int, hour: int, zone_name: str) -> tuple[int, bool]:
     return day_number * 86400 + hour * 3600 - int(offset.total_seconds()), len(offsets) == 1
 
 
-def key_time(text: str) -> str:
-    """A time as it goes into a `message_key`: `YYYY-MM-DD HH:MM:SS` (whitespace or `T`
-    between date and time made one space); any other form trimmed, each whitespace run made
-    one space. The push and the poll of one SMS then get one key however each writes it."""
+def key_time(value: object, what: str = "time") -> str:
+    """A time as it goes into a `message_key`, an identity component (`key_part`'s rule, naming
+    `what`): `YYYY-MM-DD HH:MM:SS` (whitespace or `T` between date and time made one space); any
+    other form trimmed, each whitespace run made one space. The push and the poll of one SMS
+    then get one key however each writes it."""
+    if type(value) is str:
+        # The common case in one step: text already in key form is a valid identity component.
+        text = value.strip()
+        if len(text) == 19 and text[10] == " ":
+            return text
+    text = key_part(value, what)
     if len(text) == 19 and text[10] == " ":
         return text
-    found = _KEY_TIME.fullmatch(text.strip())
+    found = _KEY_TIME.fullmatch(text)
     if found is not None:
         return f"{found[1]} {found[2]}"
     return " ".join(text.split())
