@@ -7,7 +7,7 @@ imports upwards, and nothing here does I/O.
 
 from ._context import RecordContext
 from ._fields import make_event
-from ._identity import MAX_KEY_PART_BYTES, id_or_none, key_part, text_or_none
+from ._identity import MAX_KEY_PART_BYTES, code_or_none, id_or_none, key_part, text_or_none
 from ._lookup import UNMAPPED_STATUSES, Lookup, fold, map_status, refine
 from ._numbers import NumberValue, boolean, integer
 from ._phones import NationalRule, national_cn, national_fr, national_with_cc, recipient
@@ -25,6 +25,7 @@ __all__ = [
     "TimeFields",
     "TimeValue",
     "boolean",
+    "code_or_none",
     "fold",
     "format_epoch_ms",
     "format_epoch_s",

@@ -27,6 +27,11 @@ def _number_text(value: object, what: str) -> str:
     raise MalformedBody(f"{what} is not an id: {str(value)[:40]}")
 
 
+# The functions below run several times per report: each takes the common case (text, or a
+# JSON integer) in its first lines, without a call of its own (a Python call costs more than
+# the checks it would share).
+
+
 def key_part(value: object, what: str) -> str:
     """`value` as an identity component: trimmed text, or a number's decimal text.
 
@@ -34,6 +39,10 @@ def key_part(value: object, what: str) -> str:
     """
     if type(value) is str:
         text = value.strip()
+        if text and len(text) <= 64:  # _SURELY_SHORT, as a constant
+            return text
+    elif type(value) is int:
+        text = str(value)
     elif value is None:
         raise MalformedBody(f"{what} is missing")
     else:
@@ -51,9 +60,19 @@ def id_or_none(value: object, what: str = "id") -> str | None:
         return value.strip() or None
     if value is None:
         return None
+    if type(value) is int:
+        return str(value)
     return _number_text(value, what)
 
 
 def text_or_none(value: str | None) -> str | None:
     """Free text verbatim; None when absent, empty or whitespace only."""
     return value if value and not value.isspace() else None
+
+
+def code_or_none(value: int | str | None) -> str | None:
+    """A provider code verbatim (a number as its decimal text); None when absent, empty or
+    whitespace only."""
+    if type(value) is str:
+        return value if value and not value.isspace() else None
+    return None if value is None else str(value)

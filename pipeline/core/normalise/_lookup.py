@@ -36,12 +36,22 @@ class Lookup(dict[str, V | None], Generic[V]):
         return self._folded.get(fold(key))
 
 
-def map_status(provider: str, table: Lookup[Status], raw: str) -> Status:
-    """The canonical status for `raw`; an unmapped value is UNKNOWN and counted."""
+def map_status(
+    provider: str,
+    table: Lookup[Status],
+    raw: str,
+    by_code: Lookup[Status] | None = None,
+    code: str | None = None,
+) -> Status:
+    """The canonical status for `raw`; an unmapped value is UNKNOWN and counted. With `by_code`,
+    an UNDELIVERED status is refined by its `code` as `refine` does (in this call: it runs once
+    per report, and a second call would cost more than the check)."""
     status = table[raw]
     if status is None:
         UNMAPPED_STATUSES[provider] += 1
         return "UNKNOWN"
+    if status == "UNDELIVERED" and code is not None and by_code is not None:
+        return by_code[code] or status
     return status
 
 

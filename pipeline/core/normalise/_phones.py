@@ -23,6 +23,8 @@ import unicodedata
 from collections.abc import Callable
 from functools import lru_cache
 
+#: A provider's rule for bare ASCII digits: the number in E.164, or None. `recipient` trusts
+#: its answer: a rule returns nothing else.
 NationalRule = Callable[[str], str | None]
 
 _WHITESPACE = re.compile(r"\s+")
@@ -47,7 +49,7 @@ def national_cn(digits: str) -> str | None:
 
 def national_with_cc(digits: str) -> str | None:
     """uSpeedo numbers carry their country code without the `+`."""
-    return "+" + digits if digits[0] != "0" else None
+    return "+" + digits if digits[0] != "0" and 8 <= len(digits) <= 15 else None
 
 
 def national_fr(digits: str) -> str | None:
@@ -61,27 +63,23 @@ def recipient(
     raw: str, country_code: str | None = None, national: NationalRule | None = None
 ) -> str:
     """The recipient in E.164 by the rules above, else the trimmed raw value."""
+    # The fast paths test E.164 inline (a call of its own would cost more than the checks: this
+    # runs once per report), and trust a national rule's answer (see `NationalRule`).
     if raw.isascii():
         if raw.isdigit() and raw[0] != "0":
             if country_code is None:
-                if national is not None:
-                    number = national(raw)
-                    if number is not None and _is_e164(number):
-                        return number
-                    if number is None:
-                        return raw
-                else:
-                    return raw
-            elif (
+                # Bare digits: the national rule's number, else `raw` itself (rules 5 and 6).
+                return raw if national is None else national(raw) or raw
+            if (
                 0 < len(country_code) <= 3
                 and country_code.isdigit()
                 and country_code[0] != "0"
                 and not raw.startswith(country_code)
+                # `+`, the code and `raw`, all digits, the first 1-9: E.164 by its length.
+                and 8 <= len(raw) + len(country_code) <= 15
             ):
-                number = "+" + country_code + raw
-                if _is_e164(number):
-                    return number
-        elif raw[:1] == "+" and raw[1:].isdigit() and _is_e164(raw):
+                return "+" + country_code + raw
+        elif raw[:1] == "+" and 9 <= len(raw) <= 16 and raw[1] != "0" and raw[1:].isdigit():
             return raw
     return _slow(raw, country_code, national)
 

@@ -25,6 +25,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Final
 
+from ._identity import key_part
 from ._timefmt import format_epoch_ms, zone
 
 TimeValue = int | float | str
@@ -53,21 +54,35 @@ _KEY_TIME = re.compile(r"(\d{4}-\d\d-\d\d)(?:\s+|[Tt])(\d\d:\d\d:\d\d)", re.ASCI
 
 
 class _Unparsed(Exception):
-    """Raised inside the cache (exceptions are not cached), counted outside it."""
+    """Raised by the parser, counted by `parse_time` (an unparsed time is not cached)."""
+
+
+#: Results by value, zone and the value's type (1, 1.0 and True have different raw texts):
+#: receipts of one stream share their seconds. A dict, not `lru_cache`: a hit here is a tuple
+#: and one dict look-up, cheaper than an lru_cache hit behind a call; cleared when full.
+_CACHE: Final[dict[tuple[TimeValue, str, type], TimeFields]] = {}
+_CACHE_MAX: Final = 65536
 
 
 def parse_time(value: TimeValue | None, zone_name: str, provider: str) -> TimeFields:
     """`(time, raw, time_zone)` of a provider time field; see the module docstring."""
     if value is None:
         return _NO_TIME
+    key = (value, zone_name, type(value))
+    found = _CACHE.get(key)
+    if found is not None:
+        return found
     try:
-        return _parse(value, zone_name)
-    except _Unparsed:
+        found = _parse(value, zone_name)
+    except _Unparsed:  # not cached: each is counted
         UNPARSED_TIMES[provider] += 1
         return None, value if type(value) is str else repr(value), None
+    if len(_CACHE) >= _CACHE_MAX:
+        _CACHE.clear()
+    _CACHE[key] = found
+    return found
 
 
-@lru_cache(maxsize=65536, typed=True)  # typed: 1, 1.0 and True have different raw texts
 def _parse(value: TimeValue, zone_name: str) -> TimeFields:
     if type(value) is str:
         text = value.strip()
@@ -166,13 +181,20 @@ def _local_hour(day_number: int, hour: int, zone_name: str) -> tuple[int, bool]:
     return day_number * 86400 + hour * 3600 - int(offset.total_seconds()), len(offsets) == 1
 
 
-def key_time(text: str) -> str:
-    """A time as it goes into a `message_key`: `YYYY-MM-DD HH:MM:SS` (whitespace or `T`
-    between date and time made one space); any other form trimmed, each whitespace run made
-    one space. The push and the poll of one SMS then get one key however each writes it."""
+def key_time(value: object, what: str = "time") -> str:
+    """A time as it goes into a `message_key`, an identity component (`key_part`'s rule, naming
+    `what`): `YYYY-MM-DD HH:MM:SS` (whitespace or `T` between date and time made one space); any
+    other form trimmed, each whitespace run made one space. The push and the poll of one SMS
+    then get one key however each writes it."""
+    if type(value) is str:
+        # The common case in one step: text already in key form is a valid identity component.
+        text = value.strip()
+        if len(text) == 19 and text[10] == " ":
+            return text
+    text = key_part(value, what)
     if len(text) == 19 and text[10] == " ":
         return text
-    found = _KEY_TIME.fullmatch(text.strip())
+    found = _KEY_TIME.fullmatch(text)
     if found is not None:
         return f"{found[1]} {found[2]}"
     return " ".join(text.split())

@@ -35,7 +35,6 @@ from ..normalise import (
     national_cn,
     parse_time,
     recipient,
-    refine,
     text_or_none,
 )
 from ._shared import by_report, decode_json
@@ -108,11 +107,6 @@ def sniff(body: bytes) -> str | None:
         if _NATIONCODE.search(head) or (_REPORT_STATUS.search(head) and _ERRMSG.search(head)):
             return "callback"
     return None
-
-
-def _status(raw: str, code: str | None) -> Status:
-    status = map_status(PROVIDER, _STATUS, raw)  # counts the unmapped
-    return refine(status, _FAIL_BY_CODE, code) if status == "UNDELIVERED" else status
 
 
 @lru_cache(maxsize=4096)
@@ -197,7 +191,7 @@ def _poll(reports: list[TencentPullStatus], ctx: RecordContext) -> list[ReceiptE
                 id_or_none(r.SessionContext),  # client_ref
                 to,  # recipient
                 raw_phone,  # recipient_raw
-                _status(r.ReportStatus, code),  # status
+                map_status(PROVIDER, _STATUS, r.ReportStatus, _FAIL_BY_CODE, code),
                 r.ReportStatus,  # provider_status
                 code,  # provider_code
                 message,  # provider_message
@@ -245,7 +239,7 @@ def _callbacks(reports: Sequence[TencentCallback], ctx: RecordContext) -> list[R
                 None,  # client_ref
                 recipient(mobile, id_or_none(r.nationcode, "nationcode"), national_cn),
                 mobile,  # recipient_raw
-                _status(raw_status, code),  # status
+                map_status(PROVIDER, _STATUS, raw_status, _FAIL_BY_CODE, code),
                 raw_status,  # provider_status
                 code,  # provider_code
                 text_or_none(r.description),  # provider_message

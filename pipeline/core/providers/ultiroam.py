@@ -244,7 +244,7 @@ def _key(sn: str, port: object, to: str, ref_id: object, time: int | float | str
     """`sn|port|recipient|ref_id|time`, the time in its canonical form (one key for the push
     and the poll of one SMS, however each writes the time)."""
     port_text, ref_text = key_part(port, "port"), key_part(ref_id, "ref_id")
-    return f"{sn}|{port_text}|{to}|{ref_text}|{key_time(key_part(time, 'time'))}"
+    return f"{sn}|{port_text}|{to}|{ref_text}|{key_time(time, 'time')}"
 
 
 def decode(body: bytes, endpoint: str, ctx: RecordContext) -> list[ReceiptEvent]:

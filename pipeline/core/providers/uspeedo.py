@@ -19,6 +19,7 @@ from ...errors import MalformedBody, NotReceipts, ProviderError, UnknownFormat
 from ..normalise import (
     Lookup,
     RecordContext,
+    code_or_none,
     id_or_none,
     integer,
     key_part,
@@ -27,10 +28,9 @@ from ..normalise import (
     national_with_cc,
     parse_time,
     recipient,
-    refine,
     text_or_none,
 )
-from ._shared import EACH, by_report, decode_json, id_text, sniff_head_first
+from ._shared import EACH, by_report, decode_json, sniff_head_first
 
 PROVIDER: Final = "uspeedo"
 ENDPOINTS: Final = ("GetUSMSSendReceipt", "push")
@@ -113,12 +113,12 @@ def _event(
     r: UspeedoReceipt,
     account: str | None,
 ) -> ReceiptEvent:
-    code = id_text(r.ReceiptCode)
-    status = map_status(PROVIDER, _STATUS, r.ReceiptResult)
-    if status == "UNDELIVERED":
-        status = refine(status, _FAIL_BY_CODE, code)
+    code = code_or_none(r.ReceiptCode)
+    status = map_status(PROVIDER, _STATUS, r.ReceiptResult, _FAIL_BY_CODE, code)
     phone = key_part(r.Phone, "Phone")
-    to = recipient(phone, id_or_none(r.CountryCode, "CountryCode"), national_with_cc)
+    # CountryCode is rarely given: its id rule is called only then (a call per report costs).
+    cc = None if r.CountryCode is None else id_or_none(r.CountryCode, "CountryCode")
+    to = recipient(phone, cc, national_with_cc)
     occurred_at, occurred_at_raw, time_zone = parse_time(
         r.ReceiptTime, ctx.tz or DEFAULT_TZ, PROVIDER
     )
@@ -137,7 +137,7 @@ def _event(
         r.Phone or "",  # recipient_raw
         status,
         r.ReceiptResult,  # provider_status
-        text_or_none(code),  # provider_code
+        code,  # provider_code
         text_or_none(r.ReceiptDesc),  # provider_message
         integer(r.CostCount, "CostCount"),  # segments
         None,  # segments_ok

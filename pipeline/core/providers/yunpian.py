@@ -26,7 +26,6 @@ from ..normalise import (
     national_cn,
     parse_time,
     recipient,
-    refine,
     text_or_none,
 )
 from ._shared import by_report, decode_json
@@ -133,9 +132,7 @@ def _events(value: bytes, endpoint: str, ctx: RecordContext) -> list[ReceiptEven
     events = []
     for index, r in enumerate(reports):
         code = text_or_none(r.error_msg)
-        status = map_status(PROVIDER, _STATUS, r.report_status)
-        if status == "UNDELIVERED":
-            status = refine(status, _FAIL_BY_CODE, code)
+        status = map_status(PROVIDER, _STATUS, r.report_status, _FAIL_BY_CODE, code)
         sid = key_part(r.sid, "sid")
         occurred_at, occurred_at_raw, time_zone = parse_time(r.user_receive_time, zone, PROVIDER)
         events.append(
