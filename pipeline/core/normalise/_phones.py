@@ -27,8 +27,8 @@ from functools import lru_cache
 #: its answer: a rule returns nothing else.
 NationalRule = Callable[[str], str | None]
 
-_WHITESPACE = re.compile(r"\s+")
-_SEPARATORS = re.compile(r"[\s\-./()]+")
+_SPACING = re.compile(r"[\s\-./]+")  # separators but the parentheses of a trunk marker
+_PARENTHESES = re.compile(r"[()]")
 _TRUNK_MARKER = re.compile(r"^\+(\d{1,3})\(0\)", re.ASCII)
 _COUNTRY_CODE = re.compile(r"[1-9]\d{0,2}", re.ASCII)
 
@@ -109,8 +109,8 @@ def _clean(text: str) -> str:
         text = unicodedata.normalize("NFKC", text)
         if not text.isascii():
             text = "".join(_ascii_digit(c) for c in text)
-    text = _TRUNK_MARKER.sub(r"+\1", _WHITESPACE.sub("", text))
-    return _SEPARATORS.sub("", text)
+    text = _TRUNK_MARKER.sub(r"+\1", _SPACING.sub("", text))
+    return _PARENTHESES.sub("", text)
 
 
 def _ascii_digit(char: str) -> str:

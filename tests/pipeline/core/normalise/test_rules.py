@@ -230,6 +230,7 @@ def test_key_time_canonical(text: str, expected: str) -> None:
         ("+86 137-1111-2222", None, None, "+8613711112222"),
         ("(+33) 6 12 34 56 78", None, None, "+33612345678"),
         ("+33 (0)6 12 34 56 78", None, None, "+33612345678"),  # trunk marker dropped
+        ("+33-(0)6.12.34.56.78", None, None, "+33612345678"),  # whatever separates it
         ("+44 (0)20 7946 0958", None, None, "+442079460958"),
         ("0033 6 12 34 56 78", None, None, "+33612345678"),  # 00 prefix
         ("+0033612345678", None, None, "+33612345678"),  # +00 prefix
