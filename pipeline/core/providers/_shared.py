@@ -93,7 +93,8 @@ def by_report(
             except NotReceipts:
                 continue  # a non-receipt item (a Tencent reply) counts in the positions only
             except DecodeError as exc:
-                failed.append((index, str(exc)))
+                # Decoded alone, the report was item 0 of its list: name its place in the body.
+                failed.append((index, str(exc).replace("[0]", f"[{index}]", 1)))
                 continue
             events += [replace(e, source=replace(e.source, index=index)) for e in got]
         if not events or not failed:

@@ -436,3 +436,15 @@ def test_conservation_fixed(provider: str) -> None:
 def test_conservation_property(provider: str, data: st.DataObject) -> None:
     body, n = data.draw(mixed_bodies(provider))
     _conserved(provider, body, n)
+
+
+def test_structure_partial_body_reasons_name_each_report_by_its_place() -> None:
+    """A bad report is decoded alone to find its reason; the reason still names its place in
+    the body, not its place in that one-report body."""
+    reports = [report("tencent", "a1"), report("tencent", "a2"), {"sid": "a3", "mobile": [1]}]
+    with pytest.raises(PartialBody) as caught:
+        decode("tencent", reports)
+    assert caught.value.reports == (2,)
+    assert "[2] tencent body: Expected `str | null`, got `array` - at `$[2].mobile`" in str(
+        caught.value
+    )
