@@ -1,8 +1,8 @@
 """Against the secured broker (SASL_SSL with SCRAM-SHA-512, mutual TLS, deny by default): the
 processor, the ingress and redrive run end to end with exactly the ACLs of docs/operations.md (one
-ACL fewer stops redrive at once, exit 2, naming what was refused), refused credentials stop
-every command at once (exit 2) naming the mechanism and the user or the certificate, and no
-password ever reaches the logs.
+ACL fewer stops redrive or the ingress at once, exit 2, naming what was refused), refused
+credentials stop every command at once (exit 2) naming the mechanism and the user or the
+certificate, and no password ever reaches the logs.
 
 The broker is this module's own (`LocalKafka(secured=True)`), whatever KAFKA_BOOTSTRAP_SERVERS
 says. Test clients (topics, produce, drain) run as the super user `admin`: the conftest helpers
@@ -428,3 +428,17 @@ async def test_redrive_missing_one_acl_exits_2_naming_it(
     assert errors[0].startswith(f"error: not authorized to Describe {role}"), stderr
     assert errors[0].endswith(f"topic {removed.name!r}"), stderr
     assert await drain(bootstrap, topics.raw, idle_s=0.3) == []  # nothing copied
+
+
+def test_ingress_without_its_acl_exits_2_naming_it(security: Security) -> None:
+    topic = "it-secured-ingress-unwritable"  # refused before the topic is looked at
+    env = sasl_env(security, "nobody", PIPELINE_SASL_PASSWORD=security.passwords["nobody"])
+    code, stderr, took = run_cli(ingress_args(security.sasl_bootstrap, topic), env)
+    assert code == 2, stderr
+    assert took < FAST_EXIT_S, (took, stderr)
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [
+        f"error: not authorized to Write raw (--raw-topic) topic {topic!r}: the idempotent "
+        "producer's id (InitProducerId) was refused"
+    ], stderr
+    assert "Traceback" not in stderr and "Unclosed" not in stderr, stderr
