@@ -17,6 +17,7 @@ from typing import Any, Final
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
     InvalidProducerEpoch,
     MessageSizeTooLargeError,
     OutOfOrderSequenceNumber,
@@ -25,6 +26,7 @@ from aiokafka.errors import (
     UnknownProducerId,
 )
 
+from ..errors import TopicProblem
 from ..kafka import close_now, kafka_options, start_with_retry
 from ._settings import IngressSettings, kafka_settings
 
@@ -92,7 +94,16 @@ class Writer:
         )
 
     async def start(self) -> None:
-        await start_with_retry(self.producer, "producer", kafka_settings(self.settings))
+        try:
+            await start_with_retry(self.producer, "producer", kafka_settings(self.settings))
+        except ClusterAuthorizationFailedError:
+            # The idempotent producer's id (InitProducerId) is refused to a principal with
+            # neither Write on some topic nor IdempotentWrite on the cluster.
+            await asyncio.wait_for(self.producer.stop(), 5)
+            raise TopicProblem(
+                f"not authorized to Write raw (--raw-topic) topic {self.topic!r}: the "
+                "idempotent producer's id (InitProducerId) was refused"
+            ) from None
         parts = await self.producer.partitions_for(self.topic)
         self._partitions = len(parts)
         self._task = asyncio.get_running_loop().create_task(self._run())

@@ -1,7 +1,8 @@
 """Against the secured broker (SASL_SSL with SCRAM-SHA-512, mutual TLS, deny by default): the
-processor runs end to end with exactly the ACLs of docs/operations.md, refused credentials stop
-every command at once (exit 2) naming the mechanism and the user or the certificate, and no
-password ever reaches the logs.
+processor, the ingress and redrive run end to end with exactly the ACLs of docs/operations.md (one
+ACL fewer stops redrive or the ingress at once, exit 2, naming what was refused), refused
+credentials stop every command at once (exit 2) naming the mechanism and the user or the
+certificate, and no password ever reaches the logs.
 
 The broker is this module's own (`LocalKafka(secured=True)`), whatever KAFKA_BOOTSTRAP_SERVERS
 says. Test clients (topics, produce, drain) run as the super user `admin`: the conftest helpers
@@ -10,6 +11,7 @@ are pointed at the secured broker by `as_admin`.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import re
@@ -20,12 +22,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.helpers import create_ssl_context
 
-from pipeline.core import InputRecord
+from pipeline.core import InputRecord, dead_letter
+from pipeline.errors import UnknownFormat
 from tools.acls import Acl, create_acls
 from tools.broker import LocalKafka, Security
 
@@ -46,6 +50,7 @@ from .conftest import (
     run_args,
     wait_processed,
 )
+from .ingress_helpers import FORM, ingress_args, yunpian_push
 
 pytestmark = [pytest.mark.anyio]
 
@@ -104,6 +109,18 @@ def run_acls(topics: Topics, user: str) -> list[Acl]:
         Acl("group", topics.group, "READ", user),
         Acl("group", f"{topics.group}.dedupe", "READ", user),
     ]
+
+
+def ingress_acls(topics: Topics, user: str) -> list[Acl]:
+    """What `ingress` needs: docs/operations.md, "Least privilege" (WRITE implies the DESCRIBE
+    of its start-up check, and lets the idempotent producer get its id)."""
+    return [Acl("topic", topics.raw, "WRITE", user)]
+
+
+def redrive_acls(topics: Topics, user: str) -> list[Acl]:
+    """What `redrive` needs: docs/operations.md, "Least privilege" (it reads without a group:
+    no group ACL)."""
+    return [Acl("topic", topics.dlq, "READ", user), Acl("topic", topics.raw, "WRITE", user)]
 
 
 async def grant(security: Security, acls: list[Acl]) -> None:
@@ -289,3 +306,139 @@ def test_unreadable_password_file_is_a_setting_to_fix(tmp_path: Path) -> None:
     )
     assert code == 2, stderr
     assert f"sasl_password_file (from flag --sasl-password-file): cannot read {missing}" in stderr
+
+
+async def test_ingress_with_exactly_its_acls(
+    secured: LocalKafka, security: Security, as_admin: str, spawn: Spawn
+) -> None:
+    bootstrap = as_admin
+    topics = await make_topics(bootstrap, "secured-ingress", raw=2, out=1, dlq=1)
+    await grant(security, ingress_acls(topics, "ingress"))
+    env = sasl_env(security, "ingress", PIPELINE_SASL_PASSWORD=security.passwords["ingress"])
+    assert secured.authorizer_log is not None
+    since = secured.authorizer_log.stat().st_size
+    proc = spawn(ingress_args(bootstrap, topics.raw), env)
+    line = await proc.wait_log("ingress listening", timeout=60)
+    body = yunpian_push(4242)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{line['port']}") as client:
+        response = await client.post(
+            "/v1/yunpian/push", content=body, headers={"content-type": FORM.decode()}
+        )
+    assert (response.status_code, response.content) == (200, b"SUCCESS")
+    assert await proc.stop() == 0
+    assert not proc.crashes(), proc.text()[-3000:]
+    (record,) = await drain(bootstrap, topics.raw, count=1)
+    assert record.value == body
+    assert dict(record.headers)["provider"] == b"yunpian"
+    used = decisions(secured.authorizer_log, "ingress", since)
+    assert not [d for d in used if d.startswith("Denied")], sorted(set(used))
+    assert f"WRITE Topic:LITERAL:{topics.raw}" in used
+    assert security.passwords["ingress"] not in proc.text()
+
+
+async def write_dead_letter(bootstrap: str, topics: Topics) -> InputRecord:
+    """One dead letter in the processor's exact envelope (error.class, error.message,
+    source.topic, source.partition, source.offset), written as admin; the original record."""
+    original = InputRecord(
+        topics.raw, 0, 0, int(time.time() * 1000), [("provider", b"uspeedo")], b"{not json"
+    )
+    letter = dead_letter(original, UnknownFormat("body shape unknown"))
+    assert [k for k, _ in letter.headers][-5:] == [
+        "error.class",
+        "error.message",
+        "source.topic",
+        "source.partition",
+        "source.offset",
+    ]
+    producer = it.new_producer(bootstrap)  # as admin (`as_admin`)
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            topics.dlq,
+            letter.value,
+            key=letter.key,
+            headers=letter.headers,
+            timestamp_ms=letter.timestamp_ms,
+        )
+    finally:
+        await producer.stop()
+    return original
+
+
+def redrive_args(bootstrap: str, topics: Topics) -> list[str]:
+    return [
+        "redrive",
+        "--bootstrap-servers",
+        bootstrap,
+        "--input-topics",
+        topics.raw,
+        "--dead-letter-topic",
+        topics.dlq,
+        "--startup-timeout-s",
+        "60",
+    ]
+
+
+async def test_redrive_with_exactly_its_acls(
+    secured: LocalKafka, security: Security, as_admin: str
+) -> None:
+    bootstrap = as_admin
+    topics = await make_topics(bootstrap, "secured-redrive", raw=1, out=1, dlq=1)
+    original = await write_dead_letter(bootstrap, topics)
+    await grant(security, redrive_acls(topics, "redrive"))
+    env = sasl_env(security, "redrive", PIPELINE_SASL_PASSWORD=security.passwords["redrive"])
+    assert secured.authorizer_log is not None
+    since = secured.authorizer_log.stat().st_size
+    code, stderr, _ = await asyncio.to_thread(run_cli, redrive_args(bootstrap, topics), env)
+    assert code == 0, stderr
+    assert (
+        f"redrive: read 1 dead letters from {topics.dlq!r}, selected 1, redriven 1 to "
+        f"{topics.raw!r}" in stderr
+    ), stderr
+    (copy,) = await drain(bootstrap, topics.raw, count=1)
+    assert copy.value == original.value
+    assert list(copy.headers) == [
+        *original.headers,
+        ("redriven.from", f"{topics.dlq}:0:0".encode()),
+    ]
+    used = decisions(secured.authorizer_log, "redrive", since)
+    assert not [d for d in used if d.startswith("Denied")], sorted(set(used))
+    assert f"READ Topic:LITERAL:{topics.dlq}" in used
+    assert f"WRITE Topic:LITERAL:{topics.raw}" in used
+    assert security.passwords["redrive"] not in stderr
+
+
+@pytest.mark.parametrize("missing", [0, 1], ids=["no-read-on-dlq", "no-write-on-raw"])
+async def test_redrive_missing_one_acl_exits_2_naming_it(
+    security: Security, as_admin: str, missing: int
+) -> None:
+    bootstrap = as_admin
+    topics = await make_topics(bootstrap, "secured-redrive-less", raw=1, out=1, dlq=1)
+    await write_dead_letter(bootstrap, topics)
+    acls = redrive_acls(topics, "redrive")
+    removed = acls.pop(missing)
+    await grant(security, acls)
+    env = sasl_env(security, "redrive", PIPELINE_SASL_PASSWORD=security.passwords["redrive"])
+    code, stderr, took = await asyncio.to_thread(run_cli, redrive_args(bootstrap, topics), env)
+    assert code == 2, stderr
+    assert took < FAST_EXIT_S, (took, stderr)
+    role = {topics.dlq: "dead-letter (--dead-letter-topic)", topics.raw: "target"}[removed.name]
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, stderr
+    assert errors[0].startswith(f"error: not authorized to Describe {role}"), stderr
+    assert errors[0].endswith(f"topic {removed.name!r}"), stderr
+    assert await drain(bootstrap, topics.raw, idle_s=0.3) == []  # nothing copied
+
+
+def test_ingress_without_its_acl_exits_2_naming_it(security: Security) -> None:
+    topic = "it-secured-ingress-unwritable"  # refused before the topic is looked at
+    env = sasl_env(security, "nobody", PIPELINE_SASL_PASSWORD=security.passwords["nobody"])
+    code, stderr, took = run_cli(ingress_args(security.sasl_bootstrap, topic), env)
+    assert code == 2, stderr
+    assert took < FAST_EXIT_S, (took, stderr)
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [
+        f"error: not authorized to Write raw (--raw-topic) topic {topic!r}: the idempotent "
+        "producer's id (InitProducerId) was refused"
+    ], stderr
+    assert "Traceback" not in stderr and "Unclosed" not in stderr, stderr
