@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from schemas import ReceiptEvent
 
 __all__ = [
+    "DEAD_LETTER_CLASSES",
     "EXIT_CONFIG",
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
@@ -25,6 +26,7 @@ __all__ = [
     "ConfigError",
     "DecodeError",
     "EventTooLarge",
+    "InvalidTimestamp",
     "MalformedBody",
     "NotReceipts",
     "PartialBody",
@@ -109,6 +111,15 @@ class UnreadableRecord(DecodeError):
     """A record the Kafka client could not parse (e.g. a header key that is not UTF-8)."""
 
 
+class InvalidTimestamp(DecodeError):
+    """An event the output topic refused for its timestamp (outside the topic's
+    `message.timestamp.*` window)."""
+
+
+def _names(cls: type[DecodeError]) -> set[str]:
+    return {cls.__name__}.union(*(_names(sub) for sub in cls.__subclasses__()))
+
+
 class NotReceipts(Exception):
     """A recognised body that carries no receipts (an inbound SMS, reply status, statistics).
 
@@ -118,6 +129,10 @@ class NotReceipts(Exception):
     def __init__(self, kind: str) -> None:
         super().__init__(kind)
         self.kind = kind
+
+
+#: Every `error.class` a dead letter can carry.
+DEAD_LETTER_CLASSES: Final = frozenset(_names(DecodeError) - {DecodeError.__name__})
 
 
 # -- what stops a command -------------------------------------------------------------------------

@@ -9,7 +9,7 @@ the question. It is written from the canonical event contract (field rules, stat
 window rules), not from the decoders, so equal output is a real cross-check of both.
 
 Its status and code tables are derived from the documents, not copied from the decoders: each is
-written the way the contract's "Provider by provider" section (and the provider's own page, where
+written the way the contract's "The providers" section (and the provider's own page, where
 it lists the values) states it, as the statuses with the values that lead to them, or for the
 GSM TP-Status as the contract's ranges; each names the section it comes from. None is imported
 from `pipeline.core`, so none is shared.

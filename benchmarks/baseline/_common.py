@@ -21,8 +21,8 @@ DEFAULT_ZONES = {
     "smspartner": "Europe/Paris",
     "ultiroam": "UTC",
 }
-# uSpeedo and Yunpian, as the contract's uSpeedo and Yunpian sections (receipt-event.md,
-# "Provider by provider") word it: a failure is UNDELIVERED, "or EXPIRED when the code is
+# uSpeedo and Yunpian, as the contract's uSpeedo and Yunpian sections (docs/contract.md,
+# "The providers") word it: a failure is UNDELIVERED, "or EXPIRED when the code is
 # `EXPIRED`, REJECTED when it is `REJECTD`". Grouped by the status a code leads to.
 CARRIER_FAIL_GROUPS: dict[str, tuple[str, ...]] = {
     "EXPIRED": ("EXPIRED",),

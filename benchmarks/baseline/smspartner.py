@@ -23,7 +23,7 @@ from benchmarks.baseline._common import (
 
 # -- SMS Partner ----------------------------------------------------------------------------------
 
-# The contract's SMS Partner section (receipt-event.md, "Provider by provider", smspartner,
+# The contract's SMS Partner section (docs/contract.md, "The providers", smspartner,
 # `status`); SMS Partner's bulk-status page ("Risposte") only shows `Delivered`.
 SMSPARTNER_OUTCOMES: dict[str, tuple[str, ...]] = {
     "DELIVERED": ("Delivered",),

@@ -25,7 +25,7 @@ from benchmarks.baseline._common import (
 
 # -- Tencent --------------------------------------------------------------------------------------
 
-# The contract's Tencent section (receipt-event.md, "Provider by provider", tencent, "Status")
+# The contract's Tencent section (docs/contract.md, "The providers", tencent, "Status")
 # gives one outcome per `ReportStatus`; Tencent's PullSmsSendStatus documentation ("SMS
 # delivery status details") names SUCCESS and FAIL, the contract adds UNKNOWN. A FAIL is then
 # sorted "by code", the codes grouped by the status they lead to, "anything else → UNDELIVERED".
@@ -171,7 +171,7 @@ def tencent(body: bytes, ctx: Context) -> list[dict[str, Any]]:
                     number,
                     message_id=serial,
                     client_ref=r.get("SessionContext"),
-                    provider_code=None,  # a submit has no carrier code (receipt-event.md)
+                    provider_code=None,  # a submit has no carrier code (docs/contract.md)
                     provider_message=r.get("Message") or None,
                     segments=r.get("Fee"),
                 )

@@ -23,8 +23,8 @@ from benchmarks.baseline._common import (
 # -- Ultiroam -------------------------------------------------------------------------------------
 
 # The `status` values of Ultiroam's "Query SMS Sending Result" page (`result`: "FAILED, SENDING,
-# SENT_OK and DELIVERED"), each read as the contract's Ultiroam section (receipt-event.md,
-# "Provider by provider", ultiroam, `status`) maps it, grouped by canonical status.
+# SENT_OK and DELIVERED"), each read as the contract's Ultiroam section (docs/contract.md,
+# "The providers", ultiroam, `status`) maps it, grouped by canonical status.
 ULTIROAM_OUTCOMES: dict[str, tuple[str, ...]] = {
     "PENDING": ("SENDING",),
     "SENT": ("SENT_OK",),

@@ -24,7 +24,7 @@ from benchmarks.baseline._common import (
 
 # -- uSpeedo --------------------------------------------------------------------------------------
 
-# The contract's uSpeedo section (receipt-event.md, "Provider by provider", uspeedo,
+# The contract's uSpeedo section (docs/contract.md, "The providers", uspeedo,
 # `ReceiptResult`): each status with the spellings that lead to it, matched ignoring case.
 # uSpeedo's GetUSMSSendReceipt documentation ("ReceiptPerPhone", ReceiptResult) enumerates
 # Success, Fail, Unknow and SubmitFail; the contract adds the Chinese and long English forms.

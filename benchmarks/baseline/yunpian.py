@@ -25,7 +25,7 @@ from benchmarks.baseline._common import (
 # -- Yunpian --------------------------------------------------------------------------------------
 
 # Yunpian's "Push Status Records" page, "Attention": "SUCCESS" means delivered, otherwise "FAIL";
-# the contract's Yunpian section (receipt-event.md, "Provider by provider", yunpian,
+# the contract's Yunpian section (docs/contract.md, "The providers", yunpian,
 # `report_status`) adds UNKNOWN and refines a FAIL by `error_msg` (CARRIER_FAIL_GROUPS).
 YUNPIAN_REPORT_OUTCOMES: dict[str, tuple[str, ...]] = {
     "DELIVERED": ("SUCCESS",),

@@ -24,7 +24,7 @@ from typing import Final, NamedTuple
 import msgspec
 
 from ..config import KafkaSettings, Settings, add_arguments
-from ..errors import ConfigError
+from ..errors import DEAD_LETTER_CLASSES, ConfigError
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -46,20 +46,6 @@ REDRIVEN_FROM: Final = "redriven.from"
 #: Stripped from a copy: the added headers, and the `redriven.from` of an earlier redrive (a copy
 #: dead-lettered again and redriven again names only its latest dead letter).
 STRIPPED: Final = ADDED_HEADERS | {REDRIVEN_FROM}
-#: The `error.class` values the processor writes (docs/guarantees.md); others only warn.
-KNOWN_CLASSES: Final = frozenset(
-    {
-        "MalformedBody",
-        "BodyTooLarge",
-        "UnsafeXml",
-        "UnknownFormat",
-        "ProviderError",
-        "PartialBody",
-        "EventTooLarge",
-        "InvalidTimestamp",
-        "UnreadableRecord",
-    }
-)
 #: Why a selected dead letter is not copied (its value is not the original body).
 TRUNCATED: Final = "truncated"  # `error.original_size`: the value was cut to fit the topic
 EVENT: Final = "event"  # a canonical event the output topic refused, not a raw body
@@ -376,7 +362,7 @@ def selection_from_args(args: argparse.Namespace) -> Selection:
 
 
 def unknown_classes(selection: Selection) -> list[str]:
-    return sorted(selection.error_classes - KNOWN_CLASSES)
+    return sorted(selection.error_classes - DEAD_LETTER_CLASSES)
 
 
 # ------------------------------------------------------------------------------ embedded mode

@@ -508,12 +508,13 @@ def load_settings(
         raise ConfigError(f"invalid setting {name or '?'}{where}: {text}") from None
     servers = getattr(settings, "bootstrap_servers", None)
     if isinstance(servers, str):
-        problem = _bootstrap_problem(servers)
-        if problem:
+        try:
+            bootstrap_addresses(servers)
+        except ValueError as exc:
             where = (
                 f" (from {origin['bootstrap_servers']})" if "bootstrap_servers" in origin else ""
             )
-            raise ConfigError(f"invalid setting bootstrap_servers{where}: {problem}")
+            raise ConfigError(f"invalid setting bootstrap_servers{where}: {exc}") from None
     if isinstance(settings, KafkaSettings):
         settings = _with_secrets(settings, origin)
         check_tls(settings)
@@ -540,16 +541,18 @@ def _choices(settings_type: type[msgspec.Struct], name: str) -> list[str]:
 _ADDRESS: Final = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})")
 
 
-def _bootstrap_problem(servers: str) -> str | None:
-    """Why `servers` (comma-separated host:port) is not a list of broker addresses, or None."""
-    items = [item.strip() for item in servers.split(",")]
-    for item in items:
+def bootstrap_addresses(servers: str) -> list[tuple[str, int]]:
+    """`servers` (comma-separated host:port) as (host, port) pairs, an IPv6 host without its
+    brackets; ValueError saying which item is not a broker address."""
+    addresses = []
+    for item in (item.strip() for item in servers.split(",")):
         match = _ADDRESS.fullmatch(item)
         if match is None:
-            return f"{item!r} is not host:port (e.g. 127.0.0.1:9092)"
+            raise ValueError(f"{item!r} is not host:port (e.g. 127.0.0.1:9092)")
         if not 0 < int(match.group(2)) < 65536:
-            return f"{item!r}: port {match.group(2)} is not between 1 and 65535"
-    return None
+            raise ValueError(f"{item!r}: port {match.group(2)} is not between 1 and 65535")
+        addresses.append((match.group(1).strip("[]"), int(match.group(2))))
+    return addresses
 
 
 def _with_secrets(settings: K, origin: Mapping[str, str]) -> K:

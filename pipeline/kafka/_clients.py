@@ -21,7 +21,7 @@ from aiokafka.errors import (
     SaslAuthenticationFailed,
 )
 
-from ..config import Settings
+from ..config import Settings, bootstrap_addresses
 from ..errors import AuthenticationFailed, BrokerUnreachable
 from ..state import Restorer
 from ._sink import PRODUCER_BATCH_BYTES
@@ -89,15 +89,6 @@ def bound_tls_close() -> None:
 PROBE_TIMEOUT_S: Final = 5.0
 
 
-def _servers(settings: Settings) -> list[tuple[str, int]]:
-    servers = []
-    for item in settings.bootstrap_servers.split(","):
-        host, _, port = item.strip().rpartition(":")
-        with contextlib.suppress(ValueError):
-            servers.append((host.strip("[]") or "localhost", int(port)))
-    return servers
-
-
 async def _tls_request(host: str, port: int, context: ssl.SSLContext) -> None:
     """One ApiVersions v0 round trip over TLS: a broker refusing the client's certificate
     answers the first read with a TLS alert (TLS 1.3 finishes the handshake before it)."""
@@ -140,7 +131,7 @@ async def refusal(settings: Settings) -> AuthenticationFailed | None:
     if settings.security_protocol == "PLAINTEXT":
         return None
     options = kafka_options(settings)
-    for host, port in _servers(settings):
+    for host, port in bootstrap_addresses(settings.bootstrap_servers):
         where = f"{host}:{port}"
         try:
             with anyio.fail_after(PROBE_TIMEOUT_S):

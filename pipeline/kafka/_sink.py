@@ -31,7 +31,7 @@ from aiokafka.errors import (
 )
 
 from ..core import CoreStats, DeadLetter, OutputRecord, record_size
-from ..errors import TopicProblem
+from ..errors import EventTooLarge, InvalidTimestamp, TopicProblem
 from ._limits import TopicLimits
 from ._partitioner import partition_for, partitions_for
 
@@ -126,7 +126,9 @@ class Sink:
         records: list[Record] = [(d.key, d.value, d.headers, d.timestamp_ms) for d in dead]
         if outputs:
             outputs, late = self._in_window(topic, outputs, now)
-            records += [self._refused(topic, o, "InvalidTimestamp", False, now) for o in late]
+            records += [
+                self._refused(topic, o, InvalidTimestamp.__name__, False, now) for o in late
+            ]
         if outputs:
             count = await self.partition_count(topic)
             sent += await self.send(topic, outputs, partitions_for([o.key for o in outputs], count))
@@ -214,9 +216,11 @@ class Sink:
                 key, value, headers, stamp = record
                 late = isinstance(error, InvalidTimestampError) and alone
                 if not late and (alone or record_size(key, value, headers) > limits.record_bytes):
-                    dead.append(self._refused(s.topic, record, "EventTooLarge", alone, now))
+                    dead.append(self._refused(s.topic, record, EventTooLarge.__name__, alone, now))
                 elif late or not lo <= stamp <= hi:
-                    dead.append(self._refused(s.topic, record, "InvalidTimestamp", alone, now))
+                    dead.append(
+                        self._refused(s.topic, record, InvalidTimestamp.__name__, alone, now)
+                    )
                 else:
                     kept.append(record)
             for record in kept:

@@ -12,7 +12,6 @@ from ._metrics import (
     WindowView,
     bounded,
     consumer_lag,
-    error_classes,
     observe_kafka,
 )
 from ._probes import Health, Probes
@@ -33,7 +32,6 @@ __all__ = [
     "bounded",
     "configure_logging",
     "consumer_lag",
-    "error_classes",
     "observe_kafka",
     "serve_http",
     "serve_unix",

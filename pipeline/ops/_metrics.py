@@ -23,7 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from schemas import PROVIDERS, STATUS_INDEX
 
 from ..core.providers import SKIP_KINDS
-from ..errors import DecodeError
+from ..errors import DEAD_LETTER_CLASSES
 from ._probes import Probes
 
 __all__ = [
@@ -37,7 +37,6 @@ __all__ = [
     "PipelineCollector",
     "bounded",
     "consumer_lag",
-    "error_classes",
     "observe_kafka",
 ]
 
@@ -53,18 +52,6 @@ OTHER: Final = "other"
 PROVIDER_LABELS: Final = frozenset({*PROVIDERS, "unknown"})
 STATUS_LABELS: Final = frozenset(STATUS_INDEX)
 SKIP_KIND_LABELS: Final = frozenset(SKIP_KINDS)
-
-
-def error_classes() -> frozenset[str]:
-    """Every `DecodeError` subclass's name: the dead-letter classes, a closed set of the code
-    (computed at scrape time, so the Kafka layer's own classes are in it once imported)."""
-    names: set[str] = set()
-    todo: list[type[DecodeError]] = [DecodeError]
-    while todo:
-        cls = todo.pop()
-        names.add(cls.__name__)
-        todo.extend(cls.__subclasses__())
-    return frozenset(names)
 
 
 def bounded(
@@ -258,7 +245,7 @@ class PipelineCollector:
             for s in stats:
                 for key, value in dict(getattr(s, attr)).items():
                     total[key] = total.get(key, 0.0) + value
-            sets = (error_classes(),) if allowed is None else allowed
+            sets = (DEAD_LETTER_CLASSES,) if allowed is None else allowed
             for values, value in bounded(total, sets).items():
                 family.add_metric(values, value)
             yield family

@@ -8,7 +8,7 @@ imports upwards, and nothing here does I/O.
 from ._context import RecordContext
 from ._fields import make_event
 from ._identity import MAX_KEY_PART_BYTES, code_or_none, id_or_none, key_part, text_or_none
-from ._lookup import UNMAPPED_STATUSES, Lookup, fold, map_status, refine
+from ._lookup import UNMAPPED_STATUSES, Lookup, fold, map_status
 from ._numbers import NumberValue, boolean, integer
 from ._phones import NationalRule, national_cn, national_fr, national_with_cc, recipient
 from ._timefmt import format_epoch_ms, format_epoch_s, zone
@@ -40,7 +40,6 @@ __all__ = [
     "national_with_cc",
     "parse_time",
     "recipient",
-    "refine",
     "text_or_none",
     "zone",
 ]

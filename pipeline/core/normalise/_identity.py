@@ -1,4 +1,4 @@
-"""The identity rule and the id rules of receipt-event.md ("Edge rules for every provider").
+"""The identity rule and the id rules of docs/contract.md ("Rules for every provider").
 
 A `message_key` is built from identity components: each is trimmed, and one that is missing,
 empty or longer than 256 bytes makes its report invalid (never two reports under one made-up

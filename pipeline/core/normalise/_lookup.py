@@ -1,4 +1,4 @@
-"""Status and code look-ups that ignore case and surrounding whitespace (receipt-event.md).
+"""Status and code look-ups that ignore case and surrounding whitespace (docs/contract.md).
 
 A `Lookup` is a dict of the provider's values verbatim: an exact hit is one C-level dict look-up;
 only a miss (`__missing__`) trims and case-folds the value and looks again. `provider_status`
@@ -44,8 +44,8 @@ def map_status(
     code: str | None = None,
 ) -> Status:
     """The canonical status for `raw`; an unmapped value is UNKNOWN and counted. With `by_code`,
-    an UNDELIVERED status is refined by its `code` as `refine` does (in this call: it runs once
-    per report, and a second call would cost more than the check)."""
+    an UNDELIVERED status is refined by its `code` when the code has a row (a FAIL's `EXPIRED`,
+    `REJECTD`...), in this call: it runs once per report."""
     status = table[raw]
     if status is None:
         UNMAPPED_STATUSES[provider] += 1
@@ -53,10 +53,3 @@ def map_status(
     if status == "UNDELIVERED" and code is not None and by_code is not None:
         return by_code[code] or status
     return status
-
-
-def refine(status: Status, table: Lookup[Status], code: str | None) -> Status:
-    """`status` refined by its code (a FAIL's `EXPIRED`, `REJECTD`...) when the code has a row."""
-    if code is None:
-        return status
-    return table[code] or status

@@ -1,4 +1,4 @@
-"""The lenient integer and boolean readers (receipt-event.md, "Numbers as strings").
+"""The lenient integer and boolean readers (docs/contract.md, "Rules for every provider").
 
 An integer field accepts a JSON integer, a JSON number with an integral value, or a string
 holding a decimal integer (surrounding whitespace allowed); a boolean field `true`/`false`,

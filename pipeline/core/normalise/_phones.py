@@ -1,4 +1,4 @@
-"""The phone number normaliser: `recipient` from `recipient_raw` (receipt-event.md, "Phone
+"""The phone number normaliser: `recipient` from `recipient_raw` (docs/contract.md, "Phone
 numbers").
 
 1. Clean: Unicode digits become ASCII (NFKC, then any decimal digit NFKC leaves), a `(0)` trunk

@@ -1,4 +1,4 @@
-"""One parser for every time field of every provider (receipt-event.md, "Times").
+"""One parser for every time field of every provider (docs/contract.md, "Times").
 
 - naive local `YYYY-MM-DD HH:MM:SS` (whitespace or `T` between date and time, optional
   fraction): read in the given zone; a wall time that occurs twice is its first occurrence, one

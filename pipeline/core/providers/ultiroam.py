@@ -205,7 +205,7 @@ def _deliveries(
         assert code is not None  # a required field
         if 0 <= code <= 255:
             status, text = _TP_STATUS[code], _TP_TEXT[code]
-        else:  # not a TP-Status: unmapped, kept raw and counted (receipt-event.md)
+        else:  # not a TP-Status: unmapped, kept raw and counted (docs/contract.md)
             text = str(code)
             status = map_status(PROVIDER, _NO_TP_STATUS, text)
         to = recipient(key_part(r.number, "number"))

@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.core import CoreStats
 from pipeline.core.providers import SKIP_KINDS
-from pipeline.errors import ConfigError
+from pipeline.errors import DEAD_LETTER_CLASSES, ConfigError
 from pipeline.ops import (
     MAX_CONNECTIONS,
     OTHER,
@@ -29,7 +29,6 @@ from pipeline.ops import (
     PipelineCollector,
     bounded,
     consumer_lag,
-    error_classes,
     observe_kafka,
     serve_http,
     serve_unix,
@@ -162,7 +161,7 @@ def test_bounded_maps_unknown_values_to_other() -> None:
 def test_error_classes_are_the_decode_errors() -> None:
     from pipeline.errors import UnreadableRecord
 
-    classes = error_classes()
+    classes = DEAD_LETTER_CLASSES
     assert {"MalformedBody", "BodyTooLarge", "PartialBody", "EventTooLarge"} <= classes
     assert UnreadableRecord.__name__ in classes
 
@@ -193,7 +192,7 @@ def test_metrics_series_bounded(values: list[tuple[str, str, int]]) -> None:
     allowed = {
         "provider": providers,
         "status": {*STATUS_INDEX, OTHER},
-        "error_class": {*error_classes(), OTHER},
+        "error_class": {*DEAD_LETTER_CLASSES, OTHER},
         "kind": {*SKIP_KINDS, OTHER},
     }
     for name, labels in got:

@@ -1,4 +1,4 @@
-"""The shared rule modules, with the contract's examples (receipt-event.md)."""
+"""The shared rule modules, with the contract's examples (docs/contract.md)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ from pipeline.core.normalise import (
     national_with_cc,
     parse_time,
     recipient,
-    refine,
     text_or_none,
 )
 from pipeline.errors import MalformedBody
@@ -115,9 +114,9 @@ def test_status_lookup_ignores_case_and_whitespace() -> None:
     assert map_status("t", table, "Whatever") == "UNKNOWN"  # type: ignore[arg-type]
     assert UNMAPPED_STATUSES["t"] == before + 1
     codes = Lookup({"EXPIRED": "EXPIRED"})
-    assert refine("UNDELIVERED", codes, "expired") == "EXPIRED"  # type: ignore[arg-type]
-    assert refine("UNDELIVERED", codes, "other") == "UNDELIVERED"  # type: ignore[arg-type]
-    assert refine("UNDELIVERED", codes, None) == "UNDELIVERED"  # type: ignore[arg-type]
+    assert map_status("t", table, "Fail", codes, "expired") == "EXPIRED"  # type: ignore[arg-type]
+    assert map_status("t", table, "Fail", codes, "other") == "UNDELIVERED"  # type: ignore[arg-type]
+    assert map_status("t", table, "Fail", codes, None) == "UNDELIVERED"  # type: ignore[arg-type]
     assert "expired" not in codes  # a miss is not stored
 
 

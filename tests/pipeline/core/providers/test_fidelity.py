@@ -1,4 +1,4 @@
-"""The contract's edge rules, provider by provider (receipt-event.md, "Edge rules for every
+"""The contract's edge rules, provider by provider (docs/contract.md, "Rules for every
 provider"), and conservation: every report of a body is an event, a duplicate, stale, or
 dead-lettered, however good and broken reports are mixed."""
 
