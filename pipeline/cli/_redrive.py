@@ -18,34 +18,20 @@ import contextlib
 import datetime as dt
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Final, NamedTuple
 
 import msgspec
 
 from ..config import KafkaSettings, Settings, add_arguments
+from ..core import DEAD_LETTER_HEADERS, Headers
 from ..errors import DEAD_LETTER_CLASSES, ConfigError
 
-Headers = Sequence[tuple[str, bytes]]
-
-#: Every header the processor adds to a dead letter (core, fetch and sink).
-ADDED_HEADERS: Final = frozenset(
-    {
-        "error.class",
-        "error.message",
-        "error.reports",
-        "error.original_size",
-        "error.headers_dropped",
-        "source.topic",
-        "source.partition",
-        "source.offset",
-    }
-)
 #: The header a copy carries: `topic:partition:offset` of the dead letter it was copied from.
 REDRIVEN_FROM: Final = "redriven.from"
 #: Stripped from a copy: the added headers, and the `redriven.from` of an earlier redrive (a copy
 #: dead-lettered again and redriven again names only its latest dead letter).
-STRIPPED: Final = ADDED_HEADERS | {REDRIVEN_FROM}
+STRIPPED: Final = DEAD_LETTER_HEADERS | {REDRIVEN_FROM}
 #: Why a selected dead letter is not copied (its value is not the original body).
 TRUNCATED: Final = "truncated"  # `error.original_size`: the value was cut to fit the topic
 EVENT: Final = "event"  # a canonical event the output topic refused, not a raw body

@@ -7,6 +7,7 @@ Stateless but for its counters: dedupe state lives in a window the caller passes
 from ._config import DEFAULT_MAX_BODY_BYTES, CoreConfig, ProviderRoute
 from ._process import Core
 from ._records import (
+    DEAD_LETTER_HEADERS,
     DEFAULT_RECORD_MAX_BYTES,
     HEADER_OVERHEAD,
     RECORD_OVERHEAD,
@@ -31,6 +32,7 @@ from ._verdicts import (
 )
 
 __all__ = [
+    "DEAD_LETTER_HEADERS",
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_RECORD_MAX_BYTES",
     "DUPLICATE",

@@ -102,6 +102,21 @@ def _positions(reports: Sequence[int]) -> bytes:
     return (text if len(text) <= _MAX_REPORTS_TEXT else text[:_MAX_REPORTS_TEXT] + "...").encode()
 
 
+#: Every header a dead letter gets beside the original ones (here, and in the Kafka sink).
+DEAD_LETTER_HEADERS: Final = frozenset(
+    {
+        "error.class",
+        "error.message",
+        "error.reports",
+        "error.original_size",
+        "error.headers_dropped",
+        "source.topic",
+        "source.partition",
+        "source.offset",
+    }
+)
+
+
 def dead_letter(
     record: InputRecord, exc: DecodeError, max_bytes: int = DEFAULT_RECORD_MAX_BYTES
 ) -> DeadLetter:

@@ -12,12 +12,11 @@ import contextlib
 import logging
 import signal
 import socket
-import sys
 from collections.abc import Iterator
 
 import uvicorn
 
-from ..errors import EXIT_CONFIG, AuthenticationFailed, BrokerUnreachable
+from ..errors import ConfigError, PipelineError
 from ..ops import configure_logging
 from ._app import Ingress
 from ._metrics import IngressMetrics
@@ -67,24 +66,22 @@ def server_config(app: Ingress, settings: IngressSettings) -> uvicorn.Config:
 async def serve(settings: IngressSettings) -> int:
     metrics = IngressMetrics()
     writer = Writer(settings, on_batch=metrics.batch_records.observe)
+    # A PipelineError goes up to the command line, which prints it and exits with its code.
     try:
         await writer.start()
-    except (BrokerUnreachable, AuthenticationFailed) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except PipelineError:
         await writer.producer.stop()
-        return exc.exit_code
+        raise
     app = Ingress(settings, writer, metrics)
     server = _Server(server_config(app, settings))
     try:
         sock = bind(settings.host, settings.port)
     except OSError as exc:
-        print(
-            f"error: invalid setting port: cannot listen on {settings.host}:{settings.port}: "
-            f"{exc.strerror}",
-            file=sys.stderr,
-        )
         await writer.stop(settings.shutdown_timeout_s)
-        return EXIT_CONFIG
+        raise ConfigError(
+            f"invalid setting port: cannot listen on {settings.host}:{settings.port}: "
+            f"{exc.strerror}"
+        ) from None
     loop = asyncio.get_running_loop()
     stop_at: list[float] = []  # when the first stop signal came
 
