@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from pipeline.core import DUPLICATE, EMIT, STALE  # noqa: E402
+from pipeline.core import DUPLICATE, EMIT, STALE, fold, pack  # noqa: E402
 from pipeline.state import Window, message_hash, message_hashes  # noqa: E402
 from schemas._event import STATUS_INDEX  # noqa: E402
 
@@ -113,6 +113,45 @@ def child_memory(messages: int) -> dict[str, Any]:
     held = len(w)
     if held != messages or sum(w.counters.evicted_by_count) != 0:
         raise CheckFailed(f"memory: holds {held} of {messages}, evicted {w.counters.as_dict()}")
+    return {
+        "rss_before": before,
+        "rss_after": after,
+        "held": held,
+        "bytes_per_msg": (after - before) / held,
+    }
+
+
+def _lifecycle_data(rnd: random.Random, now_s: int) -> int:
+    """The lifecycle data of a typical message: PENDING, SENT, DELIVERED within minutes."""
+    sent = now_s + rnd.randrange(1, 60)
+    data = pack(fold(0, PENDING, now_s - rnd.randrange(0, 5), now_s, None))
+    data = pack(fold(data, SENT, sent, sent, None))
+    done = sent + rnd.randrange(1, 900)
+    return pack(fold(data, DELIVERED, done, done, None))
+
+
+def child_memory_states(messages: int) -> dict[str, Any]:
+    """child_memory with every message's lifecycle data held too (the state topic on)."""
+    rnd = random.Random(1)
+    before = rss_bytes()
+    w = Window(max_messages=messages, generations=GENERATIONS, lifecycle=True)
+    done = 0
+    statuses = [SENT] * CHUNK
+    providers = [i % 5 for i in range(CHUNK)]
+    now_s = 1_717_484_400
+    set_state = w.set_state
+    while done < messages:
+        k = min(CHUNK, messages - done)
+        hashes = [rnd.getrandbits(64) & MASK60 for _ in range(k)]
+        w.load_batch(hashes, statuses[:k], providers[:k], now_s * 1000)
+        for h in hashes:
+            set_state(h, _lifecycle_data(rnd, now_s))
+        done += k
+        now_s += 1
+    after = rss_bytes()
+    held = len(w)
+    if held != messages or not w.state_of(hashes[-1]):
+        raise CheckFailed(f"memory-states: holds {held} of {messages}, or no data")
     return {
         "rss_before": before,
         "rss_after": after,
@@ -370,6 +409,7 @@ def child_snapshot(messages: int) -> dict[str, Any]:
 
 CHILDREN = {
     "memory": lambda m, q: child_memory(m),
+    "memory-states": lambda m, q: child_memory_states(m),
     "flat": lambda m, q: child_flat(m),
     "checks": lambda m, q: child_checks(m, 200_000 if q else 2_000_000),
     "rebuild": lambda m, q: child_rebuild(m),
@@ -408,6 +448,13 @@ def run(quick: bool, messages: int | None = None) -> dict[str, float]:
     print(
         f"  memory : RSS {mem['rss_before'] / mb:.1f} MiB -> {mem['rss_after'] / mb:.1f} MiB "
         f"holding {mem['held']:,} messages = {mem['bytes_per_msg']:.1f} bytes/message",
+        flush=True,
+    )
+    mem_states = _spawn("memory-states", messages, quick)
+    print(
+        f"  memory with lifecycle data (3 statuses each): RSS {mem_states['rss_before'] / mb:.1f}"
+        f" MiB -> {mem_states['rss_after'] / mb:.1f} MiB = "
+        f"{mem_states['bytes_per_msg']:.1f} bytes/message",
         flush=True,
     )
     flat = _spawn("flat", messages, quick)
@@ -453,6 +500,7 @@ def run(quick: bool, messages: int | None = None) -> dict[str, float]:
     )
     return {
         "bytes_per_msg": round(mem["bytes_per_msg"], 1),
+        "bytes_per_msg_states": round(mem_states["bytes_per_msg"], 1),
         "rss_growth_1x_10x": round(flat["growth_1x_10x"], 4),
         "checks_per_s": round(chk["checks_per_s"]),
         "checks_per_s_wall": round(chk["checks_per_s_wall"]),
@@ -487,7 +535,8 @@ def main() -> int:
         print(f"CHECK FAILED: {e}", file=sys.stderr)
         return 1
     print(
-        f"window bytes_per_msg={r['bytes_per_msg']} checks_per_s={r['checks_per_s']} "
+        f"window bytes_per_msg={r['bytes_per_msg']} "
+        f"bytes_per_msg_states={r['bytes_per_msg_states']} checks_per_s={r['checks_per_s']} "
         f"rebuild_5m_s={r['rebuild_5m_s']}"
     )
     return 0

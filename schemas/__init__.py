@@ -1,4 +1,5 @@
-"""msgspec structs: the canonical receipt event and each provider's wire formats."""
+"""msgspec structs: the canonical receipt event, the state record and each provider's wire
+formats."""
 
 from ._event import (
     FINALITY,
@@ -14,6 +15,7 @@ from ._event import (
     Source,
     Status,
 )
+from ._state import MessageState, StatusSeen
 
 __all__ = [
     "FINALITY",
@@ -24,8 +26,10 @@ __all__ = [
     "STATUS_INDEX",
     "Channel",
     "Finality",
+    "MessageState",
     "Provider",
     "ReceiptEvent",
     "Source",
     "Status",
+    "StatusSeen",
 ]

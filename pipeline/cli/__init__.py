@@ -2,6 +2,6 @@
 schema."""
 
 from ._embedded import read_records, run_embedded
-from ._main import event_schema, main, parser
+from ._main import event_schema, main, parser, state_schema
 
-__all__ = ["event_schema", "main", "parser", "read_records", "run_embedded"]
+__all__ = ["event_schema", "main", "parser", "read_records", "run_embedded", "state_schema"]

@@ -3,7 +3,8 @@
 Input is kcat's `-J` JSON-lines envelope (so a dumped topic replays offline) or a directory of
 raw body files; a dead letter among the lines (the dead-letter file this mode writes, or a dump of
 the dead-letter topic) is processed as its original record (`_redrive.embedded_original`).
-Output is one canonical event per line, the same bytes the Kafka sink writes.
+Output is one canonical event per line, the same bytes the Kafka sink writes; with `--state-to`,
+one state record per line beside it (the state topic's values).
 """
 
 from __future__ import annotations
@@ -136,12 +137,20 @@ def default_dead_letter_path(to: str) -> str:
     return "-stderr" if to == "-" else f"{to}.deadletter.jsonl"
 
 
-def run_embedded(core: Core[Window], source: str, to: str, dead_letter_path: str | None) -> int:
-    """Process `source` into `to`; returns the exit code. Summary and progress on stderr."""
+def run_embedded(
+    core: Core[Window],
+    source: str,
+    to: str,
+    dead_letter_path: str | None,
+    state_to: str | None = None,
+) -> int:
+    """Process `source` into `to` (and the state records into `state_to`, with a core that has
+    a lifecycle); returns the exit code. Summary and progress on stderr."""
     dl_path = dead_letter_path or default_dead_letter_path(to)
     records = read_records(source)  # before any output exists: a bad source writes nothing
     out = _open_out(to)
     dl_out = sys.stderr.buffer if dl_path == "-stderr" else _open_out(dl_path)
+    state_out = None if state_to is None else _open_out(state_to)
     records_in = dead_count = events_out = 0
     started = last_progress = time.monotonic()
     batch: list[InputRecord] = []
@@ -151,6 +160,8 @@ def run_embedded(core: Core[Window], source: str, to: str, dead_letter_path: str
         result = core.process(batch)
         out.writelines(o.value + b"\n" for o in result.outputs)
         dl_out.writelines(_dead_letter_line(d) for d in result.dead_letters)
+        if state_out is not None:
+            state_out.writelines(s.value + b"\n" for s in result.states)
         events_out += len(result.outputs)
         dead_count += len(result.dead_letters)
         batch.clear()
@@ -177,12 +188,12 @@ def run_embedded(core: Core[Window], source: str, to: str, dead_letter_path: str
         if batch:
             flush()
     finally:
-        out.flush()
-        dl_out.flush()
-        if out is not sys.stdout.buffer:
-            out.close()
-        if dl_out is not sys.stderr.buffer:
-            dl_out.close()
+        for stream in (out, dl_out, state_out):
+            if stream is None:
+                continue
+            stream.flush()
+            if stream is not sys.stdout.buffer and stream is not sys.stderr.buffer:
+                stream.close()
     print(summary(core, records_in, time.monotonic() - started), file=sys.stderr)
     return 0
 

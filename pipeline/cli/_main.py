@@ -9,10 +9,10 @@ from pathlib import Path
 
 import msgspec
 
-from schemas import ReceiptEvent
+from schemas import MessageState, ReceiptEvent
 
 from ..config import Settings, add_arguments, core_config, load_settings, settings_from_args
-from ..core import Core, CoreConfig, Decoder, InputRecord
+from ..core import Core, CoreConfig, Decoder, InputRecord, Lifecycle
 from ..core.providers import REGISTRY
 from ..errors import (
     EXIT_INTERRUPTED,
@@ -28,14 +28,23 @@ from . import _topics
 
 def event_schema() -> bytes:
     """The canonical event's JSON Schema, as committed in schemas/receipt_event.schema.json."""
-    schema = msgspec.json.schema(ReceiptEvent)
+    return _schema(ReceiptEvent, "ReceiptEvent v1")
+
+
+def state_schema() -> bytes:
+    """The state record's JSON Schema, as committed in schemas/message_state.schema.json."""
+    return _schema(MessageState, "MessageState v1")
+
+
+def _schema(struct: type[msgspec.Struct], title: str) -> bytes:
+    schema = msgspec.json.schema(struct)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "ReceiptEvent v1"
+    schema["title"] = title
     return msgspec.json.format(msgspec.json.encode(schema), indent=2) + b"\n"
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
-    sys.stdout.buffer.write(event_schema())
+    sys.stdout.buffer.write(state_schema() if args.state else event_schema())
     return 0
 
 
@@ -81,8 +90,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     configure_logging("WARNING")  # start-up warnings (unknown env variables) as JSON lines too
     settings = settings_from_args(args)
     config = core_config(settings)
-    if settings.source is None and (settings.to is not None or settings.dead_letter is not None):
-        flag = "--to" if settings.to is not None else "--dead-letter"
+    if settings.source is None and (
+        settings.to is not None or settings.dead_letter is not None or settings.state_to is not None
+    ):
+        flag = (
+            "--to"
+            if settings.to is not None
+            else "--dead-letter"
+            if settings.dead_letter is not None
+            else "--state-to"
+        )
         raise ConfigError(
             f"{flag} needs --from (files in, files out); without --from, run reads and writes Kafka"
         )
@@ -90,10 +107,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from ..state import Window
         from ._embedded import run_embedded
 
-        window = Window(settings.window_max_messages, settings.window_ttl_s * 1000)
+        keep_states = settings.state_to is not None
+        window = Window(
+            settings.window_max_messages, settings.window_ttl_s * 1000, lifecycle=keep_states
+        )
+        lifecycle = Lifecycle(window) if keep_states else None
         tune_collector()
         return run_embedded(
-            Core(window, config), settings.source, settings.to or "-", settings.dead_letter
+            Core(window, config, lifecycle=lifecycle),
+            settings.source,
+            settings.to or "-",
+            settings.dead_letter,
+            settings.state_to,
         )
     from ..runtime import run_kafka
 
@@ -178,7 +203,13 @@ def parser() -> argparse.ArgumentParser:
     norm.add_argument("files", nargs="+", metavar="FILE")
     norm.set_defaults(func=_cmd_normalise)
 
-    schema = sub.add_parser("schema", help="print the canonical event's JSON Schema")
+    schema = sub.add_parser(
+        "schema",
+        help="print the canonical event's (or with --state the state record's) JSON Schema",
+    )
+    schema.add_argument(
+        "--state", action="store_true", help="the state record's schema (the state topic's value)"
+    )
     schema.set_defaults(func=_cmd_schema)
 
     return top

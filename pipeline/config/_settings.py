@@ -313,6 +313,13 @@ class Settings(KafkaSettings, kw_only=True, forbid_unknown_fields=True):
             "stderr for -)"
         ),
     ] = None
+    state_to: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="embedded mode: where state records go as JSON lines, one per change "
+            "of a message's state (- for stdout; default: none)"
+        ),
+    ] = None
 
 
 FLAG_NAMES: Final[dict[str, str]] = {"source": "--from", "to": "--to"}

@@ -5,6 +5,16 @@ Stateless but for its counters: dedupe state lives in a window the caller passes
 """
 
 from ._config import DEFAULT_MAX_BODY_BYTES, CoreConfig, ProviderRoute
+from ._lifecycle import (
+    EventFacts,
+    Lifecycle,
+    LifecycleWindow,
+    Unpacked,
+    epoch_s,
+    fold,
+    pack,
+    unpack,
+)
 from ._process import Core
 from ._records import (
     DEAD_LETTER_HEADERS,
@@ -47,15 +57,23 @@ __all__ = [
     "DeadLetter",
     "Decoder",
     "DedupeWindow",
+    "EventFacts",
     "Headers",
     "InputRecord",
+    "Lifecycle",
+    "LifecycleWindow",
     "OutputRecord",
     "ProviderRoute",
+    "Unpacked",
     "Verdicts",
     "dead_letter",
     "emitted_outputs",
+    "epoch_s",
+    "fold",
+    "pack",
     "parse_routes",
     "record_size",
     "sniff",
+    "unpack",
     "window_verdicts",
 ]

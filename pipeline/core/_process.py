@@ -15,6 +15,7 @@ from schemas import ReceiptEvent
 
 from ..errors import DecodeError, EventTooLarge, NotReceipts, PartialBody
 from ._config import CoreConfig
+from ._lifecycle import Lifecycle
 from ._records import (
     _AMPLIFICATION,
     _FIXED_EVENT_BYTES,
@@ -42,11 +43,14 @@ class Core(Generic[W]):
         window: W | None,
         config: CoreConfig | None = None,
         wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        lifecycle: Lifecycle | None = None,
     ) -> None:
         """``window`` None: no dedupe, every event is emitted (the route stage of topology
         ``partitioned``, whose windows live in the dedupe stage). ``wall_ms``: the wall clock in
-        ms (injected by tests), read once per batch."""
+        ms (injected by tests), read once per batch. ``lifecycle`` (over the same window): each
+        batch's result also holds the state records of the messages it changed."""
         self.window = window
+        self.lifecycle = lifecycle
         self.decoder = Decoder(config)
         self.stats = self.decoder.stats
         self.wall_ms = wall_ms
@@ -105,6 +109,8 @@ class Core(Generic[W]):
         outputs = emitted_outputs(events, keys, codes, verdicts, stamps, stats.events_out)
         if large:
             outputs = self._fit(outputs, events, verdicts, large, dead)
+        if self.lifecycle is not None:
+            return BatchResult(outputs, dead, self.lifecycle.states(events, keys, verdicts, stamps))
         return BatchResult(outputs, dead)
 
     def _dead(self, dead: list[DeadLetter], record: InputRecord, exc: DecodeError) -> None:

@@ -53,6 +53,8 @@ class DeadLetter(NamedTuple):
 class BatchResult(NamedTuple):
     outputs: list[OutputRecord]
     dead_letters: list[DeadLetter]
+    #: State records of the messages the outputs changed (a core with a `Lifecycle`).
+    states: Sequence[OutputRecord] = ()
 
 
 #: Kafka's per-record framing in a v2 batch, at its largest (length, attributes, timestamp and

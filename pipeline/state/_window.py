@@ -11,7 +11,8 @@ Design
 * Messages are keyed by a 60-bit integer (:func:`message_hash` of the output record key
   ``b"<provider>:<message_key>"``): 60 bits keep every key a 32-byte int object (the window
   keeps the caller's int objects as its dict keys). The value is the 9-bit emitted-status
-  mask, always one of the pre-built ints of ``_VALUES`` so values cost no memory per message.
+  mask, always one of the pre-built ints of ``_VALUES`` so values cost no memory per message
+  (unless it keeps lifecycle data: see below).
 * Messages live in a ring of generations, one plain dict each, newest first. New messages go
   into the current generation, which rotates once it has taken ``ceil(max/G)`` inserts or spans
   ``ttl/G`` of time. A message emitting a new status from an older generation is *moved* into
@@ -58,6 +59,15 @@ Limits
   next process has another key. Such a window is made with its own ``hash_key`` (random bytes,
   kept in the dump) and hashes with keyed BLAKE2s, as collision-resistant but about 0.3 µs per
   key dearer; a window without ``hash_key`` cannot be dumped.
+
+Lifecycle data
+--------------
+A window made with ``lifecycle=True`` also keeps, per message, the core's packed lifecycle data
+(pipeline/core/_lifecycle.py), an int stored above the status mask in the same value
+(``data << 9 | mask``): the hot loop reads ``v & 511`` and keeps the bits above on an update or
+a move; :meth:`Window.set_state` and :meth:`Window.state_of` write and read them for the emitted
+events only. Such a value is its own 48-byte int object (pymalloc's 16-byte classes: 61 to 180
+bits), paid for by a hint table of 2 to 4 buckets per message instead of 4 to 8.
 
 Serialisation
 -------------
@@ -114,8 +124,13 @@ _INSERTED: Final = 3
 _VERDICT: Final = bytes([EMIT, DUPLICATE, STALE, EMIT]) + bytes(252)
 _TIMES4: Final = bytes((4 * i) & 255 for i in range(256))
 
-#: Interned value objects: every stored value is one of these (no per-message int objects).
+#: Interned value objects: every stored value is one of these (no per-message int objects),
+#: unless the message carries lifecycle data (see "Lifecycle data").
 _VALUES: Final = tuple(range(1 << _NS))
+#: The emitted-status mask: the low bits of every value (511 is spelled out in the hot loop).
+_MASK_BITS: Final = (1 << _NS) - 1
+if _MASK_BITS != 511:  # the hot loop spells out 511 and 9 (no global look-ups there)
+    raise ImportError("the window's hot loop assumes 9 status codes")
 #: Value of a new message with status s.
 _NEW: Final = tuple(_VALUES[1 << s] for s in range(_NS))
 
@@ -199,12 +214,22 @@ class WindowCounters:
 _MIN_KEY: Final = 16
 _MAX_KEY: Final = 32
 _MAGIC: Final = b"DWIN"
-_FORMAT: Final = 2
+_FORMAT: Final = 3
+#: Format 2 (no lifecycle data) is still read: its messages come back with their masks only.
+_FORMAT_NO_STATES: Final = 2
+_MAGIC_HEAD: Final = struct.Struct("<4sH")
 #: magic, format, max_messages, ttl_ms, generations, now, current tag, generations held,
-#: hint table size, hash key length, whether the hints are compressed; then the key.
-_HEAD: Final = struct.Struct("<4sHQQHqBHQBB")
+#: hint table size, hash key length, whether the hints are compressed, (format 3:) bytes of
+#: lifecycle data; then the key.
+_HEADS: Final = {
+    _FORMAT_NO_STATES: struct.Struct("<4sHQQHqBHQBB"),
+    _FORMAT: struct.Struct("<4sHQQHqBHQBBQ"),
+}
+_HEAD: Final = _HEADS[_FORMAT]
 #: Per generation (newest first): tag, slots taken, first, newest, entries, live per provider.
-#: Then all keys (int64) and all values (uint16), generation after generation, then the hints.
+#: Then all keys (int64) and all masks (uint16), generation after generation, then (format 3)
+#: the lifecycle data: how many messages carry some (uint64), their positions among the
+#: entries (uint32), each one's length in bytes (uint8) and the bytes; then the hints.
 _GEN: Final = struct.Struct(f"<BQqqQ{_NP}Q")
 #: The hint table is sized by capacity (4 to 8 bytes a message); a window holding fewer than
 #: one message per this many bytes of it is mostly zeros there, and its dump stores the hints
@@ -213,11 +238,13 @@ _GEN: Final = struct.Struct(f"<BQqqQ{_NP}Q")
 _SPARSE: Final = 16
 
 
-def _hint_size(max_messages: int) -> int:
+def _hint_size(max_messages: int, per_message: int = 4) -> int:
     """Hint buckets: a power of two, 4 to 8 per message: 12-22% of new messages find their
-    bucket taken by a live key and need dict probes (1 - e**(-messages/buckets))."""
+    bucket taken by a live key and need dict probes (1 - e**(-messages/buckets)). A window
+    that keeps lifecycle data takes 2 to 4 (22-39%): its data's 48-byte int per message is
+    paid for with 3.4 of the hint's bytes (benchmarks/window_bench.py)."""
     size = 1024
-    while size < 4 * max_messages:
+    while size < per_message * max_messages:
         size <<= 1
     return size
 
@@ -253,10 +280,13 @@ class Window:
         ttl_ms: int = 86_400_000,
         generations: int = 8,
         hash_key: bytes | None = None,
+        lifecycle: bool = False,
     ) -> None:
         """``hash_key`` (16 to 32 random bytes, e.g. ``os.urandom(16)``): hash with keyed BLAKE2s
         instead of the per-process ``hash()``, so the window can be dumped and restored in
-        another process (see the module docstring)."""
+        another process (see the module docstring). ``lifecycle``: the window will keep
+        lifecycle data (:meth:`set_state`), and sizes its hint table for it (`_hint_size`)."""
+        self.lifecycle: Final = lifecycle
         self.max_messages: Final = _positive_int("max_messages", max_messages)
         self.ttl_ms: Final = _positive_int("ttl_ms", ttl_ms)
         self.generations: Final = _positive_int("generations", generations, _MAX_GENERATIONS)
@@ -275,7 +305,7 @@ class Window:
 
     def clear(self) -> None:
         """Forget every message (to be rebuilt); the counters go on counting."""
-        self._hint = bytearray(_hint_size(self.max_messages))
+        self._hint = bytearray(_hint_size(self.max_messages, 2 if self.lifecycle else 4))
         self._hint_mask = len(self._hint) - 1
         self._now = -(1 << 62)  # no time seen yet
         self._tag = 1  # of the current generation; bucket tag 0 means "never written"
@@ -286,6 +316,7 @@ class Window:
         self._relink()
         self._slots = 0  # sum of n over live generations
         self._retired: list[dict[int, int]] = []  # released by _release, oldest last
+        self._stateful = False  # some value carries lifecycle data (set_state was called)
 
     def __len__(self) -> int:
         return sum(map(len, self._dicts))
@@ -298,6 +329,29 @@ class Window:
     @property
     def generations_held(self) -> int:
         return len(self._ring)
+
+    @property
+    def clock(self) -> int:
+        """The window's time (ms): the newest guarded record time it has seen, never back."""
+        return self._now
+
+    def state_of(self, h: int) -> int:
+        """The lifecycle data held for message `h` (0: none, or not held)."""
+        for d in self._dicts:
+            v = d.get(h)
+            if v is not None:
+                return v >> _NS
+        return 0
+
+    def set_state(self, h: int, data: int) -> None:
+        """Hold `data` (a non-negative int, the core's packed lifecycle data) for message `h`,
+        if the window holds it; its emitted statuses are kept."""
+        for d in self._dicts:
+            v = d.get(h)
+            if v is not None:
+                d[h] = data << _NS | (v & _MASK_BITS) if data else _VALUES[v & _MASK_BITS]
+                self._stateful = True
+                return
 
     def hashes(self, keys: Sequence[bytes]) -> list[int]:
         """The window's 60-bit hash of each output record key ``b"<provider>:<message_key>"``:
@@ -377,29 +431,32 @@ class Window:
         packed = len(self) * _SPARSE < len(self._hint)
         keys = array("q")
         values = array("H")
-        parts = [
-            _HEAD.pack(
-                _MAGIC,
-                _FORMAT,
-                self.max_messages,
-                self.ttl_ms,
-                self.generations,
-                self._now,
-                self._tag,
-                len(ring),
-                len(self._hint),
-                len(self.hash_key),
-                packed,
-            ),
-            self.hash_key,
-        ]
+        gens = []
         for g in ring:
-            parts.append(_GEN.pack(g.tag, g.n, g.first, g.newest, len(g.d), *g.counts))
+            gens.append(_GEN.pack(g.tag, g.n, g.first, g.newest, len(g.d), *g.counts))
             keys.extend(g.d)
-            values.extend(g.d.values())
+            values.extend(
+                [v & _MASK_BITS for v in g.d.values()] if self._stateful else g.d.values()
+            )
+        states = _dump_states([v for g in ring for v in g.d.values()]) if self._stateful else b""
+        head = _HEAD.pack(
+            _MAGIC,
+            _FORMAT,
+            self.max_messages,
+            self.ttl_ms,
+            self.generations,
+            self._now,
+            self._tag,
+            len(ring),
+            len(self._hint),
+            len(self.hash_key),
+            packed,
+            len(states),
+        )
         hints = zlib.compress(self._hint, 1) if packed else bytes(self._hint)
-        parts += (keys.tobytes(), values.tobytes(), hints)
-        return b"".join(parts)
+        return b"".join(
+            [head, self.hash_key, *gens, keys.tobytes(), values.tobytes(), states, hints]
+        )
 
     @classmethod
     def restore(cls, data: bytes | bytearray | memoryview) -> Self:
@@ -418,16 +475,24 @@ class Window:
         def bad(what: str) -> ValueError:
             return ValueError(f"not a window dump: {what}")
 
-        (magic, version, *fields) = _HEAD.unpack_from(view) if len(view) >= _HEAD.size else (b"", 0)
+        magic, version = (
+            _MAGIC_HEAD.unpack_from(view) if len(view) >= _MAGIC_HEAD.size else (b"", 0)
+        )
         if magic != _MAGIC:
             raise bad("wrong magic")
-        if version != _FORMAT:
-            raise bad(f"format version {version}, this build reads {_FORMAT}")
-        (max_messages, ttl_ms, generations, now, tag, ngen, hint_size, key_len, packed) = fields
-        pos = _HEAD.size
+        head = _HEADS.get(version)
+        if head is None:
+            raise bad(f"format version {version}, this build reads {sorted(_HEADS)}")
+        (_, _, max_messages, ttl_ms, generations, now, tag, ngen, hint_size, key_len, packed) = (
+            head.unpack_from(view)[:11]
+        )
+        states_size = head.unpack_from(view)[11] if version == _FORMAT else 0
+        pos = head.size
         hash_key = bytes(view[pos : pos + key_len])
         pos += key_len
-        w = cls(max_messages, ttl_ms, generations, hash_key)
+        # The hint table's size tells whether the window was made to keep lifecycle data.
+        lifecycle = hint_size != _hint_size(max_messages)
+        w = cls(max_messages, ttl_ms, generations, hash_key, lifecycle)
         if hint_size != len(w._hint):
             raise bad(f"hint table of {hint_size} bytes, expected {len(w._hint)}")
         if not 1 <= ngen < _MAX_LIVE or not 1 <= tag <= 255:
@@ -444,9 +509,9 @@ class Window:
         slots = sum(h[1] for h in heads)
         if tags[0] != tag or len(set(tags)) != ngen or slots > max_messages or heads[0][1] > w._cap:
             raise bad("generation tags or slots inconsistent")
-        stored = len(view) - pos - 10 * total  # the hint table's bytes as stored
+        stored = len(view) - pos - 10 * total - states_size  # the hint table's bytes as stored
         if stored < 0 or (not packed and stored != hint_size):
-            raise bad(f"{len(view)} bytes, expected {pos + 10 * total + hint_size}")
+            raise bad(f"{len(view)} bytes, expected {pos + 10 * total + states_size + hint_size}")
         keys = array("q")
         keys.frombytes(view[pos : pos + 8 * total])
         pos += 8 * total
@@ -469,6 +534,10 @@ class Window:
                 raise bad("repeated key in a generation")
             ring.append(g)
             start = end
+        if states_size:
+            _restore_states(view[pos : pos + states_size], keys, ring, total)
+            pos += states_size
+            w._stateful = True
         if packed:
             inflate = zlib.decompressobj()
             try:
@@ -617,19 +686,19 @@ class Window:
             while a < len(dicts):
                 v = dicts[a].get(h)
                 if v is not None:
-                    k = v << 4 | s
+                    k = (v & _MASK_BITS) << 4 | s
                     r = table[k]
                     if r:
                         out[i] = r
                         return
+                    value = _NEXT[k] if v <= _MASK_BITS else v >> _NS << _NS | _NEXT[k]
                     if a == 0:  # in the current generation: updated in place, takes no room
-                        dicts[0][h] = _NEXT[k]
+                        dicts[0][h] = value
                         return
                     # A move: leave the old generation first, so the eviction below cannot
                     # take this message (exactly what _segment does).
                     del dicts[a][h]
                     self._counts[a][p] -= 1
-                    value = _NEXT[k]
                     break
                 a += 1
             else:
@@ -675,12 +744,13 @@ class Window:
             # Most reports are for a message of the current generation: try it first.
             v = cur_get(h)
             if v is not None:
-                k = v << 4 | s
+                k = (v & 511) << 4 | s
                 r = table[k]
                 if r:
                     out[i] = r
                 else:
-                    cur[h] = nxt[k]
+                    # Above the mask, a value may hold the message's lifecycle data (kept).
+                    cur[h] = nxt[k] if v < 512 else v >> 9 << 9 | nxt[k]
                 continue
             b = h & hmask
             a = ages[hint[b]]  # the newest generation that may hold h
@@ -691,7 +761,7 @@ class Window:
                     src = dicts[a]
                     v = src.get(h)
                     if v is not None:
-                        k = v << 4 | s
+                        k = (v & 511) << 4 | s
                         r = table[k]
                         if r:
                             out[i] = r
@@ -699,7 +769,7 @@ class Window:
                             # Emitted from an older generation: move it to the current one.
                             del src[h]
                             counts[a][providers[i - start]] -= 1
-                            cur[h] = nxt[k]
+                            cur[h] = nxt[k] if v < 512 else v >> 9 << 9 | nxt[k]
                             hint[b] = tag
                             out[i] = 3
                         break
@@ -731,3 +801,47 @@ def _joint(providers: bytes, codes: bytes | bytearray) -> bytes:
     add without carries (each byte sum stays below 256)."""
     n = len(codes)
     return (int.from_bytes(providers.translate(_TIMES4)) + int.from_bytes(codes)).to_bytes(n)
+
+
+def _dump_states(values: list[int]) -> bytes:
+    """The lifecycle data of `values` (entries in dump order): count, positions, lengths, bytes."""
+    at = array("I")
+    lengths = array("B")
+    blobs: list[bytes] = []
+    for i, v in enumerate(values):
+        data = v >> _NS
+        if data:
+            n = (data.bit_length() + 7) // 8
+            if n > 255:
+                raise ValueError(f"lifecycle data of {n} bytes (at most 255)")
+            at.append(i)
+            lengths.append(n)
+            blobs.append(data.to_bytes(n, "little"))
+    return struct.pack("<Q", len(at)) + at.tobytes() + lengths.tobytes() + b"".join(blobs)
+
+
+def _restore_states(view: memoryview, keys: array[int], ring: list[_Gen], total: int) -> None:
+    """Put back what :func:`_dump_states` wrote into the restored generations' values."""
+    (count,) = struct.unpack_from("<Q", view)
+    pos = 8
+    at = array("I")
+    at.frombytes(view[pos : pos + 4 * count])
+    pos += 4 * count
+    lengths = array("B")
+    lengths.frombytes(view[pos : pos + count])
+    pos += count
+    if len(at) != count or len(lengths) != count or pos + sum(lengths) != len(view):
+        raise ValueError("not a window dump: lifecycle data does not add up")
+    if count and (max(at) >= total or min(lengths) < 1):
+        raise ValueError("not a window dump: lifecycle data out of range")
+    dicts = [g.d for g in ring]
+    from_bytes = int.from_bytes
+    for i, n in zip(at, lengths, strict=True):
+        data = from_bytes(view[pos : pos + n], "little")
+        pos += n
+        h = keys[i]
+        for d in dicts:
+            v = d.get(h)
+            if v is not None:
+                d[h] = data << _NS | v
+                break

@@ -6,7 +6,7 @@ imports upwards, and nothing here does I/O.
 """
 
 from ._context import RecordContext
-from ._fields import make_event
+from ._fields import event_id, make_event
 from ._identity import MAX_KEY_PART_BYTES, code_or_none, id_or_none, key_part, text_or_none
 from ._lookup import UNMAPPED_STATUSES, Lookup, fold, map_status
 from ._numbers import NumberValue, boolean, integer
@@ -26,6 +26,7 @@ __all__ = [
     "TimeValue",
     "boolean",
     "code_or_none",
+    "event_id",
     "fold",
     "format_epoch_ms",
     "format_epoch_s",

@@ -18,6 +18,13 @@ from ._context import RecordContext
 _EVENT_ID_HASH: Final = hashlib.blake2b(digest_size=16)
 
 
+def event_id(provider: str, message_key: str, status: str) -> str:
+    """The event id of one identity (what `make_event` computes inline for every report)."""
+    digest = _EVENT_ID_HASH.copy()
+    digest.update(f"{provider}\x1f{message_key}\x1f{status}".encode())
+    return digest.hexdigest()
+
+
 def make_event(
     ctx: RecordContext,
     provider: Provider,

@@ -12,7 +12,7 @@ import jsonschema
 import msgspec
 import pytest
 
-from pipeline.cli import event_schema
+from pipeline.cli import event_schema, state_schema
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -70,6 +70,38 @@ def test_committed_schema_matches_the_struct() -> None:
     assert committed == event_schema(), (
         "regenerate: python -m pipeline schema > schemas/receipt_event.schema.json"
     )
+
+
+def test_committed_state_schema_matches_the_struct() -> None:
+    committed = (ROOT / "schemas/message_state.schema.json").read_bytes()
+    assert committed == state_schema(), (
+        "regenerate: python -m pipeline schema --state > schemas/message_state.schema.json"
+    )
+
+
+def test_state_schema_validates_the_state_records_of_a_run(tmp_path: Path) -> None:
+    result = pipeline("schema", "--state")
+    assert result.returncode == 0, result.stderr
+    schema = json.loads(result.stdout)
+    assert schema["title"] == "MessageState v1"
+    jsonschema.Draft202012Validator.check_schema(schema)
+    states = tmp_path / "states.jsonl"
+    run = pipeline(
+        "run",
+        "--from",
+        str(ROOT / "pipeline/sample/stream.jsonl"),
+        "--to",
+        str(tmp_path / "events.jsonl"),
+        "--state-to",
+        str(states),
+    )
+    assert run.returncode == 0, run.stderr
+    records = [json.loads(line) for line in states.read_text().splitlines()]
+    validator = jsonschema.Draft202012Validator(schema)
+    for record in records:
+        validator.validate(record)
+    records[0]["finality"] = "maybe"
+    assert not validator.is_valid(records[0])
 
 
 def test_normalise_prints_events(tmp_path: Path) -> None:

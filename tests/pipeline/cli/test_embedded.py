@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[3]
 SAMPLE = ROOT / "pipeline/sample/stream.jsonl"
@@ -157,3 +158,34 @@ def test_bodies_with_empty_identities_are_dead_letters_not_duplicates() -> None:
     for h in headers:
         assert (h["error.class"], h["error.message"]) == ("MalformedBody", "SessionNo is empty")
     assert "0 duplicates" in err and "2 dead-lettered" in err
+
+
+def test_state_records_beside_the_events(tmp_path: Path) -> None:
+    """--state-to: one state record per emitted event, in order, keyed by the same message;
+    the last one of each message holds every status it reached, in arrival order."""
+    out, states = tmp_path / "events.jsonl", tmp_path / "states.jsonl"
+    result = run("--from", str(SAMPLE), "--to", str(out), "--state-to", str(states))
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(x) for x in out.read_text().splitlines()]
+    records = [json.loads(x) for x in states.read_text().splitlines()]
+    assert len(records) == len(events) == 48
+    last: dict[tuple[str, str], dict[str, Any]] = {}
+    for event, record in zip(events, records, strict=True):
+        assert (record["provider"], record["message_key"]) == (
+            event["provider"],
+            event["message_key"],
+        )
+        assert record["statuses"][-1]["event_id"] == event["event_id"]
+        last[event["provider"], event["message_key"]] = record
+    for (provider, key), record in last.items():
+        mine = [e for e in events if (e["provider"], e["message_key"]) == (provider, key)]
+        assert [s["status"] for s in record["statuses"]] == [e["status"] for e in mine]
+        assert [s["event_id"] for s in record["statuses"]] == [e["event_id"] for e in mine]
+    # Events only, same output as without the flag.
+    assert out.read_bytes() == (DATA / "sample_stream.expected.jsonl").read_bytes()
+
+
+def test_state_to_needs_from() -> None:
+    result = run("--state-to", "x.jsonl")
+    assert result.returncode == 2
+    assert b"--state-to needs --from" in result.stderr

@@ -629,7 +629,7 @@ def _patched(data: bytes, offset: int, new: bytes) -> bytes:
     return data[:offset] + new + data[offset + len(new) :]
 
 
-_HEAD_SIZE = 4 + 2 + 8 + 8 + 2 + 8 + 1 + 2 + 8 + 1 + 1 + 16  # header and key
+_HEAD_SIZE = 4 + 2 + 8 + 8 + 2 + 8 + 1 + 2 + 8 + 1 + 1 + 8 + 16  # header (format 3) and key
 _GEN_SIZE = 1 + 8 + 8 + 8 + 8 + 8 * NP
 
 

@@ -1,0 +1,278 @@
+"""Message lifecycle: a message's state, folded from the events the window emits for it. Pure.
+
+The window keeps per message, beside its emitted statuses, a compact int of lifecycle data (a
+`LifecycleWindow`); this module defines that data, folds an emitted event into it and builds
+the state record (`schemas.MessageState`). Only EMIT verdicts are folded: a duplicate or stale
+report changes no state and makes no state record.
+
+Packed data, low bits first:
+
+* bit 0: timed out; bits 1-34: the first report's record time, epoch seconds;
+* then one entry per status reached, in arrival order, plus at most one send time carried by an
+  event (Ultiroam's ``sent_at``): 2 bits width class (the delta takes 8, 16, 24 or 40 bits),
+  the delta (the entry's time minus the first report's, seconds, zigzag-coded), 4 bits kind
+  (status code + 1, or ``SEND_TIME``; never 0, so the data of a message is never 0).
+
+Three statuses within 9 hours of the first report take 35 + 3 x 22 = 101 bits, 110 with the
+window's 9-bit mask: one 40-byte int object per message (up to 120 bits; window_bench.py).
+Times are kept to the second: providers report seconds, and a message's times fit 16 bits so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from itertools import compress
+from typing import Final, Protocol
+
+import msgspec
+
+from schemas import (
+    FINALITY,
+    RANK,
+    STATUS_INDEX,
+    STATUSES,
+    MessageState,
+    Provider,
+    Status,
+    StatusSeen,
+)
+
+from ._records import OutputRecord
+from ._verdicts import _IS_EMITTED, DedupeWindow
+from .normalise import event_id, format_epoch_ms, format_epoch_s
+
+#: Entry kind of a send time that an event carried (not a status).
+SEND_TIME: Final = 10
+_SENT: Final = STATUS_INDEX["SENT"] + 1
+_PENDING: Final = STATUS_INDEX["PENDING"] + 1
+_FIRST_BITS: Final = 34
+_WIDTHS: Final = (8, 16, 24, 40)
+_MAX_DELTA: Final = (1 << 39) - 1
+_RANKS: Final = tuple(RANK[s] for s in STATUSES)
+#: One version step per change of a message's state: at most 9 statuses and one time-out.
+VERSION_STEPS: Final = 16
+
+
+class LifecycleWindow(DedupeWindow, Protocol):
+    """A dedupe window that also keeps each message's lifecycle data."""
+
+    @property
+    def clock(self) -> int:
+        """The window's time (ms), never moving back."""
+        ...
+
+    def state_of(self, h: int) -> int:
+        """The data held for message `h`, 0 when none."""
+        ...
+
+    def set_state(self, h: int, data: int) -> None:
+        """Hold `data` for message `h`."""
+        ...
+
+
+class EventFacts(Protocol):
+    """What a state record needs of an event (a `ReceiptEvent` has it all)."""
+
+    @property
+    def provider(self) -> Provider: ...
+    @property
+    def message_key(self) -> str: ...
+    @property
+    def account(self) -> str | None: ...
+    @property
+    def recipient(self) -> str: ...
+    @property
+    def message_id(self) -> str | None: ...
+    @property
+    def batch_id(self) -> str | None: ...
+    @property
+    def client_ref(self) -> str | None: ...
+    @property
+    def status(self) -> Status: ...
+    @property
+    def occurred_at(self) -> str | None: ...
+    @property
+    def sent_at(self) -> str | None: ...
+
+
+class Unpacked:
+    """Packed data spelled out: time-out flag, first report (epoch s), entries (kind, epoch s)."""
+
+    __slots__ = ("entries", "first", "timed_out")
+
+    def __init__(self, timed_out: bool, first: int, entries: list[tuple[int, int]]) -> None:
+        self.timed_out = timed_out
+        self.first = first
+        self.entries = entries
+
+    @property
+    def changes(self) -> int:
+        """How many changes made this state: one per status, one for the time-out."""
+        return sum(1 for kind, _ in self.entries if kind != SEND_TIME) + self.timed_out
+
+
+def unpack(data: int) -> Unpacked:
+    first = data >> 1 & ((1 << _FIRST_BITS) - 1)
+    rest = data >> (_FIRST_BITS + 1)
+    entries: list[tuple[int, int]] = []
+    while rest:
+        width = _WIDTHS[rest & 3]
+        zigzag = rest >> 2 & ((1 << width) - 1)
+        rest >>= 2 + width
+        entries.append((rest & 15, first + (zigzag >> 1 if not zigzag & 1 else -(zigzag >> 1) - 1)))
+        rest >>= 4
+    return Unpacked(bool(data & 1), first, entries)
+
+
+def pack(state: Unpacked) -> int:
+    data = int(state.timed_out) | state.first << 1
+    shift = _FIRST_BITS + 1
+    for kind, at in state.entries:
+        delta = max(-_MAX_DELTA, min(_MAX_DELTA, at - state.first))
+        zigzag = delta << 1 if delta >= 0 else -delta * 2 - 1
+        cls = 0 if zigzag < 256 else 1 if zigzag < 65536 else 2 if zigzag < 1 << 24 else 3
+        width = _WIDTHS[cls]
+        data |= (cls | zigzag << 2 | kind << (2 + width)) << shift
+        shift += 6 + width
+    return data
+
+
+def fold(data: int, status: int, at_s: int, observed_s: int, sent_s: int | None) -> Unpacked:
+    """The state after emitting `status` (a status code) at `at_s` (its time, epoch s) for a
+    message whose data is `data` (0: a message the window did not hold)."""
+    state = unpack(data) if data else Unpacked(False, max(0, observed_s), [])
+    entries = state.entries
+    entries.append((status + 1, at_s))
+    if sent_s is not None and not any(k in (_SENT, SEND_TIME) for k, _ in entries):
+        entries.append((SEND_TIME, sent_s))
+    return state
+
+
+def time_out(data: int) -> Unpacked:
+    """The state of a message that reached its final-timeout (its status stays as it was)."""
+    state = unpack(data)
+    state.timed_out = True
+    return state
+
+
+def _time(seconds: int) -> str:
+    return format_epoch_s(max(0, seconds))
+
+
+def message_state(
+    facts: EventFacts, state: Unpacked, version: int, updated_ms: int
+) -> MessageState:
+    """The state record of `state`, identity from `facts` (the event that changed it)."""
+    provider, key = facts.provider, facts.message_key
+    seen: list[StatusSeen] = []
+    best = -1
+    finals: set[int] = set()
+    submitted = sent = final = sent_carried = None
+    for kind, at in state.entries:
+        if kind == SEND_TIME:
+            sent_carried = at
+            continue
+        code = kind - 1
+        name = STATUSES[code]
+        seen.append(StatusSeen(name, event_id(provider, key, name), _time(at)))
+        rank = _RANKS[code]
+        if best < 0 or rank > _RANKS[best]:
+            best = code
+        if rank == 4:
+            finals.add(code)
+            if final is None:
+                final = at
+        elif kind == _PENDING and submitted is None:
+            submitted = at
+        elif kind == _SENT and sent is None:
+            sent = at
+    if sent is None:
+        sent = sent_carried
+    start = sent if sent is not None else submitted
+    status = STATUSES[best]
+    return MessageState(
+        1,
+        provider,
+        key,
+        facts.account,
+        facts.recipient,
+        facts.message_id,
+        facts.batch_id,
+        facts.client_ref,
+        status,
+        FINALITY[status],
+        seen,
+        len(finals) > 1,
+        _time(state.first),
+        None if submitted is None else _time(submitted),
+        None if sent is None else _time(sent),
+        None if final is None else _time(final),
+        None if final is None or start is None else (final - start) * 1000,
+        version,
+        format_epoch_ms(max(0, updated_ms)),
+        state.timed_out,
+    )
+
+
+_DAYS: dict[str, int] = {}
+_EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
+
+
+def epoch_s(text: str) -> int:
+    """Epoch seconds of an event's RFC 3339 UTC time (``2014-03-17T14:55:21Z``, maybe with
+    milliseconds), the day cached: the events of a stream share their days."""
+    day = _DAYS.get(text[:10])
+    if day is None:
+        if len(_DAYS) > 4096:
+            _DAYS.clear()
+        day = _DAYS[text[:10]] = date.fromisoformat(text[:10]).toordinal() - _EPOCH_ORDINAL
+    return day * 86400 + int(text[11:13]) * 3600 + int(text[14:16]) * 60 + int(text[17:19])
+
+
+class Lifecycle:
+    """Folds the emitted events of each batch into their messages' states, in `window`, and
+    makes their state records (same key and timestamp as the event's output record)."""
+
+    def __init__(self, window: LifecycleWindow) -> None:
+        self.window = window
+        self._encode = msgspec.json.Encoder().encode
+
+    def states(
+        self,
+        events: Sequence[EventFacts],
+        keys: Sequence[bytes],
+        verdicts: bytes | bytearray,
+        stamps: Sequence[int],
+    ) -> list[OutputRecord]:
+        """One state record per emitted event (EMIT verdict), in order; nothing for the rest."""
+        emit = verdicts.translate(_IS_EMITTED)
+        return self.emitted(
+            list(compress(events, emit)), list(compress(keys, emit)), list(compress(stamps, emit))
+        )
+
+    def emitted(
+        self, events: Sequence[EventFacts], keys: Sequence[bytes], stamps: Sequence[int]
+    ) -> list[OutputRecord]:
+        """State records of events the window has just emitted (all of them), in order."""
+        if not events:
+            return []
+        window = self.window
+        base = window.clock * VERSION_STEPS
+        state_of, set_state, encode = window.state_of, window.set_state, self._encode
+        index = STATUS_INDEX
+        out: list[OutputRecord] = []
+        for event, key, h, stamp in zip(events, keys, window.hashes(keys), stamps, strict=True):
+            observed = stamp // 1000
+            occurred, sent = event.occurred_at, event.sent_at
+            state = fold(
+                state_of(h),
+                index[event.status],
+                observed if occurred is None else epoch_s(occurred),
+                observed,
+                None if sent is None else epoch_s(sent),
+            )
+            set_state(h, pack(state))
+            record = message_state(event, state, base + state.changes, stamp)
+            out.append(OutputRecord(key, encode(record), [], stamp))
+        return out
