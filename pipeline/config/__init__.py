@@ -12,6 +12,7 @@ from ._settings import (
     load_settings,
     setting_docs,
     settings_from_args,
+    state_topic,
 )
 
 __all__ = [
@@ -26,4 +27,5 @@ __all__ = [
     "load_settings",
     "setting_docs",
     "settings_from_args",
+    "state_topic",
 ]

@@ -242,6 +242,17 @@ class Settings(KafkaSettings, kw_only=True, forbid_unknown_fields=True):
             ge=1, description="retention of the repartition topic when it is created, in s"
         ),
     ] = 86_400
+    state_topic: Annotated[
+        str,
+        msgspec.Meta(
+            description="the state topic: the current state of every message, one record per "
+            "change, compacted; created at start when missing (empty: <output>.messages)"
+        ),
+    ] = ""
+    no_state: Annotated[
+        bool,
+        msgspec.Meta(description="write no state topic (the window then keeps no lifecycle data)"),
+    ] = False
     # Process
     workers: Annotated[int, msgspec.Meta(ge=1, description="processes in the consumer group")] = 1
     metrics_port: (
@@ -625,6 +636,13 @@ def settings_from_args(
     args: argparse.Namespace, environ: Mapping[str, str] | None = None
 ) -> Settings:
     return load_run_settings(vars(args), environ)
+
+
+def state_topic(settings: Settings) -> str | None:
+    """The state topic's name; None with `no_state`."""
+    if settings.no_state:
+        return None
+    return settings.state_topic or f"{settings.output_topic}.messages"
 
 
 def core_config(settings: Settings) -> CoreConfig:

@@ -96,6 +96,44 @@ class EventFacts(Protocol):
     def sent_at(self) -> str | None: ...
 
 
+class Facts(msgspec.Struct, gc=False):
+    """The fields of an output record's value (an event) that a state record reads: decoded
+    from the value when the event itself is not at hand (the dedupe stage, a restore)."""
+
+    provider: Provider
+    message_key: str
+    status: Status
+    recipient: str
+    account: str | None = None
+    message_id: str | None = None
+    batch_id: str | None = None
+    client_ref: str | None = None
+    occurred_at: str | None = None
+    sent_at: str | None = None
+
+
+_FACTS: Final = msgspec.json.Decoder(Facts)
+
+
+def _facts(
+    values: Sequence[bytes], keys: Sequence[bytes], stamps: Sequence[int]
+) -> tuple[list[Facts], list[bytes], list[int]]:
+    """The facts of the values that are events, with their keys and stamps (a value that is
+    not one of ours gets no state)."""
+    facts: list[Facts] = []
+    kept_keys: list[bytes] = []
+    kept_stamps: list[int] = []
+    decode = _FACTS.decode
+    for value, key, stamp in zip(values, keys, stamps, strict=True):
+        try:
+            facts.append(decode(value))
+        except msgspec.DecodeError:
+            continue
+        kept_keys.append(key)
+        kept_stamps.append(stamp)
+    return facts, kept_keys, kept_stamps
+
+
 class Unpacked:
     """Packed data spelled out: time-out flag, first report (epoch s), entries (kind, epoch s)."""
 
@@ -147,6 +185,19 @@ def fold(data: int, status: int, at_s: int, observed_s: int, sent_s: int | None)
     if sent_s is not None and not any(k in (_SENT, SEND_TIME) for k, _ in entries):
         entries.append((SEND_TIME, sent_s))
     return state
+
+
+def fold_event(data: int, event: EventFacts, stamp: int) -> Unpacked:
+    """:func:`fold` of an event received at record time `stamp` (ms)."""
+    observed = stamp // 1000
+    occurred, sent = event.occurred_at, event.sent_at
+    return fold(
+        data,
+        STATUS_INDEX[event.status],
+        observed if occurred is None else epoch_s(occurred),
+        observed,
+        None if sent is None else epoch_s(sent),
+    )
 
 
 def time_out(data: int) -> Unpacked:
@@ -215,6 +266,7 @@ def message_state(
     )
 
 
+_ENCODER: Final = msgspec.json.Encoder()
 _DAYS: dict[str, int] = {}
 _EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
 
@@ -236,7 +288,7 @@ class Lifecycle:
 
     def __init__(self, window: LifecycleWindow) -> None:
         self.window = window
-        self._encode = msgspec.json.Encoder().encode
+        self._encode = _ENCODER.encode
 
     def states(
         self,
@@ -251,6 +303,28 @@ class Lifecycle:
             list(compress(events, emit)), list(compress(keys, emit)), list(compress(stamps, emit))
         )
 
+    def emitted_values(
+        self, values: Sequence[bytes], keys: Sequence[bytes], stamps: Sequence[int]
+    ) -> list[OutputRecord]:
+        """:meth:`emitted` of output records' values (events as JSON) the window just passed."""
+        return self.emitted(*_facts(values, keys, stamps))
+
+    def replay(self, values: Sequence[bytes], keys: Sequence[bytes], stamps: Sequence[int]) -> None:
+        """Fold output records already written (a restore from the output topic, in order) into
+        their messages' data, making no records; a status already held is not folded again."""
+        facts, keys, stamps = _facts(values, keys, stamps)
+        if not facts:
+            return
+        window = self.window
+        state_of, set_state = window.state_of, window.set_state
+        index = STATUS_INDEX
+        for event, h, stamp in zip(facts, window.hashes(keys), stamps, strict=True):
+            data = state_of(h)
+            kind = index[event.status] + 1
+            if data and any(k == kind for k, _ in unpack(data).entries):
+                continue
+            set_state(h, pack(fold_event(data, event, stamp)))
+
     def emitted(
         self, events: Sequence[EventFacts], keys: Sequence[bytes], stamps: Sequence[int]
     ) -> list[OutputRecord]:
@@ -260,18 +334,9 @@ class Lifecycle:
         window = self.window
         base = window.clock * VERSION_STEPS
         state_of, set_state, encode = window.state_of, window.set_state, self._encode
-        index = STATUS_INDEX
         out: list[OutputRecord] = []
         for event, key, h, stamp in zip(events, keys, window.hashes(keys), stamps, strict=True):
-            observed = stamp // 1000
-            occurred, sent = event.occurred_at, event.sent_at
-            state = fold(
-                state_of(h),
-                index[event.status],
-                observed if occurred is None else epoch_s(occurred),
-                observed,
-                None if sent is None else epoch_s(sent),
-            )
+            state = fold_event(state_of(h), event, stamp)
             set_state(h, pack(state))
             record = message_state(event, state, base + state.changes, stamp)
             out.append(OutputRecord(key, encode(record), [], stamp))

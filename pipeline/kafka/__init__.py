@@ -18,6 +18,7 @@ from ._sink import PRODUCER_BATCH_BYTES, Record, Sent, Sink, queue
 from ._topics import (
     TOPIC_AUTHORIZATION_FAILED,
     check_topics,
+    cleanup_policy,
     create_topic,
     ensure_topic,
     matching_topics,
@@ -39,6 +40,7 @@ __all__ = [
     "TopicLimits",
     "Unreadable",
     "check_topics",
+    "cleanup_policy",
     "close_now",
     "create_topic",
     "ensure_topic",

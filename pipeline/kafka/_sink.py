@@ -111,10 +111,16 @@ class Sink:
         return len(parts)
 
     async def write(
-        self, topic: str, outputs: Sequence[OutputRecord], dead: Sequence[DeadLetter]
+        self,
+        topic: str,
+        outputs: Sequence[OutputRecord],
+        dead: Sequence[DeadLetter],
+        states: Sequence[OutputRecord] = (),
+        state_topic: str | None = None,
     ) -> list[Sent]:
-        """Queue a batch's events (murmur2-partitioned by key) and dead letters (spread by their
-        source key); `flush` what this returns before committing.
+        """Queue a batch's events (murmur2-partitioned by key), its state records (to
+        `state_topic`, partitioned as the events: same key, same partition number) and dead
+        letters (spread by their source key); `flush` what this returns before committing.
 
         An event stamped outside the window of timestamps `topic` takes (a producer's clock
         far ahead, a topic's `message.timestamp.*.max.ms`) becomes an `InvalidTimestamp` dead
@@ -132,6 +138,9 @@ class Sink:
         if outputs:
             count = await self.partition_count(topic)
             sent += await self.send(topic, outputs, partitions_for([o.key for o in outputs], count))
+            if states and state_topic is not None:
+                parts = partitions_for([o.key for o in states], count)
+                sent += await self.send(state_topic, states, parts)
         if records:
             records = self._stamped(records, now)
             count = await self.partition_count(self.dead_letter_topic)

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.protocol.metadata import MetadataRequest
 
 from ..errors import TopicProblem
@@ -134,3 +135,13 @@ async def ensure_topic(
         replicas = max(1, len(entry["partitions"][0]["replicas"])) if entry["partitions"] else 1
     await create_topic(admin, name, partitions, config, replicas=replicas or 1)
     return await wait_for_leaders(admin, name, timeout_s)
+
+
+async def cleanup_policy(admin: AIOKafkaAdminClient, name: str) -> str | None:
+    """Topic `name`'s `cleanup.policy` (None when it cannot be read)."""
+    resource = ConfigResource(ConfigResourceType.TOPIC, name, {"cleanup.policy": None})
+    (response,) = await admin.describe_configs([resource])
+    code, _message, _kind, _name, configs = response.resources[0]
+    if code:
+        return None
+    return next((str(c[1]) for c in configs if c[0] == "cleanup.policy"), None)

@@ -95,9 +95,11 @@ class PartitionWriters:
         records: Sequence[Record],
         offsets: Mapping[TopicPartition, int],
         group_id: str,
+        also: Mapping[str, Sequence[Record]] | None = None,
     ) -> None:
         """One transaction: ``records`` (key, value, headers, timestamp ms) to output partition
-        ``partition``, and ``offsets`` (the next offsets to consume) committed for consumer
+        ``partition``, the records of ``also`` to partition ``partition`` of their topics (the
+        state topic), and ``offsets`` (the next offsets to consume) committed for consumer
         group ``group_id``. Returns once committed. Raises :class:`PartitionLost` if fenced;
         on any other error the transaction is aborted and the error re-raised. Either way the
         partition's producer is closed: :meth:`open` it again to go on."""
@@ -108,6 +110,8 @@ class PartitionWriters:
             await producer.begin_transaction()
             try:
                 sent = await queue(producer, self.output_topic, records, [partition] * len(records))
+                for topic, more in (also or {}).items():
+                    sent += await queue(producer, topic, more, [partition] * len(more))
                 # Every batch acknowledged before the offsets and the commit (one await).
                 # Every batch's outcome retrieved: a fenced producer fails them all.
                 results = await asyncio.gather(*(s.future for s in sent), return_exceptions=True)

@@ -6,7 +6,9 @@ restored from output partition p, its changelog, before p's first batch and drop
 With `state_dir` set, window p is snapshotted (pipeline/state/_snapshot.py) when p goes, at
 shutdown and every `snapshot_interval_s`; on assignment a usable snapshot seeds it and only the
 output records written after it are read. What passes is written to output partition p with
-the same key, value, headers and timestamp.
+the same key, value, headers and timestamp; with the state topic on, the state record of each
+event that passed goes to state partition p in the same batch (in the same transaction with
+`exactly_once`).
 
 With `exactly_once`, output partition p is written by its own transactional producer
 (_transactions.py): each batch's records for p and its offsets of p commit in one transaction,
@@ -27,7 +29,8 @@ from aiokafka import TopicPartition
 
 from schemas import PROVIDERS, STATUS_INDEX
 
-from ..config import Settings
+from ..config import Settings, state_topic
+from ..core import Lifecycle, OutputRecord
 from ..kafka import (
     METADATA_MAX_AGE_MS,
     PartitionLost,
@@ -90,6 +93,7 @@ class DedupeStage(Stage):
         self.capacity = window_capacity(settings, partitions)
         self.windows: dict[int, Window] = {}
         self.topic = repartition_topic(settings)
+        self.state_topic = state_topic(settings)
         self.tolerance_ms = settings.clock_skew_tolerance_s * 1000
         #: Events forwarded, by (provider, status) code (the route stage's core counts events
         #: before dedupe).
@@ -111,7 +115,12 @@ class DedupeStage(Stage):
     def new_window(self) -> Window:
         # A window that is snapshotted hashes with a key of its own (the key is in the dump).
         key = os.urandom(16) if self.settings.state_dir else None
-        return Window(self.capacity, self.settings.window_ttl_s * 1000, hash_key=key)
+        return Window(
+            self.capacity,
+            self.settings.window_ttl_s * 1000,
+            hash_key=key,
+            lifecycle=self.state_topic is not None,
+        )
 
     async def assigned(self, partitions: set[TopicPartition]) -> None:
         """New partitions are held (paused) until `restore_step` opens their windows."""
@@ -237,22 +246,33 @@ class DedupeStage(Stage):
                 self.tolerance_ms,
                 self.emitted,
             )
+            records: list[Record] = []
+            states: list[OutputRecord] = []
             if keep:
+                kept = [messages[i] for i in keep]
                 # A list of headers: aiokafka's batch builder takes nothing else.
-                records: list[Record] = [
-                    (m.key, m.value, list(m.headers), m.timestamp)
-                    for m in (messages[i] for i in keep)
-                ]
-            else:
-                records = []
+                records = [(m.key, m.value, list(m.headers), m.timestamp) for m in kept]
+                if self.state_topic is not None:
+                    # State records of what passed only (values decoded for them alone).
+                    ours = [m for m in kept if m.key is not None]
+                    states = Lifecycle(window).emitted_values(
+                        [m.value for m in ours], [m.key for m in ours], [m.timestamp for m in ours]
+                    )
+            part = tp.partition
             if self.writers is None:
                 if records:
-                    sent += await self.sink.send(topic, records, [tp.partition] * len(records))
+                    sent += await self.sink.send(topic, records, [part] * len(records))
+                if states and self.state_topic is not None:
+                    sent += await self.sink.send(self.state_topic, states, [part] * len(states))
                 continue
             try:
                 # Also without records: the batch's offsets commit in the transaction.
                 await self.writers.write(
-                    tp.partition, records, {tp: messages[-1].offset + 1}, self.group
+                    part,
+                    records,
+                    {tp: messages[-1].offset + 1},
+                    self.group,
+                    {self.state_topic: states} if states and self.state_topic else None,
                 )
             except PartitionLost as exc:
                 # Another member owns p now and replays this batch; the group rebalances us.

@@ -15,8 +15,8 @@ import anyio
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
-from ..config import Settings, core_config
-from ..core import Core, CoreStats, parse_routes
+from ..config import Settings, core_config, state_topic
+from ..core import Core, CoreStats, Lifecycle, parse_routes
 from ..errors import PipelineError, SettingProblem, exit_code
 from ..kafka import Sink, close_now, install, new_producer, new_restorer, start_with_retry
 from ..ops import (
@@ -61,8 +61,16 @@ class Processor:
         self.restorer = new_restorer(settings)
         config = core_config(settings)
         single = settings.topology == "single"
-        window = Window(settings.window_max_messages, settings.window_ttl_s * 1000)
-        self.core = Core(window if single else None, config)
+        keep_states = state_topic(settings) is not None
+        self.core: Core[Window]
+        if single:
+            window = Window(
+                settings.window_max_messages, settings.window_ttl_s * 1000, lifecycle=keep_states
+            )
+            lifecycle = Lifecycle(window) if keep_states else None
+            self.core = Core(window, config, lifecycle=lifecycle)
+        else:
+            self.core = Core(None, config)
         self.sink = Sink(
             lambda batch_bytes: new_producer(settings, batch_bytes),
             settings.dead_letter_topic,

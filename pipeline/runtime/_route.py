@@ -14,7 +14,7 @@ from typing import Any, Final
 import anyio
 from aiokafka import TopicPartition
 
-from ..config import Settings
+from ..config import Settings, state_topic
 from ..core import BatchResult, Core, DeadLetter, InputRecord, OutputRecord
 from ..kafka import Sent, Sink, input_records, new_group_consumer
 from ..state import Window
@@ -58,7 +58,9 @@ async def write_events(
     if unreadable:
         result.dead_letters.extend(unreadable)
         core.stats.dead_letters.update(d.error_class for d in unreadable)
-    return await sink.write(topic, result.outputs, result.dead_letters)
+    return await sink.write(
+        topic, result.outputs, result.dead_letters, result.states, state_topic(settings)
+    )
 
 
 #: Body bytes the core decodes between two returns to the event loop: about 10 ms of decoding,
@@ -88,10 +90,12 @@ async def process_in_slices(core: Core[Window], records: Sequence[InputRecord]) 
         return core.process(records)
     outputs: list[OutputRecord] = []
     dead: list[DeadLetter] = []
+    states: list[OutputRecord] = []
     for i, cut in enumerate(cuts):
         if i:
             await anyio.sleep(0)
         part = core.process(records[cut])
         outputs += part.outputs
         dead += part.dead_letters
-    return BatchResult(outputs, dead)
+        states += part.states
+    return BatchResult(outputs, dead, states)

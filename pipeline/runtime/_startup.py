@@ -1,5 +1,5 @@
-"""Start-up checks: every topic there (the repartition topic created when missing), its limits,
-and the partition count the topology depends on."""
+"""Start-up checks: every topic there (the repartition and state topics created when missing),
+its limits, and the partition count the topology depends on."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from typing import NamedTuple
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from ..config import Settings
+from ..config import Settings, state_topic
 from ..errors import SettingProblem
 from ..kafka import (
     TopicLimits,
     check_topics,
+    cleanup_policy,
     ensure_topic,
     kafka_options,
     matching_topics,
@@ -72,6 +73,31 @@ async def prepare(settings: Settings) -> Layout:
             if count != partitions:
                 raise SettingProblem(co_partitioning_broken(output, partitions, name, count))
             topics.append(name)
+        states = state_topic(settings)
+        if states is not None:
+            await ensure_state_topic(admin, states, output, partitions)
+            topics.append(states)
         return Layout(partitions, await topic_limits(admin, topics))
     finally:
         await admin.close()
+
+
+async def ensure_state_topic(
+    admin: AIOKafkaAdminClient, name: str, output: str, partitions: int
+) -> None:
+    """The state topic, created when missing (compacted, P partitions, replicas like the
+    output's); an existing one with another partition count or not compacted stops start-up."""
+    count = await ensure_topic(admin, name, partitions, {"cleanup.policy": "compact"}, like=output)
+    if count != partitions:
+        raise SettingProblem(
+            f"state topic {name!r} (--state-topic) has {count} partitions but output topic "
+            f"{output!r} has {partitions}: a message's state record goes to the partition of "
+            "its events, so both need the same count (or --no-state)"
+        )
+    policy = await cleanup_policy(admin, name)
+    if policy is not None and "compact" not in policy.split(","):
+        raise SettingProblem(
+            f"state topic {name!r} (--state-topic) has cleanup.policy={policy}, not compact: "
+            "it keeps each message's newest state only when compacted (kafka-configs --alter "
+            "--add-config cleanup.policy=compact, or --no-state)"
+        )

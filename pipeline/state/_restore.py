@@ -2,8 +2,8 @@
 
 The read starts at the later of: the offset of (newest record time in p − ttl), and end − a
 bound derived from the window's capacity; never from the wall clock, so input stamped long ago
-(a backlog, a replay) still finds the events it caused. Keys and headers only are looked at:
-values are never decoded.
+(a backlog, a replay) still finds the events it caused. Keys and headers only are looked at,
+unless state records are written: then each event's value is decoded too (its times).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from typing import Any, Final, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from ..config import Settings
+from ..config import Settings, state_topic
+from ..core import Lifecycle
 from ..errors import RestoreStalled
 from ._identities import Identities
 from ._window import Window
@@ -148,8 +149,14 @@ class Restorer:
 
     async def _load(self, tp: TopicPartition, start: int, end: int, window: Window) -> int:
         count = 0
+        lifecycle = Lifecycle(window) if state_topic(self.settings) is not None else None
         async for messages in self._read(tp, start, end, 50_000):
-            Identities((m.key, m.headers, m.timestamp) for m in messages).load(window)
+            ids = Identities((m.key, m.headers, m.timestamp) for m in messages)
+            ids.load(window)
+            if lifecycle is not None:
+                # The messages' lifecycle data, from the events themselves (values decoded).
+                values = [messages[i].value for i in ids.indexes]
+                lifecycle.replay(values, ids.keys, ids.stamps)
             count += len(messages)
         return count
 

@@ -106,6 +106,9 @@ def run_acls(topics: Topics, user: str) -> list[Acl]:
         Acl("topic", repartition, "READ", user),
         Acl("topic", repartition, "WRITE", user),
         Acl("topic", repartition, "DESCRIBE_CONFIGS", user),
+        Acl("topic", f"{topics.out}.messages", "CREATE", user),
+        Acl("topic", f"{topics.out}.messages", "WRITE", user),
+        Acl("topic", f"{topics.out}.messages", "DESCRIBE_CONFIGS", user),
         Acl("group", topics.group, "READ", user),
         Acl("group", f"{topics.group}.dedupe", "READ", user),
     ]
@@ -195,6 +198,7 @@ async def test_run_end_to_end_with_exactly_its_acls(
     assert not [d for d in used if d.startswith("Denied")], sorted(set(used))
     assert f"READ Topic:LITERAL:{topics.out}" in used  # the second run's restore
     assert f"CREATE Topic:LITERAL:{topics.out}.by-message" in used
+    assert f"CREATE Topic:LITERAL:{topics.out}.messages" in used
 
 
 def command(name: str, bootstrap: str) -> list[str]:

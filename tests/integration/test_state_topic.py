@@ -1,0 +1,149 @@
+"""The state topic `<output>.messages` against the real broker: created compacted at start,
+written with the events that changed each message, in both topologies, with two instances and a
+rebalance mid-stream, and with --exactly-once; a wrong existing topic stops start-up."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.structs import ConsumerRecord
+
+from .conftest import (
+    Spawn,
+    Stream,
+    Topics,
+    check_outputs,
+    corpus_stream,
+    create_topics,
+    drain,
+    produce,
+    run_args,
+    wait_processed,
+    wait_ready,
+)
+
+pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
+
+RANK = {"PENDING": 1, "SENT": 2, "UNKNOWN": 3}
+
+
+async def topic_config(bootstrap: str, topic: str) -> dict[str, str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (response,) = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic)]
+        )
+        return {c[0]: c[1] for c in response.resources[0][4]}
+    finally:
+        await admin.close()
+
+
+def check_states(out: Sequence[ConsumerRecord], states: Sequence[ConsumerRecord]) -> int:
+    """Every message's newest state record (by version) is its events folded in order; the
+    versions of a message never go back along its partition; state and events share key and
+    partition. Returns the number of messages."""
+    events: dict[bytes, list[dict[str, Any]]] = {}
+    partition_of: dict[bytes, int] = {}
+    for m in sorted(out, key=lambda m: (m.partition, m.offset)):
+        events.setdefault(m.key, []).append(json.loads(m.value))
+        partition_of[m.key] = m.partition
+    newest: dict[bytes, dict[str, Any]] = {}
+    for m in sorted(states, key=lambda m: (m.partition, m.offset)):
+        state = json.loads(m.value)
+        assert m.partition == partition_of[m.key], m.key
+        before = newest.get(m.key)
+        assert before is None or state["version"] > before["version"], m.key
+        newest[m.key] = state
+    assert set(newest) == set(events)
+    for key, state in newest.items():
+        mine = events[key]
+        assert [s["status"] for s in state["statuses"]] == [e["status"] for e in mine], key
+        assert [s["event_id"] for s in state["statuses"]] == [e["event_id"] for e in mine]
+        best = None
+        for e in mine:
+            if best is None or RANK.get(e["status"], 4) > RANK.get(best, 4):
+                best = e["status"]
+        assert state["status"] == best
+        finals = {e["status"] for e in mine if e["status"] not in RANK}
+        assert state["conflict"] == (len(finals) > 1)
+        assert (state["provider"], state["message_key"]) == (
+            mine[0]["provider"],
+            mine[0]["message_key"],
+        )
+    return len(newest)
+
+
+async def run_stream(
+    bootstrap: str, spawn: Spawn, stream: Stream, extra: Sequence[str], *, second: bool = False
+) -> tuple[list[ConsumerRecord], list[ConsumerRecord]]:
+    """Half the stream to one instance; with `second`, a second instance joins (a rebalance)
+    before the other half. Returns (output, state) records once everything is committed."""
+    topics, records, want = stream
+    first = spawn(run_args(bootstrap, topics, extra=extra))
+    half = len(records) // 2
+    await produce(bootstrap, records[:half])
+    procs = [first]
+    if second:
+        await wait_processed(bootstrap, topics, procs=procs, timeout=90)
+        procs.append(spawn(run_args(bootstrap, topics, extra=extra)))
+        # The newcomer holds its partitions, their windows restored from the output (and the
+        # messages' lifecycle data from the events), before the second half comes.
+        await wait_ready(procs[1], timeout=60)
+    await produce(bootstrap, records[half:])
+    await wait_processed(bootstrap, topics, procs=procs, timeout=90)
+    isolation = "read_committed" if "--exactly-once" in extra else "read_uncommitted"
+    out = await drain(bootstrap, topics.out, isolation_level=isolation)
+    states = await drain(bootstrap, f"{topics.out}.messages", isolation_level=isolation)
+    check_outputs(out, want.outputs, 4)
+    for proc in procs:
+        assert not proc.crashes(), proc.text()[-3000:]
+    return out, states
+
+
+async def test_partitioned_two_instances_and_a_rebalance(
+    kafka_bootstrap: str, spawn: Spawn
+) -> None:
+    stream = await corpus_stream(kafka_bootstrap, "state2", 31, 3000, raw=4, out=4)
+    out, states = await run_stream(kafka_bootstrap, spawn, stream, [], second=True)
+    assert check_states(out, states) > 500
+    assert len(states) == len(out)  # one state record per emitted event, no more
+    config = await topic_config(kafka_bootstrap, f"{stream.topics.out}.messages")
+    assert config["cleanup.policy"] == "compact"
+
+
+async def test_single_topology(kafka_bootstrap: str, spawn: Spawn) -> None:
+    stream = await corpus_stream(kafka_bootstrap, "state1", 32, 1500, raw=2, out=4)
+    out, states = await run_stream(kafka_bootstrap, spawn, stream, ["--topology", "single"])
+    assert check_states(out, states) > 200 and len(states) == len(out)
+
+
+async def test_exactly_once(kafka_bootstrap: str, spawn: Spawn) -> None:
+    stream = await corpus_stream(kafka_bootstrap, "state-eos", 33, 1500, raw=2, out=4)
+    out, states = await run_stream(kafka_bootstrap, spawn, stream, ["--exactly-once"])
+    assert check_states(out, states) > 200 and len(states) == len(out)
+
+
+async def test_a_wrong_state_topic_stops_start_up(kafka_bootstrap: str, spawn: Spawn) -> None:
+    topics = Topics("state-bad", raw=1, out=2, dlq=1)
+    await create_topics(kafka_bootstrap, topics.partitions)
+    await create_topics(kafka_bootstrap, {f"{topics.out}.messages": 2})  # cleanup.policy=delete
+    proc = spawn(run_args(kafka_bootstrap, topics))
+    assert await proc.wait(30) == 2, proc.text()[-3000:]
+    assert f"state topic '{topics.out}.messages' (--state-topic) has cleanup.policy=delete" in (
+        proc.text()
+    )
+    named = f"{topics.out}.states"
+    await create_topics(kafka_bootstrap, {named: 3}, {"cleanup.policy": "compact"})
+    proc = spawn(run_args(kafka_bootstrap, topics, extra=["--state-topic", named]))
+    assert await proc.wait(30) == 2, proc.text()[-3000:]
+    assert f"state topic '{named}' (--state-topic) has 3 partitions" in proc.text()
+    # --no-state: no state topic is looked at, the processor starts.
+    proc = spawn(run_args(kafka_bootstrap, topics, extra=["--no-state"]))
+    await wait_ready(proc)
+    assert await proc.stop() == 0
