@@ -11,8 +11,15 @@ import msgspec
 
 from schemas import MessageState, ReceiptEvent
 
-from ..config import Settings, add_arguments, core_config, load_settings, settings_from_args
-from ..core import Core, CoreConfig, Decoder, InputRecord, Lifecycle
+from ..config import (
+    Settings,
+    add_arguments,
+    core_config,
+    final_timeouts,
+    load_settings,
+    settings_from_args,
+)
+from ..core import Core, CoreConfig, Decoder, InputRecord, Lifecycle, Timeouts
 from ..core.providers import REGISTRY
 from ..errors import (
     EXIT_INTERRUPTED,
@@ -111,7 +118,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         window = Window(
             settings.window_max_messages, settings.window_ttl_s * 1000, lifecycle=keep_states
         )
-        lifecycle = Lifecycle(window) if keep_states else None
+        timeouts = Timeouts(*final_timeouts(settings))
+        lifecycle = Lifecycle(window, timeouts) if keep_states else None
         tune_collector()
         return run_embedded(
             Core(window, config, lifecycle=lifecycle),

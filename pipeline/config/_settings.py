@@ -16,6 +16,8 @@ from typing import Annotated, Any, Final, Literal, NamedTuple, TypeVar
 
 import msgspec
 
+from schemas import PROVIDERS
+
 from ..core import DEFAULT_MAX_BODY_BYTES, DEFAULT_RECORD_MAX_BYTES, CoreConfig, parse_routes
 from ..core.normalise import zone
 from ..errors import ConfigError, MalformedBody
@@ -253,6 +255,21 @@ class Settings(KafkaSettings, kw_only=True, forbid_unknown_fields=True):
         bool,
         msgspec.Meta(description="write no state topic (the window then keeps no lifecycle data)"),
     ] = False
+    final_timeout_s: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1,
+            description="a message with no final status this long (record time) after its "
+            "first report gets a state record with timed_out true; shorter than --window-ttl-s",
+        ),
+    ] = 43_200
+    final_timeouts: Annotated[
+        dict[str, int],
+        msgspec.Meta(
+            description="per provider final timeouts: provider=seconds, comma-separated or "
+            "repeated (others: --final-timeout-s)"
+        ),
+    ] = msgspec.field(default_factory=dict)
     # Process
     workers: Annotated[int, msgspec.Meta(ge=1, description="processes in the consumer group")] = 1
     metrics_port: (
@@ -459,7 +476,38 @@ def load_run_settings(
             "invalid setting exactly_once: needs topology partitioned (topology single "
             "writes without transactions)"
         )
+    check_final_timeouts(settings)
     return settings
+
+
+def check_final_timeouts(settings: Settings) -> None:
+    """Every final timeout is a provider's, positive, and shorter than the window's time bound
+    (a late final must still find its message in the window)."""
+    ttl = settings.window_ttl_s
+    for provider, seconds in settings.final_timeouts.items():
+        if provider not in PROVIDERS:
+            raise ConfigError(
+                f"invalid setting final_timeouts: {provider}={seconds}: unknown provider "
+                f"(one of {', '.join(PROVIDERS)})"
+            )
+        if seconds < 1:
+            raise ConfigError(f"invalid setting final_timeouts: {provider}={seconds}: below 1 s")
+    for name, seconds in (
+        ("final_timeout_s", settings.final_timeout_s),
+        *((f"final_timeouts {p}", s) for p, s in settings.final_timeouts.items()),
+    ):
+        if seconds >= ttl:
+            raise ConfigError(
+                f"invalid setting {name}: {seconds} s is not shorter than window_ttl_s ({ttl} s): "
+                "a final after the timeout must still find its message in the window"
+            )
+
+
+def final_timeouts(settings: Settings) -> tuple[int, dict[str, int]]:
+    """(the default final timeout, per-provider ones), in ms."""
+    return settings.final_timeout_s * 1000, {
+        p: s * 1000 for p, s in settings.final_timeouts.items()
+    }
 
 
 def load_settings(

@@ -31,6 +31,7 @@ from ._records import (
 )
 from ._routing import Decoder, parse_routes, sniff
 from ._stats import CoreStats
+from ._timeouts import Timeouts
 from ._verdicts import (
     DUPLICATE,
     EMIT,
@@ -64,6 +65,7 @@ __all__ = [
     "LifecycleWindow",
     "OutputRecord",
     "ProviderRoute",
+    "Timeouts",
     "Unpacked",
     "Verdicts",
     "dead_letter",

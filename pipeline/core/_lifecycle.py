@@ -20,6 +20,7 @@ Times are kept to the second: providers report seconds, and a message's times fi
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from datetime import date
 from itertools import compress
@@ -39,6 +40,7 @@ from schemas import (
 )
 
 from ._records import OutputRecord
+from ._timeouts import Timeouts, has_final
 from ._verdicts import _IS_EMITTED, DedupeWindow
 from .normalise import event_id, format_epoch_ms, format_epoch_s
 
@@ -62,6 +64,10 @@ class LifecycleWindow(DedupeWindow, Protocol):
         """The window's time (ms), never moving back."""
         ...
 
+    def advance(self, now_ms: int) -> None:
+        """Move the window's time to `now_ms` if later."""
+        ...
+
     def state_of(self, h: int) -> int:
         """The data held for message `h`, 0 when none."""
         ...
@@ -71,8 +77,8 @@ class LifecycleWindow(DedupeWindow, Protocol):
         ...
 
 
-class EventFacts(Protocol):
-    """What a state record needs of an event (a `ReceiptEvent` has it all)."""
+class MessageIdentity(Protocol):
+    """Who a state record is about."""
 
     @property
     def provider(self) -> Provider: ...
@@ -88,6 +94,11 @@ class EventFacts(Protocol):
     def batch_id(self) -> str | None: ...
     @property
     def client_ref(self) -> str | None: ...
+
+
+class EventFacts(MessageIdentity, Protocol):
+    """What a state record needs of an event (a `ReceiptEvent` has it all)."""
+
     @property
     def status(self) -> Status: ...
     @property
@@ -113,6 +124,21 @@ class Facts(msgspec.Struct, gc=False):
 
 
 _FACTS: Final = msgspec.json.Decoder(Facts)
+
+
+class Identity(msgspec.Struct, gc=False, array_like=True):
+    """A waiting message's identity, kept for its timed-out state record."""
+
+    provider: Provider
+    message_key: str
+    account: str | None
+    recipient: str
+    message_id: str | None
+    batch_id: str | None
+    client_ref: str | None
+
+
+_IDENTITY: Final = msgspec.json.Decoder(Identity)
 
 
 def _facts(
@@ -200,19 +226,12 @@ def fold_event(data: int, event: EventFacts, stamp: int) -> Unpacked:
     )
 
 
-def time_out(data: int) -> Unpacked:
-    """The state of a message that reached its final-timeout (its status stays as it was)."""
-    state = unpack(data)
-    state.timed_out = True
-    return state
-
-
 def _time(seconds: int) -> str:
     return format_epoch_s(max(0, seconds))
 
 
 def message_state(
-    facts: EventFacts, state: Unpacked, version: int, updated_ms: int
+    facts: MessageIdentity, state: Unpacked, version: int, updated_ms: int
 ) -> MessageState:
     """The state record of `state`, identity from `facts` (the event that changed it)."""
     provider, key = facts.provider, facts.message_key
@@ -286,9 +305,63 @@ class Lifecycle:
     """Folds the emitted events of each batch into their messages' states, in `window`, and
     makes their state records (same key and timestamp as the event's output record)."""
 
-    def __init__(self, window: LifecycleWindow) -> None:
+    def __init__(self, window: LifecycleWindow, timeouts: Timeouts | None = None) -> None:
+        """``timeouts``: the window's waiting messages (they time out by :meth:`expire`)."""
         self.window = window
+        self.timeouts = timeouts
         self._encode = _ENCODER.encode
+        #: Time-outs fired, and messages the window forgot while they waited, by provider.
+        self.timed_out: Counter[str] = Counter()
+        self.forgotten: Counter[str] = Counter()
+
+    def _track(self, h: int, key: bytes, event: MessageIdentity, state: Unpacked) -> None:
+        """Keep the waiting messages: a message with no final (and not timed out) waits."""
+        timeouts = self.timeouts
+        if timeouts is None:
+            return
+        if state.timed_out or has_final(state.entries):
+            timeouts.done(event.provider, h)
+            return
+        identity = Identity(
+            event.provider,
+            event.message_key,
+            event.account,
+            event.recipient,
+            event.message_id,
+            event.batch_id,
+            event.client_ref,
+        )
+        timeouts.wait(event.provider, h, state.first, key, self._encode(identity))
+
+    def expire(self, emit: bool = True) -> list[OutputRecord]:
+        """Time out the waiting messages whose deadline the window's clock reached: each gets
+        its state record (timestamp its deadline), once. ``emit`` False (after a restore: they
+        timed out before) marks them timed out and makes no record."""
+        timeouts = self.timeouts
+        if timeouts is None:
+            return []
+        window = self.window
+        clock = window.clock
+        out: list[OutputRecord] = []
+        for provider, h, waiting in timeouts.due(clock):
+            data = window.state_of(h)
+            if not data:
+                self.forgotten[provider] += 1  # evicted by count before its final
+                continue
+            state = unpack(data)
+            if state.timed_out or has_final(state.entries):
+                continue
+            state.timed_out = True
+            window.set_state(h, pack(state))
+            if not emit:
+                continue
+            self.timed_out[provider] += 1
+            identity = _IDENTITY.decode(waiting.identity)
+            record = message_state(
+                identity, state, clock * VERSION_STEPS + state.changes, waiting.deadline
+            )
+            out.append(OutputRecord(waiting.key, self._encode(record), [], waiting.deadline))
+        return out
 
     def states(
         self,
@@ -318,12 +391,14 @@ class Lifecycle:
         window = self.window
         state_of, set_state = window.state_of, window.set_state
         index = STATUS_INDEX
-        for event, h, stamp in zip(facts, window.hashes(keys), stamps, strict=True):
+        for event, key, h, stamp in zip(facts, keys, window.hashes(keys), stamps, strict=True):
             data = state_of(h)
             kind = index[event.status] + 1
             if data and any(k == kind for k, _ in unpack(data).entries):
                 continue
-            set_state(h, pack(fold_event(data, event, stamp)))
+            state = fold_event(data, event, stamp)
+            set_state(h, pack(state))
+            self._track(h, key, event, state)
 
     def emitted(
         self, events: Sequence[EventFacts], keys: Sequence[bytes], stamps: Sequence[int]
@@ -338,6 +413,7 @@ class Lifecycle:
         for event, key, h, stamp in zip(events, keys, window.hashes(keys), stamps, strict=True):
             state = fold_event(state_of(h), event, stamp)
             set_state(h, pack(state))
+            self._track(h, key, event, state)
             record = message_state(event, state, base + state.changes, stamp)
             out.append(OutputRecord(key, encode(record), [], stamp))
         return out

@@ -110,7 +110,8 @@ class Core(Generic[W]):
         if large:
             outputs = self._fit(outputs, events, verdicts, large, dead)
         if self.lifecycle is not None:
-            return BatchResult(outputs, dead, self.lifecycle.states(events, keys, verdicts, stamps))
+            states = self.lifecycle.states(events, keys, verdicts, stamps)
+            return BatchResult(outputs, dead, states + self.lifecycle.expire())
         return BatchResult(outputs, dead)
 
     def _dead(self, dead: list[DeadLetter], record: InputRecord, exc: DecodeError) -> None:

@@ -119,8 +119,8 @@ class Sink:
         state_topic: str | None = None,
     ) -> list[Sent]:
         """Queue a batch's events (murmur2-partitioned by key), its state records (to
-        `state_topic`, partitioned as the events: same key, same partition number) and dead
-        letters (spread by their source key); `flush` what this returns before committing.
+        `state_topic`, murmur2-partitioned by the same key) and dead letters (spread by their
+        source key); `flush` what this returns before committing.
 
         An event stamped outside the window of timestamps `topic` takes (a producer's clock
         far ahead, a topic's `message.timestamp.*.max.ms`) becomes an `InvalidTimestamp` dead
@@ -138,9 +138,13 @@ class Sink:
         if outputs:
             count = await self.partition_count(topic)
             sent += await self.send(topic, outputs, partitions_for([o.key for o in outputs], count))
-            if states and state_topic is not None:
-                parts = partitions_for([o.key for o in states], count)
-                sent += await self.send(state_topic, states, parts)
+        if states and state_topic is not None:
+            # By its own count: the output's while both match (a state record lands in its
+            # events' partition); after the output topic grew, until the state topic follows.
+            count = await self.partition_count(state_topic)
+            sent += await self.send(
+                state_topic, states, partitions_for([o.key for o in states], count)
+            )
         if records:
             records = self._stamped(records, now)
             count = await self.partition_count(self.dead_letter_topic)

@@ -22,15 +22,15 @@ import os
 import time
 from collections import Counter
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Final
 
 import anyio
 from aiokafka import TopicPartition
 
 from schemas import PROVIDERS, STATUS_INDEX
 
-from ..config import Settings, state_topic
-from ..core import Lifecycle, OutputRecord
+from ..config import Settings, final_timeouts, state_topic
+from ..core import Lifecycle, OutputRecord, Timeouts
 from ..kafka import (
     METADATA_MAX_AGE_MS,
     PartitionLost,
@@ -52,11 +52,14 @@ from ..state import (
     write_snapshot,
 )
 from ._route import repartition_topic
-from ._stage import Stage
+from ._stage import InFlight, Stage
 
 log = logging.getLogger("pipeline.kafka")
 
 STATUSES = sorted(STATUS_INDEX, key=STATUS_INDEX.__getitem__)
+#: A window whose partition had no batch this long follows the wall clock (less this) for its
+#: time-outs (s).
+IDLE_S: Final = 10
 
 
 class Dropped:
@@ -92,6 +95,11 @@ class DedupeStage(Stage):
         self.partitions = partitions
         self.capacity = window_capacity(settings, partitions)
         self.windows: dict[int, Window] = {}
+        #: Per window with the state topic on: its lifecycle (state records, time-outs).
+        self.lifecycles: dict[int, Lifecycle] = {}
+        #: When each window last had a batch (monotonic s), for the idle rule of time-outs.
+        self.last_batch: dict[int, float] = {}
+        self.ticked_at = time.monotonic()
         self.topic = repartition_topic(settings)
         self.state_topic = state_topic(settings)
         self.tolerance_ms = settings.clock_skew_tolerance_s * 1000
@@ -135,7 +143,15 @@ class DedupeStage(Stage):
     async def restore_step(self) -> set[TopicPartition]:
         tp = min(self.pending)
         self.windows[tp.partition] = await self.open_window(tp.partition)
+        self.last_batch[tp.partition] = time.monotonic()
         return {tp}
+
+    def new_lifecycle(self, partition: int, window: Window) -> Lifecycle | None:
+        if self.state_topic is None:
+            return None
+        lifecycle = Lifecycle(window, Timeouts(*final_timeouts(self.settings)))
+        self.lifecycles[partition] = lifecycle
+        return lifecycle
 
     async def open_window(self, partition: int) -> Window:
         """Window p from its snapshot and the output after it when the snapshot is usable,
@@ -154,7 +170,10 @@ class DedupeStage(Stage):
             if snap is not None:
                 begin, end = await self.restorer.offsets(partition)
                 if snapshot_usable(snap, begin, end):
-                    await self.restorer.resume(partition, snap.window, snap.offset, end)
+                    lifecycle = self.new_lifecycle(partition, snap.window)
+                    if lifecycle is not None and lifecycle.timeouts is not None:
+                        lifecycle.timeouts.load(snap.waiting)
+                    await self.restorer.resume(partition, snap.window, snap.offset, end, lifecycle)
                     self.newest[partition] = snap.newest_ts
                     return snap.window
                 log.warning(
@@ -167,7 +186,8 @@ class DedupeStage(Stage):
                     },
                 )
         window = self.new_window()
-        await self.restorer.restore(partition, window, self.capacity)
+        lifecycle = self.new_lifecycle(partition, window)
+        await self.restorer.restore(partition, window, self.capacity, lifecycle)
         return window
 
     async def save(self, partitions: Iterable[int]) -> None:
@@ -185,7 +205,13 @@ class DedupeStage(Stage):
                 continue
             try:
                 _, end = await self.restorer.offsets(p)
-                data = encode_snapshot(self.group, topic, p, window, end, self.newest.get(p, 0))
+                lifecycle = self.lifecycles.get(p)
+                waiting = b""
+                if lifecycle is not None and lifecycle.timeouts is not None:
+                    waiting = lifecycle.timeouts.dump()
+                data = encode_snapshot(
+                    self.group, topic, p, window, end, self.newest.get(p, 0), waiting
+                )
                 path = await anyio.to_thread.run_sync(
                     write_snapshot, state_dir, self.group, topic, p, data
                 )
@@ -206,6 +232,8 @@ class DedupeStage(Stage):
                 await self.writers.close(tp.partition)
 
     def drop(self, partition: int) -> None:
+        self.lifecycles.pop(partition, None)
+        self.last_batch.pop(partition, None)
         window = self.windows.pop(partition, None)
         if window is not None:
             self.dropped.counters.add(window.counters)
@@ -224,6 +252,7 @@ class DedupeStage(Stage):
 
     async def run_batch(self, batches: dict[TopicPartition, list[Any]]) -> None:
         await super().run_batch(batches)
+        await self.tick()
         if time.monotonic() - self.saved_at >= self.settings.snapshot_interval_s:
             await self.settle()
             await self.save(sorted(self.windows))
@@ -231,7 +260,6 @@ class DedupeStage(Stage):
     async def process(self, batches: dict[TopicPartition, list[Any]]) -> list[Sent]:
         wall_ms = time.time_ns() // 1_000_000
         sent: list[Sent] = []
-        topic = self.settings.output_topic
         for tp, messages in batches.items():
             window = self.windows.get(tp.partition)
             if window is None:  # lost (fenced) since: the group is rebalancing it away
@@ -248,37 +276,75 @@ class DedupeStage(Stage):
             )
             records: list[Record] = []
             states: list[OutputRecord] = []
+            lifecycle = self.lifecycles.get(tp.partition)
+            self.last_batch[tp.partition] = time.monotonic()
             if keep:
                 kept = [messages[i] for i in keep]
                 # A list of headers: aiokafka's batch builder takes nothing else.
                 records = [(m.key, m.value, list(m.headers), m.timestamp) for m in kept]
-                if self.state_topic is not None:
+                if lifecycle is not None:
                     # State records of what passed only (values decoded for them alone).
                     ours = [m for m in kept if m.key is not None]
-                    states = Lifecycle(window).emitted_values(
+                    states = lifecycle.emitted_values(
                         [m.value for m in ours], [m.key for m in ours], [m.timestamp for m in ours]
                     )
-            part = tp.partition
-            if self.writers is None:
-                if records:
-                    sent += await self.sink.send(topic, records, [part] * len(records))
-                if states and self.state_topic is not None:
-                    sent += await self.sink.send(self.state_topic, states, [part] * len(states))
-                continue
-            try:
-                # Also without records: the batch's offsets commit in the transaction.
-                await self.writers.write(
-                    part,
-                    records,
-                    {tp: messages[-1].offset + 1},
-                    self.group,
-                    {self.state_topic: states} if states and self.state_topic else None,
-                )
-            except PartitionLost as exc:
-                # Another member owns p now and replays this batch; the group rebalances us.
-                self.drop(tp.partition)
-                log.warning("partition lost", extra={"stage": self.name, "error": str(exc)})
+            if lifecycle is not None:
+                states += lifecycle.expire()
+            sent += await self.write(tp.partition, records, states, {tp: messages[-1].offset + 1})
         return sent
+
+    async def write(
+        self,
+        partition: int,
+        records: list[Record],
+        states: list[OutputRecord],
+        offsets: dict[TopicPartition, int],
+    ) -> list[Sent]:
+        """Queue (or with exactly-once, commit) records and state records of window p."""
+        if self.writers is None:
+            sent = []
+            if records:
+                sent += await self.sink.send(
+                    self.settings.output_topic, records, [partition] * len(records)
+                )
+            if states and self.state_topic is not None:
+                sent += await self.sink.send(self.state_topic, states, [partition] * len(states))
+            return sent
+        try:
+            # Also without records: the batch's offsets commit in the transaction.
+            await self.writers.write(
+                partition,
+                records,
+                offsets,
+                self.group,
+                {self.state_topic: states} if states and self.state_topic else None,
+            )
+        except PartitionLost as exc:
+            # Another member owns p now and replays this batch; the group rebalances us.
+            self.drop(partition)
+            log.warning("partition lost", extra={"stage": self.name, "error": str(exc)})
+        return []
+
+    async def tick(self) -> None:
+        """The idle rule of time-outs, at most once a second: a window whose partition had no
+        batch for `IDLE_S` follows the wall clock (less `IDLE_S`), so the time-outs of a quiet
+        partition fire within that of their deadline, not at its next record."""
+        now = time.monotonic()
+        if now - self.ticked_at < 1.0 or not self.lifecycles:
+            return
+        self.ticked_at = now
+        wall_ms = time.time_ns() // 1_000_000
+        started = time.perf_counter()
+        sent: list[Sent] = []
+        for p, lifecycle in list(self.lifecycles.items()):
+            if not lifecycle.timeouts or now - self.last_batch.get(p, now) < IDLE_S:
+                continue
+            lifecycle.window.advance(wall_ms - IDLE_S * 1000)
+            states = lifecycle.expire()
+            if states:
+                sent += await self.write(p, [], states, {})
+        if sent:
+            self.in_flight.append(InFlight(sent, {}, started))
 
 
 def new_writers(settings: Settings) -> PartitionWriters:

@@ -15,8 +15,8 @@ import anyio
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
-from ..config import Settings, core_config, state_topic
-from ..core import Core, CoreStats, Lifecycle, parse_routes
+from ..config import Settings, core_config, final_timeouts, state_topic
+from ..core import Core, CoreStats, Lifecycle, Timeouts, parse_routes
 from ..errors import PipelineError, SettingProblem, exit_code
 from ..kafka import Sink, close_now, install, new_producer, new_restorer, start_with_retry
 from ..ops import (
@@ -67,7 +67,9 @@ class Processor:
             window = Window(
                 settings.window_max_messages, settings.window_ttl_s * 1000, lifecycle=keep_states
             )
-            lifecycle = Lifecycle(window) if keep_states else None
+            lifecycle = (
+                Lifecycle(window, Timeouts(*final_timeouts(settings))) if keep_states else None
+            )
             self.core = Core(window, config, lifecycle=lifecycle)
         else:
             self.core = Core(None, config)

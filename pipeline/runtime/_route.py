@@ -98,4 +98,4 @@ async def process_in_slices(core: Core[Window], records: Sequence[InputRecord]) 
         outputs += part.outputs
         dead += part.dead_letters
         states += part.states
-    return BatchResult(outputs, dead, states)
+    return BatchResult(outputs, dead, states or ())

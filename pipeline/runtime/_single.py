@@ -10,18 +10,20 @@ partition count, so a topic that grows is written by its new count from the next
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import anyio
 from aiokafka import TopicPartition
 
-from ..config import Settings
+from ..config import Settings, state_topic
 from ..core import Core
 from ..errors import SettingProblem
 from ..kafka import Sent, Sink, new_group_consumer
 from ..state import Restorer, Window
+from ._dedupe import IDLE_S
 from ._route import write_events
-from ._stage import Stage
+from ._stage import InFlight, Stage
 
 
 class SingleStage(Stage):
@@ -42,6 +44,7 @@ class SingleStage(Stage):
         #: its capacity (set at each assignment).
         self.unread: list[int] = []
         self.share = 0
+        self.last_batch = time.monotonic()
 
     def subscribe(self) -> None:
         if self.settings.input_pattern:
@@ -69,7 +72,8 @@ class SingleStage(Stage):
         """Rebuild the window from one output partition; every partition held is ready after
         the last."""
         if self.unread:
-            await self.restorer.restore(self.unread[0], self.window(), self.share)
+            lifecycle = self.core.lifecycle
+            await self.restorer.restore(self.unread[0], self.window(), self.share, lifecycle)
             del self.unread[0]
         return set() if self.unread else set(self.pending)
 
@@ -78,6 +82,23 @@ class SingleStage(Stage):
         return self.core.window
 
     async def process(self, batches: dict[TopicPartition, list[Any]]) -> list[Sent]:
+        self.last_batch = time.monotonic()
         return await write_events(
             self.core, self.sink, batches, self.settings.output_topic, self.settings
         )
+
+    async def tick(self) -> None:
+        """The idle rule of time-outs (see DedupeStage.tick): with no batch for `IDLE_S`, the
+        window follows the wall clock (less `IDLE_S`) and what is due times out."""
+        lifecycle = self.core.lifecycle
+        now = time.monotonic()
+        if lifecycle is None or self.pending or now - self.last_batch < IDLE_S:
+            return
+        lifecycle.window.advance(time.time_ns() // 1_000_000 - IDLE_S * 1000)
+        states = lifecycle.expire()
+        if states:
+            started = time.perf_counter()
+            sent = await self.sink.write(
+                self.settings.output_topic, [], [], states, state_topic(self.settings)
+            )
+            self.in_flight.append(InFlight(sent, {}, started))

@@ -79,6 +79,9 @@ class Stage:
     async def revoked(self, partitions: set[TopicPartition]) -> None:
         """After every batch in flight is committed, before `partitions` go (drop state)."""
 
+    async def tick(self) -> None:
+        """A fetch brought nothing (lock held): time-driven work, queued into `in_flight`."""
+
     async def close(self) -> None:
         """At shutdown, after the last batch, before the clients stop (save state)."""
 
@@ -174,7 +177,8 @@ class Stage:
             # Every record acknowledged, or its dead letter (what the broker refuses): then commit.
             await self.sink.flush(batch.sent)
             commit_started = time.perf_counter()
-            committed = await self.commit(batch.offsets)
+            # A batch without offsets (time-outs fired on a tick) has nothing to commit.
+            committed = bool(batch.offsets) and await self.commit(batch.offsets)
             self.in_flight.popleft()
             if not committed:
                 continue
@@ -206,8 +210,9 @@ class Stage:
             batches = await self.consumer.getmany(timeout_ms=wait, max_records=max_records)
             if not batches:
                 health.idle(name)
-                if self.in_flight:  # nothing to overlap them with: commit them now
-                    async with self.lock:
+                async with self.lock:
+                    await self.tick()
+                    if self.in_flight:  # nothing to overlap them with: commit them now
                         await self.settle()
                 continue
             if not await self._acquire_ready():

@@ -16,7 +16,7 @@ from typing import Any, Final, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from ..config import Settings, state_topic
+from ..config import Settings
 from ..core import Lifecycle
 from ..errors import RestoreStalled
 from ._identities import Identities
@@ -77,19 +77,30 @@ class Restorer:
         end = (await consumer.end_offsets([tp]))[tp]
         return begin, end
 
-    async def resume(self, partition: int, window: Window, start: int, end: int) -> Restored:
-        """Window p seeded from a snapshot: read only the output records in [start, end)."""
+    async def resume(
+        self,
+        partition: int,
+        window: Window,
+        start: int,
+        end: int,
+        lifecycle: Lifecycle | None = None,
+    ) -> Restored:
+        """Window p seeded from a snapshot: read only the output records in [start, end).
+        ``lifecycle`` (over `window`): the messages' lifecycle data and time-outs follow."""
         started = time.monotonic()
         tp = TopicPartition(self.settings.output_topic, partition)
         records = 0
         if end > start:
             with self._assigned(tp):
-                records = await self._load(tp, start, end, window)
+                records = await self._load(tp, start, end, window, lifecycle)
         return self._done(
             Restored(partition, records, time.monotonic() - started, start, end, True), window
         )
 
-    async def restore(self, partition: int, window: Window, capacity: int) -> Restored:
+    async def restore(
+        self, partition: int, window: Window, capacity: int, lifecycle: Lifecycle | None = None
+    ) -> Restored:
+        """Window p rebuilt from output partition p (bounded); ``lifecycle`` as in `resume`."""
         started = time.monotonic()
         consumer = self.consumer
         tp = TopicPartition(self.settings.output_topic, partition)
@@ -105,7 +116,7 @@ class Restorer:
                     found = await consumer.offsets_for_times({tp: max(0, cutoff)})
                     hit = found.get(tp)
                     start = max(start, hit.offset if hit is not None else end)
-                records = await self._load(tp, start, end, window)
+                records = await self._load(tp, start, end, window, lifecycle)
         return self._done(
             Restored(partition, records, time.monotonic() - started, start, end), window
         )
@@ -147,9 +158,15 @@ class Restorer:
                     newest = m.timestamp
         return newest
 
-    async def _load(self, tp: TopicPartition, start: int, end: int, window: Window) -> int:
+    async def _load(
+        self,
+        tp: TopicPartition,
+        start: int,
+        end: int,
+        window: Window,
+        lifecycle: Lifecycle | None,
+    ) -> int:
         count = 0
-        lifecycle = Lifecycle(window) if state_topic(self.settings) is not None else None
         async for messages in self._read(tp, start, end, 50_000):
             ids = Identities((m.key, m.headers, m.timestamp) for m in messages)
             ids.load(window)
@@ -158,6 +175,9 @@ class Restorer:
                 values = [messages[i].value for i in ids.indexes]
                 lifecycle.replay(values, ids.keys, ids.stamps)
             count += len(messages)
+        if lifecycle is not None:
+            # What was due by the restored clock timed out before (its record is written).
+            lifecycle.expire(emit=False)
         return count
 
     async def _read(

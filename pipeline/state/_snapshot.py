@@ -14,7 +14,8 @@ window capacity or ttl). Staleness against the broker is the caller's check, wit
 
 File layout (little-endian): a fixed header (magic, format, name lengths, partition, capacity,
 ttl, offset, newest record time, payload length, payload CRC-32), the group and topic names
-(UTF-8), the CRC-32 of all that, then the payload (the window dump). The dump contains the
+(UTF-8), the CRC-32 of all that, then the payload (the window dump's length, the window dump,
+the messages waiting for a final status). The dump contains the
 window's hash key: keep the state directory private (it is created 0700, files 0600).
 
 Cost (benchmarks/RESULTS.md): 1 M messages make a 14 MB file, 0.15 s to dump, 0.24 s to load;
@@ -52,7 +53,10 @@ __all__ = [
 log = logging.getLogger("pipeline.snapshot")
 
 MAGIC: Final = b"SMSWSNAP"
-SNAPSHOT_FORMAT: Final = 1
+#: 2: the payload holds the window dump's length, the dump, then the messages waiting for a
+#: final status (their time-outs); a format 1 file is refused (the restore reads the output).
+SNAPSHOT_FORMAT: Final = 2
+_LEN: Final = struct.Struct("<Q")
 #: magic, format, group length, topic length, partition, capacity, ttl_ms, offset, newest_ts,
 #: payload length, payload CRC-32.
 _HEAD: Final = struct.Struct("<8sHHHIQQqqQI")
@@ -62,11 +66,13 @@ _SUFFIX: Final = ".snapshot"
 
 class Snapshot(NamedTuple):
     """What :func:`load_snapshot` returns: the window, the output offset it reflects (the next to
-    read), and the newest record time it had seen (ms)."""
+    read), the newest record time it had seen (ms), and the dump of its messages waiting for a
+    final status (`core.Timeouts.dump`; empty without the state topic)."""
 
     window: Window
     offset: int
     newest_ts: int
+    waiting: bytes = b""
 
 
 class Rejected(Exception):
@@ -86,10 +92,18 @@ def snapshot_path(
 
 
 def encode_snapshot(
-    group: str, topic: str, partition: int, window: Window, offset: int, newest_ts: int
+    group: str,
+    topic: str,
+    partition: int,
+    window: Window,
+    offset: int,
+    newest_ts: int,
+    waiting: bytes = b"",
 ) -> bytes:
-    """The snapshot file's bytes (dumps the window: call it where the window cannot change)."""
-    payload = window.dump()
+    """The snapshot file's bytes (dumps the window: call it where the window cannot change);
+    ``waiting``: the window's messages waiting for a final status (`core.Timeouts.dump`)."""
+    dump = window.dump()
+    payload = _LEN.pack(len(dump)) + dump + waiting
     g, t = group.encode(), topic.encode()
     head = (
         _HEAD.pack(
@@ -242,15 +256,20 @@ def decode_snapshot(
         raise Rejected(f"payload of {len(payload)} bytes, header says {payload_len}")
     if zlib.crc32(payload) != payload_crc:
         raise Rejected("payload checksum mismatch")
+    if len(payload) < _LEN.size:
+        raise Rejected("payload too short")
+    (dump_len,) = _LEN.unpack_from(payload)
+    if _LEN.size + dump_len > len(payload):
+        raise Rejected(f"window dump of {dump_len} bytes, payload {len(payload)}")
     try:
-        window = Window.restore(payload)
+        window = Window.restore(payload[_LEN.size : _LEN.size + dump_len])
     except ValueError as exc:
         raise Rejected(str(exc)) from None
     if (window.max_messages, window.ttl_ms) != (capacity, ttl_ms):
         raise Rejected("window bounds differ from the header's")
     if offset < 0:
         raise Rejected(f"negative offset {offset}")
-    return Snapshot(window, offset, newest_ts)
+    return Snapshot(window, offset, newest_ts, bytes(payload[_LEN.size + dump_len :]))
 
 
 def snapshot_usable(snapshot: Snapshot, log_start: int, end: int) -> bool:

@@ -4,7 +4,9 @@ rebalance mid-stream, and with --exactly-once; a wrong existing topic stops star
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,6 +14,9 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.structs import ConsumerRecord
+
+from pipeline.core import InputRecord
+from pipeline.core.normalise import format_epoch_ms
 
 from .conftest import (
     Spawn,
@@ -147,3 +152,57 @@ async def test_a_wrong_state_topic_stops_start_up(kafka_bootstrap: str, spawn: S
     proc = spawn(run_args(kafka_bootstrap, topics, extra=["--no-state"]))
     await wait_ready(proc)
     assert await proc.stop() == 0
+
+
+async def timed_out_states(bootstrap: str, topic: str) -> list[dict[str, Any]]:
+    states = [json.loads(m.value) for m in await drain(bootstrap, f"{topic}.messages")]
+    return [s for s in states if s["timed_out"]]
+
+
+async def test_timeouts_fire_once_on_an_idle_partition_across_a_kill9(
+    kafka_bootstrap: str, spawn: Spawn
+) -> None:
+    """Two messages that get no final status: the instance that saw them is killed (-9) before
+    their deadline; the next one restores them from the output and, with no more traffic, times
+    them out by the wall-clock rule: once each, not twice, not never."""
+    topics = Topics("state-timeout", raw=1, out=2, dlq=1)
+    await create_topics(kafka_bootstrap, topics.partitions)
+    now = int(time.time() * 1000)
+    reports = [
+        {
+            "sid": sid,
+            "uid": "u",
+            "user_receive_time": "2024-06-04 15:00:00",
+            "error_msg": "",
+            "error_detail": "",
+            "mobile": "13711112222",
+            "report_status": "UNKNOWN",
+        }
+        for sid in ("880001", "880002")
+    ]
+    body = b"sms_status=" + json.dumps(reports).encode()
+    record = InputRecord(
+        topics.raw, 0, 0, now, [("provider", b"yunpian"), ("endpoint", b"push")], body
+    )
+    extra = ["--final-timeout-s", "3"]
+    first = spawn(run_args(kafka_bootstrap, topics, extra=extra))
+    await produce(kafka_bootstrap, [record])
+    await wait_processed(kafka_bootstrap, topics, procs=[first])
+    assert await timed_out_states(kafka_bootstrap, topics.out) == []
+    first.kill()
+    second = spawn(run_args(kafka_bootstrap, topics, extra=extra))
+    deadline = time.monotonic() + 45
+    fired: list[dict[str, Any]] = []
+    while len(fired) < 2:
+        assert time.monotonic() < deadline, second.text()[-3000:]
+        await asyncio.sleep(0.5)
+        fired = await timed_out_states(kafka_bootstrap, topics.out)
+    # The rule: quiet for 10 s, the window follows the wall clock less 10 s.
+    assert time.time() * 1000 >= now + 3000 + 10_000
+    await asyncio.sleep(2.5)  # a second firing would come at the next tick (1 s)
+    fired = await timed_out_states(kafka_bootstrap, topics.out)
+    assert sorted(s["message_key"] for s in fired) == ["880001", "880002"]
+    for state in fired:
+        assert state["status"] == "UNKNOWN" and state["final_at"] is None
+        assert state["updated_at"] == format_epoch_ms((now // 1000) * 1000 + 3000)
+    assert await second.stop() == 0

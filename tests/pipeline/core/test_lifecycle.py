@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
+from pathlib import Path
 
 import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.core import EMIT, Lifecycle
+from pipeline.core import EMIT, Lifecycle, OutputRecord, Timeouts
 from pipeline.core._lifecycle import SEND_TIME, Unpacked, epoch_s, pack, unpack
 from pipeline.core.normalise import event_id, format_epoch_s
 from pipeline.state import Window
 from schemas import PROVIDER_INDEX, STATUS_INDEX, MessageState, Provider, Status
 
 BASE_S = 1_717_484_400  # 2024-06-04T07:00:00Z
+ROOT = Path(__file__).resolve().parents[3]
+DECODE = msgspec.json.Decoder(MessageState).decode
 STATUS_NAMES: list[Status] = [
     "PENDING",
     "SENT",
@@ -241,3 +246,124 @@ def test_version_grows_when_a_message_comes_back_and_across_a_restore() -> None:
     window = Window.restore(window.dump())
     emit(window, "SENT", start + 200_000)
     assert versions == sorted(set(versions)), versions
+
+
+# -- final-timeouts: on stream time, once per message, never early, kept through a restore --
+
+T0 = BASE_S * 1000
+MINUTE = 60_000
+
+
+def new(timeout_ms: int = MINUTE) -> Lifecycle:
+    return Lifecycle(Window(1000, 86_400_000), Timeouts(timeout_ms, {"tencent": 5 * MINUTE}))
+
+
+def feed(life: Lifecycle, reports: list[tuple[str, Status]], stamp: int) -> list[OutputRecord]:
+    """One batch at record time `stamp`: its state records, then what timed out."""
+    w = life.window
+    keys = [f"yunpian:{k}".encode() for k, _ in reports]
+    verdicts = w.check_batch(
+        w.hashes(keys), [STATUS_INDEX[s] for _, s in reports], [2] * len(reports), stamp
+    )
+    got = life.states([facts(k, s, None) for k, s in reports], keys, verdicts, [stamp] * len(keys))
+    assert len(got) == verdicts.count(EMIT)
+    return got + life.expire()
+
+
+def timed_out(records: list[OutputRecord]) -> list[tuple[bytes, int, MessageState]]:
+    states = [(r.key, r.timestamp_ms, DECODE(r.value)) for r in records]
+    return [s for s in states if s[2].timed_out]
+
+
+def test_a_message_without_final_times_out_once_at_its_deadline() -> None:
+    life = new()
+    feed(life, [("a", "PENDING"), ("b", "PENDING"), ("c", "UNKNOWN")], T0)
+    feed(life, [("b", "DELIVERED")], T0 + 5_000)
+    assert timed_out(feed(life, [("x", "DELIVERED")], T0 + MINUTE - 1)) == []
+    fired = timed_out(feed(life, [("y", "DELIVERED")], T0 + MINUTE))
+    assert sorted((k, t) for k, t, _ in fired) == [
+        (b"yunpian:a", T0 + MINUTE),
+        (b"yunpian:c", T0 + MINUTE),
+    ]
+    a = next(s for k, _, s in fired if k == b"yunpian:a")
+    assert (a.status, a.final_at, a.timed_out) == ("PENDING", None, True)  # no invented receipt
+    assert a.statuses[0].status == "PENDING" and a.recipient == "+8613711112222"
+    assert timed_out(feed(life, [("z", "DELIVERED")], T0 + 10 * MINUTE)) == []  # once
+    # A final after the time-out still updates the message; timed_out stays true.
+    (late,) = feed(life, [("a", "DELIVERED")], T0 + 11 * MINUTE)
+    state = DECODE(late.value)
+    assert (state.status, state.timed_out, state.final_at) == (
+        "DELIVERED",
+        True,
+        "2024-06-04T07:11:00Z",
+    )
+    assert state.version > a.version
+    assert len(life.timeouts or ()) == 0
+    assert life.timed_out["yunpian"] == 2
+
+
+def test_a_replayed_backlog_times_nothing_out_early() -> None:
+    """Record time, not the wall clock: a day-old stream whose records span less than the
+    timeout times nothing out, however late it is replayed."""
+    life = new()
+    day_ago = T0 - 86_400_000
+    for i in range(50):
+        assert timed_out(feed(life, [(f"m{i}", "PENDING")], day_ago + i * 1000)) == []
+    fired = timed_out(feed(life, [("late", "DELIVERED")], day_ago + MINUTE + 1000))
+    assert [k for k, _, _ in fired] == [b"yunpian:m0", b"yunpian:m1"]
+
+
+def test_a_restored_window_fires_what_was_pending_once() -> None:
+    """Rebuilt from the events (a restore from the output): what was due by the restored clock
+    fired before and is not fired again; what was not due yet fires once, at its deadline."""
+    life = new()
+    outputs: list[tuple[bytes, bytes, int]] = []
+
+    def emit(key: str, status: Status, stamp: int) -> None:
+        records = feed(life, [(key, status)], stamp)
+        event = msgspec.json.encode(facts(key, status, None))
+        if any(not DECODE(r.value).timed_out for r in records):
+            outputs.append((f"yunpian:{key}".encode(), event, stamp))
+
+    emit("old", "PENDING", T0)
+    emit("new", "PENDING", T0 + 50_000)
+    emit("done", "DELIVERED", T0 + MINUTE + 1000)  # "old" times out here
+    again = new()
+    keys = [k for k, _, _ in outputs]
+    # What a restore does: the events marked in the window, then folded (values decoded).
+    window = again.window
+    assert isinstance(window, Window)
+    window.load_batch(window.hashes(keys), [0, 0, 3], [2] * 3, T0 + MINUTE + 1000)
+    again.replay([v for _, v, _ in outputs], keys, [s for _, _, s in outputs])
+    again.expire(emit=False)
+    assert timed_out(feed(again, [("x", "DELIVERED")], T0 + MINUTE + 2000)) == []
+    fired = timed_out(feed(again, [("y", "DELIVERED")], T0 + 50_000 + MINUTE))
+    assert [k for k, _, _ in fired] == [b"yunpian:new"]
+
+
+def test_waiting_messages_survive_a_dump() -> None:
+    life = new()
+    feed(life, [("a", "PENDING"), ("b", "SENT")], T0)
+    assert life.timeouts is not None
+    back = Timeouts(MINUTE)
+    back.load(life.timeouts.dump())
+    assert [(p, w) for p, _, w in back.due(T0 + MINUTE)] == [
+        (p, w) for p, _, w in life.timeouts.due(T0 + MINUTE)
+    ]
+
+
+def test_a_timeout_not_shorter_than_the_window_is_refused() -> None:
+    for flags, name in (
+        (["--final-timeout-s", "86400"], "final_timeout_s"),
+        (["--final-timeouts", "yunpian=90000"], "final_timeouts yunpian"),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "pipeline", "run", "--from", "-", "--state-to", "-", *flags],
+            input=b"",
+            capture_output=True,
+            cwd=ROOT,
+            timeout=60,
+        )
+        assert result.returncode == 2, result.stderr
+        assert f"invalid setting {name}:".encode() in result.stderr
+        assert b"not shorter than window_ttl_s (86400 s)" in result.stderr

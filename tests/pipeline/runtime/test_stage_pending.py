@@ -161,7 +161,9 @@ async def single(monkeypatch: pytest.MonkeyPatch) -> SingleStaged:
         assert topic == "out"
         return 3
 
-    async def restore(partition: int, into: Window, capacity: int) -> Restored:
+    async def restore(
+        partition: int, into: Window, capacity: int, lifecycle: object = None
+    ) -> Restored:
         assert into is window and capacity == 334
         restored.append(partition)
         return Restored(partition, 0, 0.0, 0, 0)
