@@ -6,8 +6,10 @@ Stateless but for its counters: dedupe state lives in a window the caller passes
 
 from ._config import DEFAULT_MAX_BODY_BYTES, CoreConfig, ProviderRoute
 from ._lifecycle import (
+    LATENCY_BUCKETS,
     EventFacts,
     Lifecycle,
+    LifecycleCounters,
     LifecycleWindow,
     Unpacked,
     epoch_s,
@@ -49,6 +51,7 @@ __all__ = [
     "DUPLICATE",
     "EMIT",
     "HEADER_OVERHEAD",
+    "LATENCY_BUCKETS",
     "RECORD_OVERHEAD",
     "STALE",
     "BatchResult",
@@ -62,6 +65,7 @@ __all__ = [
     "Headers",
     "InputRecord",
     "Lifecycle",
+    "LifecycleCounters",
     "LifecycleWindow",
     "OutputRecord",
     "ProviderRoute",

@@ -20,6 +20,7 @@ Times are kept to the second: providers report seconds, and a message's times fi
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Sequence
 from datetime import date
@@ -30,6 +31,7 @@ import msgspec
 
 from schemas import (
     FINALITY,
+    PROVIDERS,
     RANK,
     STATUS_INDEX,
     STATUSES,
@@ -158,6 +160,46 @@ def _facts(
         kept_keys.append(key)
         kept_stamps.append(stamp)
     return facts, kept_keys, kept_stamps
+
+
+#: Upper bounds (s) of the delivery-latency histogram's buckets.
+LATENCY_BUCKETS: Final = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 43200, 86400)
+
+
+class LifecycleCounters:
+    """What the lifecycles of a process counted, by provider (and status): shared by the
+    windows of a stage, so a window dropped at a rebalance takes nothing away."""
+
+    __slots__ = ("conflicts", "finals", "forgotten", "latency", "latency_sum", "timed_out")
+
+    def __init__(self) -> None:
+        #: Messages that reached their first final status, by (provider, status).
+        self.finals: Counter[tuple[str, str]] = Counter()
+        #: A second, different final status for a message.
+        self.conflicts: Counter[str] = Counter()
+        #: Time-outs fired.
+        self.timed_out: Counter[str] = Counter()
+        #: Messages the window forgot (its count bound) while they waited for their final.
+        self.forgotten: Counter[str] = Counter()
+        #: Delivery latency at the first final: per provider, a count per bucket of
+        #: LATENCY_BUCKETS and one above; and their sum (s).
+        self.latency: dict[str, list[int]] = {
+            p: [0] * (len(LATENCY_BUCKETS) + 1) for p in PROVIDERS
+        }
+        self.latency_sum: dict[str, float] = dict.fromkeys(PROVIDERS, 0.0)
+
+    def final(self, provider: str, state: MessageState) -> None:
+        """`state` was made by a final status (its newest)."""
+        finals = sum(1 for s in state.statuses if FINALITY[s.status] == "final")
+        if finals > 1:
+            self.conflicts[provider] += 1
+            return
+        self.finals[provider, state.status] += 1
+        latency = state.delivery_latency_ms
+        if latency is not None:
+            seconds = max(0, latency) / 1000
+            self.latency[provider][bisect_left(LATENCY_BUCKETS, seconds)] += 1
+            self.latency_sum[provider] += seconds
 
 
 class Unpacked:
@@ -305,14 +347,18 @@ class Lifecycle:
     """Folds the emitted events of each batch into their messages' states, in `window`, and
     makes their state records (same key and timestamp as the event's output record)."""
 
-    def __init__(self, window: LifecycleWindow, timeouts: Timeouts | None = None) -> None:
-        """``timeouts``: the window's waiting messages (they time out by :meth:`expire`)."""
+    def __init__(
+        self,
+        window: LifecycleWindow,
+        timeouts: Timeouts | None = None,
+        counters: LifecycleCounters | None = None,
+    ) -> None:
+        """``timeouts``: the window's waiting messages (they time out by :meth:`expire`);
+        ``counters``: where to count (shared by a stage's windows), else a new one."""
         self.window = window
         self.timeouts = timeouts
+        self.counters = LifecycleCounters() if counters is None else counters
         self._encode = _ENCODER.encode
-        #: Time-outs fired, and messages the window forgot while they waited, by provider.
-        self.timed_out: Counter[str] = Counter()
-        self.forgotten: Counter[str] = Counter()
 
     def _track(self, h: int, key: bytes, event: MessageIdentity, state: Unpacked) -> None:
         """Keep the waiting messages: a message with no final (and not timed out) waits."""
@@ -346,7 +392,7 @@ class Lifecycle:
         for provider, h, waiting in timeouts.due(clock):
             data = window.state_of(h)
             if not data:
-                self.forgotten[provider] += 1  # evicted by count before its final
+                self.counters.forgotten[provider] += 1  # evicted by count before its final
                 continue
             state = unpack(data)
             if state.timed_out or has_final(state.entries):
@@ -355,7 +401,7 @@ class Lifecycle:
             window.set_state(h, pack(state))
             if not emit:
                 continue
-            self.timed_out[provider] += 1
+            self.counters.timed_out[provider] += 1
             identity = _IDENTITY.decode(waiting.identity)
             record = message_state(
                 identity, state, clock * VERSION_STEPS + state.changes, waiting.deadline
@@ -409,11 +455,14 @@ class Lifecycle:
         window = self.window
         base = window.clock * VERSION_STEPS
         state_of, set_state, encode = window.state_of, window.set_state, self._encode
+        counters = self.counters
         out: list[OutputRecord] = []
         for event, key, h, stamp in zip(events, keys, window.hashes(keys), stamps, strict=True):
             state = fold_event(state_of(h), event, stamp)
             set_state(h, pack(state))
             self._track(h, key, event, state)
             record = message_state(event, state, base + state.changes, stamp)
+            if FINALITY[event.status] == "final":
+                counters.final(event.provider, record)
             out.append(OutputRecord(key, encode(record), [], stamp))
         return out

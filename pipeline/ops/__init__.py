@@ -7,6 +7,7 @@ from ._logging import JsonFormatter, RateLimit, Retried, configure_logging
 from ._metrics import (
     OTHER,
     KafkaMetrics,
+    LifecycleView,
     PipelineCollector,
     StatsView,
     WindowView,
@@ -23,6 +24,7 @@ __all__ = [
     "Health",
     "JsonFormatter",
     "KafkaMetrics",
+    "LifecycleView",
     "PipelineCollector",
     "Probes",
     "RateLimit",

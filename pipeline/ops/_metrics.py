@@ -18,10 +18,16 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 
 from schemas import PROVIDERS, STATUS_INDEX
 
+from ..core import LATENCY_BUCKETS
 from ..core.providers import SKIP_KINDS
 from ..errors import DEAD_LETTER_CLASSES
 from ._probes import Probes
@@ -33,6 +39,7 @@ __all__ = [
     "RESTORE_BUCKETS",
     "BatchObserver",
     "KafkaMetrics",
+    "LifecycleView",
     "Observed",
     "PipelineCollector",
     "bounded",
@@ -115,12 +122,30 @@ class WindowView(Protocol):
     def __len__(self) -> int: ...
 
 
+class LifecycleView(Protocol):
+    """What the message lifecycles counted (`pipeline.core.LifecycleCounters`)."""
+
+    @property
+    def finals(self) -> Mapping[tuple[str, str], int]: ...
+    @property
+    def conflicts(self) -> Mapping[str, int]: ...
+    @property
+    def timed_out(self) -> Mapping[str, int]: ...
+    @property
+    def forgotten(self) -> Mapping[str, int]: ...
+    @property
+    def latency(self) -> Mapping[str, Sequence[int]]: ...
+    @property
+    def latency_sum(self) -> Mapping[str, float]: ...
+
+
 class Observed(Protocol):
     """What a running process shows the metrics; every method is called at scrape time, on
     the HTTP thread. Several cores or windows (one per owned partition) are summed."""
 
     def stats(self) -> Iterable[StatsView]: ...
     def windows(self) -> Iterable[WindowView]: ...
+    def lifecycles(self) -> Iterable[LifecycleView]: ...
     def lag(self) -> Iterable[tuple[str, int, int]]:
         """(topic, partition, messages behind the partition's end) of each owned partition."""
         ...
@@ -256,6 +281,7 @@ class PipelineCollector:
                 for provider, column in zip(PROVIDERS, columns, strict=True):
                     family.add_metric((provider,), sum(column))
             yield family
+        yield from _lifecycle_families(list(self.observed.lifecycles()) if sample else [])
         skew = CounterMetricFamily(
             "pipeline_clock_skew_total",
             "Records stamped too far ahead of the wall clock to move the window's clock.",
@@ -281,6 +307,59 @@ class PipelineCollector:
                 if sample:
                     gauge.add_metric((), 1.0 if probe()[0] else 0.0)
                 yield gauge
+
+
+#: The lifecycles' per-provider counters: name, help, attribute.
+_LIFECYCLE: Final = (
+    ("pipeline_conflicts_total", "Messages with a second, different final status.", "conflicts"),
+    ("pipeline_timeouts_total", "Messages timed out with no final status.", "timed_out"),
+    (
+        "pipeline_evicted_before_final_total",
+        "Messages the window evicted (its count bound) while they waited for a final status: "
+        "the window is too small for the final-timeout.",
+        "forgotten",
+    ),
+)
+
+
+def _summed(counts: Iterable[Mapping[Any, int]]) -> dict[Any, float]:
+    total: dict[Any, float] = {}
+    for source in counts:
+        for key, n in dict(source).items():
+            total[key] = total.get(key, 0.0) + n
+    return total
+
+
+def _lifecycle_families(views: Sequence[LifecycleView]) -> Iterator[Metric]:
+    finals = CounterMetricFamily(
+        "pipeline_finals_total",
+        "Messages that reached their first final status.",
+        labels=("provider", "status"),
+    )
+    summed = _summed(v.finals for v in views)
+    for labels, value in bounded(summed, (PROVIDER_LABELS, STATUS_LABELS)).items():
+        finals.add_metric(labels, value)
+    yield finals
+    for name, help_text, attr in _LIFECYCLE:
+        family = CounterMetricFamily(name, help_text, labels=("provider",))
+        for labels, value in bounded(_summed(getattr(v, attr) for v in views), _P).items():
+            family.add_metric(labels, value)
+        yield family
+    latency = HistogramMetricFamily(
+        "pipeline_delivery_latency_seconds",
+        "Delivery latency of messages at their first final status (final - sent, else - "
+        "submitted), by provider.",
+        labels=("provider",),
+    )
+    if views:
+        for provider in PROVIDERS:
+            counts = [sum(c) for c in zip(*(list(v.latency[provider]) for v in views), strict=True)]
+            cumulative, buckets = 0, []
+            for bound, n in zip((*LATENCY_BUCKETS, float("inf")), counts, strict=True):
+                cumulative += n
+                buckets.append(("+Inf" if bound == float("inf") else str(float(bound)), cumulative))
+            latency.add_metric((provider,), buckets, sum(v.latency_sum[provider] for v in views))
+    yield latency
 
 
 # ----------------------------------------------------------------------- the Kafka processor

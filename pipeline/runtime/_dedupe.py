@@ -30,7 +30,7 @@ from aiokafka import TopicPartition
 from schemas import PROVIDERS, STATUS_INDEX
 
 from ..config import Settings, final_timeouts, state_topic
-from ..core import Lifecycle, OutputRecord, Timeouts
+from ..core import Lifecycle, LifecycleCounters, OutputRecord, Timeouts
 from ..kafka import (
     METADATA_MAX_AGE_MS,
     PartitionLost,
@@ -97,6 +97,8 @@ class DedupeStage(Stage):
         self.windows: dict[int, Window] = {}
         #: Per window with the state topic on: its lifecycle (state records, time-outs).
         self.lifecycles: dict[int, Lifecycle] = {}
+        #: What they count, shared (a window dropped at a rebalance takes nothing away).
+        self.lifecycle_counters = LifecycleCounters()
         #: When each window last had a batch (monotonic s), for the idle rule of time-outs.
         self.last_batch: dict[int, float] = {}
         self.ticked_at = time.monotonic()
@@ -149,7 +151,9 @@ class DedupeStage(Stage):
     def new_lifecycle(self, partition: int, window: Window) -> Lifecycle | None:
         if self.state_topic is None:
             return None
-        lifecycle = Lifecycle(window, Timeouts(*final_timeouts(self.settings)))
+        lifecycle = Lifecycle(
+            window, Timeouts(*final_timeouts(self.settings)), self.lifecycle_counters
+        )
         self.lifecycles[partition] = lifecycle
         return lifecycle
 

@@ -21,6 +21,7 @@ from ..errors import PipelineError, SettingProblem, exit_code
 from ..kafka import Sink, close_now, install, new_producer, new_restorer, start_with_retry
 from ..ops import (
     Health,
+    LifecycleView,
     StatsView,
     WindowView,
     configure_logging,
@@ -102,6 +103,11 @@ class Processor:
                 views += stage.windows.values()
                 views.append(stage.dropped)
         return views
+
+    def lifecycles(self) -> list[LifecycleView]:
+        if self.core.lifecycle is not None:
+            return [self.core.lifecycle.counters]
+        return [s.lifecycle_counters for s in self.stages if isinstance(s, DedupeStage)]
 
     def lag(self) -> Iterator[tuple[str, int, int]]:
         for stage in self.stages:

@@ -26,8 +26,10 @@ from .conftest import (
     corpus_stream,
     create_topics,
     drain,
+    parse_metrics,
     produce,
     run_args,
+    scrape,
     wait_processed,
     wait_ready,
 )
@@ -205,4 +207,8 @@ async def test_timeouts_fire_once_on_an_idle_partition_across_a_kill9(
     for state in fired:
         assert state["status"] == "UNKNOWN" and state["final_at"] is None
         assert state["updated_at"] == format_epoch_ms((now // 1000) * 1000 + 3000)
+    _, text = scrape(await second.metrics_port())
+    metrics = parse_metrics(text)
+    assert metrics["pipeline_timeouts_total"][(("provider", "yunpian"),)] == 2
+    assert sum(metrics.get("pipeline_finals_total", {}).values()) == 0
     assert await second.stop() == 0

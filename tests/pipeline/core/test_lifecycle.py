@@ -299,7 +299,7 @@ def test_a_message_without_final_times_out_once_at_its_deadline() -> None:
     )
     assert state.version > a.version
     assert len(life.timeouts or ()) == 0
-    assert life.timed_out["yunpian"] == 2
+    assert life.counters.timed_out["yunpian"] == 2
 
 
 def test_a_replayed_backlog_times_nothing_out_early() -> None:

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.core import CoreStats
+from pipeline.core import LATENCY_BUCKETS, CoreStats, LifecycleCounters
 from pipeline.core.providers import SKIP_KINDS
 from pipeline.errors import DEAD_LETTER_CLASSES, ConfigError
 from pipeline.ops import (
@@ -61,12 +61,16 @@ class Observed:
         self.cores = [CoreStats(), CoreStats()]
         self.wins = [Window(1000, 60_000), Window(1000, 60_000)]
         self.behind: list[tuple[str, int, int]] = []
+        self.counted = [LifecycleCounters(), LifecycleCounters()]
 
     def stats(self) -> list[CoreStats]:
         return self.cores
 
     def windows(self) -> list[Window]:
         return self.wins
+
+    def lifecycles(self) -> list[LifecycleCounters]:
+        return self.counted
 
     def lag(self) -> list[tuple[str, int, int]]:
         return self.behind
@@ -143,8 +147,39 @@ def test_metric_names_and_types() -> None:
         "pipeline_batches": "counter",
         "pipeline_restore_seconds": "histogram",
         "pipeline_restore_records": "counter",
+        "pipeline_finals": "counter",
+        "pipeline_conflicts": "counter",
+        "pipeline_timeouts": "counter",
+        "pipeline_evicted_before_final": "counter",
+        "pipeline_delivery_latency_seconds": "histogram",
     }
     assert {n: f.type for n, f in families.items()} == expected
+
+
+def test_lifecycle_families_sum_the_stages_and_bound_their_labels() -> None:
+    obs = Observed()
+    a, b = obs.counted
+    a.finals["yunpian", "DELIVERED"] += 3
+    b.finals["yunpian", "DELIVERED"] += 1
+    b.finals["nobody", "HAPPY"] += 1  # not from the closed sets: `other`
+    a.conflicts["tencent"] += 2
+    b.timed_out["uspeedo"] += 4
+    a.forgotten["smspartner"] += 1
+    a.latency["yunpian"][0] += 2  # under 1 s
+    b.latency["yunpian"][-1] += 1  # above the last bucket
+    a.latency_sum["yunpian"] += 100_000.5
+    text = render(observe_kafka(obs))
+    assert value(text, "pipeline_finals_total", provider="yunpian", status="DELIVERED") == 4
+    assert value(text, "pipeline_finals_total", provider=OTHER, status=OTHER) == 1
+    assert value(text, "pipeline_conflicts_total", provider="tencent") == 2
+    assert value(text, "pipeline_timeouts_total", provider="uspeedo") == 4
+    assert value(text, "pipeline_evicted_before_final_total", provider="smspartner") == 1
+    bucket = "pipeline_delivery_latency_seconds_bucket"
+    assert value(text, bucket, provider="yunpian", le="1.0") == 2
+    assert value(text, bucket, provider="yunpian", le=f"{float(LATENCY_BUCKETS[-1])}") == 2
+    assert value(text, bucket, provider="yunpian", le="+Inf") == 3
+    assert value(text, "pipeline_delivery_latency_seconds_count", provider="tencent") == 0
+    assert value(text, "pipeline_delivery_latency_seconds_sum", provider="yunpian") == 100_000.5
 
 
 def test_no_created_series() -> None:
