@@ -42,7 +42,8 @@ QUICK: Size = {
     "drain_timeout_s": 40.0,
 }
 #: Our processor as a contender: the flags each adds to the shipped defaults (topology
-#: partitioned, --max-batches-in-flight 2). `d1`: one batch at a time, acks awaited before the next.
+#: partitioned, --max-batches-in-flight 2, the state topic on). `d1`: one batch at a time, acks
+#: awaited before the next; `no-state`: --no-state.
 OURS = {
     "ours x1": (),
     "ours x2": ("--workers", "2"),
@@ -50,6 +51,9 @@ OURS = {
     "single d1": ("--topology", "single", "--max-batches-in-flight", "1"),
     "partitioned": ("--topology", "partitioned"),
     "partitioned d1": ("--topology", "partitioned", "--max-batches-in-flight", "1"),
+    # The state topic off (it is on by default): its cost, side by side in one run.
+    "ours x1 no-state": ("--no-state",),
+    "single no-state": ("--topology", "single", "--no-state"),
 }
 #: The bare relay with the processor's producer settings (zstd, no linger), and with those it
 #: had before they changed (lz4, which aiokafka runs at level 9, and a 20 ms linger).

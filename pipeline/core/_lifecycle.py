@@ -102,6 +102,8 @@ class EventFacts(MessageIdentity, Protocol):
     """What a state record needs of an event (a `ReceiptEvent` has it all)."""
 
     @property
+    def event_id(self) -> str: ...
+    @property
     def status(self) -> Status: ...
     @property
     def occurred_at(self) -> str | None: ...
@@ -117,6 +119,7 @@ class Facts(msgspec.Struct, gc=False):
     message_key: str
     status: Status
     recipient: str
+    event_id: str = ""
     account: str | None = None
     message_id: str | None = None
     batch_id: str | None = None
@@ -268,14 +271,29 @@ def fold_event(data: int, event: EventFacts, stamp: int) -> Unpacked:
     )
 
 
+#: RFC 3339 text by epoch second: the times of a stream repeat (a dict, cleared when full,
+#: cheaper than an lru_cache behind a call).
+_TIMES: dict[int, str] = {}
+
+
 def _time(seconds: int) -> str:
-    return format_epoch_s(max(0, seconds))
+    text = _TIMES.get(seconds)
+    if text is None:
+        if len(_TIMES) >= 65536:
+            _TIMES.clear()
+        text = _TIMES[seconds] = format_epoch_s(max(0, seconds))
+    return text
 
 
 def message_state(
-    facts: MessageIdentity, state: Unpacked, version: int, updated_ms: int
+    facts: MessageIdentity,
+    state: Unpacked,
+    version: int,
+    updated_ms: int,
+    known: tuple[str, str] | None = None,
 ) -> MessageState:
-    """The state record of `state`, identity from `facts` (the event that changed it)."""
+    """The state record of `state`, identity from `facts` (the event that changed it);
+    ``known``: (status, event id) of that event, so its digest is not computed again."""
     provider, key = facts.provider, facts.message_key
     seen: list[StatusSeen] = []
     best = -1
@@ -287,7 +305,8 @@ def message_state(
             continue
         code = kind - 1
         name = STATUSES[code]
-        seen.append(StatusSeen(name, event_id(provider, key, name), _time(at)))
+        eid = known[1] if known is not None and known[0] == name else event_id(provider, key, name)
+        seen.append(StatusSeen(name, eid, _time(at)))
         rank = _RANKS[code]
         if best < 0 or rank > _RANKS[best]:
             best = code
@@ -461,7 +480,8 @@ class Lifecycle:
             state = fold_event(state_of(h), event, stamp)
             set_state(h, pack(state))
             self._track(h, key, event, state)
-            record = message_state(event, state, base + state.changes, stamp)
+            known = (event.status, event.event_id) if event.event_id else None
+            record = message_state(event, state, base + state.changes, stamp, known)
             if FINALITY[event.status] == "final":
                 counters.final(event.provider, record)
             out.append(OutputRecord(key, encode(record), [], stamp))

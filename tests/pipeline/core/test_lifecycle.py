@@ -44,6 +44,7 @@ class Facts(msgspec.Struct):
     status: Status
     occurred_at: str | None
     sent_at: str | None
+    event_id: str = ""
 
 
 def facts(key: str, status: Status, occurred_s: int | None, sent_s: int | None = None) -> Facts:
@@ -58,6 +59,7 @@ def facts(key: str, status: Status, occurred_s: int | None, sent_s: int | None =
         status,
         None if occurred_s is None else format_epoch_s(occurred_s),
         None if sent_s is None else format_epoch_s(sent_s),
+        event_id("yunpian", key, status) if key != "k" else "",
     )
 
 
