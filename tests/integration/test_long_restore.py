@@ -48,9 +48,11 @@ async def test_a_restore_longer_than_the_session_keeps_the_member(
 
     real_restore = Restorer.restore
 
-    async def slow_restore(self: Restorer, partition: int, window: Any, capacity: int) -> Restored:
+    async def slow_restore(
+        self: Restorer, partition: int, window: Any, capacity: int, lifecycle: Any = None
+    ) -> Restored:
         await asyncio.sleep(RESTORE_S)
-        return await real_restore(self, partition, window, capacity)
+        return await real_restore(self, partition, window, capacity, lifecycle)
 
     assignments: list[set[Any]] = []
     real_assigned = DedupeStage.assigned
