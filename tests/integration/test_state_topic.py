@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.structs import ConsumerRecord
@@ -107,7 +108,7 @@ async def run_stream(
     isolation = "read_committed" if "--exactly-once" in extra else "read_uncommitted"
     out = await drain(bootstrap, topics.out, isolation_level=isolation)
     states = await drain(bootstrap, f"{topics.out}.messages", isolation_level=isolation)
-    check_outputs(out, want.outputs, 4)
+    check_outputs(out, want.outputs, topics.partitions[topics.out])
     for proc in procs:
         assert not proc.crashes(), proc.text()[-3000:]
     return out, states
@@ -212,3 +213,76 @@ async def test_timeouts_fire_once_on_an_idle_partition_across_a_kill9(
     assert metrics["pipeline_timeouts_total"][(("provider", "yunpian"),)] == 2
     assert sum(metrics.get("pipeline_finals_total", {}).values()) == 0
     assert await second.stop() == 0
+
+
+async def read_table(bootstrap: str, topic: str) -> dict[bytes, dict[str, Any]]:
+    """docs/operations.md's reader of the state topic as a table, as written there."""
+    # No group: every partition of the topic is assigned, read from the start.
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+    )
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(list(consumer.assignment()))
+        table: dict[bytes, dict[str, Any]] = {}
+        while any([await consumer.position(tp) < end for tp, end in ends.items()]):
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for r in records:
+                    state = json.loads(r.value)
+                    if r.key not in table or state["version"] > table[r.key]["version"]:
+                        table[r.key] = state
+        return table
+    finally:
+        await consumer.stop()
+
+
+async def test_the_topic_compacts_to_each_message_current_state(
+    kafka_bootstrap: str, spawn: Spawn
+) -> None:
+    """With small segments the broker compacts the state topic to one record per message, and
+    that record is the message's current state: read as a table, every message's status."""
+    stream = await corpus_stream(kafka_bootstrap, "state-compact", 34, 600, raw=1, out=2)
+    topics = stream.topics
+    states_topic = f"{topics.out}.messages"
+    compacting = {
+        "cleanup.policy": "compact",
+        "segment.ms": "100",
+        "min.cleanable.dirty.ratio": "0.01",
+        "delete.retention.ms": "0",
+    }
+    await create_topics(kafka_bootstrap, {states_topic: 2}, compacting)
+    out, states = await run_stream(kafka_bootstrap, spawn, stream, [])
+    messages = check_states(out, states)
+    table = await read_table(kafka_bootstrap, states_topic)
+    assert len(table) == messages
+    deadline = time.monotonic() + 60
+    while True:
+        # A record more to each partition rolls the segments the broker may then clean.
+        await produce_raw(kafka_bootstrap, states_topic, [b"roll:0", b"roll:1"])
+        kept = await drain(kafka_bootstrap, states_topic)
+        keys = [m.key for m in kept if not m.key.startswith(b"roll:")]
+        if len(keys) == len(set(keys)):
+            break
+        assert time.monotonic() < deadline, f"{len(keys)} records, {len(set(keys))} keys"
+        await asyncio.sleep(2)
+    assert set(keys) == set(table)
+    newest = {m.key: json.loads(m.value) for m in kept if m.key in table}
+    assert newest == table
+    by_key: dict[bytes, str] = {}
+    for m in sorted(out, key=lambda m: (m.partition, m.offset)):
+        by_key[m.key] = json.loads(m.value)["status"]
+    assert {k: v["statuses"][-1]["status"] for k, v in newest.items()} == by_key
+
+
+async def produce_raw(bootstrap: str, topic: str, keys: list[bytes]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for p, key in enumerate(keys):
+            await producer.send_and_wait(topic, b"{}", key=key, partition=p)
+    finally:
+        await producer.stop()
