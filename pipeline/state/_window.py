@@ -428,7 +428,10 @@ class Window:
         Needs a window made with ``hash_key`` (the key is part of the dump: keep dumps as
         private as the state they hold). Counters and retired generations are not included.
         O(messages), in bulk: about 0.15 s per million messages; 10 bytes per message plus the
-        hint table (4 to 8 bytes per message of capacity); see benchmarks/window_bench.py.
+        hint table (4 to 8 bytes per message of capacity); see benchmarks/window_bench.py. With
+        lifecycle data, each message's data is written too (about 17 bytes), by Python loops
+        over the messages: 1 M messages dumped in 0.5 CPU-s and restored in 1.8 (a loaded
+        machine), a 28 MB dump.
         """
         if self.hash_key is None:
             raise ValueError("a window without hash_key cannot be dumped (per-process hashes)")
