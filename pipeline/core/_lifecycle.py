@@ -66,10 +66,6 @@ class LifecycleWindow(DedupeWindow, Protocol):
         """The window's time (ms), never moving back."""
         ...
 
-    def advance(self, now_ms: int) -> None:
-        """Move the window's time to `now_ms` if later."""
-        ...
-
     def state_of(self, h: int) -> int:
         """The data held for message `h`, 0 when none."""
         ...
@@ -398,17 +394,20 @@ class Lifecycle:
         )
         timeouts.wait(event.provider, h, state.first, key, self._encode(identity))
 
-    def expire(self, emit: bool = True) -> list[OutputRecord]:
+    def expire(self, emit: bool = True, idle_ms: int | None = None) -> list[OutputRecord]:
         """Time out the waiting messages whose deadline the window's clock reached: each gets
         its state record (timestamp its deadline), once. ``emit`` False (after a restore: they
-        timed out before) marks them timed out and makes no record."""
+        timed out before) marks them timed out and makes no record. ``idle_ms``: a later clock
+        to time out by (an idle partition's, from the wall clock); the window's own clock, which
+        dedupes by record time, is not moved, and versions stay on it."""
         timeouts = self.timeouts
         if timeouts is None:
             return []
         window = self.window
         clock = window.clock
         out: list[OutputRecord] = []
-        for provider, h, waiting in timeouts.due(clock):
+        due = clock if idle_ms is None else max(clock, idle_ms)
+        for provider, h, waiting in timeouts.due(due):
             data = window.state_of(h)
             if not data:
                 self.counters.forgotten[provider] += 1  # evicted by count before its final

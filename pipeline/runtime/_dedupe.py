@@ -331,8 +331,9 @@ class DedupeStage(Stage):
 
     async def tick(self) -> None:
         """The idle rule of time-outs, at most once a second: a window whose partition had no
-        batch for `IDLE_S` follows the wall clock (less `IDLE_S`), so the time-outs of a quiet
-        partition fire within that of their deadline, not at its next record."""
+        batch for `IDLE_S` times out by the wall clock (less `IDLE_S`), so the time-outs of a
+        quiet partition fire within that of their deadline, not at its next record. The
+        window's clock is not moved: a replay of old input after a pause still dedupes."""
         now = time.monotonic()
         if now - self.ticked_at < 1.0 or not self.lifecycles:
             return
@@ -343,8 +344,7 @@ class DedupeStage(Stage):
         for p, lifecycle in list(self.lifecycles.items()):
             if not lifecycle.timeouts or now - self.last_batch.get(p, now) < IDLE_S:
                 continue
-            lifecycle.window.advance(wall_ms - IDLE_S * 1000)
-            states = lifecycle.expire()
+            states = lifecycle.expire(idle_ms=wall_ms - IDLE_S * 1000)
             if states:
                 sent += await self.write(p, [], states, {})
         if sent:

@@ -88,14 +88,13 @@ class SingleStage(Stage):
         )
 
     async def tick(self) -> None:
-        """The idle rule of time-outs (see DedupeStage.tick): with no batch for `IDLE_S`, the
-        window follows the wall clock (less `IDLE_S`) and what is due times out."""
+        """The idle rule of time-outs (see DedupeStage.tick): with no batch for `IDLE_S`, what
+        is due by the wall clock (less `IDLE_S`) times out."""
         lifecycle = self.core.lifecycle
         now = time.monotonic()
         if lifecycle is None or self.pending or now - self.last_batch < IDLE_S:
             return
-        lifecycle.window.advance(time.time_ns() // 1_000_000 - IDLE_S * 1000)
-        states = lifecycle.expire()
+        states = lifecycle.expire(idle_ms=time.time_ns() // 1_000_000 - IDLE_S * 1000)
         if states:
             started = time.perf_counter()
             sent = await self.sink.write(

@@ -335,11 +335,6 @@ class Window:
         """The window's time (ms): the newest guarded record time it has seen, never back."""
         return self._now
 
-    def advance(self, now_ms: int) -> None:
-        """Move the window's clock to `now_ms` if that is later (an idle partition's clock
-        following the wall clock, so its messages' time-outs fire); expire what that ends."""
-        self._advance(now_ms)
-
     def state_of(self, h: int) -> int:
         """The lifecycle data held for message `h` (0: none, or not held)."""
         for d in self._dicts:

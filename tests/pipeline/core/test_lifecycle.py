@@ -369,3 +369,18 @@ def test_a_timeout_not_shorter_than_the_window_is_refused() -> None:
         assert result.returncode == 2, result.stderr
         assert f"invalid setting {name}:".encode() in result.stderr
         assert b"not shorter than window_ttl_s (86400 s)" in result.stderr
+
+
+def test_an_idle_clock_times_out_without_moving_the_window() -> None:
+    """The wall-clock rule of an idle partition fires what is due by it, but the window keeps
+    its record-time clock (a replay after a pause still dedupes) and versions follow that."""
+    life = new()
+    (first,) = feed(life, [("a", "PENDING")], T0)
+    (fired,) = timed_out(life.expire(idle_ms=T0 + 30 * MINUTE))
+    assert fired[0] == b"yunpian:a" and fired[1] == T0 + MINUTE
+    assert life.window.clock == T0
+    assert fired[2].version > DECODE(first.value).version
+    (late,) = feed(life, [("a", "DELIVERED")], T0 + 1)
+    assert DECODE(late.value).version > fired[2].version
+    # Still held (a replay of its first report is a duplicate): nothing expired.
+    assert list(life.window.check_batch(life.window.hashes([b"yunpian:a"]), [0], [2], T0)) == [1]
