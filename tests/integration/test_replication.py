@@ -1,0 +1,188 @@
+"""Replication faults on a three-node cluster (replication 3, min.insync.replicas 2) under a
+steady stream: the node leading most output partitions killed with SIGKILL and restarted, a
+node frozen (SIGSTOP) past the consumer session timeout and thawed, the node coordinating most
+consumer groups killed and restarted. Nothing is lost, nothing duplicated, and every processor
+instance is still running at the end — in both topologies and with `--exactly-once`.
+
+The three configurations run at the same time against the one cluster, each with its own
+topics and groups, while the faults happen one after another: one fault sequence covers all
+three.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
+
+import pytest
+
+from pipeline.core import InputRecord
+from tools.broker import LocalCluster
+
+from .conftest import (
+    MIN_SESSION_MS,
+    Proc,
+    Spawn,
+    Topics,
+    check_outputs,
+    check_replayed_dead_letters,
+    corpus_records,
+    drain,
+    end_offsets,
+    expected,
+    make_topics,
+    plan,
+    produce,
+    run_args,
+    wait_processed,
+    wait_ready,
+)
+
+pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
+
+#: What each configuration adds to `run`'s arguments.
+CONFIGS = {
+    "partitioned": [],
+    "single": ["--topology", "single"],
+    "exactly-once": ["--exactly-once"],
+}
+#: The stream of each configuration: at most this many seconds of records, cut short once the
+#: faults are over (about 15 records, 250 events, a second).
+STREAM_S = 120.0
+RECEIPTS = 35_000
+#: How long a killed node stays down before it is restarted.
+DOWN_S = 3.0
+#: The processors' session timeout: the shortest the broker allows, so the frozen node stays
+#: frozen past it without the test waiting out the 10 s default.
+SESSION_MS = MIN_SESSION_MS
+FROZEN_S = SESSION_MS / 1000 + 2.0
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster() -> Iterator[LocalCluster]:
+    """A three-node cluster of the suite's own, whatever KAFKA_BOOTSTRAP_SERVERS says: its
+    nodes are killed and frozen."""
+    with LocalCluster(3) as cluster:
+        yield cluster
+
+
+class Run(NamedTuple):
+    """One configuration: its topics, its planned stream and its processor."""
+
+    name: str
+    topics: Topics
+    records: list[InputRecord]
+    proc: Proc
+
+
+def most(counts: Iterable[int], what: str) -> int:
+    """The node that comes up most often in `counts` (node ids)."""
+    tally = Counter(node for node in counts if node >= 0)
+    assert tally, f"no node leads any {what}"
+    node, _ = tally.most_common(1)[0]
+    print(f"{what}: {dict(tally)}, node {node}")
+    return node
+
+
+async def outputs(bootstrap: str, runs: Iterable[Run]) -> list[int]:
+    return [sum((await end_offsets(bootstrap, run.topics.out)).values()) for run in runs]
+
+
+async def progress(bootstrap: str, runs: list[Run], timeout: float = 60.0) -> None:
+    """Until every configuration has written more output than now (its processor alive)."""
+    before = await outputs(bootstrap, runs)
+    deadline = time.monotonic() + timeout
+    while True:
+        now = await outputs(bootstrap, runs)
+        if all(n > b for n, b in zip(now, before, strict=True)):
+            return
+        for run in runs:
+            assert run.proc.alive(), f"{run.name} exited:\n{run.proc.text()[-3000:]}"
+        assert time.monotonic() < deadline, f"no progress in {timeout} s: {before} -> {now}"
+        await asyncio.sleep(0.2)
+
+
+async def restart(cluster: LocalCluster, node: int) -> None:
+    """Start `node` again, and wait until it has caught up: every replica back in sync (the
+    next fault must not find partitions one replica short)."""
+    cluster.start_node(node)  # from this thread: the node dies with it
+    await asyncio.to_thread(cluster.wait_node, node)
+    await cluster.wait_in_sync()
+
+
+async def test_replication_faults_lose_and_duplicate_nothing(
+    kafka_cluster: LocalCluster, spawn: Spawn
+) -> None:
+    cluster = kafka_cluster
+    bootstrap = cluster.bootstrap
+    await cluster.wait_in_sync()
+    runs = []
+    for seed, (name, flags) in enumerate(CONFIGS.items(), start=61):
+        topics = await make_topics(bootstrap, f"replicas-{name}", replicas=3)
+        records = plan(corpus_records(seed, RECEIPTS), topics.raw, 4)
+        extra = [*flags, "--session-timeout-ms", str(SESSION_MS)]
+        runs.append(Run(name, topics, records, spawn(run_args(bootstrap, topics, extra=extra))))
+    for run in runs:
+        await wait_ready(run.proc, timeout=60)
+
+    done = asyncio.Event()
+    streams = [
+        asyncio.create_task(produce(bootstrap, run.records, spread_s=STREAM_S, until=done))
+        for run in runs
+    ]
+    started = time.monotonic()
+    try:
+        await progress(bootstrap, runs)
+
+        # (a) The node leading most output partitions: killed, restarted after a while.
+        leaders = [n for run in runs for n in (await cluster.leaders(run.topics.out)).values()]
+        killed = most(leaders, "output partitions led")
+        cluster.kill(killed)
+        await asyncio.sleep(DOWN_S)
+        await progress(bootstrap, runs)  # on two nodes
+        await restart(cluster, killed)
+        await progress(bootstrap, runs)
+        print(f"(a) done at {time.monotonic() - started:.1f} s")
+
+        # (b) The node leading most input partitions: frozen past the session timeout.
+        leaders = [n for run in runs for n in (await cluster.leaders(run.topics.raw)).values()]
+        frozen = most(leaders, "input partitions led")
+        cluster.freeze(frozen)
+        await asyncio.sleep(FROZEN_S)
+        cluster.thaw(frozen)
+        await cluster.wait_in_sync()
+        await progress(bootstrap, runs)
+        print(f"(b) done at {time.monotonic() - started:.1f} s")
+
+        # (c) The node coordinating most of the consumer groups (both stages' groups).
+        groups = [run.topics.group for run in runs]
+        groups += [f"{run.topics.group}.dedupe" for run in runs if run.name != "single"]
+        coordinator = most(
+            [await cluster.coordinator(group) for group in groups], "groups coordinated"
+        )
+        cluster.kill(coordinator)
+        await asyncio.sleep(DOWN_S)
+        await progress(bootstrap, runs)
+        await restart(cluster, coordinator)
+        await progress(bootstrap, runs)
+        print(f"(c) done at {time.monotonic() - started:.1f} s")
+    finally:
+        done.set()
+        sent = await asyncio.gather(*streams)
+
+    for run, count in zip(runs, sent, strict=True):
+        assert count < len(run.records), f"{run.name}: the stream ended before the faults did"
+        want = expected(run.records[:count])
+        await wait_processed(bootstrap, run.topics, procs=[run.proc], timeout=120)
+        out = await drain(bootstrap, run.topics.out, isolation_level="read_committed")
+        check_outputs(out, want.outputs, 6)
+        check_replayed_dead_letters(await drain(bootstrap, run.topics.dlq), want.dead_letters)
+        print(f"{run.name}: {count} records, {len(want.outputs)} events, exactly once")
+    for run in runs:
+        assert run.proc.alive(), f"{run.name} exited:\n{run.proc.text()[-3000:]}"
+    for run in runs:
+        assert await run.proc.stop() == 0, run.proc.text()[-3000:]
+        assert run.proc.crashes() == [], run.proc.crashes()[:5]
