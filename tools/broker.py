@@ -243,6 +243,14 @@ def _proc_start_time(pid: int) -> str | None:
     return None if fields[0] in ("Z", "X") else fields[19]
 
 
+def _proc_state(pid: int) -> str:
+    """The kernel's one-letter state of `pid` (``T``: stopped), ``X`` when it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return "X"
+
+
 def _is_our_broker(pid: int, data_dir: str) -> bool:
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -1035,21 +1043,27 @@ class LocalCluster:
         n.proc, n.frozen = None, False
 
     def freeze(self, node: int) -> None:
-        """SIGSTOP `node`: its sockets stay open and answer nothing, as in a long GC pause."""
-        self._signal(node, signal.SIGSTOP)
+        """SIGSTOP `node`, and wait until it is stopped: its sockets stay open and answer
+        nothing, as in a long GC pause."""
+        self._signal(node, signal.SIGSTOP, stopped=True)
         self._node(node).frozen = True
 
     def thaw(self, node: int) -> None:
-        """SIGCONT a frozen `node`."""
-        self._signal(node, signal.SIGCONT)
+        """SIGCONT a frozen `node`, and wait until it runs again."""
+        self._signal(node, signal.SIGCONT, stopped=False)
         self._node(node).frozen = False
 
-    def _signal(self, node: int, signum: signal.Signals) -> None:
+    def _signal(self, node: int, signum: signal.Signals, *, stopped: bool) -> None:
         if not self.running(node):
             raise BrokerError(f"node {node} is not running")
         pid = self.pid(node)
         assert pid is not None
         os.kill(pid, signum)
+        deadline = time.monotonic() + 10
+        while (_proc_state(pid) == "T") != stopped:  # signals are delivered asynchronously
+            if time.monotonic() > deadline:
+                raise BrokerError(f"node {node} (pid {pid}) did not take {signum.name}")
+            time.sleep(0.01)
 
     # -- who leads what (aiokafka's admin client, through the nodes that answer)
 
