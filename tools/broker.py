@@ -1,4 +1,5 @@
-"""A throwaway single-node Apache Kafka broker (KRaft) for tests, benchmarks and people.
+"""A throwaway Apache Kafka (KRaft) for tests, benchmarks and people: one node (`LocalKafka`,
+plaintext or secured) or a quorum of three (`LocalCluster`, replication 3).
 
 The jars come from Maven Central (``org.apache.kafka:kafka_2.13`` plus its runtime dependencies,
 fetched once with ``mvn dependency:copy-dependencies``) into
