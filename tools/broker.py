@@ -581,7 +581,67 @@ def _wait_ready(
         time.sleep(0.1)
 
 
-class LocalKafka:
+def _data_dir(given: Path | None, prefix: str) -> Path:
+    """`given` (made if missing), else a fresh temporary directory named `prefix`..."""
+    if given is None:
+        return Path(tempfile.mkdtemp(prefix=prefix))
+    given.mkdir(parents=True, exist_ok=True)
+    return given
+
+
+class _Running:
+    """A local Kafka as a context manager: `start()` on entry, `stop()` on exit."""
+
+    def start(self) -> str:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _start(
+    version: str,
+    launch: Callable[[str, Path], None],
+    stop: Callable[[], None],
+    port: int | None,
+    retry: Callable[[], None] = lambda: None,
+) -> None:
+    """`launch(java, libs)` (downloading Kafka on first use), again on new free ports (after
+    `retry()`) when one was taken meanwhile; `stop()` when it fails."""
+    java = find_java()  # first, so a missing Java fails fast even with a cold cache
+    libs = fetch_kafka(version)
+    reap_stale_brokers()
+    atexit.register(stop)
+    try:
+        for _ in range(3):
+            try:
+                launch(java, libs)
+                return
+            except _PortTaken:
+                if port is not None:
+                    raise BrokerError(
+                        f"Kafka could not bind port {port}: address already in use"
+                    ) from None
+                retry()
+        raise BrokerError("Kafka could not bind free loopback ports (3 tries)")
+    except BaseException:
+        stop()
+        raise
+
+
+class LocalKafka(_Running):
     """One single-node KRaft broker (broker+controller) on free loopback ports.
 
     ``data_dir=None`` (the default) uses a fresh temporary directory, removed on ``stop()``; a
@@ -662,33 +722,12 @@ class LocalKafka:
         """Start the broker (downloading Kafka on first use); return ``127.0.0.1:port``."""
         if self.running:
             return self.bootstrap
-        java = find_java()  # first, so a missing Java fails fast even with a cold cache
-        libs = fetch_kafka(self.version)
-        reap_stale_brokers()
-        atexit.register(self.stop)
-        try:
-            for _ in range(3):
-                try:
-                    self._launch(java, libs)
-                    return self.bootstrap
-                except _PortTaken:
-                    if self._fixed_port is not None:
-                        raise BrokerError(
-                            f"Kafka could not bind port {self._fixed_port}: address already in use"
-                        ) from None
-                    continue
-            raise BrokerError("Kafka could not bind free loopback ports (3 tries)")
-        except BaseException:
-            self.stop()
-            raise
+        _start(self.version, self._launch, self.stop, self._fixed_port)
+        return self.bootstrap
 
     def _launch(self, java: str, libs: Path) -> None:
         if self._dir is None:
-            if self._given_dir is not None:
-                self._dir = self._given_dir
-                self._dir.mkdir(parents=True, exist_ok=True)
-            else:
-                self._dir = Path(tempfile.mkdtemp(prefix="sms-kafka-"))
+            self._dir = _data_dir(self._given_dir, "sms-kafka-")
             self._register(pid=0)  # before the JVM exists, so a crash here leaves no orphan dir
         data = self._dir
         tls = data / "tls"
@@ -772,18 +811,6 @@ class LocalKafka:
             self._entry = None
         atexit.unregister(self.stop)
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
 
 @dataclass
 class _Node:
@@ -798,7 +825,7 @@ class _Node:
     frozen: bool = False
 
 
-class LocalCluster:
+class LocalCluster(_Running):
     """A KRaft quorum of `nodes` combined broker+controller nodes (three by default) on free
     loopback ports, what production runs: every topic, internal ones included, defaults to
     `nodes` replicas with ``min.insync.replicas`` one less (3 and 2).
@@ -889,33 +916,13 @@ class LocalCluster:
         of them as live brokers; return the bootstrap list."""
         if self._nodes and all(self.running(node) for node in self._nodes):
             return self.bootstrap
-        self._java = find_java()
-        self._libs = fetch_kafka(self.version)
-        reap_stale_brokers()
-        atexit.register(self.stop)
-        try:
-            for _ in range(3):
-                try:
-                    self._launch()
-                    return self.bootstrap
-                except _PortTaken:
-                    if self._fixed_port is not None:
-                        raise BrokerError(
-                            f"Kafka could not bind port {self._fixed_port}: address already in use"
-                        ) from None
-                    self._kill_all()
-            raise BrokerError("Kafka could not bind free loopback ports (3 tries)")
-        except BaseException:
-            self.stop()
-            raise
+        _start(self.version, self._launch, self.stop, self._fixed_port, retry=self._kill_all)
+        return self.bootstrap
 
-    def _launch(self) -> None:
+    def _launch(self, java: str, libs: Path) -> None:
+        self._java, self._libs = java, libs
         if self._dir is None:
-            if self._given_dir is not None:
-                self._dir = self._given_dir
-                self._dir.mkdir(parents=True, exist_ok=True)
-            else:
-                self._dir = Path(tempfile.mkdtemp(prefix="sms-kafka-cluster-"))
+            self._dir = _data_dir(self._given_dir, "sms-kafka-cluster-")
             # The run dir, before any JVM exists: a crash here leaves no orphan dir.
             self._entry = _register(None, 0, self._dir, remove=self._given_dir is None)
         run = self._dir
@@ -1136,18 +1143,6 @@ class LocalCluster:
                     f"e.g. {lagging[:3]}"
                 )
             await asyncio.sleep(0.2)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 class _PortTaken(Exception):
