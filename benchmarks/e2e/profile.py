@@ -37,9 +37,11 @@ STAGES = (
     "network, protocol",
     "event loop, awaiting",
     "start-up (imports)",
+    "shutdown (last snapshot, clients closed)",
     "other",
 )
-STARTUP = STAGES[14]
+#: Stages outside the drain the µs figures cover: left out of the shares.
+OUTSIDE = (STAGES[14], STAGES[15])
 
 
 def classify_profile(path: Path) -> tuple[dict[str, float], int]:
@@ -73,6 +75,10 @@ def stage_of(frames: Sequence[str]) -> str:
     def in_funcs(*names_: str) -> bool:
         return any(n.endswith(names_) for n in names)
 
+    if in_files("importlib", "<frozen"):
+        return STAGES[14]
+    if in_funcs("Stage.close", "Processor.close", ".stop"):
+        return STAGES[15]
     if in_files("state/_restore.py", "state/_snapshot.py") or in_funcs(
         ".restore_step", ".open_window", ".save", ".catch_up"
     ):
@@ -100,15 +106,13 @@ def stage_of(frames: Sequence[str]) -> str:
         return STAGES[9]
     if in_files("runtime/_route.py", "runtime/_single.py"):
         return STAGES[10]
-    if in_files("runtime/_stage.py", "runtime/_processor.py"):
-        return STAGES[11]
     if in_files("aiokafka/"):
         return STAGES[12]
-    if in_files("asyncio/", "uvloop", "anyio/"):
-        return STAGES[13]
-    if in_files("importlib", "<frozen"):
-        return STARTUP
-    return STAGES[15]
+    if any(part in files[-1] for part in ("asyncio/", "uvloop", "anyio/", "selectors")):
+        return STAGES[13]  # the loop's own work, under our outermost frames
+    if in_files("runtime/_stage.py", "runtime/_processor.py"):
+        return STAGES[11]
+    return STAGES[16]
 
 
 def profiled(results: Sequence[Result]) -> list[Result]:
@@ -142,17 +146,17 @@ def profile_ours(
             say(f"profile     {r.name}: py-spy wrote nothing: skipped")
             continue
         shares, samples = classify_profile(path)
-        # The drain the µs figure covers starts after the imports: their samples are left out.
-        startup = shares.pop(STARTUP, 0.0)
-        shares = {stage: share / (1 - startup) for stage, share in shares.items()}
+        # The drain the µs figure covers starts after the imports and ends before the shutdown.
+        outside = sum(shares.pop(stage, 0.0) for stage in OUTSIDE)
+        shares = {stage: share / (1 - outside) for stage, share in shares.items()}
         us = r.cpu_us_per_receipt
         out[r.name] = {stage: share * us for stage, share in shares.items()}
         say()
         say(
             f"profile of {r.name} (py-spy, 400 Hz, {samples} samples over the process's life, "
-            f"{startup:.0%} of them start-up, left out; drain at {res.receipts_per_s:,.0f} "
-            f"receipts/s under the profiler; µs = share × {us:.1f} CPU µs per receipt "
-            "unprofiled):"
+            f"{outside:.0%} of them start-up or shutdown, left out; drain at "
+            f"{res.receipts_per_s:,.0f} receipts/s under the profiler; µs = share × {us:.1f} "
+            "CPU µs per receipt unprofiled):"
         )
         for stage, share in shares.items():
             say(f"  {stage:<48}{share:>6.1%}{share * us:>7.2f} µs")

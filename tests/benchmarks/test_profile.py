@@ -35,6 +35,12 @@ LOOP = "run (asyncio/base_events.py:1);Stage.run (pipeline/runtime/_stage.py:206
         (f"{LOOP};getmany (aiokafka/consumer/consumer.py:1)", STAGES[8]),
         (f"{LOOP};DedupeStage.process (pipeline/runtime/_dedupe.py:240)", STAGES[9]),
         (LOOP, STAGES[11]),
+        (f"{LOOP};Handle._run (asyncio/events.py:80)", "event loop, awaiting"),
+        (
+            f"{LOOP};DedupeStage.close (pipeline/runtime/_dedupe.py:210);"
+            "Window.dump (pipeline/state/_window.py:400)",
+            "shutdown (last snapshot, clients closed)",
+        ),
         ("_find_and_load (<frozen importlib._bootstrap>:1176)", "start-up (imports)"),
         ("main (somewhere.py:1)", "other"),
     ],
