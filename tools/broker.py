@@ -357,7 +357,7 @@ SCRAM_MECHANISM = "SCRAM-SHA-512"
 #: The broker's own principal (its certificate's CN), a super user like `admin`.
 BROKER_PRINCIPAL = "kafka-broker"
 #: The users the secured broker knows: SCRAM credentials and a client certificate each.
-SECURED_USERS = ("admin", "processor", "ingress", "redrive", "nobody")
+SECURED_USERS = ("admin", "processor", "single", "exactly-once", "ingress", "redrive", "nobody")
 
 
 class ClientCert(NamedTuple):
