@@ -69,6 +69,8 @@ def recipient(
         if raw.isdigit() and raw[0] != "0":
             if country_code is None:
                 # Bare digits: the national rule's number, else `raw` itself (rules 5 and 6).
+                if national is national_with_cc:  # the commonest rule inline: no call per report
+                    return "+" + raw if 8 <= len(raw) <= 15 else raw
                 return raw if national is None else national(raw) or raw
             if (
                 0 < len(country_code) <= 3

@@ -279,12 +279,15 @@ def _submit(
     events = []
     for index, r in enumerate(results):
         phone = r.PhoneNumber
-        to = recipient(key_part(phone, "PhoneNumber"), None, national_cn)
+        # The rules' common cases inline (a call costs more than their checks).
+        p = phone.strip()
+        to = recipient(p if 0 < len(p) <= 64 else key_part(phone, "PhoneNumber"), None, national_cn)
         code = r.Code
         status = _SUBMIT[code] or "FAILED"
-        serial = id_or_none(r.SerialNo, "SerialNo")
+        s = r.SerialNo
+        serial = s.strip() or None if type(s) is str else id_or_none(s, "SerialNo")
         if serial is not None:
-            key = key_part(serial, "SerialNo")
+            key = serial if len(serial) <= 64 else key_part(serial, "SerialNo")
         elif status == "PENDING":
             raise MalformedBody(f"tencent SendStatusSet[{index}] is Ok without a SerialNo")
         else:

@@ -180,7 +180,7 @@ def _results(
                 _key(sn, r.port, to, r.ref_id, r.time),  # message_key
                 None,  # message_id
                 None,  # batch_id
-                None if (uid := r.user_id) is None else id_or_none(uid, "user_id"),  # client_ref
+                str(u) if type(u := r.user_id) is int else id_or_none(u, "user_id"),  # client_ref
                 to,  # recipient
                 r.number or "",  # recipient_raw
                 _STATUS.get(r.status) or map_status(PROVIDER, _STATUS, r.status),  # status
@@ -251,7 +251,11 @@ def _deliveries(
 def _key(sn: str, port: object, to: str, ref_id: object, time: int | float | str | None) -> str:
     """`sn|port|recipient|ref_id|time`, the time in its canonical form (one key for the push
     and the poll of one SMS, however each writes the time)."""
-    port_text, ref_text = key_part(port, "port"), key_part(ref_id, "ref_id")
+    # Both are JSON integers in practice: key_part's integer case inline (a call costs more).
+    p = str(port) if type(port) is int else ""
+    port_text = p if 0 < len(p) <= 64 else key_part(port, "port")
+    r = str(ref_id) if type(ref_id) is int else ""
+    ref_text = r if 0 < len(r) <= 64 else key_part(ref_id, "ref_id")
     return f"{sn}|{port_text}|{to}|{ref_text}|{key_time(time, 'time')}"
 
 

@@ -163,9 +163,12 @@ def _push_events(
             _PUSH,
             "push",
             i,
-            key_part(r.SessionNo, "SessionNo"),
+            t
+            if type(s := r.SessionNo) is str and 0 < len(t := s.strip()) <= 64
+            else key_part(s, "SessionNo"),
             r,
-            id_or_none(r.AccountId, "AccountId") or account,
+            # Rarely given: its id rule is called only then (a call per report costs).
+            (None if r.AccountId is None else id_or_none(r.AccountId, "AccountId")) or account,
         )
         for i, r in enumerate(items)
     ]

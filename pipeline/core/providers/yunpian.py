@@ -136,7 +136,9 @@ def _events(value: bytes, endpoint: str, ctx: RecordContext) -> list[ReceiptEven
         status = _SETTLED.get(r.report_status) or map_status(
             PROVIDER, _STATUS, r.report_status, _FAIL_BY_CODE, code
         )
-        sid = t if type(s := r.sid) is str and 0 < len(t := s.strip()) <= 64 else key_part(s, "sid")
+        s = r.sid  # text or a JSON integer: key_part's common cases inline
+        t = s.strip() if type(s) is str else str(s) if type(s) is int else ""
+        sid = t if 0 < len(t) <= 64 else key_part(s, "sid")
         occurred_at, occurred_at_raw, time_zone = parse_time(r.user_receive_time, zone, PROVIDER)
         events.append(
             make_event(
@@ -149,7 +151,7 @@ def _events(value: bytes, endpoint: str, ctx: RecordContext) -> list[ReceiptEven
                 sid,  # message_key
                 sid,  # message_id
                 None,  # batch_id
-                None if (uid := r.uid) is None else id_or_none(uid, "uid"),  # client_ref
+                str(u) if type(u := r.uid) is int else id_or_none(u, "uid"),  # client_ref
                 recipient(r.mobile, None, national_cn),  # recipient
                 r.mobile,  # recipient_raw
                 status,
