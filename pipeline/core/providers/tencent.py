@@ -100,11 +100,18 @@ _SNIFF_HEAD = 65536
 
 
 def sniff(body: bytes) -> str | None:
+    # A substring test (a fast scan) before each regex (a slow one) that may find nothing.
     if _RESPONSE.match(body):
-        return "SendSms" if _SEND_SET.search(body) else "PullSmsSendStatus"
+        send = b'"SendStatusSet"' in body and _SEND_SET.search(body)
+        return "SendSms" if send else "PullSmsSendStatus"
     if _LEAD.match(body):
         head = body[:_SNIFF_HEAD]
-        if _NATIONCODE.search(head) or (_REPORT_STATUS.search(head) and _ERRMSG.search(head)):
+        if (b'"nationcode"' in head and _NATIONCODE.search(head)) or (
+            b'"report_status"' in head
+            and _REPORT_STATUS.search(head)
+            and b'"errmsg"' in head
+            and _ERRMSG.search(head)
+        ):
             return "callback"
     return None
 
