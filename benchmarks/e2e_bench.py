@@ -62,10 +62,11 @@ the report (`report`).
 
     python benchmarks/e2e_bench.py [--quick] [--profile] [--markdown] [--chart] [--keep] ...
 
-``--profile`` drains phase 1 once more with ``ours x1`` under py-spy and sorts the samples into
-stages; ``--markdown`` prints the run once more at the end as a Markdown ``## End to end``
-section (setup, tables, console report) to stdout, for a person to edit into
-benchmarks/RESULTS.md; ``--chart`` draws the throughput chart to benchmarks/e2e_throughput.png.
+``--profile`` drains phase 1 once more under py-spy with each of our one-process contenders
+of the run and sorts the samples into stages, in CPU µs per receipt; ``--markdown`` prints the
+run once more at the end as a Markdown ``## End to end`` section (setup, tables, console
+report) to stdout, for a person to edit into benchmarks/RESULTS.md; ``--chart`` draws the
+throughput chart to benchmarks/e2e_throughput.png.
 No option writes to RESULTS.md.
 
 Ends with ``e2e receipts_per_s=<best of ours> relay_ratio=<ours/relay> peer_ratio=<ours/quix>``;
@@ -142,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="also drain once more with ours x1 under py-spy and classify",
+        help="also drain once more under py-spy with each of our one-process contenders and "
+        "report CPU µs per receipt per stage",
     )
     parser.add_argument(
         "--markdown",

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tools.broker import LocalKafka, kafka_bootstrap_from_env
+from tools.broker import LocalCluster, LocalKafka, kafka_bootstrap_from_env
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -15,9 +15,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # Tests that need the broker get the `kafka` marker, so `-m "not kafka"` runs the pure core.
+    # Tests that need a broker (or the cluster) get the `kafka` marker, so `-m "not kafka"` runs
+    # the pure core.
     for item in items:
-        if "kafka_bootstrap" in getattr(item, "fixturenames", ()):
+        if {"kafka_bootstrap", "kafka_cluster"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.kafka)
 
 
@@ -42,3 +43,11 @@ def kafka_bootstrap(kafka_broker: LocalKafka | None) -> str:
         assert env is not None
         return env
     return kafka_broker.bootstrap
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster() -> Iterator[LocalCluster]:
+    """A three-node KRaft cluster (replication 3, min.insync.replicas 2) of the suite's own,
+    whatever KAFKA_BOOTSTRAP_SERVERS says: its tests kill and freeze its nodes."""
+    with LocalCluster(3) as cluster:
+        yield cluster

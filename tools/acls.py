@@ -4,12 +4,16 @@ CreateAcls v2+, which aiokafka's protocol module does not define).
 
 `Acl` mirrors one ``kafka-acls`` binding: ``Acl("topic", "t", "READ", "processor")`` is
 ``kafka-acls --add --allow-principal User:processor --operation Read --topic t``.
+`Acl.parse` reads such a line back, and `documented` finds the lines an operator is told to
+run, so a test grants exactly what the documentation lists.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import re
+import shlex
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Literal, NamedTuple
 
 from aiokafka.admin import AIOKafkaAdminClient
@@ -66,6 +70,53 @@ class Acl(NamedTuple):
             f"kafka-acls --bootstrap-server $BROKER --command-config admin.properties --add "
             f"--allow-principal User:{self.user} --operation {operation} {resource}{pattern}"
         )
+
+    @classmethod
+    def parse(cls, line: str, user: str, names: Mapping[str, str] = {}) -> list[Acl]:
+        """The bindings of one ``kafka-acls ... --add`` line (one per ``--operation``), for
+        `user` whatever principal the line names; each placeholder of `names` (a whole word of
+        a resource name: ``OUT`` in ``OUT.by-message``) is replaced by its value."""
+        words = shlex.split(line)
+        if not words or words[0] != "kafka-acls" or "--add" not in words:
+            raise ValueError(f"not a kafka-acls --add line: {line!r}")
+        placeholders = re.compile(r"\b(" + "|".join(map(re.escape, names)) + r")\b")
+
+        def named(name: str) -> str:
+            return placeholders.sub(lambda m: names[m[1]], name) if names else name
+
+        operations: list[str] = []
+        resource: tuple[ResourceType, str] | None = None
+        pattern: Literal["literal", "prefixed"] = "literal"
+        for flag, value in zip(words, [*words[1:], ""], strict=True):
+            if flag == "--operation":
+                operations.append(re.sub(r"(?<=[a-z])(?=[A-Z])", "_", value).upper())
+            elif flag in ("--topic", "--group", "--transactional-id"):
+                kind: ResourceType = flag.removeprefix("--")  # type: ignore[assignment]
+                resource = (kind, named(value))
+            elif flag == "--cluster":
+                resource = ("cluster", "kafka-cluster")
+            elif flag == "--resource-pattern-type":
+                if value not in PATTERNS:
+                    raise ValueError(f"unknown pattern type {value!r} in {line!r}")
+                pattern = value  # type: ignore[assignment]
+        unknown = [op for op in operations if op not in OPERATIONS]
+        if resource is None or not operations or unknown:
+            raise ValueError(f"no resource, or no or unknown --operation, in {line!r}")
+        return [cls(resource[0], resource[1], op, user, pattern) for op in operations]
+
+
+def documented(markdown: str, heading: str) -> list[str]:
+    """The ``kafka-acls`` lines of the first fenced block after the first line of `markdown`
+    that starts with `heading`."""
+    lines = markdown.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith(heading)), None)
+    if start is None:
+        raise ValueError(f"no line starts with {heading!r}")
+    fences = [i for i in range(start, len(lines)) if lines[i].startswith("```")][:2]
+    if len(fences) < 2:
+        raise ValueError(f"no fenced block after {heading!r}")
+    block = lines[fences[0] + 1 : fences[1]]
+    return [line for line in block if line.startswith("kafka-acls ")]
 
 
 class _CreateAclsResponse(Response):  # type: ignore[misc]

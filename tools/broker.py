@@ -1,4 +1,5 @@
-"""A throwaway single-node Apache Kafka broker (KRaft) for tests, benchmarks and people.
+"""A throwaway Apache Kafka (KRaft) for tests, benchmarks and people: one node (`LocalKafka`,
+plaintext or secured) or a quorum of three (`LocalCluster`, replication 3).
 
 The jars come from Maven Central (``org.apache.kafka:kafka_2.13`` plus its runtime dependencies,
 fetched once with ``mvn dependency:copy-dependencies``) into
@@ -21,6 +22,7 @@ leaves the logging backend to the distribution; without it the broker logs nothi
 from __future__ import annotations
 
 import argparse
+import asyncio
 import atexit
 import base64
 import contextlib
@@ -42,16 +44,18 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import NamedTuple, Self
+from typing import Any, NamedTuple, Self, TypeVar
 
 KAFKA_VERSION = "4.3.1"
 LOG4J_VERSION = "2.25.5"
 _DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 _MARKER = "COMPLETE"
+_T = TypeVar("_T")
 
 _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
@@ -240,6 +244,14 @@ def _proc_start_time(pid: int) -> str | None:
     return None if fields[0] in ("Z", "X") else fields[19]
 
 
+def _proc_state(pid: int) -> str:
+    """The kernel's one-letter state of `pid` (``T``: stopped), ``X`` when it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return "X"
+
+
 def _is_our_broker(pid: int, data_dir: str) -> bool:
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -278,6 +290,24 @@ def reap_stale_brokers() -> None:
         entry.unlink(missing_ok=True)
 
 
+def _register(entry: Path | None, pid: int, data_dir: Path, *, remove: bool) -> Path:
+    """Record (in `entry`, else a new one) that this process runs node `pid` (0: none yet) on
+    `data_dir`, for `reap_stale_brokers`; the entry's path."""
+    if entry is None:
+        entry = _registry() / f"{os.getpid()}-{uuid.uuid4().hex[:12]}.json"
+    info = {
+        "owner": os.getpid(),
+        "owner_start": _proc_start_time(os.getpid()),
+        "pid": pid,
+        "data_dir": str(data_dir),
+        "remove": remove,
+    }
+    tmp = entry.with_suffix(".tmp")
+    tmp.write_text(json.dumps(info))
+    tmp.replace(entry)  # atomic: the reaper never reads half an entry
+    return entry
+
+
 def _die_with_parent() -> Callable[[], None]:
     """A preexec_fn: SIGKILL the child when the thread that spawned it dies."""
     parent = os.getpid()
@@ -292,9 +322,12 @@ def _die_with_parent() -> Callable[[], None]:
     return preexec
 
 
-def _metadata_ready(port: int, timeout: float, tls: ssl.SSLContext | None = None) -> bool:
-    """Send a raw Metadata v4 request; ready once the broker lists itself (i.e. is unfenced).
-    With `tls`, over TLS (the secured broker's mutual-TLS listener, as the broker itself)."""
+def _metadata_ready(
+    port: int, timeout: float, tls: ssl.SSLContext | None = None, brokers: int = 1
+) -> bool:
+    """Send a raw Metadata v4 request; ready once the broker lists `brokers` live (unfenced)
+    brokers, itself included. With `tls`, over TLS (the secured broker's mutual-TLS listener,
+    as the broker itself)."""
     client = b"sms-pipeline-launcher"
     request = struct.pack(">hhih", 3, 4, 7, len(client)) + client + struct.pack(">ib", 0, 0)
     try:
@@ -311,8 +344,8 @@ def _metadata_ready(port: int, timeout: float, tls: ssl.SSLContext | None = None
                 if not chunk:
                     return False
                 data += chunk
-        _size, correlation, _throttle, brokers = struct.unpack_from(">iiii", data)
-        return bool(correlation == 7 and brokers > 0)
+        _size, correlation, _throttle, listed = struct.unpack_from(">iiii", data)
+        return bool(correlation == 7 and listed >= brokers)
     except OSError:
         return False
 
@@ -324,7 +357,7 @@ SCRAM_MECHANISM = "SCRAM-SHA-512"
 #: The broker's own principal (its certificate's CN), a super user like `admin`.
 BROKER_PRINCIPAL = "kafka-broker"
 #: The users the secured broker knows: SCRAM credentials and a client certificate each.
-SECURED_USERS = ("admin", "processor", "ingress", "redrive", "nobody")
+SECURED_USERS = ("admin", "processor", "single", "exactly-once", "ingress", "redrive", "nobody")
 
 
 class ClientCert(NamedTuple):
@@ -443,7 +476,172 @@ def _broker_tls_context(tls: Path) -> ssl.SSLContext:
     return context
 
 
-class LocalKafka:
+def _class_data(java: str, libs: Path, data: Path) -> tuple[Path, list[str]]:
+    """The class-data archive and the JVM flags that map it (none while it does not exist yet).
+
+    Class-data sharing: the first cleanly stopped broker dumps its loaded classes into an
+    archive that later JVMs map instead of parsing them again (~40 % less startup CPU)."""
+    archive = _cds_archive(java, libs)
+    (data / "cds.jsa.tmp").unlink(missing_ok=True)
+    return archive, [f"-XX:SharedArchiveFile={archive}"] if archive.is_file() else []
+
+
+def _format_storage(
+    java: str, libs: Path, data: Path, cluster_id: str, shared: list[str], extra: list[str]
+) -> None:
+    """Format the node's log dir (``<data>/server.properties``) for `cluster_id`."""
+    format_log4j = data / "log4j2-format.properties"  # keeps its config dump out of server.log
+    format_log4j.write_text(_LOG4J.format(log=data / "format.log", level="WARN"))
+    # A one-shot tool: C1-only JIT and serial GC shave ~0.5 s off its run.
+    cmd = [
+        java,
+        "-Xmx256m",
+        "-XX:TieredStopAtLevel=1",
+        "-XX:+UseSerialGC",
+        *shared,
+        "-cp",
+        f"{libs}/*",
+        f"-Dlog4j2.configurationFile={format_log4j}",
+        "kafka.tools.StorageTool",
+        "format",
+        "-t",
+        cluster_id,
+        "-c",
+        str(data / "server.properties"),
+        "--ignore-formatted",
+        *extra,
+    ]
+    try:
+        res = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, cwd=data
+        )
+    except subprocess.TimeoutExpired:
+        raise BrokerError("Kafka StorageTool format timed out after 60 s") from None
+    if res.returncode != 0:
+        raise BrokerError(f"Kafka StorageTool format failed:\n{_tail(res.stdout + res.stderr)}")
+
+
+def _spawn_node(
+    java: str, libs: Path, data: Path, heap: str, heap_initial: str, cds: list[str]
+) -> subprocess.Popen[bytes]:
+    """Start the node of ``<data>/server.properties`` (`cds`: its class-data sharing flags); it
+    dies with the thread that called this."""
+    jvm = [
+        java,
+        f"-Xmx{heap}",
+        f"-Xms{heap_initial}",
+        "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20",
+        "-XX:+ExitOnOutOfMemoryError",
+        "-Djava.awt.headless=true",
+        f"-XX:ErrorFile={data}/hs_err_%p.log",
+        *cds,
+        "-cp",
+        f"{libs}/*",
+        f"-Dlog4j2.configurationFile={data / 'log4j2.properties'}",
+        "kafka.Kafka",
+        str(data / "server.properties"),
+    ]
+    with open(data / "kafka.out", "ab") as out:  # JVM stdout/stderr: never on ours
+        return subprocess.Popen(
+            jvm,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=data,
+            start_new_session=True,
+            preexec_fn=_die_with_parent(),
+        )
+
+
+def _wait_ready(
+    proc: subprocess.Popen[bytes],
+    data: Path,
+    port: int,
+    timeout: float,
+    *,
+    tls: ssl.SSLContext | None = None,
+    brokers: int = 1,
+) -> None:
+    """Until the node on `port` lists `brokers` live brokers; raises if it exits or is late."""
+    deadline = time.monotonic() + timeout
+    while not _metadata_ready(
+        port, timeout=min(2.0, max(0.1, deadline - time.monotonic())), tls=tls, brokers=brokers
+    ):
+        if proc.poll() is not None:
+            logs = _read_tail(data / "kafka.out", data / "server.log")
+            if "Address already in use" in logs:
+                raise _PortTaken
+            raise BrokerError(f"Kafka exited during startup. Log tail:\n{logs}")
+        if time.monotonic() > deadline:
+            logs = _read_tail(data / "kafka.out", data / "server.log")
+            raise BrokerError(
+                f"Kafka did not become ready within {timeout:.0f} s. Log tail:\n{logs}"
+            )
+        time.sleep(0.1)
+
+
+def _data_dir(given: Path | None, prefix: str) -> Path:
+    """`given` (made if missing), else a fresh temporary directory named `prefix`..."""
+    if given is None:
+        return Path(tempfile.mkdtemp(prefix=prefix))
+    given.mkdir(parents=True, exist_ok=True)
+    return given
+
+
+class _Running:
+    """A local Kafka as a context manager: `start()` on entry, `stop()` on exit."""
+
+    def start(self) -> str:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _start(
+    version: str,
+    launch: Callable[[str, Path], None],
+    stop: Callable[[], None],
+    port: int | None,
+    retry: Callable[[], None] = lambda: None,
+) -> None:
+    """`launch(java, libs)` (downloading Kafka on first use), again on new free ports (after
+    `retry()`) when one was taken meanwhile; `stop()` when it fails."""
+    java = find_java()  # first, so a missing Java fails fast even with a cold cache
+    libs = fetch_kafka(version)
+    reap_stale_brokers()
+    atexit.register(stop)
+    try:
+        for _ in range(3):
+            try:
+                launch(java, libs)
+                return
+            except _PortTaken:
+                if port is not None:
+                    raise BrokerError(
+                        f"Kafka could not bind port {port}: address already in use"
+                    ) from None
+                retry()
+        raise BrokerError("Kafka could not bind free loopback ports (3 tries)")
+    except BaseException:
+        stop()
+        raise
+
+
+class LocalKafka(_Running):
     """One single-node KRaft broker (broker+controller) on free loopback ports.
 
     ``data_dir=None`` (the default) uses a fresh temporary directory, removed on ``stop()``; a
@@ -524,33 +722,12 @@ class LocalKafka:
         """Start the broker (downloading Kafka on first use); return ``127.0.0.1:port``."""
         if self.running:
             return self.bootstrap
-        java = find_java()  # first, so a missing Java fails fast even with a cold cache
-        libs = fetch_kafka(self.version)
-        reap_stale_brokers()
-        atexit.register(self.stop)
-        try:
-            for _ in range(3):
-                try:
-                    self._launch(java, libs)
-                    return self.bootstrap
-                except _PortTaken:
-                    if self._fixed_port is not None:
-                        raise BrokerError(
-                            f"Kafka could not bind port {self._fixed_port}: address already in use"
-                        ) from None
-                    continue
-            raise BrokerError("Kafka could not bind free loopback ports (3 tries)")
-        except BaseException:
-            self.stop()
-            raise
+        _start(self.version, self._launch, self.stop, self._fixed_port)
+        return self.bootstrap
 
     def _launch(self, java: str, libs: Path) -> None:
         if self._dir is None:
-            if self._given_dir is not None:
-                self._dir = self._given_dir
-                self._dir.mkdir(parents=True, exist_ok=True)
-            else:
-                self._dir = Path(tempfile.mkdtemp(prefix="sms-kafka-"))
+            self._dir = _data_dir(self._given_dir, "sms-kafka-")
             self._register(pid=0)  # before the JVM exists, so a crash here leaves no orphan dir
         data = self._dir
         tls = data / "tls"
@@ -575,98 +752,22 @@ class LocalKafka:
             _LOG4J.format(log=data / "server.log", level="INFO")
             + (_AUTHORIZER_LOG4J.format(log=data / "authorizer.log") if self.secured else "")
         )
-        format_log4j = data / "log4j2-format.properties"  # keeps its config dump out of server.log
-        format_log4j.write_text(_LOG4J.format(log=data / "format.log", level="WARN"))
-        classpath = ["-cp", f"{libs}/*", f"-Dlog4j2.configurationFile={log4j}"]
-        # Class-data sharing: the first cleanly stopped broker dumps its loaded classes into an
-        # archive that later JVMs map instead of parsing them again (~40 % less startup CPU).
-        archive, dump = _cds_archive(java, libs), data / "cds.jsa.tmp"
-        dump.unlink(missing_ok=True)
-        shared = [f"-XX:SharedArchiveFile={archive}"] if archive.is_file() else []
+        archive, shared = _class_data(java, libs, data)
         self._cds = None if shared else archive
         if not (data / "kraft-logs" / "meta.properties").is_file():
-            cluster_id = _cluster_id()
-            # A one-shot tool: C1-only JIT and serial GC shave ~0.5 s off its run.
-            cmd = [
-                java,
-                "-Xmx256m",
-                "-XX:TieredStopAtLevel=1",
-                "-XX:+UseSerialGC",
-                *shared,
-                "-cp",
-                f"{libs}/*",
-                f"-Dlog4j2.configurationFile={format_log4j}",
-                "kafka.tools.StorageTool",
-                "format",
-                "-t",
-                cluster_id,
-                "-c",
-                str(props),
-                "--ignore-formatted",
-                *scram,
-            ]
-            try:
-                res = subprocess.run(
-                    cmd,
-                    capture_output=True,
-                    text=True,
-                    timeout=60,
-                    stdin=subprocess.DEVNULL,
-                    cwd=data,
-                )
-            except subprocess.TimeoutExpired:
-                raise BrokerError("Kafka StorageTool format timed out after 60 s") from None
-            if res.returncode != 0:
-                output = _tail(res.stdout + res.stderr)
-                raise BrokerError(f"Kafka StorageTool format failed:\n{output}")
-        jvm = [
-            java,
-            f"-Xmx{self.heap}",
-            f"-Xms{self.heap_initial}",
-            "-XX:+UseG1GC",
-            "-XX:MaxGCPauseMillis=20",
-            "-XX:+ExitOnOutOfMemoryError",
-            "-Djava.awt.headless=true",
-            f"-XX:ErrorFile={data}/hs_err_%p.log",
-            *(shared or [f"-XX:ArchiveClassesAtExit={dump}"]),
-            *classpath,
-            "kafka.Kafka",
-            str(props),
-        ]
-        with open(data / "kafka.out", "ab") as out:  # JVM stdout/stderr: never on ours
-            self._proc = subprocess.Popen(
-                jvm,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=data,
-                start_new_session=True,
-                preexec_fn=_die_with_parent(),
-            )
+            _format_storage(java, libs, data, _cluster_id(), shared, scram)
+        cds = shared or [f"-XX:ArchiveClassesAtExit={data / 'cds.jsa.tmp'}"]
+        self._proc = _spawn_node(java, libs, data, self.heap, self.heap_initial, cds)
         self._port = port
         self._register(pid=self._proc.pid)
-        deadline = time.monotonic() + self.start_timeout
         probe_port, probe_tls = port, None
         if self.secured:
             probe_port, probe_tls = ssl_port, _broker_tls_context(tls)
-        while not _metadata_ready(
-            probe_port,
-            timeout=min(2.0, max(0.1, deadline - time.monotonic())),
-            tls=probe_tls,
-        ):
-            if self._proc.poll() is not None:
-                logs = _read_tail(data / "kafka.out", data / "server.log")
-                self._proc = None
-                if "Address already in use" in logs:
-                    raise _PortTaken
-                raise BrokerError(f"Kafka exited during startup. Log tail:\n{logs}")
-            if time.monotonic() > deadline:
-                logs = _read_tail(data / "kafka.out", data / "server.log")
-                raise BrokerError(
-                    f"Kafka did not become ready within {self.start_timeout:.0f} s. "
-                    f"Log tail:\n{logs}"
-                )
-            time.sleep(0.1)
+        try:
+            _wait_ready(self._proc, data, probe_port, self.start_timeout, tls=probe_tls)
+        except _PortTaken:
+            self._proc = None
+            raise
         if self.secured:
             self._security = Security(
                 sasl_bootstrap=f"127.0.0.1:{port}",
@@ -680,18 +781,7 @@ class LocalKafka:
 
     def _register(self, pid: int) -> None:
         assert self._dir is not None
-        if self._entry is None:
-            self._entry = _registry() / f"{os.getpid()}-{uuid.uuid4().hex[:12]}.json"
-        info = {
-            "owner": os.getpid(),
-            "owner_start": _proc_start_time(os.getpid()),
-            "pid": pid,
-            "data_dir": str(self._dir),
-            "remove": self._given_dir is None,
-        }
-        tmp = self._entry.with_suffix(".tmp")
-        tmp.write_text(json.dumps(info))
-        tmp.replace(self._entry)  # atomic: the reaper never reads half an entry
+        self._entry = _register(self._entry, pid, self._dir, remove=self._given_dir is None)
 
     def stop(self) -> None:
         """SIGTERM, wait for a clean shutdown, then SIGKILL; remove a temporary data dir."""
@@ -721,17 +811,338 @@ class LocalKafka:
             self._entry = None
         atexit.unregister(self.stop)
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
 
-    def __exit__(
+@dataclass
+class _Node:
+    """One node of a `LocalCluster`: its id, data dir, ports and process."""
+
+    id: int
+    dir: Path
+    port: int = 0
+    controller_port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+    entry: Path | None = None
+    frozen: bool = False
+
+
+class LocalCluster(_Running):
+    """A KRaft quorum of `nodes` combined broker+controller nodes (three by default) on free
+    loopback ports, what production runs: every topic, internal ones included, defaults to
+    `nodes` replicas with ``min.insync.replicas`` one less (3 and 2).
+
+    The nodes' data dirs are ``<run dir>/node-<id>`` (logs in ``server.log`` there); the run dir
+    is a fresh temporary one removed on ``stop()`` unless `data_dir` is given. `port` pins the
+    client port of node 1. Call ``start()`` and ``start_node()`` from a long-lived thread, like
+    ``LocalKafka.start()``.
+
+    Faults, one node at a time: ``kill`` (SIGKILL), ``start_node`` / ``wait_node`` / ``restart``
+    (on the same ports and data, so clients holding the bootstrap list reconnect), ``freeze``
+    (SIGSTOP) and ``thaw`` (SIGCONT). Who does what: ``leaders(topic)``,
+    ``coordinator(group)``, ``wait_in_sync()`` (aiokafka's admin client).
+    """
+
+    def __init__(
         self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
+        nodes: int = 3,
+        version: str = KAFKA_VERSION,
+        *,
+        heap: str = "256m",
+        heap_initial: str = "64m",
+        data_dir: str | os.PathLike[str] | None = None,
+        port: int | None = None,
+        start_timeout: float = 120.0,
+        stop_timeout: float = 15.0,
     ) -> None:
-        self.stop()
+        if nodes < 1:
+            raise BrokerError(f"a cluster needs at least one node, not {nodes}")
+        self.version = version
+        self.heap, self.heap_initial = heap, heap_initial
+        self.start_timeout, self.stop_timeout = start_timeout, stop_timeout
+        self._given_dir = Path(data_dir).resolve() if data_dir is not None else None
+        self._fixed_port = port
+        self._dir: Path | None = None
+        self._entry: Path | None = None
+        self._nodes: dict[int, _Node] = {}
+        self._count = nodes
+        self._java = ""
+        self._libs = Path()
+        self._cds: list[str] = []
+
+    # -- what clients and tests see
+
+    @property
+    def node_ids(self) -> list[int]:
+        return list(range(1, self._count + 1))
+
+    @property
+    def bootstrap(self) -> str:
+        """Every node's client address, comma-separated (whichever nodes are up)."""
+        if not self._nodes or not any(n.proc is not None for n in self._nodes.values()):
+            raise BrokerError("the local Kafka cluster is not running")
+        return ",".join(self.address(node) for node in self._nodes)
+
+    def address(self, node: int) -> str:
+        return f"127.0.0.1:{self._node(node).port}"
+
+    @property
+    def data_dir(self) -> Path | None:
+        return self._dir
+
+    def log_file(self, node: int) -> Path:
+        return self._node(node).dir / "server.log"
+
+    def pid(self, node: int) -> int | None:
+        proc = self._node(node).proc
+        return proc.pid if proc is not None else None
+
+    def running(self, node: int) -> bool:
+        """The node's process is alive (frozen counts as alive)."""
+        proc = self._node(node).proc
+        return proc is not None and proc.poll() is None
+
+    def frozen(self, node: int) -> bool:
+        return self._node(node).frozen
+
+    def _node(self, node: int) -> _Node:
+        try:
+            return self._nodes[node]
+        except KeyError:
+            raise BrokerError(f"no node {node} (nodes: {self.node_ids}; started?)") from None
+
+    # -- the whole cluster
+
+    def start(self) -> str:
+        """Start every node (downloading Kafka on first use) and wait until each lists all
+        of them as live brokers; return the bootstrap list."""
+        if self._nodes and all(self.running(node) for node in self._nodes):
+            return self.bootstrap
+        _start(self.version, self._launch, self.stop, self._fixed_port, retry=self._kill_all)
+        return self.bootstrap
+
+    def _launch(self, java: str, libs: Path) -> None:
+        self._java, self._libs = java, libs
+        if self._dir is None:
+            self._dir = _data_dir(self._given_dir, "sms-kafka-cluster-")
+            # The run dir, before any JVM exists: a crash here leaves no orphan dir.
+            self._entry = _register(None, 0, self._dir, remove=self._given_dir is None)
+        run = self._dir
+        ports = _free_ports(2 * self._count - (self._fixed_port is not None))
+        if self._fixed_port is not None:
+            ports.insert(0, self._fixed_port)
+        self._nodes = {
+            i: _Node(i, run / f"node-{i}", ports[2 * k], ports[2 * k + 1])
+            for k, i in enumerate(self.node_ids)
+        }
+        voters = ",".join(f"{n.id}@127.0.0.1:{n.controller_port}" for n in self._nodes.values())
+        for n in self._nodes.values():
+            n.dir.mkdir(exist_ok=True)
+            (n.dir / "server.properties").write_text(
+                _server_properties(
+                    n.dir / "kraft-logs",
+                    n.port,
+                    n.controller_port,
+                    node_id=n.id,
+                    voters=voters,
+                    replicas=self._count,
+                )
+            )
+            (n.dir / "log4j2.properties").write_text(
+                _LOG4J.format(log=n.dir / "server.log", level="INFO")
+            )
+        # The archive a single node made, if any; nodes that are killed never write one.
+        _archive, self._cds = _class_data(self._java, self._libs, run)
+        id_file = run / "cluster.id"
+        if not id_file.is_file():
+            id_file.write_text(_cluster_id())
+        cluster_id = id_file.read_text().strip()
+        unformatted = [
+            n for n in self._nodes.values() if not (n.dir / "kraft-logs/meta.properties").is_file()
+        ]
+        with ThreadPoolExecutor(max(1, len(unformatted))) as pool:  # one JVM each: in parallel
+            for done in [
+                pool.submit(
+                    _format_storage, self._java, self._libs, n.dir, cluster_id, self._cds, []
+                )
+                for n in unformatted
+            ]:
+                done.result()
+        for node in self._nodes:
+            self.start_node(node)
+        deadline = time.monotonic() + self.start_timeout
+        for n in self._nodes.values():  # a quorum forms only once a majority runs: all started
+            assert n.proc is not None
+            _wait_ready(
+                n.proc, n.dir, n.port, max(1.0, deadline - time.monotonic()), brokers=self._count
+            )
+
+    def stop(self) -> None:
+        """Stop every node (SIGTERM, then SIGKILL after `stop_timeout`; at once when the data
+        is thrown away); remove a temporary run dir."""
+        temporary = self._given_dir is None
+        procs = [n.proc for n in self._nodes.values() if n.proc is not None]
+        for n in self._nodes.values():
+            if n.proc is not None and n.frozen:
+                with contextlib.suppress(OSError):
+                    os.kill(n.proc.pid, signal.SIGCONT)
+        for proc in procs:
+            if proc.poll() is None:
+                if temporary:
+                    proc.kill()
+                else:
+                    proc.terminate()
+        deadline = time.monotonic() + self.stop_timeout
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        for n in self._nodes.values():
+            n.proc, n.frozen = None, False
+            if n.entry is not None:
+                n.entry.unlink(missing_ok=True)
+                n.entry = None
+        if self._dir is not None and temporary:
+            shutil.rmtree(self._dir, ignore_errors=True)
+        self._dir = None
+        if self._entry is not None:
+            self._entry.unlink(missing_ok=True)
+            self._entry = None
+        atexit.unregister(self.stop)
+
+    def _kill_all(self) -> None:
+        for node in self._nodes:
+            self.kill(node)
+
+    # -- one node
+
+    def start_node(self, node: int) -> None:
+        """Start a stopped node on its ports and data, without waiting (see `wait_node`)."""
+        n = self._node(node)
+        if self.running(node):
+            raise BrokerError(f"node {node} is already running")
+        n.proc = _spawn_node(self._java, self._libs, n.dir, self.heap, self.heap_initial, self._cds)
+        n.frozen = False
+        n.entry = _register(n.entry, n.proc.pid, n.dir, remove=False)
+
+    def wait_node(self, node: int, timeout: float | None = None) -> None:
+        """Until `node` answers and lists every node as a live broker."""
+        n = self._node(node)
+        if n.proc is None:
+            raise BrokerError(f"node {node} is not running")
+        try:
+            _wait_ready(n.proc, n.dir, n.port, timeout or self.start_timeout, brokers=self._count)
+        except _PortTaken:
+            raise BrokerError(f"node {node} could not bind port {n.port} again") from None
+
+    def restart(self, node: int) -> None:
+        """SIGKILL `node` if it runs, start it again on its ports and data, wait until ready."""
+        self.kill(node)
+        self.start_node(node)
+        self.wait_node(node)
+
+    def kill(self, node: int) -> None:
+        """SIGKILL `node` (frozen or not) and reap it."""
+        n = self._node(node)
+        if n.proc is not None:
+            if n.proc.poll() is None:
+                n.proc.kill()
+            n.proc.wait(timeout=30)
+        n.proc, n.frozen = None, False
+
+    def freeze(self, node: int) -> None:
+        """SIGSTOP `node`, and wait until it is stopped: its sockets stay open and answer
+        nothing, as in a long GC pause."""
+        self._signal(node, signal.SIGSTOP, stopped=True)
+        self._node(node).frozen = True
+
+    def thaw(self, node: int) -> None:
+        """SIGCONT a frozen `node`, and wait until it runs again."""
+        self._signal(node, signal.SIGCONT, stopped=False)
+        self._node(node).frozen = False
+
+    def _signal(self, node: int, signum: signal.Signals, *, stopped: bool) -> None:
+        if not self.running(node):
+            raise BrokerError(f"node {node} is not running")
+        pid = self.pid(node)
+        assert pid is not None
+        os.kill(pid, signum)
+        deadline = time.monotonic() + 10
+        while (_proc_state(pid) == "T") != stopped:  # signals are delivered asynchronously
+            if time.monotonic() > deadline:
+                raise BrokerError(f"node {node} (pid {pid}) did not take {signum.name}")
+            time.sleep(0.01)
+
+    # -- who leads what (aiokafka's admin client, through the nodes that answer)
+
+    def _admin(self) -> Any:
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        live = [
+            self.address(n.id)
+            for n in self._nodes.values()
+            if n.proc is not None and n.proc.poll() is None and not n.frozen
+        ]
+        # Short timeouts: a node that just died or froze must not hold a question for 40 s.
+        return AIOKafkaAdminClient(
+            bootstrap_servers=",".join(live), request_timeout_ms=5000, retry_backoff_ms=100
+        )
+
+    async def _ask(self, question: Callable[[Any], Awaitable[_T]], timeout: float = 30.0) -> _T:
+        """`question(admin)`, asked again while the answer is a retriable error (a node that
+        just died or froze is still in the metadata until it is fenced)."""
+        from aiokafka.errors import KafkaError
+
+        deadline = time.monotonic() + timeout
+        admin = self._admin()
+        await admin.start()
+        try:
+            while True:
+                try:
+                    return await question(admin)
+                except KafkaError as exc:
+                    if not exc.retriable or time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.1)
+        finally:
+            await admin.close()
+
+    async def _describe(self) -> list[dict[str, Any]]:
+        """Metadata of every topic (asking for all of them creates none)."""
+        topics: list[dict[str, Any]] = await self._ask(lambda admin: admin.describe_topics())
+        return topics
+
+    async def leaders(self, topic: str) -> dict[int, int]:
+        """The leader node of each partition of `topic` (-1: none at the moment)."""
+        for entry in await self._describe():
+            if entry["topic"] == topic:
+                return {int(p["partition"]): int(p["leader"]) for p in entry["partitions"]}
+        raise BrokerError(f"topic {topic!r} does not exist")
+
+    async def coordinator(self, group: str) -> int:
+        """The node that coordinates consumer group `group`."""
+        node: int = await self._ask(lambda admin: admin.find_coordinator(group))
+        return node
+
+    async def wait_in_sync(self, timeout: float = 60.0) -> None:
+        """Until every partition of every topic has a leader and all its replicas in sync
+        (after a node came back: the next fault must not find partitions one replica short)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lagging = [
+                (t["topic"], p["partition"])
+                for t in await self._describe()
+                for p in t["partitions"]
+                if p["leader"] < 0 or sorted(p["isr"]) != sorted(p["replicas"])
+            ]
+            if not lagging:
+                return
+            if time.monotonic() > deadline:
+                raise BrokerError(
+                    f"{len(lagging)} partitions not fully in sync after {timeout:.0f} s, "
+                    f"e.g. {lagging[:3]}"
+                )
+            await asyncio.sleep(0.2)
 
 
 class _PortTaken(Exception):
@@ -793,13 +1204,26 @@ super.users=User:{BROKER_PRINCIPAL};User:admin
     )
 
 
-def _server_properties(log_dir: Path, port: int, controller_port: int) -> str:
-    # Static voters (not --standalone): the controller port lives only in this file, so a kept
+def _server_properties(
+    log_dir: Path,
+    port: int,
+    controller_port: int,
+    *,
+    node_id: int = 1,
+    voters: str | None = None,
+    replicas: int = 1,
+) -> str:
+    """A combined broker+controller node. Alone by default; in a quorum, `voters` lists every
+    controller (``id@host:port,...``) and `replicas` is the default replication factor of every
+    topic, internal ones included, with ``min.insync.replicas`` one less."""
+    # Static voters (not --standalone): the controller ports live only in this file, so a kept
     # data dir can be restarted on new ports. A short broker session: after a kill, the restarted
-    # broker's registration is refused until the old session expires (9 s by default).
+    # broker's registration is refused until the old session expires (9 s by default), and a
+    # dead or frozen node is fenced (its leaderships moved) that much sooner.
+    isr = max(1, replicas - 1)
     return f"""process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:{controller_port}
+node.id={node_id}
+controller.quorum.voters={voters or f"{node_id}@127.0.0.1:{controller_port}"}
 listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
 advertised.listeners=PLAINTEXT://127.0.0.1:{port}
 controller.listener.names=CONTROLLER
@@ -807,16 +1231,17 @@ inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 log.dirs={log_dir}
 num.partitions=1
-default.replication.factor=1
+default.replication.factor={replicas}
+min.insync.replicas={isr}
 auto.create.topics.enable=true
 group.initial.rebalance.delay.ms=0
-offsets.topic.replication.factor=1
+offsets.topic.replication.factor={replicas}
 offsets.topic.num.partitions=10
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+transaction.state.log.replication.factor={replicas}
+transaction.state.log.min.isr={isr}
 transaction.state.log.num.partitions=10
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+share.coordinator.state.topic.replication.factor={replicas}
+share.coordinator.state.topic.min.isr={isr}
 share.coordinator.state.topic.num.partitions=10
 num.recovery.threads.per.data.dir=1
 broker.heartbeat.interval.ms=500
@@ -856,12 +1281,15 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tools.broker``: run a local broker until Ctrl-C / SIGTERM."""
+    """``python -m tools.broker``: run a local broker (or cluster) until Ctrl-C / SIGTERM."""
     parser = argparse.ArgumentParser(
-        prog="python -m tools.broker", description="Run a local single-node Kafka broker."
+        prog="python -m tools.broker",
+        description="Run a local Kafka: one node, or a KRaft quorum of several (--nodes 3).",
     )
     parser.add_argument("--kafka-version", default=KAFKA_VERSION)
-    parser.add_argument("--heap", default="512m", help="JVM max heap (default 512m)")
+    parser.add_argument(
+        "--heap", help="JVM max heap of each node (default 512m; 256m with --nodes)"
+    )
     parser.add_argument(
         "--data-dir",
         help="keep data here across runs (default: a fresh temporary directory, removed on stop)",
@@ -872,25 +1300,50 @@ def main(argv: list[str] | None = None) -> int:
         help="SASL_SSL (SCRAM-SHA-512) and mutual-TLS listeners, a CA of its own, ACLs enforced",
     )
     parser.add_argument(
+        "--nodes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="combined broker+controller nodes; above 1, topics default to N replicas and "
+        "min.insync.replicas N-1 (default 1)",
+    )
+    parser.add_argument(
         "--port",
         type=int,
         metavar="N",
-        help="client port (the SASL_SSL one with --secured; default: a free port)",
+        help="client port (the SASL_SSL one with --secured, node 1's with --nodes; "
+        "default: a free port)",
     )
     args = parser.parse_args(argv)
-    kafka = LocalKafka(
-        args.kafka_version,
-        heap=args.heap,
-        data_dir=args.data_dir,
-        secured=args.secured,
-        port=args.port,
-    )
+    if args.nodes < 1:
+        parser.error(f"--nodes must be at least 1, not {args.nodes}")
+    if args.nodes > 1 and args.secured:
+        parser.error("--secured runs one node: it cannot be combined with --nodes")
+    kafka: LocalKafka | LocalCluster
+    if args.nodes > 1:
+        kafka = LocalCluster(
+            args.nodes,
+            args.kafka_version,
+            heap=args.heap or "256m",
+            data_dir=args.data_dir,
+            port=args.port,
+        )
+    else:
+        kafka = LocalKafka(
+            args.kafka_version,
+            heap=args.heap or "512m",
+            data_dir=args.data_dir,
+            secured=args.secured,
+            port=args.port,
+        )
     # Both signals stop cleanly. SIGINT is set explicitly: a process started in the background
     # by a non-interactive shell inherits SIGINT ignored, and Ctrl-C / kill -INT must still work.
     stops = (signal.SIGINT, signal.SIGTERM)
     previous = {sig: signal.signal(sig, _raise_interrupt) for sig in stops}
     try:
         bootstrap = kafka.start()
+        if isinstance(kafka, LocalCluster):
+            return _serve_cluster(kafka, args.kafka_version, bootstrap)
         print(
             f"Kafka {args.kafka_version} ready at {bootstrap} (data in {kafka.data_dir}). "
             "Ctrl-C to stop.",
@@ -924,6 +1377,32 @@ def main(argv: list[str] | None = None) -> int:
         kafka.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _serve_cluster(cluster: LocalCluster, version: str, bootstrap: str) -> int:
+    """Print the nodes, then run until every node has exited: a node killed by hand (to try a
+    fault) is reported, and the others go on."""
+    print(
+        f"Kafka {version} cluster of {len(cluster.node_ids)} nodes ready at {bootstrap} "
+        f"(data in {cluster.data_dir}). Ctrl-C to stop.",
+        flush=True,
+    )
+    for node in cluster.node_ids:
+        print(
+            f"  node {node}: {cluster.address(node)}, pid {cluster.pid(node)}, "
+            f"log {cluster.log_file(node)}",
+            flush=True,
+        )
+    reported: set[int] = set()
+    while True:
+        down = {node for node in cluster.node_ids if not cluster.running(node)}
+        for node in sorted(down - reported):
+            print(f"node {node} exited", file=sys.stderr, flush=True)
+        reported = down
+        if len(down) == len(cluster.node_ids):
+            print("error: every node exited", file=sys.stderr)
+            return 1
+        time.sleep(0.5)
 
 
 if __name__ == "__main__":

@@ -162,9 +162,9 @@ def run(
                     f"  as receipts/s (at {events_per_receipt:.3f} events per receipt): producer "
                     f"alone {ceiling['kafka_producer_records_per_s'] / events_per_receipt:,.0f}"
                 )
-        profile_shares: dict[str, float] = {}
+        profiles: dict[str, dict[str, float]] = {}
         if profile:
-            profile_shares = profile_ours(bench, placed, expected, lat, say)
+            profiles = profile_ours(bench, placed, expected, lat, say, results)
         ok = all(r.correct for r in results)
         result: dict[str, float] = {
             "receipts": float(expected.receipts),
@@ -182,7 +182,9 @@ def run(
             result[f"{slug}_cpu_s"] = r.cpu_drain_s
             result[f"{slug}_peak_rss_mb"] = r.peak_rss_mb
         result.update(ceiling)
-        result.update({f"profile_{k}": v for k, v in profile_shares.items()})
+        for name, stages in profiles.items():
+            slug = name.replace(" ", "_")
+            result.update({f"profile_{slug}_{k}_us": v for k, v in stages.items()})
         say()
         wrong = ", ".join(r.name for r in results if not r.correct)
         load = os.getloadavg()
@@ -206,7 +208,7 @@ def run(
                 "placed": len(placed),
                 "bootstrap": bootstrap,
                 "external": bool(external),
-                "profile": profile_shares,
+                "profile": profiles,
             }
         )
         if external:

@@ -25,6 +25,7 @@ from benchmarks.e2e.config import (
 )
 from benchmarks.e2e.contenders import Result
 from benchmarks.e2e.expected import Expected, LatencyCorpus
+from benchmarks.e2e.profile import STAGES
 
 # -- report ---------------------------------------------------------------------------------------
 
@@ -189,17 +190,28 @@ def markdown_section(console: str, argv: list[str], chart: str | None = None) ->
                 f"| {perf['kafka_consumer_records_per_s']:,.0f} "
                 f"| {perf['kafka_consumer_mb_per_s']:.1f} |"
             )
-    shares = last.get("profile") or {}
-    if shares:
+    profiles: dict[str, dict[str, float]] = last.get("profile") or {}
+    if profiles:
+        names = list(profiles)
+        stages = [s for s in STAGES if any(s in p for p in profiles.values())]
         lines += [
             "",
-            "Where ours x1 spends its CPU (py-spy samples of one more phase-1 drain, sorted "
-            "into stages by `classify_profile`):",
+            "Where each topology spends its CPU, in CPU µs per receipt (py-spy samples of one "
+            "more phase-1 drain, sorted into stages by `classify_profile`, times the "
+            "contender's own CPU µs per receipt):",
             "",
-            "| stage | share of samples |",
-            "|---|---:|",
+            "| stage | " + " | ".join(f"`{n}`" for n in names) + " |",
+            "|---|" + "---:|" * len(names),
         ]
-        lines += [f"| {stage} | {share:.1%} |" for stage, share in shares.items()]
+        lines += [
+            f"| {stage} | " + " | ".join(f"{profiles[n].get(stage, 0.0):.2f}" for n in names) + " |"
+            for stage in stages
+        ]
+        lines.append(
+            "| **total** | "
+            + " | ".join(f"**{sum(profiles[n].values()):.2f}**" for n in names)
+            + " |"
+        )
     if chart:
         lines += ["", f"![receipts per second per contender]({chart})"]
     lines += [

@@ -1,7 +1,7 @@
 """`python -m pipeline redrive`: what a dead letter's copy is, which dead letters are selected,
 and the command line. Pure functions only; the Kafka side is in `_redrive_kafka.py`.
 
-A dead letter (`pipeline/core/_batch.py` `dead_letter`, `pipeline/kafka/_sink.py`) is the
+A dead letter (`pipeline/core/_records.py` `dead_letter`, `pipeline/kafka/_sink.py`) is the
 original value and headers plus headers the processor adds: `error.class`, `error.message`,
 `error.reports` (some reports failed), `error.original_size` (the value was cut to fit),
 `error.headers_dropped` (original headers were dropped to fit) and `source.topic`,

@@ -4,6 +4,7 @@ transactional writers. Each is a thin, typed layer over aiokafka; none knows the
 from ._clients import (
     METADATA_MAX_AGE_MS,
     close_now,
+    group_refused,
     kafka_options,
     new_group_consumer,
     new_producer,
@@ -44,6 +45,7 @@ __all__ = [
     "close_now",
     "create_topic",
     "ensure_topic",
+    "group_refused",
     "input_records",
     "install",
     "kafka_options",

@@ -16,13 +16,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.conn import AIOKafkaConnection, create_conn
 from aiokafka.errors import (
     AuthenticationFailedError,
+    GroupAuthorizationFailedError,
     KafkaConnectionError,
     KafkaError,
     SaslAuthenticationFailed,
 )
 
 from ..config import Settings, bootstrap_addresses
-from ..errors import AuthenticationFailed, BrokerUnreachable
+from ..errors import AuthenticationFailed, BrokerUnreachable, SettingProblem
 from ..state import Restorer
 from ._sink import PRODUCER_BATCH_BYTES
 
@@ -144,8 +145,8 @@ async def refusal(settings: Settings) -> AuthenticationFailed | None:
         except ssl.SSLCertVerificationError as exc:
             trusted = settings.ssl_cafile or "the system's CA certificates"
             return AuthenticationFailed(
-                f"authentication failed: the certificate of the broker at {where} is not "
-                f"trusted with {trusted} (ssl_cafile): {exc.verify_message}"
+                f"authentication failed: TLS could not verify the certificate of the broker at "
+                f"{where} with {trusted} (ssl_cafile): {exc.verify_message}"
             )
         except ssl.SSLError as exc:
             if "ALERT" not in str(exc.reason or ""):
@@ -162,6 +163,18 @@ async def refusal(settings: Settings) -> AuthenticationFailed | None:
         except (OSError, KafkaError, TimeoutError, asyncio.IncompleteReadError):
             continue
     return None
+
+
+def group_refused(exc: BaseException) -> SettingProblem | None:
+    """A consumer group the credentials may not use (aiokafka raises it from the group's first
+    join or offset fetch) as the grant to fix; None for any other error."""
+    if not isinstance(exc, GroupAuthorizationFailedError):
+        return None
+    group = exc.args[0] if exc.args else "?"
+    return SettingProblem(
+        f"not authorized to Read group {group!r}: the processor's consumers join it and "
+        "commit their offsets there"
+    )
 
 
 async def start_with_retry(client: Any, what: str, settings: Settings) -> None:

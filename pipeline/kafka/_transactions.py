@@ -26,8 +26,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.errors import InvalidProducerEpoch, KafkaError, ProducerFenced
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    KafkaError,
+    ProducerFenced,
+    TransactionalIdAuthorizationFailed,
+)
 
+from ..errors import SettingProblem
 from ._sink import PRODUCER_BATCH_BYTES, queue
 
 __all__ = ["PartitionLost", "PartitionWriters", "transactional_id"]
@@ -73,17 +79,24 @@ class PartitionWriters:
 
     async def open(self, partition: int) -> None:
         """Start partition ``partition``'s producer. Its start registers the transactional id
-        (``InitProducerId``), which fences any previous owner; returns once that is done."""
+        (``InitProducerId``), which fences any previous owner; returns once that is done.
+        Credentials without Write on the id raise `SettingProblem` naming it (no retry helps)."""
         if partition in self._producers:
             return
+        name = transactional_id(self.group, self.output_topic, partition)
         producer = AIOKafkaProducer(
-            **self._options,
-            acks="all",
-            enable_idempotence=True,
-            transactional_id=transactional_id(self.group, self.output_topic, partition),
+            **self._options, acks="all", enable_idempotence=True, transactional_id=name
         )
         try:
             await producer.start()
+        except TransactionalIdAuthorizationFailed:
+            await producer.stop()
+            prefix = transactional_id(self.group, self.output_topic, 0)[:-1]
+            raise SettingProblem(
+                f"not authorized to Write transactional id {name!r}: --exactly-once writes "
+                f"output partition {partition} under it (grant Write on the transactional ids "
+                f"prefixed {prefix!r})"
+            ) from None
         except BaseException:
             await producer.stop()
             raise

@@ -18,7 +18,15 @@ from aiokafka.errors import KafkaError
 from ..config import Settings, core_config, final_timeouts, state_topic
 from ..core import Core, CoreStats, Lifecycle, Timeouts, parse_routes
 from ..errors import PipelineError, SettingProblem, exit_code
-from ..kafka import Sink, close_now, install, new_producer, new_restorer, start_with_retry
+from ..kafka import (
+    Sink,
+    close_now,
+    group_refused,
+    install,
+    new_producer,
+    new_restorer,
+    start_with_retry,
+)
 from ..ops import (
     Health,
     LifecycleView,
@@ -358,6 +366,7 @@ def run_kafka(settings: Settings, metrics_socket: str | None = None) -> int:
             while isinstance(known, BaseExceptionGroup):
                 known = known.exceptions[0]
             exc = known
+        exc = group_refused(exc) or exc
         # One line, once: the message names what to fix; its class says whose fix it is.
         text = str(exc) if isinstance(exc, PipelineError) else f"Kafka: {exc!r}"
         print(f"error: {text}", file=sys.stderr)

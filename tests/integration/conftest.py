@@ -80,14 +80,18 @@ class Topics:
 
 
 async def create_topics(
-    bootstrap: str, partitions: dict[str, int], configs: dict[str, str] | None = None
+    bootstrap: str,
+    partitions: dict[str, int],
+    configs: dict[str, str] | None = None,
+    *,
+    replicas: int = 1,
 ) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         await admin.create_topics(
             [
-                NewTopic(name, n, 1, topic_configs=dict(configs or {}))
+                NewTopic(name, n, replicas, topic_configs=dict(configs or {}))
                 for name, n in partitions.items()
             ]
         )
@@ -120,14 +124,17 @@ async def make_topics(
     out: int = 6,
     dlq: int = 2,
     raw_config: dict[str, str] | None = None,
+    replicas: int = 1,
 ) -> Topics:
     """The test's topics, at the broker's default limits (the pipeline must live with them).
     `raw_config` configures the raw topic only, for tests about what becomes of records
-    an ingress so configured lands (bodies above 1 MiB, stamps far ahead)."""
+    an ingress so configured lands (bodies above 1 MiB, stamps far ahead). `replicas`: the
+    cluster's default replication factor (aiokafka cannot ask for the default itself)."""
     topics = Topics(name, raw, out, dlq)
     if raw_config is None:
-        await create_topics(bootstrap, topics.partitions)
+        await create_topics(bootstrap, topics.partitions, replicas=replicas)
     else:
+        assert replicas == 1
         await create_topics(bootstrap, {topics.raw: raw}, raw_config)
         await create_topics(bootstrap, {topics.out: out, topics.dlq: dlq})
     return topics
@@ -297,22 +304,29 @@ async def produce(
     *,
     max_request_size: int = 1024 * 1024,
     spread_s: float = 0.0,
-) -> None:
+    until: asyncio.Event | None = None,
+) -> int:
     """Produce `records` (see `send`); with `spread_s`, in small steps over about that many
-    seconds (a live stream, not a backlog)."""
+    seconds (a live stream, not a backlog). With `until`, stop after the step during which it
+    was set. The number of records sent (a prefix of `records`)."""
     producer = new_producer(bootstrap, max_request_size)
     steps = max(1, int(spread_s / 0.1))
     size = min(2000, max(1, -(-len(records) // steps)))
+    sent = 0
     await producer.start()
     try:
         started = time.monotonic()
         for i, part in enumerate(chunks(records, size)):
             await send(producer, part)
+            sent += len(part)
+            if until is not None and until.is_set():
+                break
             if spread_s:
                 pause = started + (i + 1) * spread_s / steps - time.monotonic()
                 await asyncio.sleep(max(0.0, pause))
     finally:
         await producer.stop()
+    return sent
 
 
 async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:

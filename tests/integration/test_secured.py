@@ -1,8 +1,10 @@
 """Against the secured broker (SASL_SSL with SCRAM-SHA-512, mutual TLS, deny by default): the
-processor, the ingress and redrive run end to end with exactly the ACLs of docs/operations.md (one
-ACL fewer stops redrive or the ingress at once, exit 2, naming what was refused), refused
-credentials stop every command at once (exit 2) naming the mechanism and the user or the
-certificate, and no password ever reaches the logs.
+processor (each topology, and with --exactly-once), the ingress and redrive run end to end with
+exactly the ACLs of docs/operations.md, read from its `kafka-acls` lines (one ACL fewer stops the
+command at once, exit 2, naming what was refused); refused credentials (a SASL password, a client
+certificate the broker does not trust, a broker certificate the client does not trust) stop every
+command at once (exit 2) naming the mechanism and the user or the certificate, while a broker that
+does not answer is still waited for; and no password ever reaches the logs.
 
 The broker is this module's own (`LocalKafka(secured=True)`), whatever KAFKA_BOOTSTRAP_SERVERS
 says. Test clients (topics, produce, drain) run as the super user `admin`: the conftest helpers
@@ -12,6 +14,7 @@ are pointed at the secured broker by `as_admin`.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import os
 import re
@@ -30,7 +33,7 @@ from aiokafka.helpers import create_ssl_context
 
 from pipeline.core import InputRecord, dead_letter
 from pipeline.errors import UnknownFormat
-from tools.acls import Acl, create_acls
+from tools.acls import Acl, create_acls, documented
 from tools.broker import LocalKafka, Security
 
 from . import conftest as it
@@ -44,10 +47,12 @@ from .conftest import (
     corpus_stream,
     drain,
     expected,
+    free_port,
     make_topics,
     plan,
     produce,
     run_args,
+    wait_committed,
     wait_processed,
 )
 from .ingress_helpers import FORM, ingress_args, yunpian_push
@@ -92,38 +97,29 @@ def as_admin(security: Security, monkeypatch: pytest.MonkeyPatch) -> str:
     return security.sasl_bootstrap
 
 
-def run_acls(topics: Topics, user: str) -> list[Acl]:
-    """What `run` (topology partitioned) needs: docs/operations.md, "Least privilege"."""
-    repartition = f"{topics.out}.by-message"
-    return [
-        Acl("topic", topics.raw, "READ", user),
-        Acl("topic", topics.out, "READ", user),
-        Acl("topic", topics.out, "WRITE", user),
-        Acl("topic", topics.out, "DESCRIBE_CONFIGS", user),
-        Acl("topic", topics.dlq, "WRITE", user),
-        Acl("topic", topics.dlq, "DESCRIBE_CONFIGS", user),
-        Acl("topic", repartition, "CREATE", user),
-        Acl("topic", repartition, "READ", user),
-        Acl("topic", repartition, "WRITE", user),
-        Acl("topic", repartition, "DESCRIBE_CONFIGS", user),
-        Acl("topic", f"{topics.out}.messages", "CREATE", user),
-        Acl("topic", f"{topics.out}.messages", "WRITE", user),
-        Acl("topic", f"{topics.out}.messages", "DESCRIBE_CONFIGS", user),
-        Acl("group", topics.group, "READ", user),
-        Acl("group", f"{topics.group}.dedupe", "READ", user),
+#: The operator's instructions: docs/operations.md, "Least privilege". Each block of `kafka-acls`
+#: lines is found by the start of the line introducing it; the tests grant exactly those lines.
+DOCS = ROOT / "docs" / "operations.md"
+PARTITIONED = ("Topology `partitioned`",)
+SINGLE = ("Topology `single`",)
+EXACTLY_ONCE = (*PARTITIONED, "`--exactly-once` (partitioned)")
+INGRESS = ("`ingress` (produces",)
+REDRIVE = ("`redrive` (reads",)
+
+
+def documented_acls(blocks: tuple[str, ...], topics: Topics, user: str) -> list[Acl]:
+    """The bindings of the documented lines of `blocks`, for `user`, with the test's topics and
+    group for RAW, OUT, DLQ and GROUP."""
+    text = DOCS.read_text(encoding="utf-8")
+    names = {"RAW": topics.raw, "OUT": topics.out, "DLQ": topics.dlq, "GROUP": topics.group}
+    acls = [
+        acl
+        for block in blocks
+        for line in documented(text, block)
+        for acl in Acl.parse(line, user, names)
     ]
-
-
-def ingress_acls(topics: Topics, user: str) -> list[Acl]:
-    """What `ingress` needs: docs/operations.md, "Least privilege" (WRITE implies the DESCRIBE
-    of its start-up check, and lets the idempotent producer get its id)."""
-    return [Acl("topic", topics.raw, "WRITE", user)]
-
-
-def redrive_acls(topics: Topics, user: str) -> list[Acl]:
-    """What `redrive` needs: docs/operations.md, "Least privilege" (it reads without a group:
-    no group ACL)."""
-    return [Acl("topic", topics.dlq, "READ", user), Acl("topic", topics.raw, "WRITE", user)]
+    assert acls, blocks
+    return acls
 
 
 async def grant(security: Security, acls: list[Acl]) -> None:
@@ -168,7 +164,7 @@ async def test_run_end_to_end_with_exactly_its_acls(
     records = plan([*corpus_records(5, 1500), bad], topics.raw, 2)
     want = expected(records)
     assert want.outputs and want.dead_letters  # the dead-letter topic is written too
-    await grant(security, run_acls(topics, "processor"))
+    await grant(security, documented_acls(PARTITIONED, topics, "processor"))
     password = security.passwords["processor"]
     secret = tmp_path / "sasl-password"
     secret.write_text(password + "\n")
@@ -199,6 +195,81 @@ async def test_run_end_to_end_with_exactly_its_acls(
     assert f"READ Topic:LITERAL:{topics.out}" in used  # the second run's restore
     assert f"CREATE Topic:LITERAL:{topics.out}.by-message" in used
     assert f"CREATE Topic:LITERAL:{topics.out}.messages" in used
+
+
+#: The processor's variants whose ACLs the docs list besides the default: (user, the docs'
+#: blocks, flags). Each runs as a user of its own (the secured broker makes one for each).
+VARIANTS = {
+    "single": ("single", SINGLE, ["--topology", "single"]),
+    "exactly-once": ("exactly-once", EXACTLY_ONCE, ["--exactly-once"]),
+}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+async def test_run_variant_end_to_end_with_exactly_its_acls(
+    secured: LocalKafka, security: Security, as_admin: str, spawn: Spawn, variant: str
+) -> None:
+    user, blocks, flags = VARIANTS[variant]
+    bootstrap = as_admin
+    topics = await make_topics(bootstrap, f"secured-{variant}", raw=2, out=2, dlq=1)
+    bad = InputRecord("", 0, 0, int(time.time() * 1000), [("provider", b"uspeedo")], b"{not json")
+    records = plan([*corpus_records(6, 300), bad], topics.raw, 2)
+    want = expected(records)
+    assert want.outputs and want.dead_letters
+    await grant(security, documented_acls(blocks, topics, user))
+    await produce(bootstrap, records)
+    env = sasl_env(security, user, PIPELINE_SASL_PASSWORD=security.passwords[user])
+    assert secured.authorizer_log is not None
+    since = secured.authorizer_log.stat().st_size
+    proc = spawn(run_args(bootstrap, topics, extra=flags), env)
+    output = None if variant == "single" else topics.out  # no dedupe stage under single
+    await wait_committed(bootstrap, topics.group, topics.raw, output=output, procs=[proc])
+    assert await proc.stop() == 0
+    assert not proc.crashes(), proc.text()[-3000:]
+
+    # Complete once committed (above): no need to wait for stragglers.
+    got = await drain(bootstrap, topics.out, idle_s=0.3, isolation_level="read_committed")
+    check_outputs(got, want.outputs, 2)
+    check_dead_letters(await drain(bootstrap, topics.dlq, idle_s=0.3), want.dead_letters)
+    used = decisions(secured.authorizer_log, user, since)
+    assert not [d for d in used if d.startswith("Denied")], sorted(set(used))
+    assert f"READ Group:LITERAL:{topics.group}" in used
+    # Each output partition's writer under its own id (DESCRIBE of them is implied).
+    written = sorted({d for d in used if d.startswith("WRITE TransactionalId:")})
+    ids = [f"{topics.group}.dedupe.{topics.out}.{p}" for p in (0, 1)]
+    want_written = [f"WRITE TransactionalId:LITERAL:{i}" for i in ids]
+    assert written == (want_written if variant == "exactly-once" else []), written
+
+
+@pytest.mark.parametrize(
+    ("variant", "refused"),
+    [("exactly-once", "transactional-id"), ("single", "group")],
+    ids=["exactly-once-without-transactional-id", "single-without-group"],
+)
+async def test_run_variant_missing_one_acl_exits_2_naming_it(
+    security: Security, as_admin: str, variant: str, refused: str
+) -> None:
+    user, blocks, flags = VARIANTS[variant]
+    bootstrap = as_admin
+    topics = await make_topics(bootstrap, f"secured-{variant}-less", raw=1, out=1, dlq=1)
+    acls = documented_acls(blocks, topics, user)
+    kept = [acl for acl in acls if acl.resource_type != refused]
+    assert len(kept) == len(acls) - 1, acls
+    await grant(security, kept)
+    env = sasl_env(security, user, PIPELINE_SASL_PASSWORD=security.passwords[user])
+    code, stderr, took = await asyncio.to_thread(
+        run_cli, run_args(bootstrap, topics, extra=flags), env
+    )
+    assert code == 2, stderr
+    assert took < FAST_EXIT_S, (took, stderr)
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, stderr
+    assert errors[0].startswith(
+        f"error: not authorized to Write transactional id '{topics.group}.dedupe.{topics.out}.0'"
+        if refused == "transactional-id"
+        else f"error: not authorized to Read group {topics.group!r}"
+    ), stderr
+    assert "Traceback" not in stderr, stderr
 
 
 def command(name: str, bootstrap: str) -> list[str]:
@@ -256,25 +327,82 @@ def test_password_flag_is_warned_about_and_never_logged(security: Security) -> N
     assert "flag-secret-1234" not in stderr
 
 
-def test_certificate_of_another_ca_stops_at_once(security: Security) -> None:
-    foreign = security.foreign
+@pytest.fixture(scope="module")
+def other_ca(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CA of the test's own: it signed neither the broker's certificate nor any client's."""
+    folder = tmp_path_factory.mktemp("other-ca")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "1", "-subj", "/CN=another CA", "-keyout", "ca.key", "-out", "ca.pem"],
+        cwd=folder, check=True, capture_output=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    return folder / "ca.pem"
+
+
+@pytest.mark.parametrize("name", ["run", "ingress", "redrive"])
+@pytest.mark.parametrize("untrusted", ["client", "broker"])
+def test_mutual_tls_refused_stops_at_once(
+    security: Security, other_ca: Path, name: str, untrusted: str
+) -> None:
+    """A client certificate of another CA (`security.foreign`), or a CA file that did not sign
+    the broker's certificate: no retry, one line naming TLS and the file to fix."""
+    cert = security.foreign if untrusted == "client" else security.certs["processor"]
+    cafile = other_ca if untrusted == "broker" else security.ca_file
     args = [
-        *command("run", security.ssl_bootstrap),
-        "--security-protocol",
-        "SSL",
-        "--ssl-cafile",
-        str(security.ca_file),
-        "--ssl-certfile",
-        str(foreign.cert),
-        "--ssl-keyfile",
-        str(foreign.key),
+        *command(name, security.ssl_bootstrap),
+        *("--security-protocol", "SSL", "--ssl-cafile", str(cafile)),
+        *("--ssl-certfile", str(cert.cert), "--ssl-keyfile", str(cert.key)),
     ]
     code, stderr, took = run_cli(args, {})
     assert code == 2, stderr
     assert took < FAST_EXIT_S, (took, stderr)
-    assert f"error: authentication failed: TLS with client certificate {foreign.cert} was " in (
-        stderr
-    )
+    where = security.ssl_bootstrap
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, stderr
+    assert errors[0].startswith(
+        f"error: authentication failed: TLS with client certificate {cert.cert} was refused by "
+        f"the broker at {where} (SSLV3_ALERT_"
+        if untrusted == "client"
+        else f"error: authentication failed: TLS could not verify the certificate of the broker "
+        f"at {where} with {other_ca} (ssl_cafile): "
+    ), stderr
+    assert "Traceback" not in stderr, stderr
+
+
+def test_unreachable_broker_is_still_waited_for(security: Security) -> None:
+    """Credentials set (SASL or mutual TLS) do not turn a broker that does not answer into a
+    refusal: every command waits for --startup-timeout-s, then exits 1."""
+    bootstrap = f"127.0.0.1:{free_port()}"  # nothing listens there
+    cert = security.certs["processor"]
+    tls = ["--ssl-cafile", str(security.ca_file)]
+    protocols: dict[str, tuple[list[str], dict[str, str]]] = {
+        "SSL": (
+            [
+                *("--security-protocol", "SSL", *tls),
+                *("--ssl-certfile", str(cert.cert), "--ssl-keyfile", str(cert.key)),
+            ],
+            {},
+        ),
+        "SASL_SSL": (
+            [],
+            sasl_env(security, "processor", PIPELINE_SASL_PASSWORD=security.passwords["processor"]),
+        ),
+    }
+    cases = [(name, protocol) for name in ("run", "ingress", "redrive") for protocol in protocols]
+
+    def attempt(case: tuple[str, str]) -> tuple[int, str, float]:
+        args, env = protocols[case[1]]
+        return run_cli([*command(case[0], bootstrap), *args, "--startup-timeout-s", "2"], env)
+
+    with concurrent.futures.ThreadPoolExecutor(len(cases)) as pool:
+        results = dict(zip(cases, pool.map(attempt, cases), strict=True))
+    for case, (code, stderr, took) in results.items():
+        errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+        assert code == 1, (case, stderr)
+        assert len(errors) == 1, (case, stderr)
+        assert errors[0].startswith(f"error: Kafka at {bootstrap} not reachable after 2s"), case
+        assert took >= 2, (case, took)
+        assert "waiting for Kafka" in stderr, (case, stderr)
 
 
 async def test_mutual_tls_with_an_encrypted_key(
@@ -282,7 +410,7 @@ async def test_mutual_tls_with_an_encrypted_key(
 ) -> None:
     bootstrap = as_admin
     topics, records, want = await corpus_stream(bootstrap, "mtls", 6, 200, raw=1, out=2)
-    await grant(security, run_acls(topics, "ingress"))  # CN=ingress is User:ingress
+    await grant(security, documented_acls(PARTITIONED, topics, "ingress"))  # CN=ingress
     await produce(bootstrap, records)
     key_password = tmp_path / "key-password"
     key_password.write_text(security.key_password + "\n")
@@ -317,7 +445,7 @@ async def test_ingress_with_exactly_its_acls(
 ) -> None:
     bootstrap = as_admin
     topics = await make_topics(bootstrap, "secured-ingress", raw=2, out=1, dlq=1)
-    await grant(security, ingress_acls(topics, "ingress"))
+    await grant(security, documented_acls(INGRESS, topics, "ingress"))
     env = sasl_env(security, "ingress", PIPELINE_SASL_PASSWORD=security.passwords["ingress"])
     assert secured.authorizer_log is not None
     since = secured.authorizer_log.stat().st_size
@@ -389,7 +517,7 @@ async def test_redrive_with_exactly_its_acls(
     bootstrap = as_admin
     topics = await make_topics(bootstrap, "secured-redrive", raw=1, out=1, dlq=1)
     original = await write_dead_letter(bootstrap, topics)
-    await grant(security, redrive_acls(topics, "redrive"))
+    await grant(security, documented_acls(REDRIVE, topics, "redrive"))
     env = sasl_env(security, "redrive", PIPELINE_SASL_PASSWORD=security.passwords["redrive"])
     assert secured.authorizer_log is not None
     since = secured.authorizer_log.stat().st_size
@@ -419,7 +547,7 @@ async def test_redrive_missing_one_acl_exits_2_naming_it(
     bootstrap = as_admin
     topics = await make_topics(bootstrap, "secured-redrive-less", raw=1, out=1, dlq=1)
     await write_dead_letter(bootstrap, topics)
-    acls = redrive_acls(topics, "redrive")
+    acls = documented_acls(REDRIVE, topics, "redrive")
     removed = acls.pop(missing)
     await grant(security, acls)
     env = sasl_env(security, "redrive", PIPELINE_SASL_PASSWORD=security.passwords["redrive"])

@@ -18,9 +18,17 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from tools import broker as _broker
-from tools.broker import BrokerError, LocalKafka, cache_root, fetch_kafka, reap_stale_brokers
+from tools.broker import (
+    BrokerError,
+    LocalCluster,
+    LocalKafka,
+    cache_root,
+    fetch_kafka,
+    reap_stale_brokers,
+)
 
 CONFTEST = Path(__file__).parents[1] / "conftest.py"
 Records = list[tuple[int, bytes]]  # (partition, value)
@@ -289,6 +297,54 @@ cp -r {real_libs} "$out"
     assert sorted(p.name for p in libs.iterdir()) == sorted(p.name for p in real_libs.iterdir())
     assert fetch_kafka() == libs
     assert calls.read_text().count("run") == 1, "a complete cache is not downloaded again"
+
+
+def test_three_node_cluster_replicates_by_default(kafka_cluster: LocalCluster) -> None:
+    """Every node of the cluster serves; a topic made with the broker's defaults (auto-created
+    by a producer) has three replicas, all in sync, and min.insync.replicas 2; leaders and
+    group coordinators are its nodes; a frozen node is stopped until thawed."""
+    cluster, topic = kafka_cluster, f"rf-{uuid.uuid4().hex[:8]}"
+    addresses = cluster.bootstrap.split(",")
+    assert len(addresses) == 3 and cluster.node_ids == [1, 2, 3]
+
+    async def scenario() -> None:
+        for address in addresses:  # each node alone answers
+            await _produce(address, topic, [address.encode()], "zstd")
+        admin = AIOKafkaAdminClient(bootstrap_servers=cluster.bootstrap)
+        await admin.start()
+        try:
+            (described,) = await admin.describe_topics([topic])
+            (response,) = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, topic)]
+            )
+        finally:
+            await admin.close()
+        (partition,) = described["partitions"]
+        assert sorted(partition["replicas"]) == [1, 2, 3]
+        configs = {entry[0]: entry[1] for entry in response.resources[0][4]}
+        assert configs["min.insync.replicas"] == "2"
+        await cluster.wait_in_sync()
+        assert await cluster.leaders(topic) == {0: partition["leader"]}
+        assert await cluster.coordinator(f"g-{uuid.uuid4().hex[:8]}") in cluster.node_ids
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+    pid = cluster.pid(2)
+    assert pid is not None
+    cluster.freeze(2)
+    try:
+        assert cluster.frozen(2) and _broker._proc_state(pid) == "T"
+    finally:
+        cluster.thaw(2)
+    assert not cluster.frozen(2) and _broker._proc_state(pid) in ("R", "S")
+    with pytest.raises(BrokerError, match="node 4"):
+        cluster.freeze(4)
+
+
+def test_broker_command_refuses_a_secured_cluster(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        _broker.main(["--nodes", "3", "--secured"])
+    assert exit_.value.code == 2
+    assert "--secured runs one node" in capsys.readouterr().err
 
 
 CLI = "from tools.broker import main; raise SystemExit(main())"

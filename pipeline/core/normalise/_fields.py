@@ -54,7 +54,8 @@ def make_event(
     """Assemble one canonical event; the `account` header wins over what the body says.
 
     Positional only, in the event's field order: binding 17 keywords costs ~2 µs a call here,
-    positional arguments ~0.2 µs, and this runs once per report.
+    positional arguments ~0.2 µs, and this runs once per report. Ids (`message_id`, `batch_id`,
+    `client_ref`) come from the id rules: None or non-empty text.
     """
     # event_id: 32 hex chars, a 128-bit digest of the dedupe identity, stable across processes.
     # Computed here, not in a function of its own: one call frame less per report. The unit
@@ -71,7 +72,7 @@ def make_event(
         message_key,
         message_id,
         batch_id,
-        client_ref or None,
+        client_ref,
         recipient,
         recipient_raw,
         status,

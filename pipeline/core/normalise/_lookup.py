@@ -35,6 +35,12 @@ class Lookup(dict[str, V | None], Generic[V]):
     def __missing__(self, key: str) -> V | None:
         return self._folded.get(fold(key))
 
+    def settled(self, *refined: V) -> dict[str, V]:
+        """The exact rows as a plain dict, less those mapping to one of `refined` (a code
+        refines them): a provider's hot path takes a hit here as final, and leaves a miss to
+        `map_status` (case folding, refinement, counting), which this saves a call per report."""
+        return {key: row for key, row in self.items() if row is not None and row not in refined}
+
 
 def map_status(
     provider: str,

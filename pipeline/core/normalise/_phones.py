@@ -69,6 +69,11 @@ def recipient(
         if raw.isdigit() and raw[0] != "0":
             if country_code is None:
                 # Bare digits: the national rule's number, else `raw` itself (rules 5 and 6).
+                # The commonest rules' common cases inline: no call per report.
+                if national is national_with_cc:
+                    return "+" + raw if 8 <= len(raw) <= 15 else raw
+                if national is national_cn and len(raw) == 11 and raw[0] == "1" and raw[1] >= "3":
+                    return "+86" + raw
                 return raw if national is None else national(raw) or raw
             if (
                 0 < len(country_code) <= 3

@@ -35,7 +35,6 @@ from ..normalise import (
     national_cn,
     parse_time,
     recipient,
-    text_or_none,
 )
 from ._shared import by_report, decode_json
 
@@ -79,6 +78,7 @@ _FAIL_BY_CODE: Final = Lookup[Status](
 )
 #: A submit's `Code` (any case): `Ok` is accepted for sending, anything else failed.
 _SUBMIT: Final = Lookup[Status]({"Ok": "PENDING"})
+_SETTLED: Final = _STATUS.settled("UNDELIVERED")
 #: The largest `Fee` (billable segments) taken as real: it fits a signed int32.
 _MAX_FEE: Final = 2**31 - 1
 # A poll `Description` is a carrier code (`DELIVRD`, `MSBLACK`, `DB:0103`, `MK:0001`) when it is
@@ -100,11 +100,18 @@ _SNIFF_HEAD = 65536
 
 
 def sniff(body: bytes) -> str | None:
+    # A substring test (a fast scan) before each regex (a slow one) that may find nothing.
     if _RESPONSE.match(body):
-        return "SendSms" if _SEND_SET.search(body) else "PullSmsSendStatus"
+        send = b'"SendStatusSet"' in body and _SEND_SET.search(body)
+        return "SendSms" if send else "PullSmsSendStatus"
     if _LEAD.match(body):
         head = body[:_SNIFF_HEAD]
-        if _NATIONCODE.search(head) or (_REPORT_STATUS.search(head) and _ERRMSG.search(head)):
+        if (b'"nationcode"' in head and _NATIONCODE.search(head)) or (
+            b'"report_status"' in head
+            and _REPORT_STATUS.search(head)
+            and b'"errmsg"' in head
+            and _ERRMSG.search(head)
+        ):
             return "callback"
     return None
 
@@ -162,9 +169,14 @@ def _poll(reports: list[TencentPullStatus], ctx: RecordContext) -> list[ReceiptE
     endpoint = "tencent.PullSmsSendStatus"
     events = []
     for index, r in enumerate(reports):
-        serial = key_part(r.SerialNo, "SerialNo")
-        description = text_or_none(r.Description)
-        code, message = _describe(description) if description else (None, None)
+        serial = (
+            t
+            if type(s := r.SerialNo) is str and 0 < len(t := s.strip()) <= 64
+            else key_part(s, "SerialNo")
+        )
+        # The common shapes inline (a call costs more than these checks); the rules otherwise.
+        d = r.Description
+        code, message = _describe(d) if d and not d.isspace() else (None, None)
         phone, subscriber = r.PhoneNumber, r.SubscriberNumber
         if phone is not None and phone.lstrip()[:1] == "+":
             raw_phone, to = phone, recipient(phone)
@@ -188,10 +200,11 @@ def _poll(reports: list[TencentPullStatus], ctx: RecordContext) -> list[ReceiptE
                 serial,  # message_key
                 serial,  # message_id
                 None,  # batch_id
-                id_or_none(r.SessionContext),  # client_ref
+                None if (sc := r.SessionContext) is None else sc.strip() or None,  # client_ref
                 to,  # recipient
                 raw_phone,  # recipient_raw
-                map_status(PROVIDER, _STATUS, r.ReportStatus, _FAIL_BY_CODE, code),
+                _SETTLED.get(r.ReportStatus)
+                or map_status(PROVIDER, _STATUS, r.ReportStatus, _FAIL_BY_CODE, code),
                 r.ReportStatus,  # provider_status
                 code,  # provider_code
                 message,  # provider_message
@@ -219,11 +232,13 @@ def _callbacks(reports: Sequence[TencentCallback], ctx: RecordContext) -> list[R
                 replies += 1  # a reply in the batch: not a receipt, skipped
                 continue
             raise MalformedBody(f"tencent callback[{index}] has no report_status")
-        serial = key_part(r.sid, "sid")
+        serial = (
+            t if type(s := r.sid) is str and 0 < len(t := s.strip()) <= 64 else key_part(s, "sid")
+        )
         mobile = r.mobile
         if mobile is None:
             raise MalformedBody(f"tencent callback[{index}] lacks mobile")
-        code = text_or_none(r.errmsg)
+        code = c if (c := r.errmsg) and not c.isspace() else None
         occurred_at, occurred_raw, time_zone = parse_time(r.user_receive_time, zone, PROVIDER)
         events.append(
             make_event(
@@ -237,12 +252,19 @@ def _callbacks(reports: Sequence[TencentCallback], ctx: RecordContext) -> list[R
                 serial,  # message_id
                 None,  # batch_id
                 None,  # client_ref
-                recipient(mobile, id_or_none(r.nationcode, "nationcode"), national_cn),
+                recipient(
+                    mobile,
+                    cc.strip() or None
+                    if type(cc := r.nationcode) is str
+                    else id_or_none(cc, "nationcode"),
+                    national_cn,
+                ),
                 mobile,  # recipient_raw
-                map_status(PROVIDER, _STATUS, raw_status, _FAIL_BY_CODE, code),
+                _SETTLED.get(raw_status)
+                or map_status(PROVIDER, _STATUS, raw_status, _FAIL_BY_CODE, code),
                 raw_status,  # provider_status
                 code,  # provider_code
-                text_or_none(r.description),  # provider_message
+                d if (d := r.description) and not d.isspace() else None,  # provider_message
                 None,  # segments
                 None,  # segments_ok
                 None,  # opt_out
@@ -264,19 +286,22 @@ def _submit(
     events = []
     for index, r in enumerate(results):
         phone = r.PhoneNumber
-        to = recipient(key_part(phone, "PhoneNumber"), None, national_cn)
+        # The rules' common cases inline (a call costs more than their checks).
+        p = phone.strip()
+        to = recipient(p if 0 < len(p) <= 64 else key_part(phone, "PhoneNumber"), None, national_cn)
         code = r.Code
         status = _SUBMIT[code] or "FAILED"
-        serial = id_or_none(r.SerialNo, "SerialNo")
+        s = r.SerialNo
+        serial = s.strip() or None if type(s) is str else id_or_none(s, "SerialNo")
         if serial is not None:
-            key = key_part(serial, "SerialNo")
+            key = serial if len(serial) <= 64 else key_part(serial, "SerialNo")
         elif status == "PENDING":
             raise MalformedBody(f"tencent SendStatusSet[{index}] is Ok without a SerialNo")
         else:
             # A number whose send failed gets no SerialNo: key it by request and recipient
             # instead, so failures of different numbers or requests stay distinct.
             key = f"{key_part(request_id, 'RequestId')}|{to}"
-        fee = integer(r.Fee, "Fee")
+        fee = f if type(f := r.Fee) is int else integer(f, "Fee")
         if fee is not None and not 0 <= fee <= _MAX_FEE:
             raise MalformedBody(f"tencent SendStatusSet[{index}] Fee out of range: {fee}")
         events.append(
@@ -290,13 +315,13 @@ def _submit(
                 key,  # message_key
                 serial,  # message_id
                 None,  # batch_id
-                id_or_none(r.SessionContext),  # client_ref
+                None if (sc := r.SessionContext) is None else sc.strip() or None,  # client_ref
                 to,  # recipient
                 phone,  # recipient_raw
                 status,
                 code,  # provider_status
                 None,  # provider_code
-                text_or_none(r.Message),  # provider_message
+                m if (m := r.Message) and not m.isspace() else None,  # provider_message
                 fee,  # segments
                 None,  # segments_ok
                 None,  # opt_out

@@ -28,7 +28,6 @@ from ..normalise import (
     national_with_cc,
     parse_time,
     recipient,
-    text_or_none,
 )
 from ._shared import EACH, by_report, decode_json, sniff_head_first
 
@@ -66,6 +65,7 @@ _STATUS: Final = Lookup[Status](
     }
 )
 _FAIL_BY_CODE: Final = Lookup[Status]({"EXPIRED": "EXPIRED", "REJECTD": "REJECTED"})
+_SETTLED: Final = _STATUS.settled("UNDELIVERED")
 
 # A quoted name followed by a colon can only be a JSON key (a quote inside a string is escaped).
 # None of these keys exists in the other providers' formats: Yunpian is a form body, Ultiroam
@@ -113,9 +113,14 @@ def _event(
     r: UspeedoReceipt,
     account: str | None,
 ) -> ReceiptEvent:
-    code = code_or_none(r.ReceiptCode)
-    status = map_status(PROVIDER, _STATUS, r.ReceiptResult, _FAIL_BY_CODE, code)
-    phone = key_part(r.Phone, "Phone")
+    # The common shapes inline (a call costs more than these checks); the rules otherwise.
+    code = c if type(c := r.ReceiptCode) is str and c and not c.isspace() else code_or_none(c)
+    status = _SETTLED.get(r.ReceiptResult) or map_status(
+        PROVIDER, _STATUS, r.ReceiptResult, _FAIL_BY_CODE, code
+    )
+    phone = (
+        t if type(p := r.Phone) is str and 0 < len(t := p.strip()) <= 64 else key_part(p, "Phone")
+    )
     # CountryCode is rarely given: its id rule is called only then (a call per report costs).
     cc = None if r.CountryCode is None else id_or_none(r.CountryCode, "CountryCode")
     to = recipient(phone, cc, national_with_cc)
@@ -132,14 +137,14 @@ def _event(
         f"{session}|{to}",  # message_key
         None,  # message_id
         session,  # batch_id
-        id_or_none(r.UserId, "UserId"),  # client_ref
+        u.strip() or None if type(u := r.UserId) is str else id_or_none(u, "UserId"),  # client_ref
         to,  # recipient
         r.Phone or "",  # recipient_raw
         status,
         r.ReceiptResult,  # provider_status
         code,  # provider_code
-        text_or_none(r.ReceiptDesc),  # provider_message
-        integer(r.CostCount, "CostCount"),  # segments
+        d if (d := r.ReceiptDesc) and not d.isspace() else None,  # provider_message
+        n if type(n := r.CostCount) is int else integer(n, "CostCount"),  # segments
         None,  # segments_ok
         None,  # opt_out
         occurred_at,
@@ -158,9 +163,12 @@ def _push_events(
             _PUSH,
             "push",
             i,
-            key_part(r.SessionNo, "SessionNo"),
+            t
+            if type(s := r.SessionNo) is str and 0 < len(t := s.strip()) <= 64
+            else key_part(s, "SessionNo"),
             r,
-            id_or_none(r.AccountId, "AccountId") or account,
+            # Rarely given: its id rule is called only then (a call per report costs).
+            (None if r.AccountId is None else id_or_none(r.AccountId, "AccountId")) or account,
         )
         for i, r in enumerate(items)
     ]

@@ -26,7 +26,6 @@ from ..normalise import (
     national_cn,
     parse_time,
     recipient,
-    text_or_none,
 )
 from ._shared import by_report, decode_json
 
@@ -41,6 +40,7 @@ _STATUS: Final = Lookup[Status](
     {"SUCCESS": "DELIVERED", "FAIL": "UNDELIVERED", "UNKNOWN": "UNKNOWN"}
 )
 _FAIL_BY_CODE: Final = Lookup[Status]({"EXPIRED": "EXPIRED", "REJECTD": "REJECTED"})
+_SETTLED: Final = _STATUS.settled("UNDELIVERED")
 # Double encoding is the worst seen in the wild; more rounds would only hide garbage.
 _MAX_ROUNDS = 3
 SKIP_KINDS: Final = frozenset[str]()
@@ -131,9 +131,14 @@ def _events(value: bytes, endpoint: str, ctx: RecordContext) -> list[ReceiptEven
     zone = ctx.tz or DEFAULT_TZ
     events = []
     for index, r in enumerate(reports):
-        code = text_or_none(r.error_msg)
-        status = map_status(PROVIDER, _STATUS, r.report_status, _FAIL_BY_CODE, code)
-        sid = key_part(r.sid, "sid")
+        # The common shapes inline (a call costs more than these checks); the rules otherwise.
+        code = c if (c := r.error_msg) and not c.isspace() else None
+        status = _SETTLED.get(r.report_status) or map_status(
+            PROVIDER, _STATUS, r.report_status, _FAIL_BY_CODE, code
+        )
+        s = r.sid  # text or a JSON integer: key_part's common cases inline
+        t = s.strip() if type(s) is str else str(s) if type(s) is int else ""
+        sid = t if 0 < len(t) <= 64 else key_part(s, "sid")
         occurred_at, occurred_at_raw, time_zone = parse_time(r.user_receive_time, zone, PROVIDER)
         events.append(
             make_event(
@@ -146,13 +151,13 @@ def _events(value: bytes, endpoint: str, ctx: RecordContext) -> list[ReceiptEven
                 sid,  # message_key
                 sid,  # message_id
                 None,  # batch_id
-                id_or_none(r.uid, "uid"),  # client_ref
+                str(u) if type(u := r.uid) is int else id_or_none(u, "uid"),  # client_ref
                 recipient(r.mobile, None, national_cn),  # recipient
                 r.mobile,  # recipient_raw
                 status,
                 r.report_status,  # provider_status
                 code,  # provider_code
-                text_or_none(r.error_detail),  # provider_message
+                d if (d := r.error_detail) and not d.isspace() else None,  # provider_message
                 None,  # segments
                 None,  # segments_ok
                 None,  # opt_out
