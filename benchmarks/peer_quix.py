@@ -3,7 +3,7 @@
 One `StreamingDataFrame` per input topic: `apply(expand=True)` turns a raw record into its
 output rows, `set_headers` gives each row its headers, and `to_topic` routes it to the output
 or the dead-letter topic with the row's key. The per-record work is our own core's decoders
-(`pipeline.core._batch.Decoder`: routing, decode, normalise) and msgspec encoding, so the comparison
+(`pipeline.core.Decoder`: routing, decode, normalise) and msgspec encoding, so the comparison
 measures the framework around the same work, not two implementations of the contract. Dedupe is
 a plain in-memory dict with the window's rules (per message: the set of emitted statuses and the
 highest rank; a repeated status is a duplicate, a lower rank after a higher one is stale). Quix's

@@ -1,4 +1,4 @@
-"""The straightforward baseline: the same job as `pipeline.core._batch.Core`, written the usual way.
+"""The straightforward baseline: the same job as `pipeline.core.Core`, written the usual way.
 
 Per record: headers or shape decide the provider, then `json.loads` into dicts (`urllib.parse`
 for Yunpian's form bodies, `xml.etree.ElementTree` for SMS Partner's XML with any DOCTYPE

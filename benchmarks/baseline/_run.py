@@ -80,7 +80,7 @@ class Baseline:
         self.skipped = 0
 
     def decode(self, record: Any) -> list[dict[str, Any]]:
-        """Events of one `pipeline.core._batch.InputRecord`; raises Failure or NotReceipts."""
+        """Events of one `pipeline.core.InputRecord`; raises Failure or NotReceipts."""
         body = record.value
         if len(body) > MAX_BODY_BYTES:
             raise TooLarge("body too large")
