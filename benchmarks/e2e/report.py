@@ -115,7 +115,10 @@ def markdown_section(console: str, argv: list[str], chart: str | None = None) ->
     results: list[Result] = last["results"]
     perf: dict[str, float] = last["perf"]
     expected: Expected = last["expected"]
-    ours = next((r.receipts_per_s for r in results if r.name == "ours x1"), 0.0)
+    # As the console's table: against ours x1, else the best of ours in the run.
+    ours = next((r.receipts_per_s for r in results if r.name == "ours x1"), 0.0) or max(
+        (r.receipts_per_s for r in results if r.name in OURS), default=0.0
+    )
     setup = {line[:12].strip(): line[12:].strip() for line in last["setup"]}
     lines = [
         "## End to end",
@@ -135,7 +138,7 @@ def markdown_section(console: str, argv: list[str], chart: str | None = None) ->
         "",
         "Throughput (phase 1: each contender drains the preloaded raw topic with a fresh group):",
         "",
-        "| contender | receipts/s | vs ours x1 | wall s | events | correct | CPU s | run-queue s "
+        "| contender | receipts/s | vs ours | wall s | events | correct | CPU s | run-queue s "
         "| CPU µs/receipt | peak RSS MB |",
         "|---|---:|---:|---:|---:|:-:|---:|---:|---:|---:|",
     ]
