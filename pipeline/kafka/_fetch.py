@@ -20,7 +20,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import aiokafka.consumer.fetcher as aiokafka_fetcher
 from aiokafka import codec
@@ -102,8 +102,52 @@ class _Records(_MemoryRecordsPy):  # type: ignore[misc]  # final only for typing
         return super().next_batch(*args)
 
 
+class Fetched(NamedTuple):
+    """A fetched record: `ConsumerRecord`'s fields, in its order, as a named tuple (made in C,
+    without a Python-level `__init__`, its fields read in C), its headers the parser's own list
+    (not copied: a batch builder takes them as they are)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    timestamp_type: int
+    key: bytes | None
+    value: bytes | None
+    checksum: int | None
+    serialized_key_size: int
+    serialized_value_size: int
+    headers: list[tuple[str, bytes]]
+
+
+_new = tuple.__new__
+
+
 class _PartitionRecords(aiokafka_fetcher.PartitionRecords):  # type: ignore[misc]
     next_fetch_offset: int
+    _key_deserializer: Any
+    _value_deserializer: Any
+
+    def _consumer_record(self, tp: TopicPartition, record: Any) -> Any:
+        if self._key_deserializer is not None or self._value_deserializer is not None:
+            return super()._consumer_record(tp, record)
+        key, value = record.key, record.value
+        return _new(
+            Fetched,
+            (
+                tp.topic,
+                tp.partition,
+                record.offset,
+                record.timestamp,
+                record.timestamp_type,
+                key,
+                value,
+                record.checksum,
+                -1 if key is None else len(key),
+                -1 if value is None else len(value),
+                record.headers,
+            ),
+        )
 
     def _unpack_records(self) -> Iterator[ConsumerRecord[Any, Any]]:
         while True:

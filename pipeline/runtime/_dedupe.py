@@ -22,6 +22,8 @@ import os
 import time
 from collections import Counter
 from collections.abc import Iterable
+from itertools import compress
+from operator import attrgetter
 from typing import Any, Final
 
 import anyio
@@ -46,8 +48,8 @@ from ..state import (
     Window,
     WindowCounters,
     encode_snapshot,
+    forwarded,
     load_snapshot,
-    passing,
     snapshot_usable,
     write_snapshot,
 )
@@ -56,6 +58,9 @@ from ._stage import InFlight, Stage
 
 log = logging.getLogger("pipeline.kafka")
 
+#: What the stage reads of a fetched record, and the output record it forwards (in C).
+_KEY, _HEADERS, _TIMESTAMP = attrgetter("key"), attrgetter("headers"), attrgetter("timestamp")
+_FORWARD = attrgetter("key", "value", "headers", "timestamp")
 STATUSES = sorted(STATUS_INDEX, key=STATUS_INDEX.__getitem__)
 #: A window whose partition had no batch this long follows the wall clock (less this) for its
 #: time-outs (s).
@@ -268,12 +273,15 @@ class DedupeStage(Stage):
             window = self.windows.get(tp.partition)
             if window is None:  # lost (fenced) since: the group is rebalancing it away
                 continue
-            stamp = max(m.timestamp for m in messages)
+            stamps = list(map(_TIMESTAMP, messages))
+            stamp = max(stamps)
             if stamp > self.newest.get(tp.partition, -1):
                 self.newest[tp.partition] = stamp
-            keep = passing(
+            keep = forwarded(
                 window,
-                [(m.key, m.headers, m.timestamp) for m in messages],
+                list(map(_KEY, messages)),
+                list(map(_HEADERS, messages)),
+                stamps,
                 wall_ms,
                 self.tolerance_ms,
                 self.emitted,
@@ -282,10 +290,11 @@ class DedupeStage(Stage):
             states: list[OutputRecord] = []
             lifecycle = self.lifecycles.get(tp.partition)
             self.last_batch[tp.partition] = time.monotonic()
-            if keep:
-                kept = [messages[i] for i in keep]
-                # A list of headers: aiokafka's batch builder takes nothing else.
-                records = [(m.key, m.value, list(m.headers), m.timestamp) for m in kept]
+            kept = list(compress(messages, keep))
+            if kept:
+                # Forwarded as fetched: the fetcher's headers are a list, as aiokafka's batch
+                # builder takes (see pipeline/kafka/_fetch.py).
+                records = list(map(_FORWARD, kept))
                 if lifecycle is not None:
                     # State records of what passed only (values decoded for them alone).
                     ours = [m for m in kept if m.key is not None]

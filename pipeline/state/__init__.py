@@ -4,7 +4,7 @@ A window per output partition holds each message's statuses; the output topic is
 (a restore reads it back), and a snapshot file shortens that read.
 """
 
-from ._identities import Identities, header_codes, passing
+from ._identities import Identities, forwarded, header_codes, passing
 from ._restore import STALL_S, Restored, Restorer, bound
 from ._snapshot import (
     SNAPSHOT_FORMAT,
@@ -31,6 +31,7 @@ __all__ = [
     "bound",
     "decode_snapshot",
     "encode_snapshot",
+    "forwarded",
     "header_codes",
     "load_snapshot",
     "message_hash",

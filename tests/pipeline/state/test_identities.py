@@ -47,3 +47,19 @@ def test_loaded_records_are_known() -> None:
     Identities([rec(b"tencent:a", b"DELIVERED")[:3]]).load(window)
     assert passing(window, [rec(b"tencent:a", b"DELIVERED")], T, 300_000, Counter()) == []
     assert passing(window, [rec(b"tencent:c", b"DELIVERED")], T, 300_000, Counter()) == [0]
+
+
+def test_codes_are_those_header_codes_reads() -> None:
+    """Records as the core writes them are read by position, any others header by header: the
+    codes are the same either way (the last `provider` and `status` headers count)."""
+    core = [rec(b"tencent:a", b"DELIVERED"), rec(b"uspeedo:b", b"SENT", b"uspeedo")]
+    others = [
+        (b"tencent:c", [("status", b"SENT"), ("provider", b"tencent")], T),
+        (b"tencent:d", [*rec(b"x", b"SENT")[1], ("status", b"DELIVERED")], T),
+        (b"tencent:e", [("provider", b"tencent"), ("event_id", b"x"), ("status", b"SENT")], T),
+        (b"tencent:f", [("status", b"SENT"), ("provider", b"yunpian"), ("status", b"FAILED")], T),
+    ]
+    for batch in (core, core + others):
+        ids = Identities(batch)
+        got = list(zip(ids.indexes, zip(ids.statuses, ids.providers, strict=True), strict=True))
+        assert got == [(i, header_codes(headers)) for i, (_, headers, _) in enumerate(batch)]
