@@ -1,18 +1,22 @@
-"""Records aiokafka cannot parse become dead letters, and consumption goes on.
+"""aiokafka's fetcher, a record batch at a time; records it cannot parse become dead letters.
 
-aiokafka 0.14 decodes every header key as strict UTF-8 inside its fetcher (the record format
-and librdkafka allow any bytes). One such record makes `getmany` raise `UnicodeDecodeError`;
-worse, the records of that fetch already parsed before it are skipped by the next `getmany`
-(the partition's position moves past them) while the bad record is fetched again forever.
+Two names in `aiokafka.consumer.fetcher` are swapped by `install()` for subclasses, for every
+consumer of the process:
 
-The hook is the narrowest that can see the failing bytes: `install()` swaps two names in
-`aiokafka.consumer.fetcher` for subclasses (`MemoryRecords` keeps the bytes of the batch being
-read, `PartitionRecords` catches a failure while its records are iterated). The fast path is
-aiokafka's own, unchanged (a C record parser, delegated to with `yield from`); only when a batch
-fails is it re-read here, leniently: its parseable records come out as usual, a record whose
-header keys are not UTF-8 comes out as an `Unreadable` record (keys decoded with U+FFFD, value
-and header values intact), and a batch past repair as one `Unreadable` naming the offsets it
-spans. A batch that fails its CRC is left to aiokafka (it raises, and a refetch may mend it).
+* Speed. aiokafka hands out a partition's fetched records one by one through two generators
+  and builds a `ConsumerRecord` dataclass in Python per record, about as much work as parsing
+  the record in C. `_PartitionRecords.take` (called by `_FetchResult.getall`) parses a whole
+  record batch in C and makes its records `Fetched` named tuples (`ConsumerRecord`'s fields,
+  the headers the parser's own list) through C iterators, then hands out slices of the list.
+  The batches walked, the records skipped and the positions are aiokafka's.
+* Unparseable records. aiokafka 0.14 decodes every header key as strict UTF-8 (the record
+  format and librdkafka allow any bytes); one such record would make `getmany` raise
+  `UnicodeDecodeError` and be fetched again forever. `MemoryRecords` keeps the bytes of the
+  batch being read, and a batch whose records fail to parse is re-read here, leniently: its
+  parseable records come out as usual, a record whose header keys are not UTF-8 comes out as
+  an `Unreadable` record (keys decoded with U+FFFD, value and header values intact), and a
+  batch past repair as one `Unreadable` naming the offsets it spans. A batch that fails its CRC
+  raises, as in aiokafka (a refetch may mend it).
 """
 
 from __future__ import annotations
@@ -20,10 +24,13 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, NamedTuple
+from itertools import repeat
+from operator import add, attrgetter
+from typing import Any, Final, NamedTuple, cast
 
 import aiokafka.consumer.fetcher as aiokafka_fetcher
 from aiokafka import codec
+from aiokafka.errors import CorruptRecordException
 from aiokafka.record.default_records import DefaultRecord, DefaultRecordBatch
 from aiokafka.record.memory_records import _MemoryRecordsPy
 from aiokafka.record.util import decode_varint
@@ -50,6 +57,8 @@ _CODECS: Final = {
     4: lambda data: codec.zstd_decode(bytes(data)),
 }
 _LOG_APPEND_TIME: Final = 0x08
+#: aiokafka's isolation level code for read_committed.
+READ_COMMITTED: Final = aiokafka_fetcher.READ_COMMITTED
 
 
 def _lenient_records(
@@ -103,9 +112,9 @@ class _Records(_MemoryRecordsPy):  # type: ignore[misc]  # final only for typing
 
 
 class Fetched(NamedTuple):
-    """A fetched record: `ConsumerRecord`'s fields, in its order, as a named tuple (made in C,
-    without a Python-level `__init__`, its fields read in C), its headers the parser's own list
-    (not copied: a batch builder takes them as they are)."""
+    """A fetched record: `ConsumerRecord`'s fields as a named tuple, made and read in C (no
+    Python-level `__init__` per record), its headers the parser's own list (a batch builder
+    takes them as they are, uncopied)."""
 
     topic: str
     partition: int
@@ -115,50 +124,110 @@ class Fetched(NamedTuple):
     key: bytes | None
     value: bytes | None
     checksum: int | None
-    serialized_key_size: int
-    serialized_value_size: int
     headers: list[tuple[str, bytes]]
 
+    @property
+    def serialized_key_size(self) -> int:
+        return -1 if self.key is None else len(self.key)
 
+    @property
+    def serialized_value_size(self) -> int:
+        return -1 if self.value is None else len(self.value)
+
+
+#: What a fetched record takes from the parser's record, in `Fetched`'s order.
+_FIELDS: Final = attrgetter(
+    "offset", "timestamp", "timestamp_type", "key", "value", "checksum", "headers"
+)
 _new = tuple.__new__
 
 
 class _PartitionRecords(aiokafka_fetcher.PartitionRecords):  # type: ignore[misc]
+    """aiokafka's records of one fetched partition, handed out a batch at a time (`take`): each
+    record batch is parsed whole (in C) into `Fetched` records, where aiokafka runs a generator
+    and builds a `ConsumerRecord` in Python per record."""
+
     next_fetch_offset: int
-    _key_deserializer: Any
-    _value_deserializer: Any
 
-    def _consumer_record(self, tp: TopicPartition, record: Any) -> Any:
-        if self._key_deserializer is not None or self._value_deserializer is not None:
-            return super()._consumer_record(tp, record)
-        key, value = record.key, record.value
-        return _new(
-            Fetched,
-            (
-                tp.topic,
-                tp.partition,
-                record.offset,
-                record.timestamp,
-                record.timestamp_type,
-                key,
-                value,
-                record.checksum,
-                -1 if key is None else len(key),
-                -1 if value is None else len(value),
-                record.headers,
-            ),
-        )
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._batches = self._parsed_batches()
+        #: The records of the batch being handed out, the next one's index, and the position
+        #: once all of them are handed out (None: not yet parsed).
+        self._held: list[Any] = []
+        self._next = 0
+        self._end: int | None = None
 
-    def _unpack_records(self) -> Iterator[ConsumerRecord[Any, Any]]:
-        while True:
+    def take(self, max_records: int | None) -> list[Any]:
+        """Up to `max_records` (None: all) of the next records; fewer only at the end."""
+        out: list[Any] = []
+        room = -1 if max_records is None else max_records
+        while room:
+            held, first = self._held, self._next
+            if first < len(held):
+                part = held[first:] if room < 0 else held[first : first + room]
+                out += part
+                self._next = first + len(part)
+                room -= len(part) if room > 0 else 0
+                self.next_fetch_offset = part[-1].offset + 1
+                continue
+            if self._end is not None:
+                self.next_fetch_offset = self._end
+                self._end = None
+            parsed = next(self._batches, None)
+            if parsed is None:
+                break
+            self._held, self._end = parsed
+            self._next = 0
+        if self._next >= len(self._held) and self._end is not None:
+            self.next_fetch_offset = self._end
+            self._end = None
+        return out
+
+    def __next__(self) -> Any:
+        records = self.take(1)
+        if not records:
+            raise StopIteration
+        return records[0]
+
+    def _parsed_batches(self) -> Iterator[tuple[list[Any], int]]:
+        """(the records past the position, the position after them) of each data batch, as
+        aiokafka's `_unpack_records` walks them: CRCs checked, aborted transactions and control
+        batches skipped, a batch whose records fail to parse salvaged (`_salvage`)."""
+        tp, records = self._tp, self._records
+        while records.has_next():
+            batch = records.next_batch()
+            if self._check_crcs and not batch.validate_crc():
+                raise CorruptRecordException(f"Invalid CRC - {tp}")
+            if self._isolation_level == READ_COMMITTED and batch.producer_id is not None:
+                self._consume_aborted_up_to(batch.base_offset)
+                if batch.is_control_batch and self._contains_abort_marker(batch):
+                    self._aborted_producers.discard(batch.producer_id)
+                if batch.is_transactional and batch.producer_id in self._aborted_producers:
+                    yield [], batch.next_offset
+                    continue
+            if batch.is_control_batch:
+                yield [], batch.next_offset
+                continue
             try:
-                yield from super()._unpack_records()
-                return
+                parsed = list(batch)
             except Exception:
-                raw = getattr(self._records, "last", None)
+                raw = records.last
                 if raw is None or not self._fails_in_records(raw):
                     raise
-            yield from self._salvage(raw)
+                yield self._salvage(raw), batch.next_offset
+                continue
+            if parsed and parsed[0].offset < self.next_fetch_offset:
+                position = self.next_fetch_offset
+                parsed = [r for r in parsed if r.offset >= position]
+            yield self._fetched(tp, parsed), batch.next_offset
+
+    def _fetched(self, tp: TopicPartition, parsed: list[Any]) -> list[Any]:
+        if self._key_deserializer is not None or self._value_deserializer is not None:
+            return [self._consumer_record(tp, r) for r in parsed]  # aiokafka's own records
+        n = len(parsed)
+        place = (tp.topic, tp.partition)
+        return list(map(_new, repeat(Fetched, n), map(add, repeat(place, n), map(_FIELDS, parsed))))
 
     def _fails_in_records(self, raw: memoryview) -> bool:
         """Whether the failure came from parsing the records of the batch `raw`, a data batch
@@ -168,59 +237,83 @@ class _PartitionRecords(aiokafka_fetcher.PartitionRecords):  # type: ignore[misc
         batch = DefaultRecordBatch(raw)
         return not batch.is_control_batch and batch.validate_crc()
 
-    def _salvage(self, raw: memoryview) -> Iterator[ConsumerRecord[Any, Any]]:
+    def _salvage(self, raw: memoryview) -> list[Any]:
+        """The records of batch `raw` past the position, read leniently."""
         tp = self._tp
         batch = DefaultRecordBatch(raw)
+        position = self.next_fetch_offset
+        out: list[Any] = []
         try:
             for offset, stamp, kind, key, value, headers in _lenient_records(raw):
-                if offset < self.next_fetch_offset:
+                if offset < position:
                     continue
                 try:
                     named = [(name.decode("utf-8"), data) for name, data in headers]
-                    record = self._consumer_record(
-                        tp, DefaultRecord(offset, stamp, kind, key, value, named)
-                    )
+                    record = DefaultRecord(offset, stamp, kind, key, value, named)
+                    out += self._fetched(tp, [record])
                 except UnicodeDecodeError:
                     bad = next(n for n, _ in headers if not _is_utf8(n))
-                    record = Unreadable(
-                        tp.topic,
-                        tp.partition,
-                        offset,
-                        stamp,
-                        kind,
-                        key,
-                        value,
-                        None,
-                        len(key) if key is not None else -1,
-                        len(value) if value is not None else -1,
-                        [(n.decode("utf-8", "replace"), d) for n, d in headers],
-                        error=f"header key {bad[:100]!r} is not UTF-8",
+                    out.append(
+                        Unreadable(
+                            tp.topic,
+                            tp.partition,
+                            offset,
+                            stamp,
+                            kind,
+                            key,
+                            value,
+                            None,
+                            len(key) if key is not None else -1,
+                            len(value) if value is not None else -1,
+                            [(n.decode("utf-8", "replace"), d) for n, d in headers],
+                            error=f"header key {bad[:100]!r} is not UTF-8",
+                        )
                     )
-                self.next_fetch_offset = offset + 1
-                yield record
+                position = offset + 1
         except Exception as exc:
             last = batch.next_offset - 1
-            if self.next_fetch_offset > last:  # past its last record: nothing is lost
-                self.next_fetch_offset = batch.next_offset
-                return
-            yield Unreadable(
-                tp.topic,
-                tp.partition,
-                last,
-                batch.max_timestamp,
-                batch.timestamp_type,
-                None,
-                None,
-                None,
-                -1,
-                -1,
-                [],
-                error=(
-                    f"record batch of {tp.topic} partition {tp.partition}, offsets "
-                    f"{self.next_fetch_offset} to {last}, cannot be parsed: {exc!r}"
-                ),
+            if position > last:  # past its last record: nothing is lost
+                return out
+            out.append(
+                Unreadable(
+                    tp.topic,
+                    tp.partition,
+                    last,
+                    batch.max_timestamp,
+                    batch.timestamp_type,
+                    None,
+                    None,
+                    None,
+                    -1,
+                    -1,
+                    [],
+                    error=(
+                        f"record batch of {tp.topic} partition {tp.partition}, offsets "
+                        f"{position} to {last}, cannot be parsed: {exc!r}"
+                    ),
+                )
             )
-        self.next_fetch_offset = batch.next_offset
+        return out
+
+
+class _FetchResult(aiokafka_fetcher.FetchResult):  # type: ignore[misc]
+    """aiokafka's fetch result, taking its records a batch at a time (`_PartitionRecords.take`)
+    where aiokafka loops over them one by one."""
+
+    _partition_records: _PartitionRecords | None
+
+    def getall(self, max_records: int | None = None) -> list[Any]:
+        tp = self._topic_partition
+        records = self._partition_records
+        if not self.check_assignment(tp) or records is None:
+            return []
+        if type(records) is not _PartitionRecords:
+            return cast(list[Any], super().getall(max_records))
+        taken = records.take(max_records)
+        self._update_position()
+        if max_records is None or len(taken) < max_records:
+            self._partition_records = None  # all handed out
+        return taken
 
 
 def _is_utf8(data: bytes) -> bool:
@@ -232,18 +325,27 @@ def _is_utf8(data: bytes) -> bool:
 
 
 def install() -> None:
-    """Make every aiokafka consumer of this process dead-letter what it cannot parse
-    (idempotent; checked against the fetcher it adapts, so an aiokafka upgrade that moves
-    these names fails at start, not on the first bad record)."""
+    """Make every aiokafka consumer of this process fetch `Fetched` records a batch at a time,
+    and dead-letter what it cannot parse (idempotent; checked against the fetcher it adapts,
+    so an aiokafka upgrade that moves these names fails at start, not on the first record)."""
     fetcher: Any = aiokafka_fetcher
     if fetcher.PartitionRecords is _PartitionRecords:
         return
-    if fetcher.PartitionRecords is not _PartitionRecords.__base__ or not hasattr(
-        fetcher.PartitionRecords, "_unpack_records"
+    if (
+        fetcher.PartitionRecords is not _PartitionRecords.__base__
+        or fetcher.FetchResult is not _FetchResult.__base__
+        or not all(
+            hasattr(fetcher.PartitionRecords, name)
+            for name in ("_consume_aborted_up_to", "_contains_abort_marker", "_consumer_record")
+        )
+        or not all(
+            hasattr(fetcher.FetchResult, name) for name in ("check_assignment", "_update_position")
+        )
     ):
         raise RuntimeError("aiokafka's fetcher changed: pipeline/kafka/_fetch.py needs a look")
     fetcher.MemoryRecords = _Records
     fetcher.PartitionRecords = _PartitionRecords
+    fetcher.FetchResult = _FetchResult
 
 
 def input_records(
