@@ -29,6 +29,7 @@ from aiokafka.errors import (
     RecordTooLargeError,
     TopicAuthorizationFailedError,
 )
+from aiokafka.producer.message_accumulator import BatchBuilder
 
 from ..core import CoreStats, DeadLetter, OutputRecord, record_size
 from ..errors import EventTooLarge, InvalidTimestamp, TopicProblem
@@ -41,6 +42,8 @@ log = logging.getLogger("pipeline.kafka")
 PRODUCER_BATCH_BYTES: Final = 1024 * 1024
 
 Record = tuple[bytes | None, bytes, Sequence[tuple[str, bytes]], int]
+#: The record batch codec of each compression setting.
+CODECS: Final = {"none": 0, "gzip": 1, "lz4": 3, "zstd": 4}
 #: What the broker answers for a record it will never take.
 REFUSALS: Final = (MessageSizeTooLargeError, RecordTooLargeError, InvalidTimestampError)
 _SOURCE_HEADERS: Final = ("source.topic", "source.partition", "source.offset")
@@ -73,11 +76,14 @@ class Sink:
         dead_letter_topic: str,
         stats: CoreStats | None = None,
         output_topic: str | None = None,
+        compression: Mapping[str, str] | None = None,
     ) -> None:
         """``make_producer(batch_bytes)``: a new, unstarted idempotent producer. The dead
         letters this sink makes count in ``stats``; those of events refused by
-        ``output_topic`` also in its ``events_refused``."""
+        ``output_topic`` also in its ``events_refused``. ``compression``: the topics whose
+        batches are compressed otherwise than the producer's (lz4, zstd, gzip or none)."""
         self._make = make_producer
+        self.codecs = {topic: CODECS[name] for topic, name in (compression or {}).items()}
         self.dead_letter_topic = dead_letter_topic
         self.stats = stats if stats is not None else CoreStats()
         self.output_topic = output_topic
@@ -174,7 +180,15 @@ class Sink:
         self, topic: str, records: Sequence[Record], partitions: Sequence[int]
     ) -> list[Sent]:
         """Queue `records` (key, value, headers, timestamp), one batch per partition and size."""
-        return await queue(self.producer, topic, records, partitions)
+        codec = self.codecs.get(topic)
+        if codec is None:
+            return await queue(self.producer, topic, records, partitions)
+        # A batch of its own codec (the broker takes each batch as it comes), as large as the
+        # producer's: what `create_batch` makes for a producer that is not transactional.
+        size = self._batch_bytes()
+        return await queue(
+            self.producer, topic, records, partitions, lambda: BatchBuilder(size, codec)
+        )
 
     async def flush(self, sent: Sequence[Sent]) -> None:
         """Return once the broker holds every record of `sent`, or a dead letter for it."""
@@ -287,9 +301,15 @@ class Sink:
 
 
 async def queue(
-    producer: Any, topic: str, records: Sequence[Record], partitions: Sequence[int]
+    producer: Any,
+    topic: str,
+    records: Sequence[Record],
+    partitions: Sequence[int],
+    new_batch: Callable[[], Any] | None = None,
 ) -> list[Sent]:
-    """Queue `records` on `producer`, one batch per partition and size; one future per batch."""
+    """Queue `records` on `producer`, one batch per partition and size; one future per batch.
+    `new_batch`: makes an empty batch (default: the producer's `create_batch`)."""
+    create = producer.create_batch if new_batch is None else new_batch
     by_partition: dict[int, list[Record]] = {}
     for record, p in zip(records, partitions, strict=True):
         group = by_partition.get(p)
@@ -299,7 +319,7 @@ async def queue(
             group.append(record)
     sent = []
     for partition, group in by_partition.items():
-        batch = producer.create_batch()
+        batch = create()
         held: list[Record] = []
         for record in group:
             key, value, headers, stamp = record
@@ -307,7 +327,7 @@ async def queue(
             while batch.append(key=key, value=value, timestamp=stamp, headers=headers) is None:
                 future = await producer.send_batch(batch, topic, partition=partition)
                 sent.append(Sent(future, topic, partition, held))
-                batch, held = producer.create_batch(), []
+                batch, held = create(), []
             held.append(record)
         if held:
             future = await producer.send_batch(batch, topic, partition=partition)

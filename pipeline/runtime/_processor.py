@@ -87,6 +87,9 @@ class Processor:
             settings.dead_letter_topic,
             self.core.stats,
             settings.output_topic,
+            {repartition_topic(settings): settings.repartition_compression}
+            if not single and settings.repartition_compression != settings.compression
+            else None,
         )
         self.stages: list[Stage] = []
         self.partitions = 0

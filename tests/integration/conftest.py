@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 from unittest import mock
 
+import aiokafka.consumer.fetcher as aiokafka_fetcher
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -369,9 +370,21 @@ async def drain(
     idle_s: float = 1.0,
     timeout_s: float = 60.0,
     isolation_level: str = "read_uncommitted",
+    codecs: set[int] | None = None,
 ) -> list[ConsumerRecord]:
     """Every record of `topic` from the start: stop after `count` records, or once nothing new
-    arrived for `idle_s` (and, without `count`, the end offsets seen at the call are reached)."""
+    arrived for `idle_s` (and, without `count`, the end offsets seen at the call are reached).
+    `codecs` gets the compression codec of every record batch read."""
+    if codecs is not None:
+        with batch_codecs(codecs):
+            return await drain(
+                bootstrap,
+                topic,
+                count=count,
+                idle_s=idle_s,
+                timeout_s=timeout_s,
+                isolation_level=isolation_level,
+            )
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         isolation_level=isolation_level,
@@ -413,6 +426,26 @@ async def drain(
         return out
     finally:
         await consumer.stop()
+
+
+@contextlib.contextmanager
+def batch_codecs(codecs: set[int]) -> Iterator[None]:
+    """While in it, the compression codec of each record batch this process's consumers fetch
+    goes into `codecs` (read as the fetcher splits the batches)."""
+    split: Any = aiokafka_fetcher.MemoryRecords
+
+    class Seen(split):  # type: ignore[misc]
+        def next_batch(self, *args: Any) -> Any:
+            batch = super().next_batch(*args)
+            if batch is not None:
+                codecs.add(batch.compression_type)
+            return batch
+
+    aiokafka_fetcher.MemoryRecords = Seen
+    try:
+        yield
+    finally:
+        aiokafka_fetcher.MemoryRecords = split
 
 
 # ------------------------------------------------------------------------------ the processor

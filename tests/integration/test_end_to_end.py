@@ -53,8 +53,13 @@ async def test_every_event_once_and_every_dead_letter(kafka_bootstrap: str, spaw
     await produce(kafka_bootstrap, records)
     proc = spawn(run_args(kafka_bootstrap, topics, extra=["--batch-max-records", "300"]))
     await wait_processed(kafka_bootstrap, topics, procs=[proc])
-    out = await drain(kafka_bootstrap, topics.out)
+    written: set[int] = set()
+    out = await drain(kafka_bootstrap, topics.out, codecs=written)
     dlq = await drain(kafka_bootstrap, topics.dlq)
+    # The internal hop is left uncompressed by default, the output compressed (zstd).
+    internal: set[int] = set()
+    await drain(kafka_bootstrap, f"{topics.out}.by-message", codecs=internal)
+    assert (internal, written) == ({0}, {4})
 
     check_outputs(out, want.outputs, 6)
     assert {
