@@ -16,9 +16,11 @@ record at a time if it must. The caller commits only once `flush` returns.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from itertools import islice
 from typing import Any, Final, NamedTuple
 
 import msgspec
@@ -76,14 +78,17 @@ class Sink:
         dead_letter_topic: str,
         stats: CoreStats | None = None,
         output_topic: str | None = None,
-        compression: Mapping[str, str] | None = None,
+        compression: str = "none",
+        topic_compression: Mapping[str, str] | None = None,
     ) -> None:
         """``make_producer(batch_bytes)``: a new, unstarted idempotent producer. The dead
         letters this sink makes count in ``stats``; those of events refused by
-        ``output_topic`` also in its ``events_refused``. ``compression``: the topics whose
-        batches are compressed otherwise than the producer's (lz4, zstd, gzip or none)."""
+        ``output_topic`` also in its ``events_refused``. The sink builds its batches itself,
+        compressed by ``compression`` (lz4, zstd, gzip or none), those of the topics of
+        ``topic_compression`` by theirs."""
         self._make = make_producer
-        self.codecs = {topic: CODECS[name] for topic, name in (compression or {}).items()}
+        self.codec = CODECS[compression]
+        self.codecs = {topic: CODECS[name] for topic, name in (topic_compression or {}).items()}
         self.dead_letter_topic = dead_letter_topic
         self.stats = stats if stats is not None else CoreStats()
         self.output_topic = output_topic
@@ -180,14 +185,11 @@ class Sink:
         self, topic: str, records: Sequence[Record], partitions: Sequence[int]
     ) -> list[Sent]:
         """Queue `records` (key, value, headers, timestamp), one batch per partition and size."""
-        codec = self.codecs.get(topic)
-        if codec is None:
-            return await queue(self.producer, topic, records, partitions)
-        # A batch of its own codec (the broker takes each batch as it comes), as large as the
-        # producer's: what `create_batch` makes for a producer that is not transactional.
-        size = self._batch_bytes()
+        # The broker takes each batch as it comes, whatever its codec; batches as large as the
+        # producer's (`create_batch` makes the same for a producer that is not transactional).
+        size, codec = self._batch_bytes(), self.codecs.get(topic, self.codec)
         return await queue(
-            self.producer, topic, records, partitions, lambda: BatchBuilder(size, codec)
+            self.producer, topic, records, partitions, functools.partial(Batch, size, codec)
         )
 
     async def flush(self, sent: Sequence[Sent]) -> None:
@@ -300,6 +302,50 @@ class Sink:
             self.stats.events_refused[provider, status] += 1
 
 
+class Batch(BatchBuilder):  # type: ignore[misc]  # aiokafka is untyped
+    """aiokafka's batch of a producer that is not transactional, filled a run of records at a
+    time: its record batch builder (C) is called directly, not through `append`'s two
+    Python-level calls per record."""
+
+    _relative_offset: int
+
+    def fill(self, records: Sequence[Record], start: int) -> int:
+        """Append `records` from `start` while they fit; the index of the first left out."""
+        add = self._builder.append
+        first = offset = self._relative_offset
+        for key, value, headers, stamp in islice(records, start, None):
+            if add(offset, stamp, key, value, headers) is None:
+                self.close()
+                break
+            offset += 1
+        self._relative_offset = offset
+        return start + offset - first
+
+
+if not {"_builder", "_relative_offset"} <= vars(Batch(64, 0)).keys():
+    raise RuntimeError("aiokafka's BatchBuilder changed: pipeline/kafka/_sink.py needs a look")
+
+
+def _fill(batch: Any, records: Sequence[Record], start: int) -> int:
+    """`Batch.fill` through the public `append`, for any other batch (a transaction's)."""
+    for i in range(start, len(records)):
+        key, value, headers, stamp = records[i]
+        if batch.append(key=key, value=value, timestamp=stamp, headers=headers) is None:
+            return i
+    return len(records)
+
+
+def _by_partition(records: Sequence[Record], partitions: Sequence[int]) -> dict[int, list[Record]]:
+    groups: dict[int, list[Record]] = {}
+    for record, p in zip(records, partitions, strict=True):
+        group = groups.get(p)
+        if group is None:
+            groups[p] = [record]
+        else:
+            group.append(record)
+    return groups
+
+
 async def queue(
     producer: Any,
     topic: str,
@@ -310,28 +356,23 @@ async def queue(
     """Queue `records` on `producer`, one batch per partition and size; one future per batch.
     `new_batch`: makes an empty batch (default: the producer's `create_batch`)."""
     create = producer.create_batch if new_batch is None else new_batch
-    by_partition: dict[int, list[Record]] = {}
-    for record, p in zip(records, partitions, strict=True):
-        group = by_partition.get(p)
-        if group is None:
-            by_partition[p] = [record]
-        else:
-            group.append(record)
+    groups: Mapping[int, Sequence[Record]]
+    if len(set(partitions)) == 1:  # one partition (a window's): no grouping
+        groups = {partitions[0]: records}
+    else:
+        groups = _by_partition(records, partitions)
     sent = []
-    for partition, group in by_partition.items():
-        batch = create()
-        held: list[Record] = []
-        for record in group:
-            key, value, headers, stamp = record
-            # A full batch refuses the record; an empty one takes any (the broker judges).
-            while batch.append(key=key, value=value, timestamp=stamp, headers=headers) is None:
-                future = await producer.send_batch(batch, topic, partition=partition)
-                sent.append(Sent(future, topic, partition, held))
-                batch, held = create(), []
-            held.append(record)
-        if held:
+    for partition, group in groups.items():
+        start = 0
+        while start < len(group):
+            batch = create()
+            # A full batch refuses a record; an empty one takes any (the broker judges).
+            end = batch.fill(group, start) if type(batch) is Batch else _fill(batch, group, start)
+            if end == start:
+                raise RuntimeError(f"an empty batch refused a record of {topic!r}")
             future = await producer.send_batch(batch, topic, partition=partition)
-            sent.append(Sent(future, topic, partition, held))
+            sent.append(Sent(future, topic, partition, list(group[start:end])))
+            start = end
     return sent
 
 

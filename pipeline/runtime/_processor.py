@@ -87,9 +87,8 @@ class Processor:
             settings.dead_letter_topic,
             self.core.stats,
             settings.output_topic,
-            {repartition_topic(settings): settings.repartition_compression}
-            if not single and settings.repartition_compression != settings.compression
-            else None,
+            settings.compression,
+            None if single else {repartition_topic(settings): settings.repartition_compression},
         )
         self.stages: list[Stage] = []
         self.partitions = 0
