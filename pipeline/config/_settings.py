@@ -244,15 +244,6 @@ class Settings(KafkaSettings, kw_only=True, forbid_unknown_fields=True):
             ge=1, description="retention of the repartition topic when it is created, in s"
         ),
     ] = 86_400
-    repartition_compression: Annotated[
-        Literal["lz4", "zstd", "gzip", "none"],
-        msgspec.Meta(
-            description="compression of the repartition topic's records (lz4, zstd, gzip or "
-            "none): none by default, as Kafka Streams leaves its repartition topics, since "
-            "compressing them costs this processor about 1 CPU µs per event for roughly 10x "
-            "fewer bytes on the broker; --compression sets the other topics'"
-        ),
-    ] = "none"
     state_topic: Annotated[
         str,
         msgspec.Meta(

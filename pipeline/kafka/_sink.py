@@ -79,16 +79,13 @@ class Sink:
         stats: CoreStats | None = None,
         output_topic: str | None = None,
         compression: str = "none",
-        topic_compression: Mapping[str, str] | None = None,
     ) -> None:
         """``make_producer(batch_bytes)``: a new, unstarted idempotent producer. The dead
         letters this sink makes count in ``stats``; those of events refused by
         ``output_topic`` also in its ``events_refused``. The sink builds its batches itself,
-        compressed by ``compression`` (lz4, zstd, gzip or none), those of the topics of
-        ``topic_compression`` by theirs."""
+        compressed by ``compression`` (lz4, zstd, gzip or none: the producer's setting)."""
         self._make = make_producer
         self.codec = CODECS[compression]
-        self.codecs = {topic: CODECS[name] for topic, name in (topic_compression or {}).items()}
         self.dead_letter_topic = dead_letter_topic
         self.stats = stats if stats is not None else CoreStats()
         self.output_topic = output_topic
@@ -185,12 +182,10 @@ class Sink:
         self, topic: str, records: Sequence[Record], partitions: Sequence[int]
     ) -> list[Sent]:
         """Queue `records` (key, value, headers, timestamp), one batch per partition and size."""
-        # The broker takes each batch as it comes, whatever its codec; batches as large as the
-        # producer's (`create_batch` makes the same for a producer that is not transactional).
-        size, codec = self._batch_bytes(), self.codecs.get(topic, self.codec)
-        return await queue(
-            self.producer, topic, records, partitions, functools.partial(Batch, size, codec)
-        )
+        # What `create_batch` makes for a producer that is not transactional (as large as the
+        # producer's batches), filled faster (`Batch.fill`).
+        batch = functools.partial(Batch, self._batch_bytes(), self.codec)
+        return await queue(self.producer, topic, records, partitions, batch)
 
     async def flush(self, sent: Sequence[Sent]) -> None:
         """Return once the broker holds every record of `sent`, or a dead letter for it."""

@@ -88,7 +88,6 @@ class Processor:
             self.core.stats,
             settings.output_topic,
             settings.compression,
-            None if single else {repartition_topic(settings): settings.repartition_compression},
         )
         self.stages: list[Stage] = []
         self.partitions = 0
