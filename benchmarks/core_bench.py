@@ -158,7 +158,10 @@ def run_core_states(
     """((wall, CPU) seconds, state records as (key, value), output values) for one pass of
     the core with its lifecycle, fresh window; with `keep` False nothing is kept."""
     window = Window(max_messages=5_000_000, ttl_ms=86_400_000, lifecycle=True)
-    core = Core(window, lifecycle=Lifecycle(window, Timeouts(FINAL_TIMEOUT_MS)))
+    core = Core(
+        window,
+        lifecycle=Lifecycle(window, Timeouts(FINAL_TIMEOUT_MS, capacity=window.max_messages)),
+    )
     states: list[tuple[bytes, bytes]] = []
     values: list[bytes] = []
     process = core.process

@@ -413,7 +413,9 @@ class Lifecycle:
             event.batch_id,
             event.client_ref,
         )
-        timeouts.wait(event.provider, h, state.first, key, self._encode(identity))
+        dropped = timeouts.wait(event.provider, h, state.first, key, self._encode(identity))
+        if dropped is not None:
+            self.counters.forgotten[dropped] += 1
 
     def expire(self, emit: bool = True, idle_ms: int | None = None) -> list[OutputRecord]:
         """Time out the waiting messages whose deadline the window's clock reached: each gets
