@@ -27,6 +27,7 @@ from .conftest import (
     Stream,
     Topics,
     check_outputs,
+    check_states,
     corpus_stream,
     create_topics,
     drain,
@@ -40,8 +41,6 @@ from .conftest import (
 
 pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
 
-RANK = {"PENDING": 1, "SENT": 2, "UNKNOWN": 3}
-
 
 async def topic_config(bootstrap: str, topic: str) -> dict[str, str]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -53,41 +52,6 @@ async def topic_config(bootstrap: str, topic: str) -> dict[str, str]:
         return {c[0]: c[1] for c in response.resources[0][4]}
     finally:
         await admin.close()
-
-
-def check_states(out: Sequence[ConsumerRecord], states: Sequence[ConsumerRecord]) -> int:
-    """Every message's newest state record (by version) is its events folded in order; the
-    versions of a message never go back along its partition; state and events share key and
-    partition. Returns the number of messages."""
-    events: dict[bytes, list[dict[str, Any]]] = {}
-    partition_of: dict[bytes, int] = {}
-    for m in sorted(out, key=lambda m: (m.partition, m.offset)):
-        events.setdefault(m.key, []).append(json.loads(m.value))
-        partition_of[m.key] = m.partition
-    newest: dict[bytes, dict[str, Any]] = {}
-    for m in sorted(states, key=lambda m: (m.partition, m.offset)):
-        state = json.loads(m.value)
-        assert m.partition == partition_of[m.key], m.key
-        before = newest.get(m.key)
-        assert before is None or state["version"] > before["version"], m.key
-        newest[m.key] = state
-    assert set(newest) == set(events)
-    for key, state in newest.items():
-        mine = events[key]
-        assert [s["status"] for s in state["statuses"]] == [e["status"] for e in mine], key
-        assert [s["event_id"] for s in state["statuses"]] == [e["event_id"] for e in mine]
-        best = None
-        for e in mine:
-            if best is None or RANK.get(e["status"], 4) > RANK.get(best, 4):
-                best = e["status"]
-        assert state["status"] == best
-        finals = {e["status"] for e in mine if e["status"] not in RANK}
-        assert state["conflict"] == (len(finals) > 1)
-        assert (state["provider"], state["message_key"]) == (
-            mine[0]["provider"],
-            mine[0]["message_key"],
-        )
-    return len(newest)
 
 
 async def run_stream(
