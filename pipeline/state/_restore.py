@@ -26,7 +26,7 @@ from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
 
 from ..config import Settings, state_topic
 from ..core import Lifecycle
-from ..errors import RestoreStalled, TopicProblem
+from ..errors import RestoreStalled, SettingProblem
 from ._identities import Identities
 from ._window import Window
 
@@ -178,7 +178,7 @@ class Restorer:
                         [m.key for m in fired], [m.timestamp for m in fired]
                     )
         except TopicAuthorizationFailedError:
-            raise TopicProblem(
+            raise SettingProblem(
                 f"not authorized to Read state (--state-topic) topic {topic!r}: a restore "
                 "reads back which time-outs fired"
             ) from None
