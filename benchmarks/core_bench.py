@@ -8,7 +8,12 @@ dead-letter counts, or the run fails (exit status 1). A staged re-run of the cor
 where its time goes.
 
     python benchmarks/core_bench.py [--quick] [--receipts N] [--seed S] [--batch B]
-        [--default-collector]
+        [--default-collector] [--states]
+
+With `--states`, the core with its message lifecycle (a state record per emitted event, as
+`run` writes to the state topic by default) is also run against the core without it, repetitions
+interleaved; the last state record of each message must hold exactly the statuses emitted for
+it, in order, or the run fails.
 
 Both sides run under the run command's collector schedule (`pipeline/ops/_gc.py`: the
 youngest generation every 50 000 allocations), as the product does; `--default-collector`
@@ -38,14 +43,23 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import msgspec  # noqa: E402
 import orjson  # noqa: E402
 
 from benchmarks import baseline as baseline_mod  # noqa: E402
 from benchmarks.corpus import Truth, generate_corpus  # noqa: E402
-from pipeline.core import Core, InputRecord, emitted_outputs, window_verdicts  # noqa: E402
+from pipeline.core import (  # noqa: E402
+    Core,
+    InputRecord,
+    Lifecycle,
+    Timeouts,
+    emitted_outputs,
+    window_verdicts,
+)
 from pipeline.errors import DecodeError, NotReceipts  # noqa: E402
 from pipeline.ops import GEN0_THRESHOLD  # noqa: E402
 from pipeline.state import Window  # noqa: E402
+from schemas import MessageState  # noqa: E402
 
 FULL = {"receipts": 1_000_000, "core_reps": 5, "baseline_reps": 2}
 QUICK = {"receipts": 30_000, "core_reps": 3, "baseline_reps": 2}
@@ -130,6 +144,102 @@ def run_baseline(
         dead += len(dead_letters)
     seconds = (time.perf_counter() - started, time.process_time() - cpu)
     return seconds, values, dead, base
+
+
+# -- state records --------------------------------------------------------------------------------
+
+#: The final timeout the state side runs with (the run command's default).
+FINAL_TIMEOUT_MS = 43_200_000
+
+
+def run_core_states(
+    records: Sequence[InputRecord], batch: int = BATCH, keep: bool = True
+) -> tuple[Timing, list[tuple[bytes, bytes]], list[bytes]]:
+    """((wall, CPU) seconds, state records as (key, value), output values) for one pass of
+    the core with its lifecycle, fresh window; with `keep` False nothing is kept."""
+    window = Window(max_messages=5_000_000, ttl_ms=86_400_000, lifecycle=True)
+    core = Core(
+        window,
+        lifecycle=Lifecycle(window, Timeouts(FINAL_TIMEOUT_MS, capacity=window.max_messages)),
+    )
+    states: list[tuple[bytes, bytes]] = []
+    values: list[bytes] = []
+    process = core.process
+    gc.collect()
+    started, cpu = time.perf_counter(), time.process_time()
+    for i in range(0, len(records), batch):
+        result = process(records[i : i + batch])
+        if keep:
+            states += [(s.key, s.value) for s in result.states]
+            values += [o.value for o in result.outputs]
+    return (time.perf_counter() - started, time.process_time() - cpu), states, values
+
+
+def check_states(states: list[tuple[bytes, bytes]], values: list[bytes]) -> list[str]:
+    """What is wrong with `states` (empty: nothing): one state record per emitted event, and
+    each message's last state record lists the statuses emitted for it, in order, with their
+    event ids, and a version above its earlier records'."""
+    problems: list[str] = []
+    if len(states) != len(values):
+        problems.append(f"{len(states)} state records for {len(values)} events")
+    emitted: dict[bytes, list[tuple[str, str]]] = {}
+    for value in values:
+        event = orjson.loads(value)
+        key = f"{event['provider']}:{event['message_key']}".encode()
+        emitted.setdefault(key, []).append((event["status"], event["event_id"]))
+    decode = msgspec.json.Decoder(MessageState).decode
+    last: dict[bytes, MessageState] = {}
+    for key, value in states:
+        state = decode(value)
+        before = last.get(key)
+        if before is not None and state.version <= before.version:
+            problems.append(f"{key!r}: version {state.version} after {before.version}")
+        last[key] = state
+    for key, seen in emitted.items():
+        held = last.get(key)
+        got = None if held is None else [(s.status, s.event_id) for s in held.statuses]
+        if got != seen:
+            problems.append(f"{key!r}: last state lists {got}, emitted {seen}")
+    return problems[:8]
+
+
+def measure_states(
+    records: Sequence[InputRecord], receipts: int, reps: int, batch: int, say: Any
+) -> dict[str, float]:
+    """The core with and without state records, repetitions interleaved: CPU per receipt of
+    each, the difference per state record, and the state records checked."""
+    without: list[float] = []
+    with_states: list[float] = []
+    problems: list[str] = []
+    count = 0
+    for rep in range(reps):
+        (_, cpu), _, _, _ = run_core(records, batch, keep=False)
+        without.append(cpu)
+        (_, cpu), states, values = run_core_states(records, batch, keep=rep == 0)
+        with_states.append(cpu)
+        if rep == 0:
+            problems = check_states(states, values)
+            count = len(states)
+            del states, values
+            gc.collect()
+    off, on = min(without), min(with_states)
+    say(
+        f"state records (the core with its lifecycle against without, interleaved, best CPU of "
+        f"{reps}; final timeout {FINAL_TIMEOUT_MS // 1000} s):"
+    )
+    say(f"  without    {off / receipts * 1e6:8.2f} µs per receipt")
+    say(f"  with       {on / receipts * 1e6:8.2f} µs per receipt  ({count} state records)")
+    per_state = (on - off) / count * 1e6 if count else 0.0
+    say(f"  ratio      {on / off:.2f}x CPU; {per_state:.2f} µs per state record")
+    say(f"  check      {'ok' if not problems else 'WRONG'}")
+    for line in problems:
+        say(f"    {line}")
+    return {
+        "states_us_per_receipt": on / receipts * 1e6,
+        "no_states_us_per_receipt": off / receipts * 1e6,
+        "us_per_state_record": per_state,
+        "states_ok": 0.0 if problems else 1.0,
+    }
 
 
 # -- equality -------------------------------------------------------------------------------------
@@ -272,6 +382,7 @@ def run(
     batch: int = BATCH,
     cprofile: int = 0,
     default_collector: bool = False,
+    states: bool = False,
     out: Any = None,
 ) -> dict[str, float]:
     """Run the benchmark, print its report, return the figures (`outputs_equal` 1.0 or 0.0).
@@ -302,7 +413,13 @@ def run(
         gc.set_threshold(GEN0_THRESHOLD, *thresholds[1:])
     say(f"collector   thresholds {gc.get_threshold()} for both sides")
     try:
-        return _measure(records, truth, seed, gen_s, core_reps, baseline_reps, batch, cprofile, say)
+        result = _measure(
+            records, truth, seed, gen_s, core_reps, baseline_reps, batch, cprofile, say
+        )
+        if states:
+            result.update(measure_states(records, truth.receipts, core_reps, batch, say))
+            say()
+        return result
     finally:
         del records
         gc.set_threshold(*thresholds)
@@ -482,6 +599,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cprofile", type=int, default=0, metavar="N", help="also print the top N functions"
     )
+    parser.add_argument(
+        "--states",
+        action="store_true",
+        help="also run the core with its lifecycle (state records) against without",
+    )
     args = parser.parse_args(argv)
     result = run(
         args.quick,
@@ -492,8 +614,9 @@ def main(argv: list[str] | None = None) -> int:
         batch=args.batch,
         cprofile=args.cprofile,
         default_collector=args.default_collector,
+        states=args.states,
     )
-    return 0 if result["outputs_equal"] else 1
+    return 0 if result["outputs_equal"] and result.get("states_ok", 1.0) else 1
 
 
 if __name__ == "__main__":

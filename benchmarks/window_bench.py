@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from pipeline.core import DUPLICATE, EMIT, STALE, fold, pack  # noqa: E402
+from pipeline.core import DUPLICATE, EMIT, STALE, Unpacked, pack  # noqa: E402
 from pipeline.state import Window, message_hash, message_hashes  # noqa: E402
 from schemas._event import STATUS_INDEX  # noqa: E402
 
@@ -124,10 +124,9 @@ def child_memory(messages: int) -> dict[str, Any]:
 def _lifecycle_data(rnd: random.Random, now_s: int) -> int:
     """The lifecycle data of a typical message: PENDING, SENT, DELIVERED within minutes."""
     sent = now_s + rnd.randrange(1, 60)
-    data = pack(fold(0, PENDING, now_s - rnd.randrange(0, 5), now_s, None))
-    data = pack(fold(data, SENT, sent, sent, None))
-    done = sent + rnd.randrange(1, 900)
-    return pack(fold(data, DELIVERED, done, done, None))
+    entries = [(PENDING + 1, now_s - rnd.randrange(0, 5)), (SENT + 1, sent)]
+    entries.append((DELIVERED + 1, sent + rnd.randrange(1, 900)))
+    return pack(Unpacked(False, now_s, entries))
 
 
 def child_memory_states(messages: int) -> dict[str, Any]:

@@ -118,7 +118,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         window = Window(
             settings.window_max_messages, settings.window_ttl_s * 1000, lifecycle=keep_states
         )
-        timeouts = Timeouts(*final_timeouts(settings))
+        timeouts = Timeouts(*final_timeouts(settings), window.max_messages)
         lifecycle = Lifecycle(window, timeouts) if keep_states else None
         tune_collector()
         return run_embedded(

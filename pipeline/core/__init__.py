@@ -13,7 +13,6 @@ from ._lifecycle import (
     LifecycleWindow,
     Unpacked,
     epoch_s,
-    fold,
     pack,
     unpack,
 )
@@ -75,7 +74,6 @@ __all__ = [
     "dead_letter",
     "emitted_outputs",
     "epoch_s",
-    "fold",
     "pack",
     "parse_routes",
     "record_size",

@@ -51,9 +51,13 @@ SEND_TIME: Final = 10
 _SENT: Final = STATUS_INDEX["SENT"] + 1
 _PENDING: Final = STATUS_INDEX["PENDING"] + 1
 _FIRST_BITS: Final = 34
+#: Where the entries start: above the time-out flag and the first report's time.
+_ENTRIES_AT: Final = _FIRST_BITS + 1
 _WIDTHS: Final = (8, 16, 24, 40)
 _MAX_DELTA: Final = (1 << 39) - 1
 _RANKS: Final = tuple(RANK[s] for s in STATUSES)
+_FINALITIES: Final = tuple(FINALITY[s] for s in STATUSES)
+_FINAL_STATUSES: Final = frozenset(s for s in STATUSES if FINALITY[s] == "final")
 #: One version step per change of a message's state: at most 9 statuses and one time-out.
 VERSION_STEPS: Final = 16
 
@@ -189,8 +193,7 @@ class LifecycleCounters:
 
     def final(self, provider: str, state: MessageState) -> None:
         """`state` was made by a final status (its newest)."""
-        finals = sum(1 for s in state.statuses if FINALITY[s.status] == "final")
-        if finals > 1:
+        if state.conflict:
             self.conflicts[provider] += 1
             return
         self.finals[provider, state.status] += 1
@@ -201,20 +204,13 @@ class LifecycleCounters:
             self.latency_sum[provider] += seconds
 
 
-class Unpacked:
-    """Packed data spelled out: time-out flag, first report (epoch s), entries (kind, epoch s)."""
+class Unpacked(msgspec.Struct, gc=False):
+    """Packed data spelled out: time-out flag, first report (epoch s), entries (kind, epoch s).
+    A struct: made once per state record, and msgspec makes it in C."""
 
-    __slots__ = ("entries", "first", "timed_out")
-
-    def __init__(self, timed_out: bool, first: int, entries: list[tuple[int, int]]) -> None:
-        self.timed_out = timed_out
-        self.first = first
-        self.entries = entries
-
-    @property
-    def changes(self) -> int:
-        """How many changes made this state: one per status, one for the time-out."""
-        return sum(1 for kind, _ in self.entries if kind != SEND_TIME) + self.timed_out
+    timed_out: bool
+    first: int
+    entries: list[tuple[int, int]]
 
 
 def unpack(data: int) -> Unpacked:
@@ -230,41 +226,55 @@ def unpack(data: int) -> Unpacked:
     return Unpacked(bool(data & 1), first, entries)
 
 
+def _entry(kind: int, at: int, first: int) -> tuple[int, int]:
+    """One entry's bits (`kind` at epoch second `at`, lowest bit first) and its width."""
+    delta = at - first
+    if delta >= 0:
+        zigzag = (delta if delta < _MAX_DELTA else _MAX_DELTA) << 1
+    else:
+        zigzag = (-delta if delta > -_MAX_DELTA else _MAX_DELTA) * 2 - 1
+    if zigzag < 256:
+        return zigzag << 2 | kind << 10, 14
+    if zigzag < 65536:
+        return 1 | zigzag << 2 | kind << 18, 22
+    if zigzag < 1 << 24:
+        return 2 | zigzag << 2 | kind << 26, 30
+    return 3 | zigzag << 2 | kind << 42, 46
+
+
 def pack(state: Unpacked) -> int:
     data = int(state.timed_out) | state.first << 1
-    shift = _FIRST_BITS + 1
+    shift = _ENTRIES_AT
     for kind, at in state.entries:
-        delta = max(-_MAX_DELTA, min(_MAX_DELTA, at - state.first))
-        zigzag = delta << 1 if delta >= 0 else -delta * 2 - 1
-        cls = 0 if zigzag < 256 else 1 if zigzag < 65536 else 2 if zigzag < 1 << 24 else 3
-        width = _WIDTHS[cls]
-        data |= (cls | zigzag << 2 | kind << (2 + width)) << shift
-        shift += 6 + width
+        bits, width = _entry(kind, at, state.first)
+        data |= bits << shift
+        shift += width
     return data
 
 
-def fold(data: int, status: int, at_s: int, observed_s: int, sent_s: int | None) -> Unpacked:
-    """The state after emitting `status` (a status code) at `at_s` (its time, epoch s) for a
-    message whose data is `data` (0: a message the window did not hold)."""
-    state = unpack(data) if data else Unpacked(False, max(0, observed_s), [])
-    entries = state.entries
-    entries.append((status + 1, at_s))
-    if sent_s is not None and not any(k in (_SENT, SEND_TIME) for k, _ in entries):
-        entries.append((SEND_TIME, sent_s))
-    return state
-
-
-def fold_event(data: int, event: EventFacts, stamp: int) -> Unpacked:
-    """:func:`fold` of an event received at record time `stamp` (ms)."""
+def fold(data: int, event: EventFacts, stamp: int) -> tuple[int, Unpacked]:
+    """(the data, the state) of a message whose data is `data` (0: one the window did not
+    hold) after emitting `event`, received at record time `stamp` (ms)."""
+    kind = STATUS_INDEX[event.status] + 1
     observed = stamp // 1000
     occurred, sent = event.occurred_at, event.sent_at
-    return fold(
-        data,
-        STATUS_INDEX[event.status],
-        observed if occurred is None else epoch_s(occurred),
-        observed,
-        None if sent is None else epoch_s(sent),
-    )
+    at = observed if occurred is None else epoch_s(occurred)
+    if data:
+        state = unpack(data)
+        entries = state.entries
+        entries.append((kind, at))
+        if sent is not None and not any(k in (_SENT, SEND_TIME) for k, _ in entries):
+            entries.append((SEND_TIME, epoch_s(sent)))
+        return pack(state), state
+    # A message's first status (the common case): its data in a few shifts.
+    first = observed if observed > 0 else 0
+    bits, width = _entry(kind, at, first)
+    data = first << 1 | bits << _ENTRIES_AT
+    if sent is None or kind == _SENT:
+        return data, Unpacked(False, first, [(kind, at)])
+    sent_s = epoch_s(sent)
+    data |= _entry(SEND_TIME, sent_s, first)[0] << (_ENTRIES_AT + width)
+    return data, Unpacked(False, first, [(kind, at), (SEND_TIME, sent_s)])
 
 
 #: RFC 3339 text by epoch second: the times of a stream repeat (a dict, cleared when full,
@@ -284,34 +294,39 @@ def _time(seconds: int) -> str:
 def message_state(
     facts: MessageIdentity,
     state: Unpacked,
-    version: int,
+    base: int,
     updated_ms: int,
     known: tuple[str, str] | None = None,
 ) -> MessageState:
-    """The state record of `state`, identity from `facts` (the event that changed it);
-    ``known``: (status, event id) of that event, so its digest is not computed again."""
+    """The state record of `state`, identity from `facts` (the event that changed it), its
+    version `base` plus one per change; ``known``: (status, event id) of that event, so its
+    digest is not computed again."""
     provider, key = facts.provider, facts.message_key
+    times = _TIMES
     seen: list[StatusSeen] = []
-    best = -1
-    finals: set[int] = set()
+    best = best_rank = -1
+    finals = 0
+    changes = int(state.timed_out)
     submitted = sent = final = sent_carried = None
     for kind, at in state.entries:
         if kind == SEND_TIME:
             sent_carried = at
             continue
+        changes += 1
         code = kind - 1
         name = STATUSES[code]
         eid = known[1] if known is not None and known[0] == name else event_id(provider, key, name)
-        seen.append(StatusSeen(name, eid, _time(at)))
+        seen.append(StatusSeen(name, eid, times.get(at) or _time(at)))
         rank = _RANKS[code]
-        if best < 0 or rank > _RANKS[best]:
-            best = code
+        if rank > best_rank:
+            best, best_rank = code, rank
         if rank == 4:
-            finals.add(code)
+            finals += 1
             if final is None:
                 final = at
-        elif kind == _PENDING and submitted is None:
-            submitted = at
+        elif kind == _PENDING:
+            if submitted is None:
+                submitted = at
         elif kind == _SENT and sent is None:
             sent = at
     if sent is None:
@@ -328,34 +343,38 @@ def message_state(
         facts.batch_id,
         facts.client_ref,
         status,
-        FINALITY[status],
+        _FINALITIES[best],
         seen,
-        len(finals) > 1,
-        _time(state.first),
-        None if submitted is None else _time(submitted),
-        None if sent is None else _time(sent),
-        None if final is None else _time(final),
+        finals > 1,
+        times.get(state.first) or _time(state.first),
+        None if submitted is None else times.get(submitted) or _time(submitted),
+        None if sent is None else times.get(sent) or _time(sent),
+        None if final is None else times.get(final) or _time(final),
         None if final is None or start is None else (final - start) * 1000,
-        version,
-        format_epoch_ms(max(0, updated_ms)),
+        base + changes,
+        format_epoch_ms(updated_ms if updated_ms > 0 else 0),
         state.timed_out,
     )
 
 
 _ENCODER: Final = msgspec.json.Encoder()
-_DAYS: dict[str, int] = {}
 _EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
+#: Epoch seconds by text: the reports of a stream share their seconds (a dict, cleared when full).
+_SECONDS: dict[str, int] = {}
 
 
 def epoch_s(text: str) -> int:
     """Epoch seconds of an event's RFC 3339 UTC time (``2014-03-17T14:55:21Z``, maybe with
-    milliseconds), the day cached: the events of a stream share their days."""
-    day = _DAYS.get(text[:10])
-    if day is None:
-        if len(_DAYS) > 4096:
-            _DAYS.clear()
-        day = _DAYS[text[:10]] = date.fromisoformat(text[:10]).toordinal() - _EPOCH_ORDINAL
-    return day * 86400 + int(text[11:13]) * 3600 + int(text[14:16]) * 60 + int(text[17:19])
+    milliseconds)."""
+    seconds = _SECONDS.get(text)
+    if seconds is None:
+        if len(_SECONDS) >= 65536:
+            _SECONDS.clear()
+        day = date.fromisoformat(text[:10]).toordinal() - _EPOCH_ORDINAL
+        seconds = _SECONDS[text] = (
+            day * 86400 + int(text[11:13]) * 3600 + int(text[14:16]) * 60 + int(text[17:19])
+        )
+    return seconds
 
 
 class Lifecycle:
@@ -375,12 +394,14 @@ class Lifecycle:
         self.counters = LifecycleCounters() if counters is None else counters
         self._encode = _ENCODER.encode
 
-    def _track(self, h: int, key: bytes, event: MessageIdentity, state: Unpacked) -> None:
-        """Keep the waiting messages: a message with no final (and not timed out) waits."""
+    def _track(
+        self, h: int, key: bytes, event: MessageIdentity, state: Unpacked, waits: bool
+    ) -> None:
+        """Keep the waiting messages: a message with no final (`waits`) and not timed out."""
         timeouts = self.timeouts
         if timeouts is None:
             return
-        if state.timed_out or has_final(state.entries):
+        if state.timed_out or not waits:
             timeouts.done(event.provider, h)
             return
         identity = Identity(
@@ -392,7 +413,9 @@ class Lifecycle:
             event.batch_id,
             event.client_ref,
         )
-        timeouts.wait(event.provider, h, state.first, key, self._encode(identity))
+        dropped = timeouts.wait(event.provider, h, state.first, key, self._encode(identity))
+        if dropped is not None:
+            self.counters.forgotten[dropped] += 1
 
     def expire(self, emit: bool = True, idle_ms: int | None = None) -> list[OutputRecord]:
         """Time out the waiting messages whose deadline the window's clock reached: each gets
@@ -421,9 +444,7 @@ class Lifecycle:
                 continue
             self.counters.timed_out[provider] += 1
             identity = _IDENTITY.decode(waiting.identity)
-            record = message_state(
-                identity, state, clock * VERSION_STEPS + state.changes, waiting.deadline
-            )
+            record = message_state(identity, state, clock * VERSION_STEPS, waiting.deadline)
             out.append(OutputRecord(waiting.key, self._encode(record), [], waiting.deadline))
         return out
 
@@ -480,9 +501,9 @@ class Lifecycle:
             kind = index[event.status] + 1
             if data and any(k == kind for k, _ in unpack(data).entries):
                 continue
-            state = fold_event(data, event, stamp)
-            set_state(h, pack(state))
-            self._track(h, key, event, state)
+            data, state = fold(data, event, stamp)
+            set_state(h, data)
+            self._track(h, key, event, state, not has_final(state.entries))
 
     def emitted(
         self, events: Sequence[EventFacts], keys: Sequence[bytes], stamps: Sequence[int]
@@ -492,16 +513,26 @@ class Lifecycle:
             return []
         window = self.window
         base = window.clock * VERSION_STEPS
-        state_of, set_state, encode = window.state_of, window.set_state, self._encode
+        state_of, set_state, encode, track = (
+            window.state_of,
+            window.set_state,
+            self._encode,
+            self._track,
+        )
         counters = self.counters
         out: list[OutputRecord] = []
+        timeouts = self.timeouts
+        done = None if timeouts is None else timeouts.done
         for event, key, h, stamp in zip(events, keys, window.hashes(keys), stamps, strict=True):
-            state = fold_event(state_of(h), event, stamp)
-            set_state(h, pack(state))
-            self._track(h, key, event, state)
-            known = (event.status, event.event_id) if event.event_id else None
-            record = message_state(event, state, base + state.changes, stamp, known)
-            if FINALITY[event.status] == "final":
+            data, state = fold(state_of(h), event, stamp)
+            set_state(h, data)
+            eid = event.event_id
+            record = message_state(event, state, base, stamp, (event.status, eid) if eid else None)
+            if record.final_at is None:
+                track(h, key, event, state, True)
+            elif done is not None:
+                done(event.provider, h)
+            if event.status in _FINAL_STATUSES:
                 counters.final(event.provider, record)
             out.append(OutputRecord(key, encode(record), [], stamp))
         return out

@@ -8,14 +8,17 @@ reaches its deadline: a replay of old records times nothing out early. Record ti
 partition are nearly in order, so a head later than one behind it delays that one by no more
 than the disorder of the stamps.
 
-Memory: a message waiting for its final costs about half a kilobyte here (its key and identity)
-until its final or its time-out; a message that gets its final costs nothing.
+Memory: a message waiting for its final costs about 300 bytes here (its deadline, key and
+identity in one bytes object, and its queue entry) until its final or its time-out; a message
+that gets its final costs nothing. At most `capacity` messages wait (the window's: a message
+the window forgot cannot be timed out anyway); beyond it the oldest waiting one is dropped.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
+from struct import Struct
 from typing import Final, NamedTuple
 
 import msgspec
@@ -23,6 +26,8 @@ import msgspec
 from schemas import PROVIDERS, RANK, STATUSES
 
 _FINAL_KINDS: Final = frozenset(i + 1 for i, s in enumerate(STATUSES) if RANK[s] == 4)
+#: A waiting message as held: deadline (ms) and key length, then its key and identity.
+_HEAD: Final = Struct("<qI")
 
 
 class Waiting(NamedTuple):
@@ -37,34 +42,71 @@ def has_final(entries: list[tuple[int, int]]) -> bool:
     return any(kind in _FINAL_KINDS for kind, _ in entries)
 
 
+def _held(deadline: int, key: bytes, identity: bytes) -> bytes:
+    return _HEAD.pack(deadline, len(key)) + key + identity
+
+
+def _waiting(held: bytes) -> Waiting:
+    deadline, size = _HEAD.unpack_from(held)
+    start = _HEAD.size
+    return Waiting(deadline, held[start : start + size], held[start + size :])
+
+
 class Timeouts:
     """The waiting messages of one window, by provider (see the module docstring)."""
 
-    def __init__(self, default_ms: int, by_provider: Mapping[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        default_ms: int,
+        by_provider: Mapping[str, int] | None = None,
+        capacity: int | None = None,
+    ) -> None:
+        """``capacity``: the most messages that wait (None: no bound)."""
         by_provider = by_provider or {}
         self.timeout_ms: Final[dict[str, int]] = {
             p: by_provider.get(p, default_ms) for p in PROVIDERS
         }
-        self.queues: Final[dict[str, OrderedDict[int, Waiting]]] = {
+        self.queues: Final[dict[str, OrderedDict[int, bytes]]] = {
             p: OrderedDict() for p in PROVIDERS
         }
+        self.capacity = capacity
+        self._count = 0
 
     def __len__(self) -> int:
-        return sum(map(len, self.queues.values()))
+        return self._count
 
-    def wait(self, provider: str, h: int, first_s: int, key: bytes, identity: bytes) -> None:
+    def wait(self, provider: str, h: int, first_s: int, key: bytes, identity: bytes) -> str | None:
         """Message `h` (first reported at `first_s`) has no final yet: it waits (its place in
-        the queue kept, its identity the newest)."""
+        the queue kept, its identity the newest). Returns the provider of a message dropped to
+        stay within the capacity, if one was."""
         queue = self.queues[provider]
-        entry = queue.get(h)
-        if entry is None:
-            queue[h] = Waiting(first_s * 1000 + self.timeout_ms[provider], key, identity)
-        else:
-            queue[h] = entry._replace(identity=identity)
+        held = queue.get(h)
+        if held is not None:
+            queue[h] = held[: _HEAD.size + len(key)] + identity
+            return None
+        queue[h] = _held(first_s * 1000 + self.timeout_ms[provider], key, identity)
+        self._count += 1
+        if self.capacity is not None and self._count > self.capacity:
+            return self._drop_oldest()
+        return None
+
+    def _drop_oldest(self) -> str:
+        """Drop the message first reported earliest (the head of one queue)."""
+        timeouts, unpack = self.timeout_ms, _HEAD.unpack_from
+        heads = [
+            (unpack(next(iter(q.values())))[0] - timeouts[p], p)
+            for p, q in self.queues.items()
+            if q
+        ]
+        provider = min(heads)[1]
+        self.queues[provider].popitem(last=False)
+        self._count -= 1
+        return provider
 
     def done(self, provider: str, h: int) -> None:
         """Message `h` got its final (or timed out): it waits no more."""
-        self.queues[provider].pop(h, None)
+        if self.queues[provider].pop(h, None) is not None:
+            self._count -= 1
 
     def earliest(self) -> int | None:
         """The earliest deadline of the waiting messages (ms), None when none waits (the
@@ -86,17 +128,19 @@ class Timeouts:
 
     def due(self, clock_ms: int) -> Iterator[tuple[str, int, Waiting]]:
         """Take out and yield the messages whose deadline is at most `clock_ms`."""
+        unpack = _HEAD.unpack_from
         for provider, queue in self.queues.items():
             while queue:
                 h = next(iter(queue))
-                if queue[h].deadline > clock_ms:
+                if unpack(queue[h])[0] > clock_ms:
                     break
-                yield provider, h, queue.popitem(last=False)[1]
+                self._count -= 1
+                yield provider, h, _waiting(queue.popitem(last=False)[1])
 
     def dump(self) -> bytes:
         """The waiting messages, for a snapshot (:meth:`load`)."""
         return _ENCODER.encode(
-            [[p, [[h, *w] for h, w in q.items()]] for p, q in self.queues.items() if q]
+            [[p, [[h, *_waiting(w)] for h, w in q.items()]] for p, q in self.queues.items() if q]
         )
 
     def load(self, data: bytes) -> None:
@@ -110,7 +154,9 @@ class Timeouts:
                 raise ValueError(f"not a dump of waiting messages: provider {provider!r}")
             queue = self.queues[provider]
             for h, deadline, key, identity in items:
-                queue[h] = Waiting(deadline, key, identity)
+                if h not in queue:
+                    self._count += 1
+                queue[h] = _held(deadline, key, identity)
 
 
 _ENCODER: Final = msgspec.msgpack.Encoder()

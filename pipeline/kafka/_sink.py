@@ -125,8 +125,8 @@ class Sink:
         An event stamped outside the window of timestamps `topic` takes (a producer's clock
         far ahead, a topic's `message.timestamp.*.max.ms`) becomes an `InvalidTimestamp` dead
         letter here, before it is sent: sent, the broker would refuse its whole batch and spoil
-        the producer. A dead letter stamped outside the dead-letter topic's window is stamped
-        now."""
+        the producer. A dead letter or state record stamped outside its topic's window is
+        stamped now."""
         sent: list[Sent] = []
         now = int(time.time() * 1000)
         records: list[Record] = [(d.key, d.value, d.headers, d.timestamp_ms) for d in dead]
@@ -142,15 +142,19 @@ class Sink:
             # By its own count: the output's while both match (a state record lands in its
             # events' partition); after the output topic grew, until the state topic follows.
             count = await self.partition_count(state_topic)
+            # Stamped as its event: one the topic would refuse is stamped now (its value keeps
+            # the record time), as a refusal would spoil the producer.
             sent += await self.send(
-                state_topic, states, partitions_for([o.key for o in states], count)
+                state_topic,
+                self._stamped(state_topic, states, now),
+                partitions_for([o.key for o in states], count),
             )
         if records:
-            records = self._stamped(records, now)
             count = await self.partition_count(self.dead_letter_topic)
             # Spread by their source key, as the producer would (a keyless one: b"").
             parts = partitions_for([r[0] or b"" for r in records], count)
-            sent += await self.send(self.dead_letter_topic, records, parts)
+            stamped = self._stamped(self.dead_letter_topic, records, now)
+            sent += await self.send(self.dead_letter_topic, stamped, parts)
         return sent
 
     def _in_window(
@@ -166,8 +170,13 @@ class Sink:
             o for o in outputs if not lo <= o[3] <= hi
         ]
 
-    def _stamped(self, records: list[Record], now: int) -> list[Record]:
-        lo, hi = self.limits.get(self.dead_letter_topic, TopicLimits()).stamp_window(now)
+    def _stamped(self, topic: str, records: Sequence[Record], now: int) -> Sequence[Record]:
+        """`records`, those stamped outside the window of timestamps `topic` takes stamped
+        `now` (one min and max per batch, in C; only a batch with such a record is rebuilt)."""
+        lo, hi = self.limits.get(topic, TopicLimits()).stamp_window(now)
+        stamps = [r[3] for r in records]
+        if lo <= min(stamps) and max(stamps) <= hi:
+            return records
         return [r if lo <= r[3] <= hi else (r[0], r[1], r[2], now) for r in records]
 
     async def send(

@@ -152,7 +152,9 @@ class DedupeStage(Stage):
         if self.state_topic is None:
             return None
         lifecycle = Lifecycle(
-            window, Timeouts(*final_timeouts(self.settings)), self.lifecycle_counters
+            window,
+            Timeouts(*final_timeouts(self.settings), window.max_messages),
+            self.lifecycle_counters,
         )
         self.lifecycles[partition] = lifecycle
         return lifecycle

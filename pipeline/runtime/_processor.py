@@ -77,7 +77,9 @@ class Processor:
                 settings.window_max_messages, settings.window_ttl_s * 1000, lifecycle=keep_states
             )
             lifecycle = (
-                Lifecycle(window, Timeouts(*final_timeouts(settings))) if keep_states else None
+                Lifecycle(window, Timeouts(*final_timeouts(settings), window.max_messages))
+                if keep_states
+                else None
             )
             self.core = Core(window, config, lifecycle=lifecycle)
         else:

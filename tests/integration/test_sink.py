@@ -206,8 +206,9 @@ async def test_events_stamped_outside_the_window_are_dead_lettered_before_sendin
 ) -> None:
     # Kafka's default message.timestamp.after.max.ms is one hour: a producer clock 2 h ahead.
     out, dlq = unique("sink-future-out"), unique("sink-future-dlq")
-    await create_topics(kafka_bootstrap, {out: 1, dlq: 1})
-    limits = await limits_of(kafka_bootstrap, [out, dlq])
+    state = unique("sink-future-state")
+    await create_topics(kafka_bootstrap, {out: 1, dlq: 1, state: 1})
+    limits = await limits_of(kafka_bootstrap, [out, dlq, state])
     sink, made = await started_sink(kafka_bootstrap, dlq, limits, out)
     now = int(time.time() * 1000)
     ahead = now + 7_200_000
@@ -222,12 +223,18 @@ async def test_events_stamped_outside_the_window_are_dead_lettered_before_sendin
         ahead,
         "MalformedBody",
     )
+    # Each event's state record, stamped as its event.
+    states = [OutputRecord(o.key, b"{}", [], o.timestamp_ms) for o in outputs]
     try:
-        await sink.flush(await sink.write(out, outputs, [core_dead]))
+        await sink.flush(await sink.write(out, outputs, [core_dead], states, state))
         await sink.flush(await sink.write(out, outputs[:1], []))  # and the producer goes on
     finally:
         await sink.stop()
     assert len(made) == 1  # nothing was refused: no producer spoilt, none replaced
+    # Every state record written, those stamped ahead stamped when they were written.
+    written = await drain(kafka_bootstrap, state)
+    assert [m.key for m in written] == [b"k0", b"k1", b"k2", b"k3", b"k4"]
+    assert all(abs(m.timestamp - now) < 600_000 for m in written)
     assert [m.key for m in await drain(kafka_bootstrap, out)] == [b"k0", b"k2", b"k4", b"k0"]
     dead = await drain(kafka_bootstrap, dlq)
     late = sorted(

@@ -354,6 +354,25 @@ def test_waiting_messages_survive_a_dump() -> None:
     ]
 
 
+def test_at_most_the_window_capacity_waits_the_oldest_dropped_and_counted() -> None:
+    window = Window(1000, 86_400_000)
+    life = Lifecycle(window, Timeouts(MINUTE, {"tencent": 5 * MINUTE}, capacity=2))
+    feed(life, [("a", "PENDING")], T0)
+    feed(life, [("b", "PENDING")], T0 + 1000)
+    # "a" gets a newer identity and keeps its place (its first report, its deadline).
+    feed(life, [("a", "SENT")], T0 + 2000)
+    assert life.counters.forgotten["yunpian"] == 0
+    feed(life, [("c", "PENDING")], T0 + 3000)
+    assert life.timeouts is not None and len(life.timeouts) == 2
+    assert life.counters.forgotten["yunpian"] == 1
+    fired = timed_out(feed(life, [("x", "DELIVERED")], T0 + MINUTE + 3000))
+    assert [(k, t) for k, t, _ in fired] == [
+        (b"yunpian:b", T0 + MINUTE + 1000),
+        (b"yunpian:c", T0 + MINUTE + 3000),
+    ]
+    assert len(life.timeouts) == 0
+
+
 def test_a_timeout_not_shorter_than_the_window_is_refused() -> None:
     for flags, name in (
         (["--final-timeout-s", "86400"], "final_timeout_s"),
