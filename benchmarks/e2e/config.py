@@ -54,6 +54,7 @@ OURS = {
     # The state topic off (it is on by default): its cost, side by side in one run.
     "ours x1 no-state": ("--no-state",),
     "single no-state": ("--topology", "single", "--no-state"),
+    "ours x2 no-state": ("--workers", "2", "--no-state"),
 }
 #: The bare relay with the processor's producer settings (zstd, no linger), and with those it
 #: had before they changed (lz4, which aiokafka runs at level 9, and a 20 ms linger).

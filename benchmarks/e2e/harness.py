@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks.e2e.bars import CORE_BATCH, CoreAlone, bar_lines, core_alone
 from benchmarks.e2e.config import CONTENDERS, FULL, OURS, PARTITIONS, QUICK
 from benchmarks.e2e.contenders import Bench, Result
 from benchmarks.e2e.expected import prepare
@@ -162,6 +163,21 @@ def run(
                     f"  as receipts/s (at {events_per_receipt:.3f} events per receipt): producer "
                     f"alone {ceiling['kafka_producer_records_per_s'] / events_per_receipt:,.0f}"
                 )
+        core: CoreAlone | None = None
+        if {"single", "single no-state"} & by.keys() and "relay" in by:
+            core = core_alone(placed, expected.receipts)
+            say()
+            say(
+                f"core alone  {core.us:.1f} CPU µs per receipt ({core.states_us:.1f} with its "
+                f"state records): the same phase-1 records through Core.process in this process, "
+                f"batches of {CORE_BATCH}, best of 3"
+            )
+        bars = bar_lines(results, core)
+        if bars:
+            say()
+            say("bars (CPU µs per receipt of the process tree; p99 from the latency phases)")
+            for line in bars:
+                say(line)
         profiles: dict[str, dict[str, float]] = {}
         if profile:
             profiles = profile_ours(bench, placed, expected, lat, say, results)
@@ -182,6 +198,9 @@ def run(
             result[f"{slug}_cpu_s"] = r.cpu_drain_s
             result[f"{slug}_peak_rss_mb"] = r.peak_rss_mb
         result.update(ceiling)
+        if core is not None:
+            result["core_alone_us"] = core.us
+            result["core_alone_states_us"] = core.states_us
         for name, stages in profiles.items():
             slug = name.replace(" ", "_")
             result.update({f"profile_{slug}_{k}_us": v for k, v in stages.items()})

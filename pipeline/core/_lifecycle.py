@@ -252,11 +252,13 @@ def pack(state: Unpacked) -> int:
     return data
 
 
-def fold(data: int, event: EventFacts, stamp: int) -> tuple[int, Unpacked]:
+def fold(data: int, event: EventFacts, stamp: int, clock: int) -> tuple[int, Unpacked]:
     """(the data, the state) of a message whose data is `data` (0: one the window did not
-    hold) after emitting `event`, received at record time `stamp` (ms)."""
+    hold) after emitting `event`, received at record time `stamp` (ms). A stamp ahead of the
+    window's clock `clock` (ms; the window ignored it as too far ahead of the wall clock)
+    counts as that clock: a record stamped years ahead must not put off a time-out."""
     kind = STATUS_INDEX[event.status] + 1
-    observed = stamp // 1000
+    observed = (stamp if stamp <= clock or not clock else clock) // 1000
     occurred, sent = event.occurred_at, event.sent_at
     at = observed if occurred is None else epoch_s(occurred)
     if data:
@@ -494,14 +496,14 @@ class Lifecycle:
         if not facts:
             return
         window = self.window
-        state_of, set_state = window.state_of, window.set_state
+        state_of, set_state, clock = window.state_of, window.set_state, window.clock
         index = STATUS_INDEX
         for event, key, h, stamp in zip(facts, keys, window.hashes(keys), stamps, strict=True):
             data = state_of(h)
             kind = index[event.status] + 1
             if data and any(k == kind for k, _ in unpack(data).entries):
                 continue
-            data, state = fold(data, event, stamp)
+            data, state = fold(data, event, stamp, clock)
             set_state(h, data)
             self._track(h, key, event, state, not has_final(state.entries))
 
@@ -512,7 +514,8 @@ class Lifecycle:
         if not events:
             return []
         window = self.window
-        base = window.clock * VERSION_STEPS
+        clock = window.clock
+        base = clock * VERSION_STEPS
         state_of, set_state, encode, track = (
             window.state_of,
             window.set_state,
@@ -524,7 +527,7 @@ class Lifecycle:
         timeouts = self.timeouts
         done = None if timeouts is None else timeouts.done
         for event, key, h, stamp in zip(events, keys, window.hashes(keys), stamps, strict=True):
-            data, state = fold(state_of(h), event, stamp)
+            data, state = fold(state_of(h), event, stamp, clock)
             set_state(h, data)
             eid = event.event_id
             record = message_state(event, state, base, stamp, (event.status, eid) if eid else None)

@@ -254,6 +254,7 @@ def test_version_grows_when_a_message_comes_back_and_across_a_restore() -> None:
 
 T0 = BASE_S * 1000
 MINUTE = 60_000
+YEAR = 365 * 86_400_000
 
 
 def new(timeout_ms: int = MINUTE) -> Lifecycle:
@@ -352,6 +353,20 @@ def test_waiting_messages_survive_a_dump() -> None:
     assert [(p, w) for p, _, w in back.due(T0 + MINUTE)] == [
         (p, w) for p, _, w in life.timeouts.due(T0 + MINUTE)
     ]
+
+
+def test_a_record_stamped_years_ahead_does_not_put_off_its_time_out() -> None:
+    """The window ignored the stamp (too far ahead of the wall clock): the message counts as
+    first reported at the window's clock, and times out a timeout after that."""
+    life = new()
+    feed(life, [("x", "DELIVERED")], T0)
+    w = life.window
+    key = b"yunpian:ahead"
+    verdicts = w.check_batch(w.hashes([key]), [STATUS_INDEX["PENDING"]], [2], T0)
+    (record,) = life.states([facts("ahead", "PENDING", None)], [key], verdicts, [T0 + 10 * YEAR])
+    assert DECODE(record.value).first_seen_at == format_epoch_s(BASE_S)
+    fired = timed_out(feed(life, [("y", "DELIVERED")], T0 + MINUTE))
+    assert [(k, t) for k, t, _ in fired] == [(key, T0 + MINUTE)]
 
 
 def test_at_most_the_window_capacity_waits_the_oldest_dropped_and_counted() -> None:
