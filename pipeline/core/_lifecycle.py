@@ -450,6 +450,26 @@ class Lifecycle:
             out.append(OutputRecord(waiting.key, self._encode(record), [], waiting.deadline))
         return out
 
+    def fired_before(self, keys: Sequence[bytes], stamps: Sequence[int]) -> int:
+        """Mark timed out, making no record (as :meth:`expire` with ``emit`` False), the waiting
+        messages whose time-out fired before a restore: `keys` and `stamps` of state records
+        read back from the state topic that say ``timed_out``. How many were still waiting."""
+        timeouts = self.timeouts
+        if timeouts is None or not keys:
+            return 0
+        window = self.window
+        marked = 0
+        for h, stamp in zip(window.hashes(keys), stamps, strict=True):
+            if timeouts.take(h, stamp) is None:
+                continue
+            marked += 1
+            data = window.state_of(h)
+            if data:
+                state = unpack(data)
+                state.timed_out = True
+                window.set_state(h, pack(state))
+        return marked
+
     def states(
         self,
         events: Sequence[EventFacts],

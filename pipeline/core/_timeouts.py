@@ -108,6 +108,26 @@ class Timeouts:
         if self.queues[provider].pop(h, None) is not None:
             self._count -= 1
 
+    def earliest(self) -> int | None:
+        """The earliest deadline of the waiting messages (ms), None when none waits (the
+        queues are in first-report order, not strictly in deadline order: all are looked at)."""
+        unpack = _HEAD.unpack_from
+        return min((unpack(w)[0] for q in self.queues.values() for w in q.values()), default=None)
+
+    def take(self, h: int, stamp_ms: int) -> str | None:
+        """Take message `h` out when it waits and a time-out record stamped `stamp_ms` can be
+        its own (stamped no earlier than its first report: not one of an earlier life of its
+        key, before the window forgot it); its provider, else None."""
+        for provider, queue in self.queues.items():
+            held = queue.get(h)
+            if held is not None:
+                if _HEAD.unpack_from(held)[0] - self.timeout_ms[provider] > stamp_ms:
+                    return None
+                del queue[h]
+                self._count -= 1
+                return provider
+        return None
+
     def due(self, clock_ms: int) -> Iterator[tuple[str, int, Waiting]]:
         """Take out and yield the messages whose deadline is at most `clock_ms`."""
         unpack = _HEAD.unpack_from

@@ -404,7 +404,9 @@ def observe_kafka(observed: Observed, health: Probes | None = None) -> KafkaMetr
         registry=registry,
     )
     restored = Counter(
-        "pipeline_restore_records", "Output records read to restore windows.", registry=registry
+        "pipeline_restore_records",
+        "Output records (and state records, for the time-outs that fired) read to restore windows.",
+        registry=registry,
     )
 
     def on_batch(batch_s: float, commit_s: float, offsets: Mapping[Any, int]) -> None:

@@ -4,6 +4,13 @@ The read starts at the later of: the offset of (newest record time in p − ttl)
 bound derived from the window's capacity; never from the wall clock, so input stamped long ago
 (a backlog, a replay) still finds the events it caused. Keys and headers only are looked at,
 unless state records are written: then each event's value is decoded too (its times).
+
+With state records, the state topic is the lifecycle's changelog for what the output cannot
+say: which time-outs fired. After the window is rebuilt, state partition p is read from the
+earliest deadline among its messages still waiting for a final (a time-out's record is stamped
+with its deadline) to its end, bounded like the output's read; every waiting message whose
+record there says ``"timed_out":true`` is marked timed out without a record, so a time-out
+fired by the idle rule (wall clock), or after the last snapshot, does not fire again.
 """
 
 from __future__ import annotations
@@ -15,10 +22,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, Final, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
 
-from ..config import Settings
+from ..config import Settings, state_topic
 from ..core import Lifecycle
-from ..errors import RestoreStalled
+from ..errors import RestoreStalled, SettingProblem
 from ._identities import Identities
 from ._window import Window
 
@@ -26,6 +34,11 @@ log = logging.getLogger("pipeline.kafka")
 
 #: Output records per message the bound allows for: a submit result and a final status.
 RECORDS_PER_MESSAGE: Final = 2
+#: State records per message the bound of the state topic's read allows for: one per event
+#: and one for its time-out.
+STATE_RECORDS_PER_MESSAGE: Final = RECORDS_PER_MESSAGE + 1
+#: What a state record of a timed-out message holds (msgspec writes no spaces).
+_TIMED_OUT: Final = b'"timed_out":true'
 #: Records looked at from the end of a partition to find its newest record time.
 TAIL: Final = 64
 #: Seconds a restore's read may get no record further before it counts as stalled.
@@ -40,6 +53,10 @@ class Restored(NamedTuple):
     end: int
     #: Whether a snapshot seeded the window (then only records from `start` on were read).
     snapshot: bool = False
+    #: State records read back (the time-outs that fired before), and the waiting messages
+    #: they marked timed out.
+    state_records: int = 0
+    fired_before: int = 0
 
 
 def bound(capacity: int) -> int:
@@ -63,7 +80,8 @@ class Restorer:
         self._start = start
         #: Every restore so far (newest last), for the log.
         self.done: list[Restored] = []
-        #: Called with (seconds, records) after each restore (the metrics).
+        #: Called with (seconds, records: output and state records read) after each restore
+        #: (the metrics).
         self.on_restore: Callable[[float, int], None] | None = None
 
     async def start(self) -> None:
@@ -93,8 +111,12 @@ class Restorer:
         if end > start:
             with self._assigned(tp):
                 records = await self._load(tp, start, end, window, lifecycle)
+        states, fired = await self._fired_before(partition, window.max_messages, lifecycle)
         return self._done(
-            Restored(partition, records, time.monotonic() - started, start, end, True), window
+            Restored(
+                partition, records, time.monotonic() - started, start, end, True, states, fired
+            ),
+            window,
         )
 
     async def restore(
@@ -117,9 +139,55 @@ class Restorer:
                     hit = found.get(tp)
                     start = max(start, hit.offset if hit is not None else end)
                 records = await self._load(tp, start, end, window, lifecycle)
+        states, fired = await self._fired_before(partition, capacity, lifecycle)
         return self._done(
-            Restored(partition, records, time.monotonic() - started, start, end), window
+            Restored(
+                partition, records, time.monotonic() - started, start, end, False, states, fired
+            ),
+            window,
         )
+
+    async def _fired_before(
+        self, partition: int, capacity: int, lifecycle: Lifecycle | None
+    ) -> tuple[int, int]:
+        """Mark the time-outs that fired before, from state partition p (module docstring):
+        (state records read, messages marked). A state topic that cannot be read otherwise
+        than for want of an ACL is logged: its time-outs may then fire again."""
+        topic = state_topic(self.settings)
+        if lifecycle is None or lifecycle.timeouts is None or topic is None:
+            return 0, 0
+        earliest = lifecycle.timeouts.earliest()
+        if earliest is None:
+            return 0, 0
+        tp = TopicPartition(topic, partition)
+        consumer = self.consumer
+        read = marked = 0
+        try:
+            begin = (await consumer.beginning_offsets([tp]))[tp]
+            end = (await consumer.end_offsets([tp]))[tp]
+            # Nothing stamped at or after the earliest deadline: no time-out of theirs fired.
+            hit = (await consumer.offsets_for_times({tp: max(0, earliest)})).get(tp)
+            if hit is None or hit.offset >= end:
+                return 0, 0
+            start = max(begin, hit.offset, end - capacity * STATE_RECORDS_PER_MESSAGE)
+            with self._assigned(tp):
+                async for messages in self._read(tp, start, end, 50_000):
+                    read += len(messages)
+                    fired = [m for m in messages if m.key and m.value and _TIMED_OUT in m.value]
+                    marked += lifecycle.fired_before(
+                        [m.key for m in fired], [m.timestamp for m in fired]
+                    )
+        except TopicAuthorizationFailedError:
+            raise SettingProblem(
+                f"not authorized to Read state (--state-topic) topic {topic!r}: a restore "
+                "reads back which time-outs fired"
+            ) from None
+        except KafkaError as exc:
+            log.warning(
+                "state topic not read back: time-outs that fired before may fire again",
+                extra={"topic": topic, "partition": partition, "error": repr(exc)},
+            )
+        return read, marked
 
     @contextlib.contextmanager
     def _assigned(self, tp: TopicPartition) -> Iterator[None]:
@@ -135,7 +203,7 @@ class Restorer:
     def _done(self, done: Restored, window: Window) -> Restored:
         self.done.append(done)
         if self.on_restore is not None:
-            self.on_restore(done.seconds, done.records)
+            self.on_restore(done.seconds, done.records + done.state_records)
         log.info(
             "window restored",
             extra={
@@ -145,6 +213,8 @@ class Restorer:
                 "from_offset": done.start,
                 "end_offset": done.end,
                 "snapshot": done.snapshot,
+                "state_records": done.state_records,
+                "fired_before": done.fired_before,
                 "seconds": round(done.seconds, 3),
             },
         )

@@ -939,3 +939,42 @@ def own_broker(tmp_path: Path) -> Iterator[RestartableKafka]:
     """A broker of this test alone (the shared one must not go down under other tests)."""
     with RestartableKafka(data_dir=tmp_path / "kafka") as kafka:
         yield kafka
+
+
+#: Rank of the statuses that are not final (a final ranks 4): schemas.RANK, written out.
+STATE_RANK = {"PENDING": 1, "SENT": 2, "UNKNOWN": 3}
+
+
+def check_states(out: Sequence[ConsumerRecord], states: Sequence[ConsumerRecord]) -> int:
+    """Every message's newest state record (by version) is its events folded in order; the
+    versions of a message never go back along its partition; state and events share key and
+    partition. Returns the number of messages."""
+    events: dict[bytes, list[dict[str, Any]]] = {}
+    partition_of: dict[bytes, int] = {}
+    for m in sorted(out, key=lambda m: (m.partition, m.offset)):
+        events.setdefault(m.key, []).append(json.loads(m.value))
+        partition_of[m.key] = m.partition
+    newest: dict[bytes, dict[str, Any]] = {}
+    for m in sorted(states, key=lambda m: (m.partition, m.offset)):
+        state = json.loads(m.value)
+        assert m.partition == partition_of[m.key], m.key
+        before = newest.get(m.key)
+        assert before is None or state["version"] > before["version"], m.key
+        newest[m.key] = state
+    assert set(newest) == set(events)
+    for key, state in newest.items():
+        mine = events[key]
+        assert [s["status"] for s in state["statuses"]] == [e["status"] for e in mine], key
+        assert [s["event_id"] for s in state["statuses"]] == [e["event_id"] for e in mine]
+        best = None
+        for e in mine:
+            if best is None or STATE_RANK.get(e["status"], 4) > STATE_RANK.get(best, 4):
+                best = e["status"]
+        assert state["status"] == best
+        finals = {e["status"] for e in mine if e["status"] not in STATE_RANK}
+        assert state["conflict"] == (len(finals) > 1)
+        assert (state["provider"], state["message_key"]) == (
+            mine[0]["provider"],
+            mine[0]["message_key"],
+        )
+    return len(newest)

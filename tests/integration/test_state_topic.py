@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,10 +22,12 @@ from pipeline.core import InputRecord
 from pipeline.core.normalise import format_epoch_ms
 
 from .conftest import (
+    Proc,
     Spawn,
     Stream,
     Topics,
     check_outputs,
+    check_states,
     corpus_stream,
     create_topics,
     drain,
@@ -37,8 +41,6 @@ from .conftest import (
 
 pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
 
-RANK = {"PENDING": 1, "SENT": 2, "UNKNOWN": 3}
-
 
 async def topic_config(bootstrap: str, topic: str) -> dict[str, str]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -50,41 +52,6 @@ async def topic_config(bootstrap: str, topic: str) -> dict[str, str]:
         return {c[0]: c[1] for c in response.resources[0][4]}
     finally:
         await admin.close()
-
-
-def check_states(out: Sequence[ConsumerRecord], states: Sequence[ConsumerRecord]) -> int:
-    """Every message's newest state record (by version) is its events folded in order; the
-    versions of a message never go back along its partition; state and events share key and
-    partition. Returns the number of messages."""
-    events: dict[bytes, list[dict[str, Any]]] = {}
-    partition_of: dict[bytes, int] = {}
-    for m in sorted(out, key=lambda m: (m.partition, m.offset)):
-        events.setdefault(m.key, []).append(json.loads(m.value))
-        partition_of[m.key] = m.partition
-    newest: dict[bytes, dict[str, Any]] = {}
-    for m in sorted(states, key=lambda m: (m.partition, m.offset)):
-        state = json.loads(m.value)
-        assert m.partition == partition_of[m.key], m.key
-        before = newest.get(m.key)
-        assert before is None or state["version"] > before["version"], m.key
-        newest[m.key] = state
-    assert set(newest) == set(events)
-    for key, state in newest.items():
-        mine = events[key]
-        assert [s["status"] for s in state["statuses"]] == [e["status"] for e in mine], key
-        assert [s["event_id"] for s in state["statuses"]] == [e["event_id"] for e in mine]
-        best = None
-        for e in mine:
-            if best is None or RANK.get(e["status"], 4) > RANK.get(best, 4):
-                best = e["status"]
-        assert state["status"] == best
-        finals = {e["status"] for e in mine if e["status"] not in RANK}
-        assert state["conflict"] == (len(finals) > 1)
-        assert (state["provider"], state["message_key"]) == (
-            mine[0]["provider"],
-            mine[0]["message_key"],
-        )
-    return len(newest)
 
 
 async def run_stream(
@@ -162,15 +129,9 @@ async def timed_out_states(bootstrap: str, topic: str) -> list[dict[str, Any]]:
     return [s for s in states if s["timed_out"]]
 
 
-async def test_timeouts_fire_once_on_an_idle_partition_across_a_kill9(
-    kafka_bootstrap: str, spawn: Spawn
-) -> None:
-    """Two messages that get no final status: the instance that saw them is killed (-9) before
-    their deadline; the next one restores them from the output and, with no more traffic, times
-    them out by the wall-clock rule: once each, not twice, not never."""
-    topics = Topics("state-timeout", raw=1, out=2, dlq=1)
-    await create_topics(kafka_bootstrap, topics.partitions)
-    now = int(time.time() * 1000)
+def unknown_reports(raw: str, offset: int, stamp: int, sids: Sequence[str]) -> InputRecord:
+    """One push of Yunpian reports, UNKNOWN (not final) for each of `sids`, at raw partition
+    0's `offset` and record time `stamp`."""
     reports = [
         {
             "sid": sid,
@@ -181,38 +142,116 @@ async def test_timeouts_fire_once_on_an_idle_partition_across_a_kill9(
             "mobile": "13711112222",
             "report_status": "UNKNOWN",
         }
-        for sid in ("880001", "880002")
+        for sid in sids
     ]
     body = b"sms_status=" + json.dumps(reports).encode()
-    record = InputRecord(
-        topics.raw, 0, 0, now, [("provider", b"yunpian"), ("endpoint", b"push")], body
+    return InputRecord(
+        raw, 0, offset, stamp, [("provider", b"yunpian"), ("endpoint", b"push")], body
     )
-    extra = ["--final-timeout-s", "3"]
-    first = spawn(run_args(kafka_bootstrap, topics, extra=extra))
-    await produce(kafka_bootstrap, [record])
-    await wait_processed(kafka_bootstrap, topics, procs=[first])
-    assert await timed_out_states(kafka_bootstrap, topics.out) == []
-    first.kill()
-    second = spawn(run_args(kafka_bootstrap, topics, extra=extra))
+
+
+def tencent_submit(raw: str, offset: int, stamp: int, serial: str) -> InputRecord:
+    """A Tencent SendSms result: message `serial` submitted (PENDING, not final)."""
+    body = json.dumps(
+        {
+            "Response": {
+                "SendStatusSet": [
+                    {
+                        "SerialNo": serial,
+                        "PhoneNumber": "+8613711112222",
+                        "Fee": 1,
+                        "SessionContext": "",
+                        "Code": "Ok",
+                        "Message": "send success",
+                        "IsoCode": "CN",
+                    }
+                ],
+                "RequestId": "a0aabda6-cf91-4f3e-a81f-9198114a2279",
+            }
+        }
+    ).encode()
+    return InputRecord(
+        raw, 0, offset, stamp, [("provider", b"tencent"), ("endpoint", b"SendSms")], body
+    )
+
+
+async def fired_count(bootstrap: str, topic: str) -> Counter[str]:
+    """Time-out records by provider:message_key."""
+    states = await timed_out_states(bootstrap, topic)
+    return Counter(f"{s['provider']}:{s['message_key']}" for s in states)
+
+
+async def wait_fired(bootstrap: str, topic: str, keys: set[str], proc: Proc) -> Counter[str]:
+    """Until each of `keys` (provider:message_key) has timed out."""
     deadline = time.monotonic() + 45
-    fired: list[dict[str, Any]] = []
-    while len(fired) < 2:
-        assert time.monotonic() < deadline, second.text()[-3000:]
+    while True:
+        fired = await fired_count(bootstrap, topic)
+        if keys <= set(fired):
+            return fired
+        assert time.monotonic() < deadline, proc.text()[-3000:]
         await asyncio.sleep(0.5)
-        fired = await timed_out_states(kafka_bootstrap, topics.out)
+
+
+async def test_timeouts_fire_once_across_kill9_snapshot_and_output_restores(
+    kafka_bootstrap: str, spawn: Spawn, tmp_path: Path
+) -> None:
+    """Time-outs fire once each, also those fired by the idle (wall-clock) rule while stream
+    time is short of their deadlines. Five messages, none gets a final: four (yunpian, 3 s)
+    time out by the idle rule after the snapshot of both windows; the instance is killed (-9)
+    before the fifth (tencent, 10 s) times out. One snapshot is deleted: the next instance
+    resumes partition 0 from its snapshot and rebuilds partition 1 from the output alone; with
+    no more traffic it times out the fifth by the idle rule, and not the four again."""
+    topics = Topics("state-timeout", raw=1, out=2, dlq=1)
+    await create_topics(kafka_bootstrap, topics.partitions)
+    now = int(time.time() * 1000)
+    sids = ["880001", "880002", "880003", "880004"]
+    extra = [
+        *("--final-timeout-s", "3", "--final-timeouts", "tencent=10"),
+        *("--snapshot-interval-s", "1", "--state-dir", str(tmp_path)),
+    ]
+    first = spawn(run_args(kafka_bootstrap, topics, extra=extra))
+    await wait_ready(first)
+    await asyncio.sleep(1)  # so the batch is snapshotted (--snapshot-interval-s 1)
+    await produce(
+        kafka_bootstrap,
+        [
+            unknown_reports(topics.raw, 0, now, sids),
+            tencent_submit(topics.raw, 1, now, "2433:3309419081247836212"),
+        ],
+    )
+    await wait_processed(kafka_bootstrap, topics, procs=[first])
+    out = await drain(kafka_bootstrap, topics.out)
+    partition_of = {m.key.decode(): m.partition for m in out}
+    (tencent,) = [k for k in partition_of if k.startswith("tencent:")]
+    idle = {f"yunpian:{sid}" for sid in sids}
+    assert {partition_of[k] for k in idle} == {0, 1}  # both restores have time-outs to find
+    await first.wait_log("window snapshotted")
+    fired = await wait_fired(kafka_bootstrap, topics.out, idle, first)
+    first.kill()
+    assert fired == dict.fromkeys(idle, 1), fired  # the tencent message waits on
     # The rule: quiet for 10 s, the window follows the wall clock less 10 s.
-    assert time.time() * 1000 >= now + 3000 + 10_000
-    await asyncio.sleep(2.5)  # a second firing would come at the next tick (1 s)
-    fired = await timed_out_states(kafka_bootstrap, topics.out)
-    assert sorted(s["message_key"] for s in fired) == ["880001", "880002"]
-    for state in fired:
-        assert state["status"] == "UNKNOWN" and state["final_at"] is None
-        assert state["updated_at"] == format_epoch_ms((now // 1000) * 1000 + 3000)
+    assert time.time() * 1000 >= (now // 1000) * 1000 + 3000 + 10_000  # deadlines in s
+    (snapshot,) = tmp_path.glob("*+1.snapshot")
+    snapshot.unlink()
+    second = spawn(run_args(kafka_bootstrap, topics, extra=extra))
+    await wait_fired(kafka_bootstrap, topics.out, {tencent}, second)
+    await asyncio.sleep(1.5)  # any second firing comes at the same tick or the next (1 s)
+    fired = await fired_count(kafka_bootstrap, topics.out)
+    assert fired == dict.fromkeys([*idle, tencent], 1), fired
+    restores = [d for d in second.logs if d.get("msg") == "window restored"]
+    assert {(d["partition"], d["snapshot"]) for d in restores} == {(0, True), (1, False)}
+    assert sum(d["fired_before"] for d in restores) == len(idle), restores
+    for state in await timed_out_states(kafka_bootstrap, topics.out):
+        timeout = 10_000 if state["provider"] == "tencent" else 3000
+        assert state["status"] in ("UNKNOWN", "PENDING") and state["final_at"] is None
+        assert state["updated_at"] == format_epoch_ms((now // 1000) * 1000 + timeout)
     _, text = scrape(await second.metrics_port())
     metrics = parse_metrics(text)
-    assert metrics["pipeline_timeouts_total"][(("provider", "yunpian"),)] == 2
+    counted = {k: v for k, v in metrics["pipeline_timeouts_total"].items() if v}
+    assert counted == {(("provider", "tencent"),): 1}
     assert sum(metrics.get("pipeline_finals_total", {}).values()) == 0
     assert await second.stop() == 0
+    assert not second.crashes(), second.text()[-3000:]
 
 
 async def read_table(bootstrap: str, topic: str) -> dict[bytes, dict[str, Any]]:

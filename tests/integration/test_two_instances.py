@@ -1,4 +1,5 @@
-"""Several processors in one consumer group: separate processes (instances) and `--workers`."""
+"""Several processors in one consumer group: separate processes (instances) and `--workers`
+(with their state records)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from .conftest import (
     Spawn,
     check_dead_letters,
     check_outputs,
+    check_states,
     chunks,
     corpus_stream,
     drain,
@@ -133,6 +135,10 @@ async def test_two_workers_in_one_process(kafka_bootstrap: str, spawn: Spawn) ->
     check_outputs(out, want.outputs, 6)
     dlq = await drain(kafka_bootstrap, topics.dlq)
     check_dead_letters(dlq, want.dead_letters)
+    # The workers' state records: every message's last one right, no version going back.
+    states = await drain(kafka_bootstrap, f"{topics.out}.messages")
+    assert check_states(out, states) > 1000
+    assert len(states) == len(out)  # one per emitted event (no time-out due)
     assignments = [d for d in proc.messages("partitions assigned") if d["partitions"]]
     assert assignments
 

@@ -418,3 +418,24 @@ def test_an_idle_clock_times_out_without_moving_the_window() -> None:
     assert DECODE(late.value).version > fired[2].version
     # Still held (a replay of its first report is a duplicate): nothing expired.
     assert list(life.window.check_batch(life.window.hashes([b"yunpian:a"]), [0], [2], T0)) == [1]
+
+
+def test_a_timeout_read_back_from_the_state_topic_is_not_fired_again() -> None:
+    """A restore marks timed out, with no record, the waiting messages whose state record says
+    so (the idle rule fired them, stream time short of their deadlines); a record stamped before
+    a message's first report is an earlier life of its key and marks nothing."""
+    life = new()
+    feed(life, [("a", "PENDING"), ("b", "PENDING"), ("c", "PENDING")], T0)
+    assert life.timeouts is not None and life.timeouts.earliest() == T0 + MINUTE
+    fired = timed_out(life.expire(idle_ms=T0 + MINUTE))
+    keys, stamps = [k for k, _, _ in fired], [t for _, t, _ in fired]
+    again = new()
+    feed(again, [("a", "PENDING"), ("b", "PENDING"), ("c", "PENDING")], T0)
+    assert again.fired_before([*keys[:2], keys[2]], [*stamps[:2], T0 - 1]) == 2
+    assert again.fired_before(keys[:1], stamps[:1]) == 0  # no longer waiting
+    later = timed_out(again.expire(idle_ms=T0 + 2 * MINUTE))
+    assert [k for k, _, _ in later] == [b"yunpian:c"]
+    # Marked timed out: a final still updates the message, and says it timed out.
+    (final,) = feed(again, [("a", "DELIVERED")], T0 + 1000)
+    assert DECODE(final.value).timed_out
+    assert life.fired_before([], []) == 0
