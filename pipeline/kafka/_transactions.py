@@ -155,10 +155,19 @@ class PartitionWriters:
         sequence numbers are out of step with the broker's (it has no epoch bump, KIP-360), so
         the producer cannot be trusted with another transaction; :meth:`open` starts afresh."""
         try:
-            await producer.abort_transaction()
+            if producer._txn_manager.is_fatal_error():
+                # aiokafka refuses to abort from its fatal state (an assertion, not a Kafka
+                # error): nothing of the transaction is visible, and the broker aborts it when
+                # the next owner opens the partition's transactional id (or it times out).
+                log.warning(
+                    "transaction abandoned: producer in a fatal state",
+                    extra={"partition": partition},
+                )
+            else:
+                await producer.abort_transaction()
         except FENCED:
             raise
-        except KafkaError as exc:  # e.g. fatal state: the broker aborts it on the next open
+        except KafkaError as exc:  # the broker aborts it on the next open
             log.warning(
                 "transaction abort failed", extra={"partition": partition, "error": repr(exc)}
             )

@@ -28,6 +28,7 @@ from typing import Any, Final
 
 import anyio
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
 
 from schemas import PROVIDERS, STATUS_INDEX
 
@@ -62,6 +63,9 @@ log = logging.getLogger("pipeline.kafka")
 _KEY, _HEADERS, _TIMESTAMP = attrgetter("key"), attrgetter("headers"), attrgetter("timestamp")
 _FORWARD = attrgetter("key", "value", "headers", "timestamp")
 STATUSES = sorted(STATUS_INDEX, key=STATUS_INDEX.__getitem__)
+#: Transactions of one partition that may fail in a row (each time rebuilt and retried) before
+#: the stage stops: a failure that persists is not a broker's passing fault.
+TRANSACTION_ATTEMPTS: Final = 3
 #: A window whose partition had no batch this long follows the wall clock (less this) for its
 #: time-outs (s).
 IDLE_S: Final = 10
@@ -114,6 +118,8 @@ class DedupeStage(Stage):
         #: before dedupe).
         self.emitted: Counter[tuple[int, int]] = Counter()
         self.writers = new_writers(settings) if settings.exactly_once else None
+        #: Transactions failed in a row, by partition (see TRANSACTION_ATTEMPTS).
+        self.failed_transactions: dict[int, int] = {}
         if self.writers is not None:
             self.depth = 1  # each batch commits inside its own transactions: nothing to overlap
         self.dropped = Dropped()
@@ -338,7 +344,36 @@ class DedupeStage(Stage):
             # Another member owns p now and replays this batch; the group rebalances us.
             self.drop(partition)
             log.warning("partition lost", extra={"stage": self.name, "error": str(exc)})
+        except KafkaError as exc:
+            failures = self.failed_transactions.get(partition, 0) + 1
+            if failures >= TRANSACTION_ATTEMPTS:
+                raise
+            self.failed_transactions[partition] = failures
+            log.warning(
+                "transaction failed; partition rebuilt from the output",
+                extra={"stage": self.name, "partition": partition, "error": repr(exc)},
+            )
+            await self.rebuild(partition)
+        else:
+            self.failed_transactions.pop(partition, None)
         return []
+
+    async def rebuild(self, partition: int) -> None:
+        """Take partition p afresh after a failed transaction (a broker lost mid-write leaves
+        aiokafka's producer unusable): nothing of it is visible and its offsets are not
+        committed, but the window already holds its events. As a new owner would: the window
+        dropped, the consumer back at the committed offset, the writer reopened (the broker
+        aborts what it still holds open) and the window restored from the output."""
+        self.drop(partition)
+        tp = TopicPartition(self.topic, partition)
+
+        async def step() -> None:
+            committed = (await self.consumer.seek_to_committed(tp))[tp]
+            if not committed:  # aiokafka seeks only past offset 0
+                await self.consumer.seek_to_beginning(tp)
+            await self.assigned({tp})
+
+        await self.guarded("rebuild", step)
 
     async def tick(self) -> None:
         """The idle rule of time-outs, at most once a second: a window whose partition had no
