@@ -69,8 +69,10 @@ def bar_lines(results: Sequence[Result], core: CoreAlone | None) -> list[str]:
     lines: list[str] = []
 
     def check(what: str, value: float, bar: float, unit: str, met: bool) -> None:
+        digits = 2 if unit == "x" else 1  # ratios: 1.25 is not 1.2
         lines.append(
-            f"  {what:<58}{value:>9.1f} {unit:<4} bar {bar:>7.1f}  {'met' if met else 'NOT met'}"
+            f"  {what:<58}{value:>9.{digits}f} {unit:<4} bar {bar:>7.{digits}f}  "
+            f"{'met' if met else 'NOT met'}"
         )
 
     def cpu(r: Result) -> float:
