@@ -65,6 +65,8 @@ FULL = {"receipts": 1_000_000, "core_reps": 5, "baseline_reps": 2}
 QUICK = {"receipts": 30_000, "core_reps": 3, "baseline_reps": 2}
 #: Records per Core.process call, as the embedded runner batches (pipeline/cli/_embedded.py).
 BATCH = 1000
+#: The final timeout the state side runs with (the run command's default).
+FINAL_TIMEOUT_MS = 43_200_000
 
 
 def _cpu_model() -> str:
@@ -107,14 +109,23 @@ Timing = tuple[float, float]  # (wall seconds, CPU seconds of this process)
 
 
 def run_core(
-    records: Sequence[InputRecord], batch: int = BATCH, keep: bool = True
+    records: Sequence[InputRecord],
+    batch: int = BATCH,
+    keep: bool = True,
+    states: list[tuple[bytes, bytes]] | None = None,
 ) -> tuple[Timing, list[bytes], int, Core[Window]]:
     """((wall, CPU) seconds, output values, dead letters, core) for one pass, fresh window.
 
     With `keep` False the outputs of each batch are dropped after counting, as a sink drops
     them once sent: holding all 900 000 values (~630 MB) changes how the allocator behaves.
+    With `states` (a list) the core runs with its lifecycle, and its state records are added
+    there as (key, value) when `keep`.
     """
-    core = Core(Window(max_messages=5_000_000, ttl_ms=86_400_000))
+    window = Window(max_messages=5_000_000, ttl_ms=86_400_000, lifecycle=states is not None)
+    life = None
+    if states is not None:
+        life = Lifecycle(window, Timeouts(FINAL_TIMEOUT_MS, capacity=window.max_messages))
+    core = Core(window, lifecycle=life)
     values: list[bytes] = []
     dead = 0
     process = core.process
@@ -124,6 +135,8 @@ def run_core(
         result = process(records[i : i + batch])
         if keep:
             values += [o.value for o in result.outputs]
+            if states is not None:
+                states += [(s.key, s.value) for s in result.states]
         dead += len(result.dead_letters)
     return (time.perf_counter() - started, time.process_time() - cpu), values, dead, core
 
@@ -148,31 +161,15 @@ def run_baseline(
 
 # -- state records --------------------------------------------------------------------------------
 
-#: The final timeout the state side runs with (the run command's default).
-FINAL_TIMEOUT_MS = 43_200_000
-
 
 def run_core_states(
     records: Sequence[InputRecord], batch: int = BATCH, keep: bool = True
 ) -> tuple[Timing, list[tuple[bytes, bytes]], list[bytes]]:
     """((wall, CPU) seconds, state records as (key, value), output values) for one pass of
     the core with its lifecycle, fresh window; with `keep` False nothing is kept."""
-    window = Window(max_messages=5_000_000, ttl_ms=86_400_000, lifecycle=True)
-    core = Core(
-        window,
-        lifecycle=Lifecycle(window, Timeouts(FINAL_TIMEOUT_MS, capacity=window.max_messages)),
-    )
     states: list[tuple[bytes, bytes]] = []
-    values: list[bytes] = []
-    process = core.process
-    gc.collect()
-    started, cpu = time.perf_counter(), time.process_time()
-    for i in range(0, len(records), batch):
-        result = process(records[i : i + batch])
-        if keep:
-            states += [(s.key, s.value) for s in result.states]
-            values += [o.value for o in result.outputs]
-    return (time.perf_counter() - started, time.process_time() - cpu), states, values
+    timing, values, _, _ = run_core(records, batch, keep, states)
+    return timing, states, values
 
 
 def check_states(states: list[tuple[bytes, bytes]], values: list[bytes]) -> list[str]:
