@@ -8,7 +8,6 @@ the topologies, and its own bar compares the same contender with it and without.
 from __future__ import annotations
 
 import gc
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,21 +28,14 @@ class CoreAlone:
 
 def core_alone(records: Sequence[Any], receipts: int, reps: int = 3) -> CoreAlone:
     """The core over the phase-1 records in batches of CORE_BATCH, with and without its
-    lifecycle, repetitions interleaved, fresh window each, best CPU time of `reps`, under the
-    collector schedule of the run command."""
-    from pipeline.core import Core, Lifecycle, Timeouts
+    lifecycle (`core_bench.run_core`), repetitions interleaved, fresh window each, best CPU
+    time of `reps`, under the collector schedule of the run command."""
+    from benchmarks.core_bench import run_core
     from pipeline.ops import GEN0_THRESHOLD
-    from pipeline.state import Window
 
     def once(states: bool) -> float:
-        window = Window(5_000_000, 86_400_000, lifecycle=states)
-        life = Lifecycle(window, Timeouts(43_200_000, capacity=5_000_000)) if states else None
-        core = Core(window, lifecycle=life)
-        gc.collect()
-        started = time.process_time()
-        for i in range(0, len(records), CORE_BATCH):
-            core.process(records[i : i + CORE_BATCH])
-        return time.process_time() - started
+        (_, cpu), _, _, _ = run_core(records, CORE_BATCH, keep=False, states=[] if states else None)
+        return cpu
 
     thresholds = gc.get_threshold()
     gc.set_threshold(GEN0_THRESHOLD, *thresholds[1:])

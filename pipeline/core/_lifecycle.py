@@ -51,6 +51,8 @@ SEND_TIME: Final = 10
 _SENT: Final = STATUS_INDEX["SENT"] + 1
 _PENDING: Final = STATUS_INDEX["PENDING"] + 1
 _FIRST_BITS: Final = 34
+#: The time-out flag of the packed data (bit 0).
+_TIMED_OUT: Final = 1
 #: Where the entries start: above the time-out flag and the first report's time.
 _ENTRIES_AT: Final = _FIRST_BITS + 1
 _WIDTHS: Final = (8, 16, 24, 40)
@@ -223,7 +225,7 @@ def unpack(data: int) -> Unpacked:
         rest >>= 2 + width
         entries.append((rest & 15, first + (zigzag >> 1 if not zigzag & 1 else -(zigzag >> 1) - 1)))
         rest >>= 4
-    return Unpacked(bool(data & 1), first, entries)
+    return Unpacked(bool(data & _TIMED_OUT), first, entries)
 
 
 def _entry(kind: int, at: int, first: int) -> tuple[int, int]:
@@ -465,9 +467,7 @@ class Lifecycle:
             marked += 1
             data = window.state_of(h)
             if data:
-                state = unpack(data)
-                state.timed_out = True
-                window.set_state(h, pack(state))
+                window.set_state(h, data | _TIMED_OUT)
         return marked
 
     def states(

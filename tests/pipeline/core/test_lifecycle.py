@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.core import EMIT, Lifecycle, OutputRecord, Timeouts
-from pipeline.core._lifecycle import SEND_TIME, Unpacked, epoch_s, pack, unpack
+from pipeline.core._lifecycle import SEND_TIME, Facts, Unpacked, epoch_s, pack, unpack
 from pipeline.core.normalise import event_id, format_epoch_s
 from pipeline.state import Window
-from schemas import PROVIDER_INDEX, STATUS_INDEX, MessageState, Provider, Status
+from schemas import PROVIDER_INDEX, STATUS_INDEX, MessageState, Status
 
 BASE_S = 1_717_484_400  # 2024-06-04T07:00:00Z
 ROOT = Path(__file__).resolve().parents[3]
@@ -31,35 +31,17 @@ STATUS_NAMES: list[Status] = [
 ]
 
 
-class Facts(msgspec.Struct):
-    """The fields of an event a state record reads."""
-
-    provider: Provider
-    message_key: str
-    account: str | None
-    recipient: str
-    message_id: str | None
-    batch_id: str | None
-    client_ref: str | None
-    status: Status
-    occurred_at: str | None
-    sent_at: str | None
-    event_id: str = ""
-
-
 def facts(key: str, status: Status, occurred_s: int | None, sent_s: int | None = None) -> Facts:
     return Facts(
-        "yunpian",
-        key,
-        "acct",
-        "+8613711112222",
-        key,
-        None,
-        None,
-        status,
-        None if occurred_s is None else format_epoch_s(occurred_s),
-        None if sent_s is None else format_epoch_s(sent_s),
-        event_id("yunpian", key, status) if key != "k" else "",
+        provider="yunpian",
+        message_key=key,
+        account="acct",
+        recipient="+8613711112222",
+        message_id=key,
+        status=status,
+        occurred_at=None if occurred_s is None else format_epoch_s(occurred_s),
+        sent_at=None if sent_s is None else format_epoch_s(sent_s),
+        event_id=event_id("yunpian", key, status) if key != "k" else "",
     )
 
 
