@@ -580,15 +580,14 @@ class Lifecycle:
         window = self.window
         clock = window.clock
         base = clock * VERSION_STEPS
-        state_of, set_state, encode, track = (
-            window.state_of,
-            window.set_state,
-            self._encode,
-            self._track,
-        )
+        state_of, set_state, track = window.state_of, window.set_state, self._track
         counters = self.counters
         values: list[bytes] = []
         value = values.append
+        # One buffer that keeps its size (as the encode stage's): `encode` would grow each
+        # record's from small by realloc.
+        buffer = bytearray()
+        into = _ENCODER.encode_into
         timeouts = self.timeouts
         done = None if timeouts is None else timeouts.done
         stamped, updated_at = -1, ""  # the records of a batch share their stamps
@@ -611,7 +610,8 @@ class Lifecycle:
                 done(event.provider, h)
             if event.status in _FINAL_STATUSES:
                 counters.final(event.provider, record)
-            value(encode(record))
+            into(record, buffer)
+            value(bytes(buffer))
         # tuple.__new__ skips the named tuple's Python-level __new__.
         headers: list[list[tuple[str, bytes]]] = [[] for _ in values]
         columns = zip(keys, values, headers, stamps, strict=True)
