@@ -7,6 +7,10 @@ comparisons of the core are made here in instructions, beside the CPU-time bench
 
     python benchmarks/instructions.py [--receipts N] [--seed S] [--tree DIR ...] [--jobs J]
 
+Stages: ``core`` (`Core.process`), ``decode``, ``dedupe`` (the window's verdicts), ``lifecycle``
+(the same verdicts from a window that keeps lifecycle data, and a state record per emitted
+event: less ``dedupe``, the message lifecycle's own cost) and ``encode``.
+
 Each figure is a child process under `valgrind --tool=cachegrind --cache-sim=no`, run once
 with one pass and once with two passes over the same records (a fresh core per pass, caches
 warm from the first): the difference is one pass, with start-up, imports and set-up cancelled
@@ -32,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-STAGES = ("core", "decode", "dedupe", "encode")
+STAGES = ("core", "decode", "dedupe", "lifecycle", "encode")
 PROVIDERS = ("uspeedo", "ultiroam", "yunpian", "smspartner", "tencent")
 
 
@@ -43,7 +47,7 @@ def child(tree: str, corpus: str, stage: str, passes: int) -> None:
     if sys.path[0] != tree:
         sys.path.insert(0, tree)
     try:
-        from pipeline.core import Core, InputRecord, emitted_outputs, window_verdicts
+        from pipeline.core import EMIT, Core, InputRecord, emitted_outputs, window_verdicts
         from pipeline.errors import DecodeError, NotReceipts
         from pipeline.state import Window
     except ImportError:  # a tree from before the layered layout, measured for comparison
@@ -52,12 +56,23 @@ def child(tree: str, corpus: str, stage: str, passes: int) -> None:
             NotReceipts,
         )
 
-        from pipeline.core import Core, InputRecord, emitted_outputs, window_verdicts
+        from pipeline.core import EMIT, Core, InputRecord, emitted_outputs, window_verdicts
         from pipeline.state import Window
 
     records = [InputRecord(*r) for r in pickle.loads(Path(corpus).read_bytes())]
     # Always two cores: a window's allocation is large, and must cancel out like the rest.
     cores = [Core(Window(max_messages=5_000_000, ttl_ms=86_400_000)) for _ in range(2)]
+    lifecycles = []
+    if stage == "lifecycle":  # made before anything is counted, as the cores are
+        from pipeline.core import Lifecycle, Timeouts
+
+        lifecycles = [
+            Lifecycle(
+                Window(max_messages=5_000_000, ttl_ms=86_400_000, lifecycle=True),
+                Timeouts(43_200_000, capacity=5_000_000),
+            )
+            for _ in range(2)
+        ]
     batches = [records[i : i + 1000] for i in range(0, len(records), 1000)]
     decoded = []  # the later stages' input, decoded before anything is counted
     for batch in batches:
@@ -83,6 +98,16 @@ def child(tree: str, corpus: str, stage: str, passes: int) -> None:
         elif stage == "dedupe":
             for events, _ in decoded:
                 done += len(window_verdicts(core.window, events, 1_700_000_000_000)[-1])
+        elif stage == "lifecycle":
+            # The dedupe stage again, with a window that keeps lifecycle data and a state record
+            # per emitted event: the difference from "dedupe" is the lifecycle's.
+            lifecycle = lifecycles.pop()
+            window = lifecycle.window
+            expected = 0
+            for events, stamps in decoded:
+                keys, _, verdicts = window_verdicts(window, events, 1_700_000_000_000)
+                done += len(lifecycle.states(events, keys, verdicts, stamps))
+                expected += verdicts.count(EMIT)
         else:
             for events, stamps in decoded:
                 # (keys, codes, verdicts); older trees: (keys, verdicts), no codes

@@ -319,8 +319,8 @@ class Settings(KafkaSettings, kw_only=True, forbid_unknown_fields=True):
         int,
         msgspec.Meta(
             ge=1,
-            description="snapshot the dedupe windows at most this often, in s (also on "
-            "revocation and shutdown)",
+            description="snapshot each dedupe window at most this often, in s, one window at "
+            "a time spread over the interval (also on revocation and shutdown)",
         ),
     ] = 60
     exactly_once: Annotated[

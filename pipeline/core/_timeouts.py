@@ -17,7 +17,7 @@ the window forgot cannot be timed out anyway); beyond it the oldest waiting one 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from struct import Struct
 from typing import Final, NamedTuple
 
@@ -141,9 +141,13 @@ class Timeouts:
 
     def dump(self) -> bytes:
         """The waiting messages, for a snapshot (:meth:`load`)."""
-        return _ENCODER.encode(
-            [[p, [[h, *_waiting(w)] for h, w in q.items()]] for p, q in self.queues.items() if q]
-        )
+        return _dump([(p, q) for p, q in self.queues.items() if q])
+
+    def dump_later(self) -> Callable[[], bytes]:
+        """:meth:`dump` of the messages waiting now, to call elsewhere (a worker thread) while
+        these queues go on changing: they are copied here (in C), encoded there."""
+        queues = [(p, q.copy()) for p, q in self.queues.items() if q]
+        return lambda: _dump(queues)
 
     def load(self, data: bytes) -> None:
         """Put back what :meth:`dump` wrote (ValueError when it is not that)."""
@@ -163,3 +167,7 @@ class Timeouts:
 
 _ENCODER: Final = msgspec.msgpack.Encoder()
 _DECODER: Final = msgspec.msgpack.Decoder(list[tuple[str, list[tuple[int, int, bytes, bytes]]]])
+
+
+def _dump(queues: list[tuple[str, OrderedDict[int, bytes]]]) -> bytes:
+    return _ENCODER.encode([[p, [[h, *_waiting(w)] for h, w in q.items()]] for p, q in queues])

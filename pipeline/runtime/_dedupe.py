@@ -4,8 +4,9 @@ Group `<group>.dedupe` on the repartition topic. Each owned partition p has its 
 (capacity `window_max_messages // P`, so an instance's memory falls as instances are added),
 restored from output partition p, its changelog, before p's first batch and dropped when p goes.
 With `state_dir` set, window p is snapshotted (pipeline/state/_snapshot.py) when p goes, at
-shutdown and every `snapshot_interval_s`; on assignment a usable snapshot seeds it and only the
-output records written after it are read. What passes is written to output partition p with
+shutdown and every `snapshot_interval_s` (one window at a time, copied between batches and
+written in the background); on assignment a usable snapshot seeds it and only the output
+records written after it are read. What passes is written to output partition p with
 the same key, value, headers and timestamp; with the state topic on, the state record of each
 event that passed goes to state partition p in the same batch (in the same transaction with
 `exactly_once`).
@@ -17,13 +18,15 @@ and opening p's producer on assignment fences the previous owner before p is res
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from itertools import compress
 from operator import attrgetter
+from pathlib import Path
 from typing import Any, Final
 
 import anyio
@@ -126,7 +129,13 @@ class DedupeStage(Stage):
         self.dropped = Dropped()
         #: Newest record time forwarded per partition (ms), for the snapshots.
         self.newest: dict[int, int] = {}
+        #: When a window was last snapshotted, and when any was (monotonic s).
+        self.snapshot_at: dict[int, float] = {}
         self.saved_at = time.monotonic()
+        #: Windows that had batches since their last snapshot.
+        self.unsaved: set[int] = set()
+        #: The snapshot being encoded and written in the background, if any.
+        self.saving: asyncio.Task[None] | None = None
 
     def events_out(self) -> Counter[tuple[str, str]]:
         return Counter({(PROVIDERS[p], STATUSES[s]): n for (p, s), n in self.emitted.items()})
@@ -208,30 +217,51 @@ class DedupeStage(Stage):
         await self.restorer.restore(partition, window, self.capacity, lifecycle)
         return window
 
-    async def save(self, partitions: Iterable[int]) -> None:
+    async def save(self, partitions: Iterable[int], wait: bool = True) -> None:
         """Snapshot windows `partitions` when settled (everything forwarded is acked, so each
         window reflects its output partition up to the end offset asked for now; unsettled, the
-        windows hold what the output may not). A failure is logged: the next assignment then
-        rebuilds from the output."""
-        state_dir = self.settings.state_dir
-        if not state_dir or not self.settled:
+        windows hold what the output may not). Each window is copied here and encoded and
+        written in a worker thread (``wait`` False: in the background, while batches go on).
+        A failure is logged: the next assignment then rebuilds from the output."""
+        if not self.settings.state_dir or not self.settled:
             return
-        topic = self.settings.output_topic
+        await self.saved()  # one snapshot task at a time
+        frozen: list[tuple[int, Window, int, int, Callable[[], bytes]]] = []
         for p in partitions:
             window = self.windows.get(p)
             if window is None:
                 continue
             try:
                 _, end = await self.restorer.offsets(p)
-                lifecycle = self.lifecycles.get(p)
-                waiting = b""
-                if lifecycle is not None and lifecycle.timeouts is not None:
-                    waiting = lifecycle.timeouts.dump()
-                data = encode_snapshot(
-                    self.group, topic, p, window, end, self.newest.get(p, 0), waiting
-                )
+            except Exception as exc:
+                log.warning("snapshot failed", extra={"partition": p, "error": repr(exc)})
+                continue
+            lifecycle = self.lifecycles.get(p)
+            waiting = (
+                lifecycle.timeouts.dump_later()
+                if lifecycle is not None and lifecycle.timeouts is not None
+                else bytes
+            )
+            frozen.append((p, window.frozen(), end, self.newest.get(p, 0), waiting))
+            self.snapshot_at[p] = time.monotonic()
+            self.unsaved.discard(p)
+        self.saved_at = time.monotonic()
+        self.saving = asyncio.create_task(self._write(frozen))
+        if wait:
+            await self.saved()
+
+    async def saved(self) -> None:
+        """The snapshot being written, if any, is done."""
+        if self.saving is not None:
+            task, self.saving = self.saving, None
+            await task
+
+    async def _write(self, frozen: list[tuple[int, Window, int, int, Callable[[], bytes]]]) -> None:
+        state_dir, topic = self.settings.state_dir, self.settings.output_topic
+        for p, window, end, newest, waiting in frozen:
+            try:
                 path = await anyio.to_thread.run_sync(
-                    write_snapshot, state_dir, self.group, topic, p, data
+                    _encode_and_write, state_dir, self.group, topic, p, window, end, newest, waiting
                 )
             except Exception as exc:
                 log.warning("snapshot failed", extra={"partition": p, "error": repr(exc)})
@@ -240,7 +270,17 @@ class DedupeStage(Stage):
                 "window snapshotted",
                 extra={"partition": p, "offset": end, "messages": len(window), "path": str(path)},
             )
-        self.saved_at = time.monotonic()
+
+    def due_snapshot(self, now: float) -> int | None:
+        """The window to snapshot at `now` (monotonic s), if one is due: of the windows that
+        had batches since their last snapshot, the one snapshotted longest ago; one at a time,
+        each at most every `snapshot_interval_s`, spread over it (copying a window stalls the
+        loop)."""
+        if not self.unsaved or not self.settings.state_dir or self.saving is not None:
+            return None
+        if now - self.saved_at < self.settings.snapshot_interval_s / len(self.windows):
+            return None
+        return min(self.unsaved, key=lambda p: self.snapshot_at.get(p, 0.0))
 
     async def revoked(self, partitions: set[TopicPartition]) -> None:
         await self.save(sorted(tp.partition for tp in partitions))
@@ -250,6 +290,7 @@ class DedupeStage(Stage):
                 await self.writers.close(tp.partition)
 
     def drop(self, partition: int) -> None:
+        self.unsaved.discard(partition)
         self.lifecycles.pop(partition, None)
         self.last_batch.pop(partition, None)
         window = self.windows.pop(partition, None)
@@ -263,6 +304,7 @@ class DedupeStage(Stage):
         return await super().commit(offsets)
 
     async def close(self) -> None:
+        await self.saved()  # also when the last snapshot is skipped (unsettled)
         await self.save(sorted(self.windows))
         self.windows.clear()
         if self.writers is not None:
@@ -271,9 +313,6 @@ class DedupeStage(Stage):
     async def run_batch(self, batches: dict[TopicPartition, list[Any]]) -> None:
         await super().run_batch(batches)
         await self.tick()
-        if time.monotonic() - self.saved_at >= self.settings.snapshot_interval_s:
-            await self.settle()
-            await self.save(sorted(self.windows))
 
     async def process(self, batches: dict[TopicPartition, list[Any]]) -> list[Sent]:
         wall_ms = time.time_ns() // 1_000_000
@@ -299,6 +338,7 @@ class DedupeStage(Stage):
             states: list[OutputRecord] = []
             lifecycle = self.lifecycles.get(tp.partition)
             self.last_batch[tp.partition] = time.monotonic()
+            self.unsaved.add(tp.partition)
             kept = list(compress(messages, keep))
             if kept:
                 # Forwarded as fetched: the fetcher's headers are a list, as aiokafka's batch
@@ -377,6 +417,17 @@ class DedupeStage(Stage):
         await self.guarded("rebuild", step)
 
     async def tick(self) -> None:
+        """After each batch and when idle: the idle rule of time-outs, then a snapshot if one
+        is due."""
+        await self.expire_idle()
+        if self.saving is not None and self.saving.done():
+            await self.saved()
+        due = self.due_snapshot(time.monotonic())
+        if due is not None:
+            await self.settle()
+            await self.save([due], wait=False)
+
+    async def expire_idle(self) -> None:
         """The idle rule of time-outs, at most once a second: a window whose partition had no
         batch for `IDLE_S` times out by the wall clock (less `IDLE_S`), so the time-outs of a
         quiet partition fire within that of their deadline, not at its next record. The
@@ -396,6 +447,22 @@ class DedupeStage(Stage):
                 sent += await self.write(p, [], states, {})
         if sent:
             self.in_flight.append(InFlight(sent, {}, started))
+
+
+def _encode_and_write(
+    state_dir: str,
+    group: str,
+    topic: str,
+    partition: int,
+    window: Window,
+    end: int,
+    newest: int,
+    waiting: Callable[[], bytes],
+) -> Path:
+    """A window's snapshot, encoded and written (in a worker thread: `window` is a frozen
+    copy, `waiting` the dump of its waiting messages)."""
+    data = encode_snapshot(group, topic, partition, window, end, newest, waiting())
+    return write_snapshot(state_dir, group, topic, partition, data)
 
 
 def new_writers(settings: Settings) -> PartitionWriters:

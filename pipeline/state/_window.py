@@ -87,6 +87,7 @@ pin it; stamps in the past never move it back (see above).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import struct
 import zlib
@@ -460,6 +461,20 @@ class Window:
         return b"".join(
             [head, self.hash_key, *gens, keys.tobytes(), values.tobytes(), states, hints]
         )
+
+    def frozen(self) -> Self:
+        """A copy of this window as it is now, to :meth:`dump` elsewhere (a worker thread)
+        while this one goes on: its dicts and hint table copied in C, about 0.1 s per million
+        messages against a dump's 0.15 (0.5 with lifecycle data); nothing else to check."""
+        w = copy.copy(self)
+        ring = []
+        for g in self._ring:
+            c = _Gen(g.tag, g.first)
+            c.d, c.counts, c.n, c.newest = g.d.copy(), g.counts[:], g.n, g.newest
+            ring.append(c)
+        w._ring, w._hint, w._retired = ring, bytearray(self._hint), []
+        w._relink()
+        return w
 
     @classmethod
     def restore(cls, data: bytes | bytearray | memoryview) -> Self:

@@ -361,11 +361,15 @@ def test_waiting_messages_survive_a_dump() -> None:
     life = new()
     feed(life, [("a", "PENDING"), ("b", "SENT")], T0)
     assert life.timeouts is not None
+    later = life.timeouts.dump_later()
+    dumped = life.timeouts.dump()
     back = Timeouts(MINUTE)
-    back.load(life.timeouts.dump())
+    back.load(dumped)
     assert [(p, w) for p, _, w in back.due(T0 + MINUTE)] == [
         (p, w) for p, _, w in life.timeouts.due(T0 + MINUTE)
     ]
+    # A dump for later holds the messages that waited when it was asked for.
+    assert len(life.timeouts) == 0 and later() == dumped
 
 
 def test_a_record_stamped_years_ahead_does_not_put_off_its_time_out() -> None:

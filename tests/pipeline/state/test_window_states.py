@@ -84,3 +84,17 @@ def test_a_lifecycle_window_takes_a_smaller_hint_table_and_keeps_it_through_a_du
     back = Window.restore(made.dump())
     assert back.lifecycle and len(back._hint) == len(made._hint) and back.state_of(1) == 3 << 70
     assert not Window.restore(plain.dump()).lifecycle
+
+
+def test_a_frozen_copy_dumps_what_the_window_held_while_the_window_goes_on() -> None:
+    w = Window(1000, 86_400_000, generations=4, hash_key=KEY, lifecycle=True)
+    w.check_batch([1, 2, 3], [0, 1, 3], [0, 1, 2], 5)
+    w.set_state(1, (1 << 100) + 7)
+    before = w.dump()
+    frozen = w.frozen()
+    # The window goes on: an update in place, a new message, new data, a rotation by time.
+    w.check_batch([1, 4], [3, 0], [0, 0], 30_000_000)
+    w.set_state(4, 9)
+    assert frozen.dump() == before != w.dump()
+    back = Window.restore(frozen.dump())
+    assert back.state_of(1) == (1 << 100) + 7 and back.state_of(4) == 0
