@@ -22,9 +22,10 @@ other processes' load.
 * rebuild: ``message_hash`` + ``load_batch`` over the emitted events of ``messages`` messages
   (1.5 events per message), from key bytes; only hashing and loading are timed.
 * snapshot: the same fill into a keyed window (``hash_key``; keyed vs plain hash cost per key),
-  then a snapshot file saved and loaded (pipeline/state/_snapshot.py): dump, write with fsync,
-  load (read, checksums, restore), and the file's size; the loaded window must be byte-equal
-  and see the saved messages as duplicates. Alone: ``--child snapshot --messages N``.
+  then a snapshot file saved and loaded (pipeline/state/_snapshot.py): the copy a periodic
+  snapshot takes on the loop (``Window.frozen``, checked to dump the same bytes), dump, write
+  with fsync, load (read, checksums, restore), and the file's size; the loaded window must be
+  byte-equal and see the saved messages as duplicates. Alone: ``--child snapshot --messages N``.
 
 Ends with ``window bytes_per_msg=<n> checks_per_s=<n> rebuild_5m_s=<n>``; exits 1 if a check
 of what was measured fails. ``run(quick)`` returns the figures for benchmarks/run.py.
@@ -378,8 +379,12 @@ def child_snapshot(messages: int) -> dict[str, Any]:
         out = f()
         return out, time.process_time() - c0, time.perf_counter() - t0
 
+    # What a periodic snapshot costs the loop: the copy the worker thread then dumps.
+    frozen, copy_cpu, copy_wall = timed(w.frozen)
     with tempfile.TemporaryDirectory(dir=ROOT) as state:
         data, dump_cpu, dump_wall = timed(lambda: encode_snapshot("g", "t", 0, w, 1, 1))
+        if encode_snapshot("g", "t", 0, frozen, 1, 1) != data:
+            raise CheckFailed("snapshot: the window's frozen copy dumps other bytes")
         _, write_cpu, write_wall = timed(lambda: write_snapshot(state, "g", "t", 0, data))
         snap, load_cpu, load_wall = timed(
             lambda: load_snapshot(state, "g", "t", 0, messages, w.ttl_ms)
@@ -397,6 +402,8 @@ def child_snapshot(messages: int) -> dict[str, Any]:
         "bytes": len(data),
         "keyed_hash_us": hash_cpu / events * 1e6,
         "plain_hash_us": plain_cpu / events * 1e6,
+        "copy_cpu": copy_cpu,
+        "copy_wall": copy_wall,
         "dump_cpu": dump_cpu,
         "dump_wall": dump_wall,
         "write_cpu": write_cpu,
@@ -486,6 +493,7 @@ def run(quick: bool, messages: int | None = None) -> dict[str, float]:
     snap = _spawn("snapshot", messages, quick)
     print(
         f"  snapshot: {snap['held']:,} messages held, file {snap['bytes'] / mb:.1f} MiB; "
+        f"copy on the loop {snap['copy_cpu']:.2f} CPU-s ({snap['copy_wall']:.2f} s wall), "
         f"dump {snap['dump_cpu']:.2f} CPU-s ({snap['dump_wall']:.2f} s wall), write+fsync "
         f"{snap['write_wall']:.2f} s wall, load (read, checksums, restore) "
         f"{snap['load_cpu']:.2f} CPU-s ({snap['load_wall']:.2f} s wall); keyed hash "
