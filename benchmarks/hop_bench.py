@@ -56,6 +56,7 @@ from aiokafka.record.memory_records import MemoryRecords  # noqa: E402
 from aiokafka.structs import TopicPartition  # noqa: E402
 
 from benchmarks.corpus import generate_corpus  # noqa: E402
+from pipeline import kafka  # noqa: E402
 from pipeline.config import Settings  # noqa: E402
 from pipeline.core import Core, OutputRecord  # noqa: E402
 from pipeline.kafka import PRODUCER_BATCH_BYTES, Sink, install, new_restorer  # noqa: E402
@@ -151,8 +152,10 @@ def main() -> int:
     async def clients() -> tuple[Any, DedupeStage]:
         from aiokafka import AIOKafkaProducer
 
+        # zstd as the product compresses (at its level, where the tree has one).
+        compression = getattr(kafka, "compression_options", lambda _: {"compression_type": "zstd"})
         made = AIOKafkaProducer(
-            compression_type="zstd", enable_idempotence=True, max_batch_size=PRODUCER_BATCH_BYTES
+            **compression(settings), enable_idempotence=True, max_batch_size=PRODUCER_BATCH_BYTES
         )
         stage = DedupeStage(
             settings,

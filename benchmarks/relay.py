@@ -7,10 +7,11 @@ value, headers; written by benchmarks/e2e_bench.py from the expected output of t
 sizes and lz4 compressibility match ours) and emits ``events / records`` of them per input
 record (integer arithmetic, so the first ``records`` inputs yield exactly ``events`` outputs).
 Producer settings are the processor's (idempotent, acks=all, 1 MiB batches, the batch API, and
-its default compression and linger, read from `pipeline.config.Settings`; `--compression` and
-`--linger-ms` set others, e.g. the lz4 and 20 ms it used before those defaults changed); each
-output goes to the input record's partition (no key hashing: a relay has
-nothing to key by). Offsets are committed after every output of the batch is acknowledged.
+its default compression, compression level and linger, read from `pipeline.config.Settings`;
+`--compression`, `--compression-level` and `--linger-ms` set others, e.g. the lz4 and 20 ms it
+used before those defaults changed); each output goes to the input record's partition (no key
+hashing: a relay has nothing to key by). Offsets are committed after every output of the batch
+is acknowledged.
 
 The input record's timestamp is carried in front of the key (``b"<ms>|<key>"``) so the
 benchmark can measure latency from input timestamp to output append.
@@ -41,6 +42,7 @@ if str(ROOT) not in sys.path:
 from benchmarks import contender_cli  # noqa: E402
 from benchmarks.contender_cli import acked_then_commit  # noqa: E402
 from pipeline.config import Settings  # noqa: E402
+from pipeline.kafka import compression_options  # noqa: E402
 
 #: The processor's defaults, so the relay stays its yardstick when they change.
 DEFAULTS = {f.name: f.default for f in msgspec.structs.fields(Settings)}
@@ -76,7 +78,9 @@ async def relay(args: argparse.Namespace) -> None:
         bootstrap_servers=args.bootstrap_servers,
         enable_idempotence=True,
         acks="all",
-        compression_type=None if args.compression == "none" else args.compression,
+        **compression_options(
+            Settings(compression=args.compression, compression_level=args.compression_level)
+        ),
         linger_ms=args.linger_ms,
         max_batch_size=1024 * 1024,
         max_request_size=8 * 1024 * 1024,
@@ -130,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, required=True, help="outputs per --records inputs")
     parser.add_argument("--records", type=int, required=True)
     parser.add_argument("--compression", default=DEFAULTS["compression"], help="%(default)s")
+    parser.add_argument(
+        "--compression-level", type=int, default=DEFAULTS["compression_level"], help="%(default)s"
+    )
     parser.add_argument("--linger-ms", type=int, default=DEFAULTS["linger_ms"], help="%(default)s")
     args = parser.parse_args(argv)
     try:

@@ -82,10 +82,18 @@ class KafkaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     compression: Annotated[
         Literal["lz4", "zstd", "gzip", "none"],
         msgspec.Meta(
-            description="producer compression: lz4, zstd, gzip or none; zstd is the default "
-            "because aiokafka compresses lz4 at level 9, several times the CPU of zstd's level 3"
+            description="producer compression: lz4, zstd, gzip or none; zstd is the default: "
+            "our records come out about half their lz4 size, for a little more CPU"
         ),
     ] = "zstd"
+    compression_level: Annotated[
+        int,
+        msgspec.Meta(
+            description="level of --compression, as Kafka's compression.<codec>.level: zstd "
+            "-131072 to 22, lz4 1 to 17, gzip 1 to 9; at 1, zstd makes our records no larger "
+            "than at Kafka's default 3, with a sixth to a quarter less CPU"
+        ),
+    ] = 1
     startup_timeout_s: Annotated[
         int, msgspec.Meta(ge=1, description="how long to wait for the broker at start, in s")
     ] = 60
@@ -584,6 +592,9 @@ def load_settings(
     if isinstance(settings, KafkaSettings):
         settings = _with_secrets(settings, origin)
         check_tls(settings)
+        problem = level_problem(settings.compression, settings.compression_level)
+        if problem is not None:
+            raise ConfigError(f"invalid setting compression_level: {problem}")
     return settings
 
 
@@ -652,6 +663,18 @@ def _with_secrets(settings: K, origin: Mapping[str, str]) -> K:
                 f"{path}: {reason}"
             ) from None
     return msgspec.structs.replace(settings, **found) if found else settings
+
+
+#: The levels Kafka's producer accepts per codec (`compression.<codec>.level`).
+COMPRESSION_LEVELS: Final = {"zstd": (-131072, 22), "lz4": (1, 17), "gzip": (1, 9)}
+
+
+def level_problem(compression: str, level: int) -> str | None:
+    """Why `level` is no level of `compression` (None when it is, or nothing is compressed)."""
+    bounds = COMPRESSION_LEVELS.get(compression)
+    if bounds is None or bounds[0] <= level <= bounds[1]:
+        return None
+    return f"{level} is not a {compression} level ({bounds[0]} to {bounds[1]})"
 
 
 def check_tls(settings: KafkaSettings) -> None:

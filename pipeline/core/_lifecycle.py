@@ -24,7 +24,7 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Sequence
 from datetime import date
-from itertools import compress
+from itertools import compress, repeat
 from typing import Final, Protocol
 
 import msgspec
@@ -270,7 +270,7 @@ def fold(data: int, event: EventFacts, stamp: int, clock: int) -> tuple[int, Unp
         if sent is not None and not any(k in (_SENT, SEND_TIME) for k, _ in entries):
             entries.append((SEND_TIME, epoch_s(sent)))
         return pack(state), state
-    # A message's first status (the common case): its data in a few shifts.
+    # A message's first status: its data in a few shifts.
     first = observed if observed > 0 else 0
     bits, width = _entry(kind, at, first)
     data = first << 1 | bits << _ENTRIES_AT
@@ -279,6 +279,64 @@ def fold(data: int, event: EventFacts, stamp: int, clock: int) -> tuple[int, Unp
     sent_s = epoch_s(sent)
     data |= _entry(SEND_TIME, sent_s, first)[0] << (_ENTRIES_AT + width)
     return data, Unpacked(False, first, [(kind, at), (SEND_TIME, sent_s)])
+
+
+def first_state(
+    event: EventFacts, eid: str, stamp: int, clock: int, base: int, updated_at: str
+) -> tuple[int, int, MessageState]:
+    """(the data, the first report's epoch second, the state record) of a message the window
+    held no data for, after emitting `event` (id `eid`): `fold` and `message_state` of its one
+    status, without the general loop (most state records are a message's first)."""
+    code = STATUS_INDEX[event.status]
+    kind = code + 1
+    observed = (stamp if stamp <= clock or not clock else clock) // 1000
+    occurred, sent = event.occurred_at, event.sent_at
+    at = observed if occurred is None else epoch_s(occurred)
+    first = observed if observed > 0 else 0
+    bits, width = _entry(kind, at, first)
+    data = first << 1 | bits << _ENTRIES_AT
+    times = _TIMES
+    at_text = times.get(at) or _time(at)
+    start = submitted_at = sent_at = final_at = latency = None
+    if kind == _SENT:
+        start, sent_at = at, at_text
+    elif sent is not None:
+        start = epoch_s(sent)
+        data |= _entry(SEND_TIME, start, first)[0] << (_ENTRIES_AT + width)
+        sent_at = times.get(start) or _time(start)
+    if kind == _PENDING:
+        submitted_at = at_text
+    elif _RANKS[code] == 4:
+        final_at = at_text
+        if start is not None:
+            latency = (at - start) * 1000
+    status = event.status
+    return (
+        data,
+        first,
+        MessageState(
+            1,
+            event.provider,
+            event.message_key,
+            event.account,
+            event.recipient,
+            event.message_id,
+            event.batch_id,
+            event.client_ref,
+            status,
+            _FINALITIES[code],
+            [StatusSeen(status, eid, at_text)],
+            False,
+            times.get(first) or _time(first),
+            submitted_at,
+            sent_at,
+            final_at,
+            latency,
+            base + 1,
+            updated_at,
+            False,
+        ),
+    )
 
 
 #: RFC 3339 text by epoch second: the times of a stream repeat (a dict, cleared when full,
@@ -299,12 +357,12 @@ def message_state(
     facts: MessageIdentity,
     state: Unpacked,
     base: int,
-    updated_ms: int,
+    updated_at: str,
     known: tuple[str, str] | None = None,
 ) -> MessageState:
     """The state record of `state`, identity from `facts` (the event that changed it), its
-    version `base` plus one per change; ``known``: (status, event id) of that event, so its
-    digest is not computed again."""
+    version `base` plus one per change, `updated_at` the change's record time; ``known``:
+    (status, event id) of that event, so its digest is not computed again."""
     provider, key = facts.provider, facts.message_key
     times = _TIMES
     seen: list[StatusSeen] = []
@@ -356,9 +414,13 @@ def message_state(
         None if final is None else times.get(final) or _time(final),
         None if final is None or start is None else (final - start) * 1000,
         base + changes,
-        format_epoch_ms(updated_ms if updated_ms > 0 else 0),
+        updated_at,
         state.timed_out,
     )
+
+
+def _updated_at(stamp_ms: int) -> str:
+    return format_epoch_ms(stamp_ms if stamp_ms > 0 else 0)
 
 
 _ENCODER: Final = msgspec.json.Encoder()
@@ -398,14 +460,13 @@ class Lifecycle:
         self.counters = LifecycleCounters() if counters is None else counters
         self._encode = _ENCODER.encode
 
-    def _track(
-        self, h: int, key: bytes, event: MessageIdentity, state: Unpacked, waits: bool
-    ) -> None:
-        """Keep the waiting messages: a message with no final (`waits`) and not timed out."""
+    def _track(self, h: int, key: bytes, event: MessageIdentity, first: int, waits: bool) -> None:
+        """Keep the waiting messages: a message first reported at epoch second `first` waits
+        while it has no final and has not timed out (`waits`)."""
         timeouts = self.timeouts
         if timeouts is None:
             return
-        if state.timed_out or not waits:
+        if not waits:
             timeouts.done(event.provider, h)
             return
         identity = Identity(
@@ -417,7 +478,7 @@ class Lifecycle:
             event.batch_id,
             event.client_ref,
         )
-        dropped = timeouts.wait(event.provider, h, state.first, key, self._encode(identity))
+        dropped = timeouts.wait(event.provider, h, first, key, self._encode(identity))
         if dropped is not None:
             self.counters.forgotten[dropped] += 1
 
@@ -448,7 +509,9 @@ class Lifecycle:
                 continue
             self.counters.timed_out[provider] += 1
             identity = _IDENTITY.decode(waiting.identity)
-            record = message_state(identity, state, clock * VERSION_STEPS, waiting.deadline)
+            record = message_state(
+                identity, state, clock * VERSION_STEPS, _updated_at(waiting.deadline)
+            )
             out.append(OutputRecord(waiting.key, self._encode(record), [], waiting.deadline))
         return out
 
@@ -505,7 +568,8 @@ class Lifecycle:
                 continue
             data, state = fold(data, event, stamp, clock)
             set_state(h, data)
-            self._track(h, key, event, state, not has_final(state.entries))
+            waits = not state.timed_out and not has_final(state.entries)
+            self._track(h, key, event, state.first, waits)
 
     def emitted(
         self, events: Sequence[EventFacts], keys: Sequence[bytes], stamps: Sequence[int]
@@ -516,26 +580,39 @@ class Lifecycle:
         window = self.window
         clock = window.clock
         base = clock * VERSION_STEPS
-        state_of, set_state, encode, track = (
-            window.state_of,
-            window.set_state,
-            self._encode,
-            self._track,
-        )
+        state_of, set_state, track = window.state_of, window.set_state, self._track
         counters = self.counters
-        out: list[OutputRecord] = []
+        values: list[bytes] = []
+        value = values.append
+        # One buffer that keeps its size (as the encode stage's): `encode` would grow each
+        # record's from small by realloc.
+        buffer = bytearray()
+        into = _ENCODER.encode_into
         timeouts = self.timeouts
         done = None if timeouts is None else timeouts.done
+        stamped, updated_at = -1, ""  # the records of a batch share their stamps
         for event, key, h, stamp in zip(events, keys, window.hashes(keys), stamps, strict=True):
-            data, state = fold(state_of(h), event, stamp, clock)
+            if stamp != stamped:
+                stamped, updated_at = stamp, _updated_at(stamp)
+            data = state_of(h)
+            eid = event.event_id or event_id(event.provider, event.message_key, event.status)
+            if data:
+                data, state = fold(data, event, stamp, clock)
+                record = message_state(event, state, base, updated_at, (event.status, eid))
+                first, timed_out = state.first, state.timed_out
+            else:
+                data, first, record = first_state(event, eid, stamp, clock, base, updated_at)
+                timed_out = False
             set_state(h, data)
-            eid = event.event_id
-            record = message_state(event, state, base, stamp, (event.status, eid) if eid else None)
             if record.final_at is None:
-                track(h, key, event, state, True)
+                track(h, key, event, first, not timed_out)
             elif done is not None:
                 done(event.provider, h)
             if event.status in _FINAL_STATUSES:
                 counters.final(event.provider, record)
-            out.append(OutputRecord(key, encode(record), [], stamp))
-        return out
+            into(record, buffer)
+            value(bytes(buffer))
+        # tuple.__new__ skips the named tuple's Python-level __new__.
+        headers: list[list[tuple[str, bytes]]] = [[] for _ in values]
+        columns = zip(keys, values, headers, stamps, strict=True)
+        return list(map(tuple.__new__, repeat(OutputRecord), columns))

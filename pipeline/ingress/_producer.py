@@ -27,7 +27,7 @@ from aiokafka.errors import (
 )
 
 from ..errors import TopicProblem
-from ..kafka import close_now, kafka_options, start_with_retry
+from ..kafka import close_now, compression_options, kafka_options, start_with_retry
 from ._settings import IngressSettings, kafka_settings
 
 log = logging.getLogger("pipeline.ingress")
@@ -82,9 +82,9 @@ class Writer:
         settings = self.settings
         return AIOKafkaProducer(
             **kafka_options(kafka_settings(settings)),
+            **compression_options(kafka_settings(settings)),
             enable_idempotence=True,
             acks="all",
-            compression_type=None if settings.compression == "none" else settings.compression,
             linger_ms=0,
             max_batch_size=BATCH_BYTES,
             max_request_size=max(8 * BATCH_BYTES, settings.max_request_bytes + 64 * 1024),

@@ -4,6 +4,7 @@ transactional writers. Each is a thin, typed layer over aiokafka; none knows the
 from ._clients import (
     METADATA_MAX_AGE_MS,
     close_now,
+    compression_options,
     group_refused,
     kafka_options,
     new_group_consumer,
@@ -43,6 +44,7 @@ __all__ = [
     "check_topics",
     "cleanup_policy",
     "close_now",
+    "compression_options",
     "create_topic",
     "ensure_topic",
     "group_refused",

@@ -25,6 +25,7 @@ from aiokafka.errors import (
 from ..config import Settings, bootstrap_addresses
 from ..errors import AuthenticationFailed, BrokerUnreachable, SettingProblem
 from ..state import Restorer
+from ._codecs import use_level
 from ._sink import PRODUCER_BATCH_BYTES
 
 log = logging.getLogger("pipeline.kafka")
@@ -232,13 +233,20 @@ async def close_now(client: AIOKafkaConsumer | AIOKafkaProducer) -> None:
 METADATA_MAX_AGE_MS: Final = 2000
 
 
+def compression_options(settings: Settings) -> dict[str, Any]:
+    """A producer's compression option; its level (`compression_level`) holds for every
+    producer of this process."""
+    use_level(settings.compression, settings.compression_level)
+    return {"compression_type": None if settings.compression == "none" else settings.compression}
+
+
 def new_producer(settings: Settings, batch_bytes: int = PRODUCER_BATCH_BYTES) -> AIOKafkaProducer:
     """The idempotent producer every stage of a process writes through."""
     return AIOKafkaProducer(
         **kafka_options(settings),
+        **compression_options(settings),
         enable_idempotence=True,
         acks="all",
-        compression_type=None if settings.compression == "none" else settings.compression,
         linger_ms=settings.linger_ms,
         max_batch_size=batch_bytes,
         max_request_size=8 * PRODUCER_BATCH_BYTES,

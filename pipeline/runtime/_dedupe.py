@@ -42,6 +42,7 @@ from ..kafka import (
     Record,
     Sent,
     Sink,
+    compression_options,
     kafka_options,
     new_group_consumer,
 )
@@ -407,7 +408,7 @@ def new_writers(settings: Settings) -> PartitionWriters:
         settings.output_topic,
         {
             **kafka_options(settings),
-            "compression_type": None if settings.compression == "none" else settings.compression,
+            **compression_options(settings),
             "linger_ms": settings.linger_ms,
             "metadata_max_age_ms": METADATA_MAX_AGE_MS,
         },

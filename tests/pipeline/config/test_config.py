@@ -56,6 +56,8 @@ def test_kafka_bootstrap_servers_env() -> None:
     [
         ((), {"PIPELINE_WINDOW_TTL_S": "soon"}, "PIPELINE_WINDOW_TTL_S"),
         (("--compression", "snappy"), {}, "--compression"),
+        (("--compression-level", "23"), {}, "compression_level: 23 is not a zstd level"),
+        (("--compression", "lz4", "--compression-level", "0"), {}, "compression_level"),
         (("--metrics-port", "70000"), {}, "metrics_port"),
         (("--time-zones", "yunpian"), {}, "time_zones"),
     ],

@@ -12,7 +12,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.core import EMIT, Lifecycle, OutputRecord, Timeouts
-from pipeline.core._lifecycle import SEND_TIME, Facts, Unpacked, epoch_s, pack, unpack
+from pipeline.core._lifecycle import (
+    SEND_TIME,
+    Facts,
+    Unpacked,
+    epoch_s,
+    first_state,
+    fold,
+    message_state,
+    pack,
+    unpack,
+)
 from pipeline.core.normalise import event_id, format_epoch_s
 from pipeline.state import Window
 from schemas import PROVIDER_INDEX, STATUS_INDEX, MessageState, Status
@@ -164,6 +174,27 @@ def test_pack_round_trip(timed_out: bool, first: int, entries: list[tuple[int, i
     entries = [(k, first + d) for k, d in entries]
     back = unpack(pack(Unpacked(timed_out, first, entries)))
     assert (back.timed_out, back.first, back.entries) == (timed_out, first, entries)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    status=st.sampled_from(STATUS_NAMES),
+    occurred=st.one_of(st.none(), st.integers(-40_000, 40_000)),
+    sent=st.one_of(st.none(), st.integers(-40_000, 40_000)),
+    stamp_s=st.integers(-5, 80_000),
+    clock_s=st.sampled_from([0, 40_000]),
+)
+def test_a_first_status_is_the_general_fold_of_one_event(
+    status: Status, occurred: int | None, sent: int | None, stamp_s: int, clock_s: int
+) -> None:
+    """A message's first state (built without the general loop) is what folding its one event
+    into no data gives: same packed data, same record."""
+    at, sent_s = (None if t is None else BASE_S + t for t in (occurred, sent))
+    f = facts("m", status, at, sent_s)
+    stamp, clock = (BASE_S + stamp_s) * 1000 + 7, (BASE_S + clock_s) * 1000 if clock_s else 0
+    data, state = fold(0, f, stamp, clock)
+    general = message_state(f, state, 160, "u", (status, f.event_id))
+    assert first_state(f, f.event_id, stamp, clock, 160, "u") == (data, state.first, general)
 
 
 def test_three_statuses_fit_one_small_int() -> None:
