@@ -37,6 +37,7 @@ from schemas import PROVIDERS, STATUS_INDEX
 
 from ..config import Settings, final_timeouts, state_topic
 from ..core import Lifecycle, LifecycleCounters, OutputRecord, Timeouts
+from ..errors import StageFailed
 from ..kafka import (
     METADATA_MAX_AGE_MS,
     PartitionLost,
@@ -388,7 +389,10 @@ class DedupeStage(Stage):
         except KafkaError as exc:
             failures = self.failed_transactions.get(partition, 0) + 1
             if failures >= TRANSACTION_ATTEMPTS:
-                raise
+                raise StageFailed(
+                    f"{self.name}: {failures} transactions of output partition {partition} "
+                    f"failed in a row, the last with {exc!r}"
+                ) from exc
             self.failed_transactions[partition] = failures
             log.warning(
                 "transaction failed; partition rebuilt from the output",

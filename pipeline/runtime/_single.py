@@ -4,8 +4,10 @@ It refuses to share: when another member holds partitions of its group it stops 
 than emit duplicates, since its one window sees only what it consumed itself. The window is
 rebuilt from every output partition at each assignment, before the first batch: while this
 member held nothing, another may have written the output (one that joined, then refused, or
-the previous instance of a deployment). Outputs are partitioned by the output topic's current
-partition count, so a topic that grows is written by its new count from the next batch.
+the previous instance of a deployment); then every partition of the state topic is read back
+(the time-outs that fired), whatever its partition count. Outputs are partitioned by the
+output topic's current partition count, so a topic that grows is written by its new count from
+the next batch.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class SingleStage(Stage):
         #: its capacity (set at each assignment).
         self.unread: list[int] = []
         self.share = 0
+        #: Every partition of the state topic (read back after the last output partition).
+        self.states: list[int] = []
         self.last_batch = time.monotonic()
 
     def subscribe(self) -> None:
@@ -66,6 +70,8 @@ class SingleStage(Stage):
         window.clear()
         count = await self.sink.partition_count(self.settings.output_topic)
         self.unread, self.share = list(range(count)), -(-window.max_messages // count)
+        states = state_topic(self.settings)
+        self.states = list(range(await self.sink.partition_count(states))) if states else []
         self.hold(partitions)
 
     async def restore_step(self) -> set[TopicPartition]:
@@ -73,7 +79,11 @@ class SingleStage(Stage):
         the last."""
         if self.unread:
             lifecycle = self.core.lifecycle
-            await self.restorer.restore(self.unread[0], self.window(), self.share, lifecycle)
+            # The state topic is read back once the window holds every output partition.
+            states = self.states if len(self.unread) == 1 else []
+            await self.restorer.restore(
+                self.unread[0], self.window(), self.share, lifecycle, read_back=states
+            )
             del self.unread[0]
         return set() if self.unread else set(self.pending)
 

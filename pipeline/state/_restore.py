@@ -10,7 +10,10 @@ say: which time-outs fired. After the window is rebuilt, state partition p is re
 earliest deadline among its messages still waiting for a final (a time-out's record is stamped
 with its deadline) to its end, bounded like the output's read; every waiting message whose
 record there says ``"timed_out":true`` is marked timed out without a record, so a time-out
-fired by the idle rule (wall clock), or after the last snapshot, does not fire again.
+fired by the idle rule (wall clock), or after the last snapshot, does not fire again. One
+window over every output partition (topology `single`) reads every state partition back once,
+after the last output partition: a message's state record and its events may lie in partitions
+of different numbers there (its output topic may grow while it runs, its state topic later).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, Final, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -120,9 +123,18 @@ class Restorer:
         )
 
     async def restore(
-        self, partition: int, window: Window, capacity: int, lifecycle: Lifecycle | None = None
+        self,
+        partition: int,
+        window: Window,
+        capacity: int,
+        lifecycle: Lifecycle | None = None,
+        *,
+        read_back: Sequence[int] | None = None,
     ) -> Restored:
-        """Window p rebuilt from output partition p (bounded); ``lifecycle`` as in `resume`."""
+        """Window p rebuilt from output partition p (bounded); ``lifecycle`` as in `resume`.
+        ``read_back``: the state partitions read back after it (default: p; none, or all of
+        them after the last output partition, for one window over every partition), each
+        bounded by its share of the window's capacity."""
         started = time.monotonic()
         consumer = self.consumer
         tp = TopicPartition(self.settings.output_topic, partition)
@@ -139,7 +151,14 @@ class Restorer:
                     hit = found.get(tp)
                     start = max(start, hit.offset if hit is not None else end)
                 records = await self._load(tp, start, end, window, lifecycle)
-        states, fired = await self._fired_before(partition, capacity, lifecycle)
+        states = fired = 0
+        if read_back is None:
+            states, fired = await self._fired_before(partition, capacity, lifecycle)
+        elif read_back:
+            share = -(-window.max_messages // len(read_back))
+            for p in read_back:
+                read, marked = await self._fired_before(p, share, lifecycle)
+                states, fired = states + read, fired + marked
         return self._done(
             Restored(
                 partition, records, time.monotonic() - started, start, end, False, states, fired
@@ -150,7 +169,8 @@ class Restorer:
     async def _fired_before(
         self, partition: int, capacity: int, lifecycle: Lifecycle | None
     ) -> tuple[int, int]:
-        """Mark the time-outs that fired before, from state partition p (module docstring):
+        """Mark the time-outs that fired before, from state partition `partition` (module
+        docstring), reading at most `capacity` messages' worth of state records:
         (state records read, messages marked). A state topic that cannot be read otherwise
         than for want of an ACL is logged: its time-outs may then fire again."""
         topic = state_topic(self.settings)

@@ -38,7 +38,7 @@ from unittest import mock
 import aiokafka.consumer.fetcher as aiokafka_fetcher
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
@@ -115,6 +115,16 @@ async def create_topics(
             await asyncio.sleep(0.05)
     finally:
         await consumer.stop()
+
+
+async def add_partitions(bootstrap: str, topic: str, total: int) -> None:
+    """Grow `topic` to `total` partitions."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_partitions({topic: NewPartitions(total_count=total)})
+    finally:
+        await admin.close()
 
 
 async def make_topics(

@@ -1,6 +1,7 @@
 """The state topic `<output>.messages` against the real broker: created compacted at start,
 written with the events that changed each message, in both topologies, with two instances and a
-rebalance mid-stream, and with --exactly-once; a wrong existing topic stops start-up."""
+rebalance mid-stream, and with --exactly-once; a wrong existing topic stops start-up; time-outs
+fire once across restores, also under `single` once its output topic outgrew the state topic."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from .conftest import (
     Spawn,
     Stream,
     Topics,
+    add_partitions,
     check_outputs,
     check_states,
     corpus_stream,
@@ -325,3 +327,56 @@ async def produce_raw(bootstrap: str, topic: str, keys: list[bytes]) -> None:
             await producer.send_and_wait(topic, b"{}", key=key, partition=p)
     finally:
         await producer.stop()
+
+
+async def test_single_reads_time_outs_back_after_the_output_grew(
+    kafka_bootstrap: str, spawn: Spawn
+) -> None:
+    """Topology `single`, its output topic grown from 2 to 4 partitions while it runs (the state
+    topic left at 2, as it may be until the operator follows): messages time out by record time
+    (a later duplicate moves the window's clock; the output holds nothing that late), then a
+    rebalance (the raw topic grows) rebuilds the window from all four output partitions. Each
+    time-out that fired is read back from the state topic: none fires again when the clock moves
+    on, and the restore neither waits for nor warns about state partitions that do not exist."""
+    topics = Topics("state-grown", raw=1, out=2, dlq=1)
+    await create_topics(kafka_bootstrap, topics.partitions)
+    extra = ["--topology", "single", "--final-timeout-s", "3"]
+    proc = spawn(run_args(kafka_bootstrap, topics, extra=extra))
+    await wait_ready(proc)
+    await add_partitions(kafka_bootstrap, topics.out, 4)
+    await asyncio.sleep(2.5)  # the processor's metadata is refreshed every 2 s
+    # Output partitions 1, 0, 1, 3, 1, 0, 2, 0 of 4; state partitions by the state topic's 2.
+    sids = [str(880100 + i) for i in range(8)]
+    stamp = (int(time.time()) - 60) * 1000
+    await produce(kafka_bootstrap, [unknown_reports(topics.raw, 0, stamp, sids)])
+    await wait_processed(kafka_bootstrap, topics, procs=[proc])
+    # A duplicate 5 s later: no output, but the window's clock passes every deadline.
+    await produce(kafka_bootstrap, [unknown_reports(topics.raw, 1, stamp + 5000, sids[:1])])
+    keys = {f"yunpian:{sid}" for sid in sids}
+    assert await wait_fired(kafka_bootstrap, topics.out, keys, proc) == dict.fromkeys(keys, 1)
+    out = await drain(kafka_bootstrap, topics.out)
+    assert {m.partition for m in out} == {0, 1, 2, 3}
+    partition_of = {m.key: m.partition for m in out}
+    states = await drain(kafka_bootstrap, f"{topics.out}.messages")
+    assert any(m.partition != partition_of[m.key] for m in states)  # apart: the case at hand
+    restored = len(proc.messages("window restored"))
+    await add_partitions(kafka_bootstrap, topics.raw, 2)  # a rebalance: the window rebuilt
+    # Within seconds: a state partition that does not exist is not waited for (40 s each).
+    deadline = time.monotonic() + 20
+    while len(proc.messages("window restored")) < restored + 4:
+        assert proc.alive() and time.monotonic() < deadline, proc.text()[-4000:]
+        await asyncio.sleep(0.1)
+    restores = proc.messages("window restored")[restored:]
+    assert [d["partition"] for d in restores] == [0, 1, 2, 3]
+    # Both state partitions read back once the window holds all four output partitions.
+    assert [d["fired_before"] for d in restores] == [0, 0, 0, len(keys)], restores
+    assert restores[-1]["state_records"] == len(keys)  # from the earliest deadline on
+    assert not proc.messages("state topic not read back"), proc.text()[-3000:]
+    await wait_ready(proc)
+    # The clock moves on past every deadline: nothing read back fires again.
+    await produce(kafka_bootstrap, [unknown_reports(topics.raw, 2, stamp + 6000, sids[:1])])
+    await wait_processed(kafka_bootstrap, topics, procs=[proc])
+    fired = await fired_count(kafka_bootstrap, topics.out)
+    assert fired == dict.fromkeys(keys, 1), fired
+    assert await proc.stop() == 0
+    assert not proc.crashes(), proc.text()[-3000:]

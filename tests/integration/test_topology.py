@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.structs import ConsumerRecord
 
@@ -21,6 +21,7 @@ from .conftest import (
     Placement,
     Proc,
     Spawn,
+    add_partitions,
     check_outputs,
     chunks,
     corpus_records,
@@ -216,15 +217,6 @@ async def test_repartition_topic_created_and_mismatch_refused(
     assert await proc.wait(60) == 2
     text = proc.text()
     assert f"{other.out}.by-message" in text and other.out in text and "partitions" in text
-
-
-async def add_partitions(bootstrap: str, topic: str, total: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_partitions({topic: NewPartitions(total_count=total)})
-    finally:
-        await admin.close()
 
 
 async def test_output_partitions_added_while_running(kafka_bootstrap: str, spawn: Spawn) -> None:

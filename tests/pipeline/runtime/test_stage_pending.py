@@ -142,12 +142,14 @@ class SingleStaged(NamedTuple):
     stage: SingleStage
     consumer: Consumer
     restored: list[int]  # the output partitions read into the window, in order
+    #: The state partitions read back after each of them.
+    read_back: list[list[int]]
 
 
 @pytest.fixture
 async def single(monkeypatch: pytest.MonkeyPatch) -> SingleStaged:
     """A single stage (its Kafka clients made, never started) on the fake consumer, writing to
-    an output topic of 3 partitions."""
+    an output topic of 3 partitions and a state topic of 2 (grown apart while it ran)."""
     settings = Settings(output_topic="out", state_dir="", topology="single")
     window = Window(1_000, 60_000)
     sink = Sink(lambda _: None, "dlq")
@@ -156,21 +158,27 @@ async def single(monkeypatch: pytest.MonkeyPatch) -> SingleStaged:
     consumer = Consumer()
     stage.consumer = consumer
     restored: list[int] = []
+    backs: list[list[int]] = []
 
     async def partition_count(topic: str) -> int:
-        assert topic == "out"
-        return 3
+        return {"out": 3, "out.messages": 2}[topic]
 
     async def restore(
-        partition: int, into: Window, capacity: int, lifecycle: object = None
+        partition: int,
+        into: Window,
+        capacity: int,
+        lifecycle: object = None,
+        *,
+        read_back: list[int] | None = None,
     ) -> Restored:
-        assert into is window and capacity == 334
+        assert into is window and capacity == 334 and read_back is not None
         restored.append(partition)
+        backs.append(read_back)
         return Restored(partition, 0, 0.0, 0, 0)
 
     monkeypatch.setattr(sink, "partition_count", partition_count)
     monkeypatch.setattr(restorer, "restore", restore)
-    return SingleStaged(stage, consumer, restored)
+    return SingleStaged(stage, consumer, restored, backs)
 
 
 async def test_single_refuses_a_share_of_the_partitions(single: SingleStaged) -> None:
@@ -180,7 +188,7 @@ async def test_single_refuses_a_share_of_the_partitions(single: SingleStaged) ->
 
 
 async def test_single_rebuilds_its_window_at_every_assignment(single: SingleStaged) -> None:
-    stage, consumer, restored = single
+    stage, consumer, restored, read_back = single
     window = stage.window()
     for _ in range(2):
         # What another member wrote while this one held nothing must be read again.
@@ -196,3 +204,5 @@ async def test_single_rebuilds_its_window_at_every_assignment(single: SingleStag
         assert stage.caught_up() and stage.health.ready()[0]
         await stage.listener().on_partitions_revoked({RAW0, RAW1})
     assert restored == [0, 1, 2, 0, 1, 2]
+    # Every state partition once the window holds every output partition, whatever the counts.
+    assert read_back == [[], [], [0, 1]] * 2
