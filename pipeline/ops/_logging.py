@@ -106,9 +106,10 @@ def _install(logger: logging.Logger, level: str | int, handler: logging.Handler)
 
 
 def configure_logging(level: str, aiokafka_every: float = 10.0) -> None:
-    """The `pipeline` logger at `level` (e.g. "INFO") and aiokafka's at WARNING, as JSON lines
-    on stderr; aiokafka's through a `RateLimit(aiokafka_every)` handler filter. Raises
-    ValueError for an unknown level name."""
+    """The `pipeline` logger at `level` (e.g. "INFO"), aiokafka's and asyncio's at WARNING, as
+    JSON lines on stderr; theirs through a `RateLimit(aiokafka_every)` handler filter (asyncio
+    reports there what a library left unretrieved, e.g. a batch future of a producer that was
+    dropped after a failed transaction). Raises ValueError for an unknown level name."""
     logger = logging.getLogger("pipeline")
     logger.setLevel(level.upper())  # validates before anything is replaced
     ours = _JsonHandler(sys.stderr)
@@ -119,3 +120,4 @@ def configure_logging(level: str, aiokafka_every: float = 10.0) -> None:
     theirs.addFilter(Retried())
     theirs.addFilter(RateLimit(aiokafka_every))
     _install(logging.getLogger("aiokafka"), logging.WARNING, theirs)
+    _install(logging.getLogger("asyncio"), logging.WARNING, theirs)
