@@ -277,11 +277,13 @@ class DedupeStage(Stage):
         had batches since their last snapshot, the one snapshotted longest ago; one at a time,
         each at most every `snapshot_interval_s`, spread over it (copying a window stalls the
         loop)."""
+        interval = self.settings.snapshot_interval_s
         if not self.unsaved or not self.settings.state_dir or self.saving is not None:
             return None
-        if now - self.saved_at < self.settings.snapshot_interval_s / len(self.windows):
+        if now - self.saved_at < interval / len(self.windows):
             return None
-        return min(self.unsaved, key=lambda p: self.snapshot_at.get(p, 0.0))
+        p = min(self.unsaved, key=lambda p: self.snapshot_at.get(p, 0.0))
+        return p if now - self.snapshot_at.get(p, -interval) >= interval else None
 
     async def revoked(self, partitions: set[TopicPartition]) -> None:
         await self.save(sorted(tp.partition for tp in partitions))

@@ -47,3 +47,6 @@ async def test_windows_are_snapshotted_one_at_a_time_in_the_background(
     assert stage.due_snapshot(stage.saved_at + 21) == 1
     await stage.save([1])
     assert stage.due_snapshot(stage.saved_at + 1000) is None  # until new batches
+    stage.unsaved = {0}  # a batch for window 0 again: at most one snapshot per interval
+    assert stage.due_snapshot(stage.snapshot_at[0] + 59) is None
+    assert stage.due_snapshot(stage.snapshot_at[0] + 61) == 0
