@@ -286,7 +286,9 @@ def first_state(
 ) -> tuple[int, int, MessageState]:
     """(the data, the first report's epoch second, the state record) of a message the window
     held no data for, after emitting `event` (id `eid`): `fold` and `message_state` of its one
-    status, without the general loop (most state records are a message's first)."""
+    status, without the general loop (most state records are a message's first). The packing
+    repeats `fold`'s first-status branch inline: a shared helper measured ~1 200 instructions
+    more per state record (a frame and a tuple); the property test holds the two equal."""
     code = STATUS_INDEX[event.status]
     kind = code + 1
     observed = (stamp if stamp <= clock or not clock else clock) // 1000

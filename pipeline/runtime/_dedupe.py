@@ -247,6 +247,8 @@ class DedupeStage(Stage):
             self.snapshot_at[p] = time.monotonic()
             self.unsaved.discard(p)
         self.saved_at = time.monotonic()
+        if not frozen:
+            return
         self.saving = asyncio.create_task(self._write(frozen))
         if wait:
             await self.saved()

@@ -464,8 +464,8 @@ class Window:
 
     def frozen(self) -> Self:
         """A copy of this window as it is now, to :meth:`dump` elsewhere (a worker thread)
-        while this one goes on: its dicts and hint table copied in C, about 0.1 s per million
-        messages against a dump's 0.15 (0.5 with lifecycle data); nothing else to check."""
+        while this one goes on: its dicts and hint table copied in C, about 0.025 CPU-s per
+        million messages against a dump's 0.15 (0.5 with lifecycle data)."""
         w = copy.copy(self)
         ring = []
         for g in self._ring:
