@@ -37,7 +37,7 @@ __all__ = [
     "COMMIT_BUCKETS",
     "OTHER",
     "RESTORE_BUCKETS",
-    "BatchObserver",
+    "CommitObserver",
     "KafkaMetrics",
     "LifecycleView",
     "Observed",
@@ -364,17 +364,18 @@ def _lifecycle_families(views: Sequence[LifecycleView]) -> Iterator[Metric]:
 
 # ----------------------------------------------------------------------- the Kafka processor
 
-BatchObserver = Callable[[float, float, Mapping[Any, int]], None]
+CommitObserver = Callable[[Sequence[float], float], None]
 
 
 @dataclass(frozen=True, slots=True)
 class KafkaMetrics:
     """A process's registry and the attach points of what nobody else counts: a stage calls
-    `on_batch(batch_s, commit_s, offsets)` after each commit, a restore calls
+    `on_commit(batch_seconds, commit_s)` after each commit (one commit may take the offsets of
+    several batches), a restore calls
     `on_restore(seconds, records)` when a window (or a partition's window) is restored."""
 
     registry: CollectorRegistry
-    on_batch: BatchObserver
+    on_commit: CommitObserver
     on_restore: Callable[[float, int], None]
 
 
@@ -409,13 +410,14 @@ def observe_kafka(observed: Observed, health: Probes | None = None) -> KafkaMetr
         registry=registry,
     )
 
-    def on_batch(batch_s: float, commit_s: float, offsets: Mapping[Any, int]) -> None:
-        batch_seconds.observe(batch_s)
+    def on_commit(batch_times: Sequence[float], commit_s: float) -> None:
+        for batch_s in batch_times:
+            batch_seconds.observe(batch_s)
         commit_seconds.observe(commit_s)
-        batches.inc()
+        batches.inc(len(batch_times))
 
     def on_restore(seconds: float, records: int) -> None:
         restore_seconds.observe(seconds)
         restored.inc(records)
 
-    return KafkaMetrics(registry, on_batch, on_restore)
+    return KafkaMetrics(registry, on_commit, on_restore)

@@ -8,11 +8,10 @@ import functools
 import logging
 import signal
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
 import anyio
-from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
 from ..config import Settings, core_config, final_timeouts, state_topic
@@ -94,7 +93,7 @@ class Processor:
         self.stages: list[Stage] = []
         self.partitions = 0
         self.health = Health(settings.liveness_timeout_s)
-        self.on_batch: Callable[[float, float, dict[TopicPartition, int]], None] | None = None
+        self.on_commit: Callable[[Sequence[float], float], None] | None = None
         #: When the stop must be over (set by the first stop request); every wait of it ends then.
         self.stop_deadline: float | None = None
         #: The stop gave up on batches in hand: they stay uncommitted, for the next owner.
@@ -174,7 +173,7 @@ class Processor:
     def _observe(self) -> None:
         for stage in self.stages:
             stage.health = self.health
-            stage.on_batch = self.on_batch
+            stage.on_commit = self.on_commit
             self.health.set_ready(False, stage.name)
 
     async def watch_partitions(self) -> None:
@@ -303,7 +302,7 @@ async def serve(settings: Settings, metrics_socket: str | None = None) -> int:
     """
     processor = Processor(settings)
     metrics = observe_kafka(processor, processor.health)
-    processor.on_batch = metrics.on_batch
+    processor.on_commit = metrics.on_commit
     processor.restorer.on_restore = metrics.on_restore
     with contextlib.ExitStack() as endpoint:
         if metrics_socket is not None:

@@ -1,11 +1,14 @@
 """What every consuming stage shares: the batch loop, ownership hand-over, and its guards.
 
 `getmany` → the stage's work, which queues the batch's sends → the batch joins those in flight
-→ the oldest are settled (every ack awaited, then the offsets committed), in batch order, until
-fewer than `max_batches_in_flight` remain: batch n's acks arrive while batch n + 1 is fetched
-and processed. A batch leaves the line only once committed, so a failed flush leaves every
-later batch uncommitted. The batch lock is held while a batch is processed or settled; a
-revocation takes it and settles everything in flight before the partitions go.
+→ the oldest are settled (every ack awaited), in batch order, until fewer than
+`max_batches_in_flight` remain: batch n's acks arrive while batch n + 1 is fetched and
+processed. An acknowledged batch joins the commits: one commit at a time, in the background, of
+the offsets of every batch acknowledged since the one before, so the loop does not wait a
+coordinator round trip per batch and a busy coordinator gets fewer, larger commits. A failed
+flush leaves every later batch uncommitted. The batch lock is held while a batch is processed
+or settled; a revocation takes it and settles everything in flight, commits included, before
+the partitions go.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, NamedTuple
 
 import anyio
@@ -57,14 +60,19 @@ class Stage:
         self.failed: BaseException | None = None
         self.batches = 0
         self.depth = settings.max_batches_in_flight
-        #: Batches processed whose acks or commit are outstanding, oldest first.
+        #: Batches processed whose acks are outstanding, oldest first.
         self.in_flight: deque[InFlight] = deque()
+        #: Batches acknowledged, for the next commit; the commit under way (one at a time).
+        self.acked: list[InFlight] = []
+        self.committing: asyncio.Task[None] | None = None
         #: A batch is being processed (left True if that is cut short: its outcome is unknown).
         self.processing = False
         self.positions: dict[TopicPartition, int] = {}
         #: Partitions assigned whose state `catch_up` has yet to restore (paused till then).
         self.pending: set[TopicPartition] = set()
-        self.on_batch: Callable[[float, float, dict[TopicPartition, int]], None] | None = None
+        #: Called per commit: each of its batches' seconds from processing to committed, and
+        #: the commit's seconds.
+        self.on_commit: Callable[[Sequence[float], float], None] | None = None
         #: /livez and /readyz: this stage's loop beats, and it is ready once assigned and restored.
         self.health = Health(settings.liveness_timeout_s)
 
@@ -170,28 +178,53 @@ class Stage:
         await self.settle(self.depth - 1)
 
     async def settle(self, keep: int = 0) -> None:
-        """Flush and commit the oldest batches in flight, in order, until `keep` are left (call
-        with the lock held)."""
+        """Flush the oldest batches in flight, in order, until `keep` are left, and start their
+        commit; with `keep` 0, also wait until everything acknowledged is committed (call with
+        the lock held)."""
+        self._reap()
         while len(self.in_flight) > keep:
             batch = self.in_flight[0]
             # Every record acknowledged, or its dead letter (what the broker refuses): then commit.
             await self.sink.flush(batch.sent)
-            commit_started = time.perf_counter()
-            # A batch without offsets (time-outs fired on a tick) has nothing to commit.
-            committed = bool(batch.offsets) and await self.commit(batch.offsets)
             self.in_flight.popleft()
-            if not committed:
+            # A batch without offsets (time-outs fired on a tick) has nothing to commit.
+            if batch.offsets:
+                self.acked.append(batch)
+        if self.acked and (self.committing is None or self.committing.done()):
+            self._reap()
+            self.committing = asyncio.create_task(self._commits())
+        if not keep and self.committing is not None:
+            await asyncio.shield(self.committing)
+            self._reap()
+
+    def _reap(self) -> None:
+        """Raise what the last commit task raised, once it is done."""
+        task = self.committing
+        if task is not None and task.done():
+            self.committing = None
+            task.result()
+
+    async def _commits(self) -> None:
+        """Commit the acknowledged batches, each commit all that wait (those acknowledged
+        meanwhile join the next), until none does."""
+        while self.acked:
+            batches, self.acked = self.acked, []
+            offsets: dict[TopicPartition, int] = {}
+            for batch in batches:
+                offsets.update(batch.offsets)
+            started = time.perf_counter()
+            if not await self.commit(offsets):
                 continue
-            self.positions.update(batch.offsets)
+            self.positions.update(offsets)
             done = time.perf_counter()
-            self.batches += 1
-            if self.on_batch is not None:
-                self.on_batch(done - batch.started, done - commit_started, batch.offsets)
+            self.batches += len(batches)
+            if self.on_commit is not None:
+                self.on_commit([done - b.started for b in batches], done - started)
 
     @property
     def settled(self) -> bool:
         """Everything processed is acknowledged and committed."""
-        return not self.processing and not self.in_flight
+        return not self.processing and not self.in_flight and not self.acked and not self.committing
 
     def in_hand(self) -> bool:
         """Work a stop waits for: a batch processed or settled, or a rebalance step."""
@@ -212,7 +245,7 @@ class Stage:
                 health.idle(name)
                 async with self.lock:
                     await self.tick()
-                    if self.in_flight:  # nothing to overlap them with: commit them now
+                    if not self.settled:  # nothing to overlap them with: commit them now
                         await self.settle()
                 continue
             if not await self._acquire_ready():

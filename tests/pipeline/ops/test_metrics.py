@@ -97,7 +97,7 @@ def test_families_read_the_live_counters() -> None:
     obs.wins[1].counters.stale[4] += 7
     obs.wins[1].counters.clock_skew += 9
     obs.behind = [("raw", 0, 12), ("raw", 3, 0)]
-    m.on_batch(0.002, 0.02, {})
+    m.on_commit([0.002, 0.004], 0.02)
     m.on_restore(1.5, 1234)
     text = render(m)
     assert value(text, "pipeline_records_in_total", provider="uspeedo") == 5  # summed over cores
@@ -111,8 +111,10 @@ def test_families_read_the_live_counters() -> None:
     assert value(text, "pipeline_clock_skew_total") == 9
     assert value(text, "pipeline_consumer_lag", topic="raw", partition="0") == 12
     assert value(text, "pipeline_consumer_lag", topic="raw", partition="3") == 0
-    assert value(text, "pipeline_batches_total") == 1
+    # One commit of two batches: each batch's time, the commit once.
+    assert value(text, "pipeline_batches_total") == 2
     assert value(text, "pipeline_batch_seconds_bucket", le="0.0025") == 1
+    assert value(text, "pipeline_batch_seconds_count") == 2
     assert value(text, "pipeline_commit_seconds_count") == 1
     assert value(text, "pipeline_restore_seconds_sum") == 1.5
     assert value(text, "pipeline_restore_records_total") == 1234
