@@ -46,6 +46,8 @@ class Broker:
         self.fetch_wait_ms = fetch_wait_ms
         #: When set, each commit waits for it (a coordinator that answers late).
         self.gate: asyncio.Event | None = None
+        #: What the next commit raises, if anything.
+        self.commit_error: BaseException | None = None
 
     # The consumer's side.
     def assignment(self) -> set[TopicPartition]:
@@ -62,6 +64,9 @@ class Broker:
             self.early.append(k)
         if self.gate is not None:
             await self.gate.wait()
+        if self.commit_error is not None:
+            error, self.commit_error = self.commit_error, None
+            raise error
         self.log.append(f"commit {k}")
 
     # The test's side.
@@ -313,5 +318,25 @@ def test_a_late_commit_holds_no_batch_back_and_a_stop_waits_for_it() -> None:
         await finished(run)
         # Then one commit of everything acknowledged since: batches 1 to 3.
         assert broker.commits() == [0, 3] and stage.batches == 4 and not stage.in_hand()
+
+    asyncio.run(scenario())
+
+
+def test_a_commit_that_fails_in_the_background_stops_the_stage() -> None:
+    async def scenario() -> None:
+        broker = Broker(fetch_wait_ms=20)
+        broker.commit_error = KafkaTimeoutError()
+        stage = Overlapping(broker, 2)
+        await stage.listener().on_partitions_assigned({TP})
+        for k in range(3):
+            broker.feed.put_nowait(k)
+        run = asyncio.ensure_future(stage.run())
+        for k in range(3):
+            await until(functools.partial(lambda n: len(broker.acks) > n, k))
+            broker.ack(k)
+        # The loop learns of it at its next settle, and raises it, as from an awaited commit.
+        with pytest.raises(KafkaTimeoutError):
+            await finished(run)
+        assert broker.commits() == [] and stage.batches == 0
 
     asyncio.run(scenario())
