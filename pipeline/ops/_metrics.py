@@ -387,17 +387,17 @@ def observe_kafka(observed: Observed, health: Probes | None = None) -> KafkaMetr
     registry.register(PipelineCollector(observed, health))
     batch_seconds = Histogram(
         "pipeline_batch_seconds",
-        "Time to process one batch.",
+        "Time from processing a batch to its offsets committed.",
         buckets=BATCH_BUCKETS,
         registry=registry,
     )
     commit_seconds = Histogram(
         "pipeline_commit_seconds",
-        "Time to commit offsets.",
+        "Time to commit offsets (one commit may carry several batches).",
         buckets=COMMIT_BUCKETS,
         registry=registry,
     )
-    batches = Counter("pipeline_batches", "Batches processed.", registry=registry)
+    batches = Counter("pipeline_batches", "Batches processed and committed.", registry=registry)
     restore_seconds = Histogram(
         "pipeline_restore_seconds",
         "Time to restore a dedupe window.",
