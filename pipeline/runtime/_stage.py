@@ -193,6 +193,8 @@ class Stage:
         if self.acked and (self.committing is None or self.committing.done()):
             self._reap()
             self.committing = asyncio.create_task(self._commits())
+            # What it raises is re-raised by `_reap`; a stop that gave up never reaps it.
+            self.committing.add_done_callback(_retrieve)
         if not keep and self.committing is not None:
             await asyncio.shield(self.committing)
             self._reap()
@@ -310,6 +312,12 @@ class Stage:
         self.failed = exc
         self.stopping.set()
         self.ready.set()  # wake the loop, which raises it
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    """Mark what `task` raised as seen (asyncio logs it otherwise when the task is dropped)."""
+    if not task.cancelled():
+        task.exception()
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import random
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -340,3 +341,32 @@ def test_a_commit_that_fails_in_the_background_stops_the_stage() -> None:
         assert broker.commits() == [] and stage.batches == 0
 
     asyncio.run(scenario())
+
+
+def test_a_failed_commit_left_by_a_stop_that_gave_up_is_not_reported_as_lost() -> None:
+    async def scenario() -> list[dict[str, Any]]:
+        reported: list[dict[str, Any]] = []
+        asyncio.get_running_loop().set_exception_handler(lambda _, ctx: reported.append(ctx))
+        broker = Broker(fetch_wait_ms=60_000)
+        broker.gate, broker.commit_error = asyncio.Event(), KafkaTimeoutError()
+        stage = Overlapping(broker, 2)
+        await stage.listener().on_partitions_assigned({TP})
+        for k in range(2):
+            broker.feed.put_nowait(k)
+        run = asyncio.ensure_future(stage.run())
+        for k in range(2):
+            await until(functools.partial(lambda n: len(broker.acks) > n, k))
+            broker.ack(k)
+        await until(lambda: stage.committing is not None)
+        run.cancel()  # the stop's bound ran out: the loop is gone, its commit is not
+        broker.gate.set()
+        await steps()
+        task, stage.committing = stage.committing, None
+        # Failed (asking it what would mark it seen): nothing was committed.
+        assert task is not None and task.done() and not task.cancelled()
+        assert broker.commits() == []
+        del task
+        gc.collect()  # a task dropped with an exception nobody saw is reported here
+        return reported
+
+    assert asyncio.run(scenario()) == []
