@@ -128,6 +128,19 @@ async def started(broker: Broker, depth: int, tg: TaskGroup) -> Overlapping:
     return stage
 
 
+async def run_acking(stage: Overlapping, count: int) -> asyncio.Future[None]:
+    """Start `stage`'s loop on batches 0 to `count` - 1, each acknowledged once processed."""
+    broker = stage.broker
+    await stage.listener().on_partitions_assigned({TP})
+    for k in range(count):
+        broker.feed.put_nowait(k)
+    run = asyncio.ensure_future(stage.run())
+    for k in range(count):
+        await until(functools.partial(lambda n: len(broker.acks) > n, k))
+        broker.ack(k)
+    return run
+
+
 async def stop(stage: Overlapping) -> None:
     stage.stopping.set()
     await until(lambda: not stage.in_hand())
@@ -300,13 +313,7 @@ def test_a_late_commit_holds_no_batch_back_and_a_stop_waits_for_it() -> None:
         broker = Broker(fetch_wait_ms=60_000)  # no empty poll: only the stop settles
         broker.gate = asyncio.Event()
         stage = Overlapping(broker, 2)
-        await stage.listener().on_partitions_assigned({TP})
-        for k in range(4):
-            broker.feed.put_nowait(k)
-        run = asyncio.ensure_future(stage.run())
-        for k in range(4):
-            await until(functools.partial(lambda n: len(broker.acks) > n, k))
-            broker.ack(k)
+        run = await run_acking(stage, 4)
         await until(lambda: "process 3" in broker.log)
         await steps()
         # Batches 1-3 processed and acknowledged while the commit of batch 0 waits.
@@ -328,13 +335,7 @@ def test_a_commit_that_fails_in_the_background_stops_the_stage() -> None:
         broker = Broker(fetch_wait_ms=20)
         broker.commit_error = KafkaTimeoutError()
         stage = Overlapping(broker, 2)
-        await stage.listener().on_partitions_assigned({TP})
-        for k in range(3):
-            broker.feed.put_nowait(k)
-        run = asyncio.ensure_future(stage.run())
-        for k in range(3):
-            await until(functools.partial(lambda n: len(broker.acks) > n, k))
-            broker.ack(k)
+        run = await run_acking(stage, 3)
         # The loop learns of it at its next settle, and raises it, as from an awaited commit.
         with pytest.raises(KafkaTimeoutError):
             await finished(run)
@@ -350,13 +351,7 @@ def test_a_failed_commit_left_by_a_stop_that_gave_up_is_not_reported_as_lost() -
         broker = Broker(fetch_wait_ms=60_000)
         broker.gate, broker.commit_error = asyncio.Event(), KafkaTimeoutError()
         stage = Overlapping(broker, 2)
-        await stage.listener().on_partitions_assigned({TP})
-        for k in range(2):
-            broker.feed.put_nowait(k)
-        run = asyncio.ensure_future(stage.run())
-        for k in range(2):
-            await until(functools.partial(lambda n: len(broker.acks) > n, k))
-            broker.ack(k)
+        run = await run_acking(stage, 2)
         await until(lambda: stage.committing is not None)
         run.cancel()  # the stop's bound ran out: the loop is gone, its commit is not
         broker.gate.set()
