@@ -469,8 +469,8 @@ class Window:
         w = copy.copy(self)
         ring = []
         for g in self._ring:
-            c = _Gen(g.tag, g.first)
-            c.d, c.counts, c.n, c.newest = g.d.copy(), g.counts[:], g.n, g.newest
+            c = copy.copy(g)  # its scalars; the containers below are the ones that change
+            c.d, c.counts = g.d.copy(), g.counts[:]
             ring.append(c)
         w._ring, w._hint, w._retired = ring, bytearray(self._hint), []
         w._relink()
