@@ -27,8 +27,12 @@ LogAppendTime``) and dead-letter topic:
   named in ``--contenders``);
 * ``relay``: benchmarks/relay.py, a bare aiokafka relay that produces the same number of records
   of the same size (real output records cycled) with no processing, with the processor's
-  producer settings: the ceiling of the client; ``relay lz4`` (not run unless named): the same
+  producer settings: the ceiling of the client; not run unless named: ``relay lz4``, the same
   with lz4 (aiokafka's level 9) and a 20 ms linger, the yardstick of figures before 2026-12-02;
+  ``relay state``, which also writes a real state record per output to a compacted
+  ``<output>.messages`` (the state topic's writes with nothing computed); ``relay hop``, which
+  writes its outputs to ``<output>.hop`` and reads them back into the output topic in the same
+  process (topology ``partitioned``'s two hops with nothing computed);
 * ``baseline``: benchmarks/baseline_kafka.py, the straightforward baseline in a simple loop;
 * ``quix``: benchmarks/peer_quix.py, the same job in Quix Streams.
 

@@ -13,11 +13,22 @@ used before those defaults changed); each output goes to the input record's part
 hashing: a relay has nothing to key by). Offsets are committed after every output of the batch
 is acknowledged.
 
+With ``--hop-topic`` it is two relays in one process, as topology `partitioned` is two stages:
+the first writes the outputs to that topic (on the input record's partition), the second reads
+them back (with the processor's fetcher) and writes each as fetched to the output topic (on its
+partition). That is the Kafka work of a second hop with nothing computed.
+
+With ``--state-topic`` it also writes, beside each output, one record of ``--state-pool`` (real
+state records of the same corpus) to that topic, on the output's partition: what writing the
+message-state topic costs the client with nothing computed (our processor writes one state
+record per event it emits).
+
 The input record's timestamp is carried in front of the key (``b"<ms>|<key>"``) so the
 benchmark can measure latency from input timestamp to output append.
 
     python benchmarks/relay.py --bootstrap-servers B --input-topics T[,T2] --output-topic O \
         --group-id G --pool POOL.json --events E --records N [--first-file F]
+        [--hop-topic H] [--state-topic S --state-pool STATES.json]
 
 Stops on SIGTERM/SIGINT after finishing the batch in hand.
 """
@@ -28,6 +39,7 @@ import argparse
 import asyncio
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +54,7 @@ if str(ROOT) not in sys.path:
 from benchmarks import contender_cli  # noqa: E402
 from benchmarks.contender_cli import acked_then_commit  # noqa: E402
 from pipeline.config import Settings  # noqa: E402
-from pipeline.kafka import compression_options  # noqa: E402
+from pipeline.kafka import compression_options, install  # noqa: E402
 
 #: The processor's defaults, so the relay stays its yardstick when they change.
 DEFAULTS = {f.name: f.default for f in msgspec.structs.fields(Settings)}
@@ -61,19 +73,94 @@ def note_first(path: str | None) -> None:
             f.write(f"{time.time():.6f}\n")
 
 
-async def relay(args: argparse.Namespace) -> None:
-    pool = load_pool(args.pool)
-    events, records = args.events, args.records
-    stopping = contender_cli.stop_on_signals()
-    consumer = AIOKafkaConsumer(
-        *args.input_topics.split(","),
+Written = tuple[bytes, bytes, list[tuple[str, bytes]]]
+
+
+def _consumer(args: argparse.Namespace, topics: list[str], group: str) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        *topics,
         bootstrap_servers=args.bootstrap_servers,
-        group_id=args.group_id,
+        group_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=4 * 1024 * 1024,
         fetch_max_bytes=32 * 1024 * 1024,
     )
+
+
+async def _forward(
+    consumer: AIOKafkaConsumer,
+    producer: AIOKafkaProducer,
+    out: str,
+    outputs: Callable[[Any], Iterator[tuple[Written, Written | None]]],
+    state_topic: str | None,
+    stopping: asyncio.Event,
+    first_file: str | None,
+) -> None:
+    """Consume, write `outputs(record)` of each record (and its state record) on the record's
+    partition, commit once every write of the batch is acknowledged; until `stopping`."""
+    n_out = len(await producer.partitions_for(out))
+    if state_topic and len(await producer.partitions_for(state_topic)) != n_out:
+        raise SystemExit(f"--state-topic {state_topic}: not partitioned like {out}")
+    first = True
+    while not stopping.is_set():
+        batches = await consumer.getmany(timeout_ms=100, max_records=2000)
+        if not batches:
+            continue
+        if first:
+            note_first(first_file)
+            first = False
+        futures: list[Any] = []
+        for tp, messages in batches.items():
+            partition = tp.partition % n_out
+            built: dict[str, Any] = {}
+            for m in messages:
+                for output, state in outputs(m):
+                    for topic, record in ((out, output), (state_topic, state)):
+                        if topic is None or record is None:
+                            continue
+                        key, value, headers = record
+                        batch = built.get(topic)
+                        if batch is None:
+                            batch = built[topic] = producer.create_batch()
+                        while (
+                            batch.append(key=key, value=value, timestamp=None, headers=headers)
+                            is None
+                        ):
+                            futures.append(
+                                await producer.send_batch(batch, topic, partition=partition)
+                            )
+                            batch = built[topic] = producer.create_batch()
+            for topic, batch in built.items():
+                if batch.record_count():
+                    futures.append(await producer.send_batch(batch, topic, partition=partition))
+        await acked_then_commit(consumer, futures, batches)
+
+
+async def relay(args: argparse.Namespace) -> None:
+    pool = load_pool(args.pool)
+    states = load_pool(args.state_pool) if args.state_topic else []
+    events, records = args.events, args.records
+    seen = cursor = 0  # input records relayed so far; position in the pool (and state pool)
+
+    def from_pool(m: Any) -> Iterator[tuple[Written, Written | None]]:
+        """The outputs of one input record: the next pool records, its timestamp in each key."""
+        nonlocal seen, cursor
+        count = (seen + 1) * events // records - seen * events // records
+        seen += 1
+        prefix = b"%d|" % m.timestamp
+        for _ in range(count):
+            key, value, headers = pool[cursor]
+            state = states[cursor % len(states)] if states else None
+            cursor = (cursor + 1) % len(pool)
+            yield (prefix + key, value, headers), state
+
+    def as_fetched(m: Any) -> Iterator[tuple[Written, Written | None]]:
+        yield (m.key, m.value, list(m.headers)), None
+
+    stopping = contender_cli.stop_on_signals()
+    if args.hop_topic:
+        install()  # the processor's fetcher, as its second hop reads with it
     producer = AIOKafkaProducer(
         bootstrap_servers=args.bootstrap_servers,
         enable_idempotence=True,
@@ -85,46 +172,30 @@ async def relay(args: argparse.Namespace) -> None:
         max_batch_size=1024 * 1024,
         max_request_size=8 * 1024 * 1024,
     )
+    consumers = [_consumer(args, args.input_topics.split(","), args.group_id)]
+    hops = [args.hop_topic] if args.hop_topic else []
+    consumers += [_consumer(args, hops, f"{args.group_id}-hop") for _ in hops]
     await producer.start()
-    await consumer.start()
-    out = args.output_topic
-    n_out = len(await producer.partitions_for(out))
-    seen = 0  # input records relayed so far
-    cursor = 0  # position in the pool
-    first = True
+    for consumer in consumers:
+        await consumer.start()
     try:
-        while not stopping.is_set():
-            batches = await consumer.getmany(timeout_ms=100, max_records=2000)
-            if not batches:
-                continue
-            if first:
-                note_first(args.first_file)
-                first = False
-            futures: list[Any] = []
-            for tp, messages in batches.items():
-                partition = tp.partition % n_out
-                batch = producer.create_batch()
-                for m in messages:
-                    count = (seen + 1) * events // records - seen * events // records
-                    seen += 1
-                    prefix = b"%d|" % m.timestamp
-                    for _ in range(count):
-                        key, value, headers = pool[cursor]
-                        cursor = (cursor + 1) % len(pool)
-                        key = prefix + key
-                        while (
-                            batch.append(key=key, value=value, timestamp=None, headers=headers)
-                            is None
-                        ):
-                            futures.append(
-                                await producer.send_batch(batch, out, partition=partition)
-                            )
-                            batch = producer.create_batch()
-                if batch.record_count():
-                    futures.append(await producer.send_batch(batch, out, partition=partition))
-            await acked_then_commit(consumer, futures, batches)
+        first = _forward(
+            consumers[0],
+            producer,
+            args.hop_topic or args.output_topic,
+            from_pool,
+            args.state_topic,
+            stopping,
+            args.first_file,
+        )
+        second = [
+            _forward(c, producer, args.output_topic, as_fetched, None, stopping, None)
+            for c in consumers[1:]
+        ]
+        await asyncio.gather(first, *second)
     finally:
-        await consumer.stop()
+        for consumer in consumers:
+            await consumer.stop()
         await producer.stop()
 
 
@@ -133,12 +204,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool", required=True, help="JSON file of output records to cycle")
     parser.add_argument("--events", type=int, required=True, help="outputs per --records inputs")
     parser.add_argument("--records", type=int, required=True)
+    parser.add_argument("--state-topic", help="also write a state record per output here")
+    parser.add_argument("--state-pool", help="JSON file of state records to cycle")
+    parser.add_argument(
+        "--hop-topic", help="write the outputs here, then read them back and write them out"
+    )
     parser.add_argument("--compression", default=DEFAULTS["compression"], help="%(default)s")
     parser.add_argument(
         "--compression-level", type=int, default=DEFAULTS["compression_level"], help="%(default)s"
     )
     parser.add_argument("--linger-ms", type=int, default=DEFAULTS["linger_ms"], help="%(default)s")
     args = parser.parse_args(argv)
+    if bool(args.state_topic) != bool(args.state_pool):
+        parser.error("--state-topic and --state-pool go together")
     try:
         import uvloop
 

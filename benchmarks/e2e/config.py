@@ -56,12 +56,19 @@ OURS = {
     "single no-state": ("--topology", "single", "--no-state"),
     "ours x2 no-state": ("--workers", "2", "--no-state"),
 }
-#: The bare relay with the processor's producer settings (zstd, no linger), and with those it
-#: had before they changed (lz4, which aiokafka runs at level 9, and a 20 ms linger).
+#: The bare relay with the processor's producer settings (zstd, no linger), with those it had
+#: before they changed (lz4, which aiokafka runs at level 9, and a 20 ms linger), writing a real
+#: state record beside each output (`relay state`: the state topic's writes alone), and through
+#: a topic it reads back (`relay hop`: topology partitioned's Kafka work alone).
 RELAYS = {
     "relay": (),
     "relay lz4": ("--compression", "lz4", "--linger-ms", "20"),
+    "relay state": (),
+    "relay hop": (),
 }
+#: The relays that also write the state topic, and those that hop through a topic of their own.
+STATE_RELAYS = frozenset({"relay state"})
+HOP_RELAYS = frozenset({"relay hop"})
 #: Every contender there is, and those of a run that names none.
 CHOICES = (*OURS, *RELAYS, "baseline", "quix")
 CONTENDERS = ("ours x1", "ours x2", "relay", "baseline", "quix")

@@ -20,11 +20,13 @@ from typing import Any
 from benchmarks.e2e.config import (
     BENCH_DIR,
     FIRST_ENV,
+    HOP_RELAYS,
     OURS,
     PARTITIONS,
     PYTHON,
     RELAYS,
     ROOT,
+    STATE_RELAYS,
     Size,
 )
 from benchmarks.e2e.expected import Expected, LatencyCorpus, canonical_digest
@@ -112,6 +114,15 @@ def _percentile(values: list[int], q: float) -> float:
     return float(ordered[min(len(ordered) - 1, int(q * len(ordered)))])
 
 
+def _relay_topics(name: str, out: str) -> list[tuple[str, int, dict[str, str]]]:
+    """The topics a relay writes beside `out`: a state topic, or the one it hops through."""
+    if name in STATE_RELAYS:
+        return [(f"{out}.messages", PARTITIONS, {"cleanup.policy": "compact"})]
+    if name in HOP_RELAYS:
+        return [(f"{out}.hop", PARTITIONS, {})]
+    return []
+
+
 class Bench:
     def __init__(self, size: Size, say: Any, workdir: Path, bootstrap: str, run_id: str) -> None:
         self.size = size
@@ -177,6 +188,11 @@ class Bench:
                 str(first),
                 *RELAYS[name],
             ]
+            if name in STATE_RELAYS:
+                states = self.workdir / "state_pool.json"
+                cmd += ["--state-topic", f"{out}.messages", "--state-pool", str(states)]
+            if name in HOP_RELAYS:
+                cmd += ["--hop-topic", f"{out}.hop"]
         elif name == "baseline":
             cmd = [
                 PYTHON,
@@ -217,12 +233,14 @@ class Bench:
             [
                 (out, PARTITIONS, {**keep, "message.timestamp.type": "LogAppendTime"}),
                 (dlq, PARTITIONS, keep),
+                # What our processor creates itself (a relay needs them made).
+                *_relay_topics(name, out),
                 # Input timestamps of phase 2 = when the broker appended the record: latency
                 # is then the contender's alone (not the sending harness's queueing).
                 (lat_topic, PARTITIONS, {**keep, "message.timestamp.type": "LogAppendTime"}),
             ],
         )
-        self.topics += [out, dlq, lat_topic]
+        self.topics += [out, dlq, lat_topic, *(t for t, _, _ in _relay_topics(name, out))]
         first = self.workdir / f"{slug}.first"
         first.unlink(missing_ok=True)
         cmd, env = self.command(

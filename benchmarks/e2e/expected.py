@@ -53,6 +53,9 @@ class Expected:
     duplicates: int
     stale: int
     pool: list[tuple[bytes, bytes, list[tuple[str, bytes]]]]
+    #: State records (the state topic's), sampled like `pool`: a relay writing them beside
+    #: the outputs prices the state topic's writes with nothing computed.
+    state_pool: list[tuple[bytes, bytes, list[tuple[str, bytes]]]]
     mean_value: float
     mean_record: float
 
@@ -67,17 +70,24 @@ class LatencyCorpus:
     dead: list[int]  # expected dead letters after records 0..i
 
 
-def _run_core(records: Sequence[Any], batch: int = 1000) -> tuple[list[Any], int, Any]:
-    from pipeline.core import Core
+def _run_core(
+    records: Sequence[Any], batch: int = 1000, states: list[Any] | None = None
+) -> tuple[list[Any], int, Any]:
+    """The core's outputs and dead-letter count; ``states``: collect its state records too."""
+    from pipeline.core import Core, Lifecycle, Timeouts
     from pipeline.state import Window
 
-    core = Core(Window(5_000_000, 86_400_000))
+    window = Window(5_000_000, 86_400_000, lifecycle=states is not None)
+    life = None if states is None else Lifecycle(window, Timeouts(43_200_000, capacity=5_000_000))
+    core = Core(window, lifecycle=life)
     outputs: list[Any] = []
     dead = 0
     for i in range(0, len(records), batch):
         result = core.process(records[i : i + batch])
         outputs += result.outputs
         dead += len(result.dead_letters)
+        if states is not None:
+            states += result.states
     return outputs, dead, core
 
 
@@ -110,7 +120,8 @@ def prepare(
     later = place(records[split:], "latency")
     notes: list[str] = []
     # Generation order = each partition in partition order (partitioned by provider).
-    outputs, dead, core = _run_core(placed)
+    states: list[Any] = []
+    outputs, dead, core = _run_core(placed, states=states)
     counters = core.window.counters.as_dict()
     ids = Counter(v for o in outputs for k, v in o.headers if k == "event_id")
     if any(n > 1 for n in ids.values()):
@@ -145,6 +156,7 @@ def prepare(
         duplicates=sum(counters["duplicates"].values()),
         stale=sum(counters["stale"].values()),
         pool=[(o.key, o.value, o.headers) for o in outputs[::step]],
+        state_pool=[(s.key, s.value, list(s.headers)) for s in states[::step]],
         mean_value=sum(len(o.value) for o in outputs) / max(1, len(outputs)),
         mean_record=sum(record_bytes) / max(1, len(record_bytes)),
     )

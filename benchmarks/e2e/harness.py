@@ -73,14 +73,15 @@ def run(
             size["receipts"], size["latency_cap"], bench.raw, start_ms, cross_check=not quick
         )
         prepare_s = time.perf_counter() - began - broker_s
-        (workdir / "pool.json").write_bytes(
-            json.dumps(
-                [
-                    [k.decode(), v.decode(), [[n, hv.decode()] for n, hv in h]]
-                    for k, v, h in expected.pool
-                ]
-            ).encode()
-        )
+        for name, records in (("pool", expected.pool), ("state_pool", expected.state_pool)):
+            (workdir / f"{name}.json").write_bytes(
+                json.dumps(
+                    [
+                        [k.decode(), v.decode(), [[n, hv.decode()] for n, hv in h]]
+                        for k, v, h in records
+                    ]
+                ).encode()
+            )
         setup = setup_lines(bootstrap, bool(external), expected, placed, lat, start_ms)
         for line in setup:
             say(line)
