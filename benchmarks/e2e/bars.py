@@ -118,3 +118,35 @@ def bar_lines(results: Sequence[Result], core: CoreAlone | None) -> list[str]:
                 f"{on}: throughput without state / with (≤ 1.10)", ratio, 1.10, "x", ratio <= 1.10
             )
     return lines
+
+
+def client_lines(results: Sequence[Result]) -> list[str]:
+    """What the bare client pays, beside what ours pays, for what the bars price: a second hop
+    (`relay hop` − relay against `partitioned` − `single`) and the state topic's writes
+    (`relay state` − relay, against `single` and `partitioned` without their state)."""
+    by = {r.name: r for r in results}
+    relay, hop, state = _pick(by, "relay"), _pick(by, "relay hop"), _pick(by, "relay state")
+    single = _pick(by, "single no-state", "single")
+    partitioned = _pick(by, "ours x1 no-state", "partitioned", "ours x1")
+    lines: list[str] = []
+    if relay is None:
+        return lines
+    base = relay.cpu_us_per_receipt
+    if hop is not None:
+        line = (
+            f"  second hop: bare client (relay hop − relay) {hop.cpu_us_per_receipt - base:.1f} µs"
+        )
+        if single and partitioned:
+            ours = partitioned.cpu_us_per_receipt - single.cpu_us_per_receipt
+            line += f", ours ({partitioned.name} − {single.name}) {ours:.1f} µs"
+        lines.append(line)
+    if state is not None:
+        writes = state.cpu_us_per_receipt - base
+        line = f"  state writes: bare client (relay state − relay) {writes:.1f} µs"
+        shares = [
+            f"{100 * writes / r.cpu_us_per_receipt:.0f} % of {r.name}"
+            for r in (single, partitioned)
+            if r is not None and r.cpu_us_per_receipt
+        ]
+        lines.append(line + (f" ({', '.join(shares)})" if shares else ""))
+    return lines

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.e2e.bars import CORE_BATCH, CoreAlone, bar_lines, core_alone
+from benchmarks.e2e.bars import CORE_BATCH, CoreAlone, bar_lines, client_lines, core_alone
 from benchmarks.e2e.config import CONTENDERS, FULL, OURS, PARTITIONS, QUICK
 from benchmarks.e2e.contenders import Bench, Result
 from benchmarks.e2e.expected import prepare
@@ -178,6 +178,12 @@ def run(
             say()
             say("bars (CPU µs per receipt of the process tree; p99 from the latency phases)")
             for line in bars:
+                say(line)
+        client = client_lines(results)
+        if client:
+            say()
+            say("the bare client's own cost (CPU µs per receipt, differences in this run)")
+            for line in client:
                 say(line)
         profiles: dict[str, dict[str, float]] = {}
         if profile:

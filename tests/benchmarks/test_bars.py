@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from benchmarks.corpus import generate_corpus
-from benchmarks.e2e.bars import CoreAlone, bar_lines, core_alone
+from benchmarks.e2e.bars import CoreAlone, bar_lines, client_lines, core_alone
 from benchmarks.e2e.contenders import LatencyPhase, Result
 
 
@@ -47,3 +47,20 @@ def test_core_alone_runs_with_and_without_state_records() -> None:
     records, truth = generate_corpus(1, 2_000)
     core = core_alone(records, truth.receipts, reps=1)
     assert core.us > 0 and core.states_us > 0
+
+
+def test_the_bare_clients_hop_and_state_writes_beside_ours() -> None:
+    results = [
+        result("single no-state", 12.0),
+        result("ours x1 no-state", 20.0),
+        result("relay", 3.0),
+        result("relay hop", 10.5),
+        result("relay state", 5.0),
+    ]
+    assert client_lines(results) == [
+        "  second hop: bare client (relay hop − relay) 7.5 µs, "
+        "ours (ours x1 no-state − single no-state) 8.0 µs",
+        "  state writes: bare client (relay state − relay) 2.0 µs "
+        "(17 % of single no-state, 10 % of ours x1 no-state)",
+    ]
+    assert client_lines(results[:2]) == []  # no relay: nothing to compare
