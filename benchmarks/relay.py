@@ -39,7 +39,9 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from itertools import chain, cycle, islice
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,7 @@ if str(ROOT) not in sys.path:
 
 from benchmarks import contender_cli  # noqa: E402
 from benchmarks.contender_cli import acked_then_commit  # noqa: E402
+from benchmarks.e2e.expected import PoolRecord  # noqa: E402
 from pipeline.config import Settings  # noqa: E402
 from pipeline.kafka import compression_options, install  # noqa: E402
 
@@ -60,7 +63,13 @@ from pipeline.kafka import compression_options, install  # noqa: E402
 DEFAULTS = {f.name: f.default for f in msgspec.structs.fields(Settings)}
 
 
-def load_pool(path: str) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
+#: What a relay stage writes for a partition's batch of consumed records.
+Outputs = Callable[[list[Any]], Iterable[PoolRecord]]
+#: A fetched record as it is written again (its headers are the fetcher's own list).
+_AS_FETCHED = attrgetter("key", "value", "headers")
+
+
+def load_pool(path: str) -> list[PoolRecord]:
     """The output records to cycle through: a JSON list of [key, value, [[name, value]...]]."""
     with open(path, "rb") as f:
         raw = orjson.loads(f.read())
@@ -71,9 +80,6 @@ def note_first(path: str | None) -> None:
     if path:
         with open(path, "a") as f:
             f.write(f"{time.time():.6f}\n")
-
-
-Written = tuple[bytes, bytes, list[tuple[str, bytes]]]
 
 
 def _consumer(args: argparse.Namespace, topics: list[str], group: str) -> AIOKafkaConsumer:
@@ -88,20 +94,42 @@ def _consumer(args: argparse.Namespace, topics: list[str], group: str) -> AIOKaf
     )
 
 
+async def _send(
+    producer: AIOKafkaProducer,
+    records: Iterable[PoolRecord],
+    topic: str,
+    partition: int,
+    futures: list[Any],
+) -> int:
+    """Write `records` to one partition in batches (their sends' futures into `futures`); how
+    many there were."""
+    batch = producer.create_batch()
+    count = 0
+    for key, value, headers in records:
+        while batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
+            batch = producer.create_batch()
+        count += 1
+    if batch.record_count():
+        futures.append(await producer.send_batch(batch, topic, partition=partition))
+    return count
+
+
 async def _forward(
     consumer: AIOKafkaConsumer,
     producer: AIOKafkaProducer,
     out: str,
-    outputs: Callable[[Any], Iterator[tuple[Written, Written | None]]],
-    state_topic: str | None,
+    outputs: Outputs,
     stopping: asyncio.Event,
-    first_file: str | None,
+    first_file: str | None = None,
+    states: tuple[str, Iterator[PoolRecord]] | None = None,
 ) -> None:
-    """Consume, write `outputs(record)` of each record (and its state record) on the record's
-    partition, commit once every write of the batch is acknowledged; until `stopping`."""
+    """Consume, write the `outputs` of each partition's records on that partition (and, with
+    `states` (topic, records), as many state records there), commit once every write of the
+    batch is acknowledged; until `stopping`."""
     n_out = len(await producer.partitions_for(out))
-    if state_topic and len(await producer.partitions_for(state_topic)) != n_out:
-        raise SystemExit(f"--state-topic {state_topic}: not partitioned like {out}")
+    if states and len(await producer.partitions_for(states[0])) != n_out:
+        raise SystemExit(f"--state-topic {states[0]}: not partitioned like {out}")
     first = True
     while not stopping.is_set():
         batches = await consumer.getmany(timeout_ms=100, max_records=2000)
@@ -113,50 +141,38 @@ async def _forward(
         futures: list[Any] = []
         for tp, messages in batches.items():
             partition = tp.partition % n_out
-            built: dict[str, Any] = {}
-            for m in messages:
-                for output, state in outputs(m):
-                    for topic, record in ((out, output), (state_topic, state)):
-                        if topic is None or record is None:
-                            continue
-                        key, value, headers = record
-                        batch = built.get(topic)
-                        if batch is None:
-                            batch = built[topic] = producer.create_batch()
-                        while (
-                            batch.append(key=key, value=value, timestamp=None, headers=headers)
-                            is None
-                        ):
-                            futures.append(
-                                await producer.send_batch(batch, topic, partition=partition)
-                            )
-                            batch = built[topic] = producer.create_batch()
-            for topic, batch in built.items():
-                if batch.record_count():
-                    futures.append(await producer.send_batch(batch, topic, partition=partition))
+            written = await _send(producer, outputs(messages), out, partition, futures)
+            if states:
+                topic, records = states
+                await _send(producer, islice(records, written), topic, partition, futures)
         await acked_then_commit(consumer, futures, batches)
 
 
 async def relay(args: argparse.Namespace) -> None:
     pool = load_pool(args.pool)
-    states = load_pool(args.state_pool) if args.state_topic else []
+    state_topic = args.state_topic
+    states = (state_topic, cycle(load_pool(args.state_pool))) if state_topic else None
     events, records = args.events, args.records
-    seen = cursor = 0  # input records relayed so far; position in the pool (and state pool)
+    seen = cursor = 0  # input records relayed so far; position in the pool
 
-    def from_pool(m: Any) -> Iterator[tuple[Written, Written | None]]:
+    def from_pool(m: Any) -> list[PoolRecord]:
         """The outputs of one input record: the next pool records, its timestamp in each key."""
         nonlocal seen, cursor
         count = (seen + 1) * events // records - seen * events // records
         seen += 1
         prefix = b"%d|" % m.timestamp
+        out = []
         for _ in range(count):
             key, value, headers = pool[cursor]
-            state = states[cursor % len(states)] if states else None
             cursor = (cursor + 1) % len(pool)
-            yield (prefix + key, value, headers), state
+            out.append((prefix + key, value, headers))
+        return out
 
-    def as_fetched(m: Any) -> Iterator[tuple[Written, Written | None]]:
-        yield (m.key, m.value, list(m.headers)), None
+    def relayed(messages: list[Any]) -> Iterable[PoolRecord]:
+        return chain.from_iterable(map(from_pool, messages))
+
+    def as_fetched(messages: list[Any]) -> Iterable[PoolRecord]:
+        return map(_AS_FETCHED, messages)
 
     stopping = contender_cli.stop_on_signals()
     if args.hop_topic:
@@ -183,14 +199,13 @@ async def relay(args: argparse.Namespace) -> None:
             consumers[0],
             producer,
             args.hop_topic or args.output_topic,
-            from_pool,
-            args.state_topic,
+            relayed,
             stopping,
             args.first_file,
+            states,
         )
         second = [
-            _forward(c, producer, args.output_topic, as_fetched, None, stopping, None)
-            for c in consumers[1:]
+            _forward(c, producer, args.output_topic, as_fetched, stopping) for c in consumers[1:]
         ]
         await asyncio.gather(first, *second)
     finally:

@@ -44,6 +44,10 @@ def canonical_digest(value: bytes) -> bytes:
     return hashlib.blake2b(canon, digest_size=16).digest()
 
 
+#: A record as the relays write it again: key, value, headers.
+PoolRecord = tuple[bytes, bytes, list[tuple[str, bytes]]]
+
+
 @dataclass
 class Expected:
     events: int  # phase 1
@@ -52,10 +56,10 @@ class Expected:
     receipts: int
     duplicates: int
     stale: int
-    pool: list[tuple[bytes, bytes, list[tuple[str, bytes]]]]
+    pool: list[PoolRecord]
     #: State records (the state topic's), sampled like `pool`: a relay writing them beside
     #: the outputs prices the state topic's writes with nothing computed.
-    state_pool: list[tuple[bytes, bytes, list[tuple[str, bytes]]]]
+    state_pool: list[PoolRecord]
     mean_value: float
     mean_record: float
 
